@@ -1,0 +1,2 @@
+//! Runs the 4me sandbox as a standalone server.
+fn main() {}
