@@ -9,6 +9,7 @@ use reqwest::{RequestBuilder, Response, StatusCode, header::HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -65,6 +66,7 @@ struct Inner {
     token: tokio::sync::Mutex<Option<CachedToken>>,
     generation: AtomicU64,
     next_slot: StdMutex<Instant>,
+    window: Option<Arc<Semaphore>>,
     rate_limit: StdMutex<Option<RateLimit>>,
 }
 
@@ -217,6 +219,8 @@ impl FourMeClient {
                 operation: "client setup".into(),
                 message: describe(&e),
             })?;
+        let window = (settings.rate_limit_requests > 0)
+            .then(|| Arc::new(Semaphore::new(settings.rate_limit_requests as usize)));
         Ok(Self(Arc::new(Inner {
             http,
             endpoints,
@@ -226,6 +230,7 @@ impl FourMeClient {
             token: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             next_slot: StdMutex::new(Instant::now()),
+            window,
             rate_limit: StdMutex::new(None),
         })))
     }
@@ -685,6 +690,23 @@ impl FourMeClient {
         }
     }
 
+    /// Occupies a place in the client-side rate-limit window (see [`Self::release_later`]).
+    async fn enter_window(&self) -> Option<OwnedSemaphorePermit> {
+        let window = self.0.window.as_ref()?;
+        window.clone().acquire_owned().await.ok()
+    }
+
+    /// Frees a window place one window length after the response arrived.
+    fn release_later(&self, permit: Option<OwnedSemaphorePermit>) {
+        if let Some(permit) = permit {
+            let window = self.0.settings.rate_limit_window;
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                drop(permit);
+            });
+        }
+    }
+
     /// Waits for the next request slot of this client (spacing and exhausted rate windows).
     async fn pace(&self) {
         let settings = &self.0.settings;
@@ -724,10 +746,16 @@ impl FourMeClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if paced {
+            let permit = if paced {
+                let permit = self.enter_window().await;
                 self.pace().await;
-            }
-            let last = match build().send().await {
+                permit
+            } else {
+                None
+            };
+            let outcome = build().send().await;
+            self.release_later(permit);
+            let last = match outcome {
                 Ok(response) => {
                     if let Some(rl) = RateLimit::from_headers(response.headers()) {
                         *lock(&self.0.rate_limit) = Some(rl);

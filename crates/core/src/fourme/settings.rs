@@ -30,6 +30,12 @@ pub struct ClientSettings {
     pub max_retry_after: Duration,
     /// Minimum spacing between two 4me API requests of one client (20 requests per 2 s).
     pub min_request_spacing: Duration,
+    /// Requests allowed per [`ClientSettings::rate_limit_window`] (4me: 20 per 2 s per token);
+    /// 0 disables the client-side window.
+    pub rate_limit_requests: u32,
+    /// The rate-limit window. A request occupies it from sending until this long after its
+    /// response arrived, so the server never sees more than the limit in one window.
+    pub rate_limit_window: Duration,
     /// A cached token is refreshed when it expires within this margin.
     pub token_refresh_margin: Duration,
 }
@@ -45,6 +51,8 @@ impl Default for ClientSettings {
             max_backoff: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             min_request_spacing: Duration::from_millis(100),
+            rate_limit_requests: 20,
+            rate_limit_window: Duration::from_secs(2),
             token_refresh_margin: Duration::from_secs(60),
         }
     }
