@@ -1,7 +1,6 @@
 //! The 4me client against the 4me sandbox (a real HTTP server on 127.0.0.1).
 // Disabled until the sandbox crate with its Rust API is merged; remove this line then.
 #![cfg(any())]
-// Disabled until the sandbox crate with its Rust API is merged; remove this line then.
 
 use std::time::Duration;
 
@@ -462,4 +461,48 @@ async fn rest_delete_and_avatar_upload() {
         .unwrap_err();
     assert_eq!(err.http_status(), Some(404), "{err:?}");
     assert!(sandbox.stats().rest_requests >= 2);
+}
+
+#[tokio::test]
+async fn token_is_renewed_before_it_expires() {
+    let (sandbox, client) = setup(fast_settings()).await;
+    // A 2 s token is refreshed once half its lifetime has passed (margin = min(60 s, lifetime/2)).
+    sandbox.set_token_lifetime(Duration::from_secs(2));
+    let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
+    let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
+    assert_eq!(sandbox.stats().token_requests, 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
+    assert_eq!(sandbox.stats().token_requests, 2);
+}
+
+#[tokio::test]
+async fn clients_can_share_one_http_pool() {
+    let sandbox = start().await;
+    sandbox.add_account("other");
+    let http = reqwest::Client::new();
+    let wdc = sandbox.add_oauth_application(ACCOUNT);
+    let other = sandbox.add_oauth_application("other");
+    let a = FourMeClient::with_http_client(
+        http.clone(),
+        endpoints(&sandbox),
+        ACCOUNT,
+        Credentials::new(wdc.client_id, wdc.client_secret),
+        fast_settings(),
+    );
+    let b = FourMeClient::with_http_client(
+        http,
+        endpoints(&sandbox),
+        "other",
+        Credentials::new(other.client_id, other.client_secret),
+        fast_settings(),
+    );
+    sandbox.seed_configuration_items("other", &["only-in-other"]);
+    let in_a: Vec<Node> = a.paged_all(CI_PAGES, &json!({"first": 10})).await.unwrap();
+    let in_b: Vec<Node> = b.paged_all(CI_PAGES, &json!({"first": 10})).await.unwrap();
+    assert!(in_a.is_empty());
+    assert_eq!(in_b.len(), 1);
+    assert_eq!(in_b[0].name, "only-in-other");
+    assert_eq!(b.account(), "other");
+    assert_eq!(sandbox.stats().token_requests, 2);
 }

@@ -205,7 +205,8 @@ fn avatar_mime(file_name: &str) -> Option<&'static str> {
 }
 
 impl FourMeClient {
-    /// Creates a client for `account` using the OAuth application `credentials`.
+    /// Creates a client for `account` using the OAuth application `credentials`, with its own
+    /// HTTP connection pool (rustls, [`ClientSettings::timeout`] per request).
     pub fn new(
         endpoints: Endpoints,
         account: impl Into<String>,
@@ -219,9 +220,43 @@ impl FourMeClient {
                 operation: "client setup".into(),
                 message: describe(&e),
             })?;
+        Ok(Self::with_http_client(
+            http,
+            endpoints,
+            account,
+            credentials,
+            settings,
+        ))
+    }
+
+    /// Creates a client from endpoints and settings read from the environment
+    /// ([`Endpoints::from_env`], [`ClientSettings::from_env`]).
+    pub fn from_env(
+        domain: &str,
+        account: impl Into<String>,
+        credentials: Credentials,
+    ) -> Result<Self, FourMeError> {
+        Self::new(
+            Endpoints::from_env(domain)?,
+            account,
+            credentials,
+            ClientSettings::from_env(),
+        )
+    }
+
+    /// Creates a client sharing an existing HTTP client (connection pool) with other clients,
+    /// e.g. the provider and customer clients of one Lambda invocation.
+    /// [`ClientSettings::timeout`] is applied to every request.
+    pub fn with_http_client(
+        http: reqwest::Client,
+        endpoints: Endpoints,
+        account: impl Into<String>,
+        credentials: Credentials,
+        settings: ClientSettings,
+    ) -> Self {
         let window = (settings.rate_limit_requests > 0)
             .then(|| Arc::new(Semaphore::new(settings.rate_limit_requests as usize)));
-        Ok(Self(Arc::new(Inner {
+        Self(Arc::new(Inner {
             http,
             endpoints,
             account: account.into(),
@@ -232,7 +267,7 @@ impl FourMeClient {
             next_slot: StdMutex::new(Instant::now()),
             window,
             rate_limit: StdMutex::new(None),
-        })))
+        }))
     }
 
     /// The 4me account id sent in `X-4me-Account`.
@@ -559,7 +594,8 @@ impl FourMeClient {
         })?;
         let parsed: Option<Value> = serde_json::from_str(&text).ok();
         if let Some(messages) = parsed.as_ref().and_then(graphql_errors) {
-            tracing::warn!(operation, ?messages, "GraphQL errors from 4me");
+            // Messages may echo variable values: log only how many there are.
+            tracing::warn!(operation, count = messages.len(), "GraphQL errors from 4me");
             return Err(FourMeError::GraphQl {
                 operation: operation.into(),
                 messages,
@@ -753,7 +789,7 @@ impl FourMeClient {
             } else {
                 None
             };
-            let outcome = build().send().await;
+            let outcome = build().timeout(settings.timeout).send().await;
             self.release_later(permit);
             let last = match outcome {
                 Ok(response) => {

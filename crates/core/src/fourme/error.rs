@@ -47,6 +47,9 @@ fn join_messages<T: std::fmt::Display>(items: &[T]) -> String {
 /// tokens, client secrets or signed URLs.
 #[derive(Debug, thiserror::Error)]
 pub enum FourMeError {
+    /// The 4me endpoints could not be derived (bad domain or override URL).
+    #[error(transparent)]
+    Endpoint(#[from] super::endpoints::EndpointError),
     /// The OAuth token request was rejected or answered without a token.
     #[error("{0}")]
     Authorization(String),
