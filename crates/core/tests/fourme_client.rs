@@ -1,6 +1,8 @@
 //! The 4me client against the 4me sandbox (a real HTTP server on 127.0.0.1).
 // Disabled until the sandbox crate with its Rust API is merged; remove this line then.
 #![cfg(any())]
+// Test helpers outside #[test] functions unwrap too (allowed in tests).
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
