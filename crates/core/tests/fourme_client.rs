@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient, FourMeError};
+use app_builder_core::fourme::{
+    AsyncQuery, ClientSettings, Credentials, Endpoints, FourMeClient, FourMeError,
+};
 use app_builder_sandbox::{Fault, FaultTarget, Sandbox};
 use futures::TryStreamExt;
 use serde::Deserialize;
@@ -48,12 +50,6 @@ struct Node {
 #[serde(rename_all = "camelCase")]
 struct CiPayload {
     configuration_item: Option<Node>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AsyncQuery {
-    result_url: String,
 }
 
 #[derive(Debug, Deserialize)]
