@@ -504,3 +504,25 @@ async fn clients_can_share_one_http_pool() {
     assert_eq!(b.account(), "other");
     assert_eq!(sandbox.stats().token_requests, 2);
 }
+
+#[tokio::test]
+async fn server_side_rate_limit_429s_are_honoured() {
+    // Without client-side spacing the sandbox's 20-per-2-s window answers 429 with Retry-After;
+    // every call still succeeds.
+    let settings = ClientSettings {
+        min_request_spacing: Duration::ZERO,
+        rate_limit_requests: 0,
+        max_attempts: 5,
+        max_retry_after: Duration::from_secs(3),
+        ..fast_settings()
+    };
+    let (sandbox, client) = setup(settings).await;
+    let calls = (0..30).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { client.query::<_, Value>(CI_IDS, &json!({})).await })
+    });
+    for result in futures::future::join_all(calls).await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(sandbox.stats().token_requests, 1);
+}
