@@ -1,5 +1,6 @@
 //! Raw HTTP tests of the sandbox: OAuth, authentication, strictness, paging, faults, rate limit
 //! and async results.
+#![allow(clippy::unwrap_used)] // helpers of this test crate may unwrap
 
 use std::time::Duration;
 
