@@ -1,2 +1,299 @@
 //! A strict local emulator of 4me for tests, demos and local development.
+//!
+//! [`Sandbox::start`] runs an HTTP server on a tokio task that answers the 4me endpoints the app
+//! builder uses: OAuth client credentials (`/oauth/token`), GraphQL (`/graphql`, a real derive-based
+//! schema, so unknown fields or arguments are validation errors), REST (`/v1/...`) and async query
+//! results (`/async/<id>.json`). Faults, token expiry and the 20-requests-per-2-seconds rate limit
+//! can be triggered from tests through the handle. See `README.md` for the full behaviour.
 #![warn(missing_docs)]
+
+#[allow(dead_code)] // used by the webhook helpers (work in progress)
+mod keys;
+mod schema;
+mod server;
+mod state;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use keys::KeyError;
+pub use webhooks::{Delivery, InstallOptions, InstalledApp, PolicyInfo, WebhookError};
+
+/// Domain the sandbox pretends to be (used in issuers and node ids).
+pub const SANDBOX_DOMAIN: &str = "4me-sandbox.test";
+
+/// Requests allowed per token in one rate-limit window.
+pub const RATE_LIMIT: u32 = 20;
+
+/// Length of the rate-limit window.
+pub const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Maximum page size of a GraphQL connection (`first`).
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Client credentials of an OAuth application registered in the sandbox.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthCredentials {
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for OAuthCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Which endpoint a [`Fault`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// Any of the endpoints below.
+    Any,
+    /// `POST /oauth/token`.
+    OAuth,
+    /// `POST /graphql`.
+    GraphQl,
+    /// `/v1/...` REST calls.
+    Rest,
+    /// `GET /async/<id>.json`.
+    AsyncResult,
+}
+
+impl FaultTarget {
+    pub(crate) fn matches(self, endpoint: FaultTarget) -> bool {
+        self == FaultTarget::Any || self == endpoint
+    }
+}
+
+/// A fault served to the next `times` matching requests (before authentication).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer 429 with a `Retry-After` header.
+    TooManyRequests {
+        /// Endpoint(s) affected.
+        target: FaultTarget,
+        /// Value of the `Retry-After` header (seconds).
+        retry_after_secs: u64,
+        /// Number of requests affected.
+        times: u32,
+    },
+    /// Answer with the given HTTP status (e.g. 500, 502, 503).
+    ServerError {
+        /// Endpoint(s) affected.
+        target: FaultTarget,
+        /// HTTP status code to answer with.
+        status: u16,
+        /// Number of requests affected.
+        times: u32,
+    },
+    /// Sleep before handling the request normally.
+    Delay {
+        /// Endpoint(s) affected.
+        target: FaultTarget,
+        /// How long to sleep.
+        delay: Duration,
+        /// Number of requests affected.
+        times: u32,
+    },
+}
+
+impl Fault {
+    pub(crate) fn target(&self) -> FaultTarget {
+        match self {
+            Fault::TooManyRequests { target, .. }
+            | Fault::ServerError { target, .. }
+            | Fault::Delay { target, .. } => *target,
+        }
+    }
+
+    pub(crate) fn times_mut(&mut self) -> &mut u32 {
+        match self {
+            Fault::TooManyRequests { times, .. }
+            | Fault::ServerError { times, .. }
+            | Fault::Delay { times, .. } => times,
+        }
+    }
+}
+
+/// Request counters (every request received, including rejected ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `POST /oauth/token` requests.
+    pub token_requests: u64,
+    /// `POST /graphql` requests.
+    pub graphql_requests: u64,
+    /// `/v1/...` requests.
+    pub rest_requests: u64,
+    /// `GET /async/<id>.json` requests.
+    pub async_result_requests: u64,
+    /// Requests answered (or delayed) by an injected [`Fault`].
+    pub faults_served: u64,
+}
+
+/// State shared between the server task and the handles.
+pub(crate) struct Shared {
+    state: Mutex<state::State>,
+    pub(crate) base_url: String,
+    pub(crate) domain: String,
+    #[allow(dead_code)]
+    pub(crate) http: reqwest::Client,
+}
+
+impl Shared {
+    /// Locks the state; a poisoned lock is recovered (the state stays usable for tests).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, state::State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    url: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// Handle on a running sandbox; clones share the same server, which stops when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox on `127.0.0.1` with an ephemeral port.
+    pub async fn start() -> std::io::Result<Sandbox> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a sandbox listening on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let url = format!("http://{local}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state::State::new()),
+            base_url: url.clone(),
+            domain: SANDBOX_DOMAIN.to_owned(),
+            http,
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = server::router(shared.clone());
+        tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("sandbox server stopped: {e}");
+            }
+        });
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                shared,
+                url,
+                _shutdown: tx,
+            }),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// Base URL, `http://127.0.0.1:<port>` (no trailing slash).
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// OAuth token endpoint, `<url>/oauth/token`.
+    pub fn oauth_url(&self) -> String {
+        format!("{}/oauth/token", self.inner.url)
+    }
+
+    /// GraphQL endpoint, `<url>/graphql`.
+    pub fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.inner.url)
+    }
+
+    /// REST base, `<url>/v1` (clients append `/<resource>/<id>`).
+    pub fn rest_url(&self) -> String {
+        format!("{}/v1", self.inner.url)
+    }
+
+    /// The 4me domain the sandbox emulates, `4me-sandbox.test`.
+    pub fn domain(&self) -> &str {
+        &self.inner.shared.domain
+    }
+
+    /// Registers an account (idempotent).
+    pub fn add_account(&self, account_id: &str) {
+        self.shared().lock().add_account(account_id);
+    }
+
+    /// Registers an OAuth application for `account_id` (creating the account if needed).
+    pub fn add_oauth_application(&self, account_id: &str) -> OAuthCredentials {
+        let mut state = self.shared().lock();
+        let app = state.add_oauth_application(account_id);
+        OAuthCredentials {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+        }
+    }
+
+    /// Lifetime of tokens issued from now on (default one hour).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared().lock().token_lifetime = lifetime;
+    }
+
+    /// Expires every token issued so far: using one gets a 401.
+    pub fn expire_all_tokens(&self) {
+        self.shared().lock().expire_all_tokens();
+    }
+
+    /// Queues a fault for the next matching requests (faults are consumed in insertion order).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared().lock().faults.push(fault);
+    }
+
+    /// Request counters so far.
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().stats
+    }
+
+    /// Creates configuration items named `names` in `account_id`; returns their node ids.
+    pub fn seed_configuration_items(&self, account_id: &str, names: &[&str]) -> Vec<String> {
+        let mut state = self.shared().lock();
+        state.add_account(account_id);
+        names
+            .iter()
+            .map(|name| state.seed_ci(&self.inner.shared.domain, account_id, name))
+            .collect()
+    }
+
+    /// Async query results created from now on answer 404 this many times before being ready.
+    pub fn set_async_result_delay(&self, polls_before_ready: u32) {
+        self.shared().lock().async_delay = polls_before_ready;
+    }
+}

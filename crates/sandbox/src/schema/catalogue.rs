@@ -1,0 +1,409 @@
+//! Configuration items and products.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use serde::Serialize;
+
+use super::{
+    CiStatus, CustomField, CustomFieldInput, IdFilter, Iso8601Date, Iso8601Timestamp,
+    MutationError, PageInfo, ProductCategoryRuleSet, StringFilter, connection, custom_fields,
+    filter_matches, opt_str, paginate, shared,
+};
+use crate::state::Record;
+
+/// View of the configuration items query.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(rename_items = "snake_case")]
+#[allow(missing_docs)]
+pub enum ConfigurationItemView {
+    All,
+    Default,
+}
+
+/// A configuration item.
+pub struct ConfigurationItem(pub(crate) Record);
+
+impl From<Record> for ConfigurationItem {
+    fn from(r: Record) -> Self {
+        ConfigurationItem(r)
+    }
+}
+
+#[Object]
+impl ConfigurationItem {
+    /// Node id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    /// Name.
+    async fn name(&self) -> Option<String> {
+        self.0.str("name")
+    }
+    /// Label.
+    async fn label(&self) -> Option<String> {
+        self.0.str("label")
+    }
+    /// Source.
+    async fn source(&self) -> Option<String> {
+        self.0.str("source")
+    }
+    /// Id in the source.
+    #[graphql(name = "sourceID")]
+    async fn source_id(&self) -> Option<String> {
+        self.0.str("sourceID")
+    }
+    /// System id.
+    #[graphql(name = "systemID")]
+    async fn system_id(&self) -> Option<String> {
+        self.0.str("systemID")
+    }
+    /// Serial number.
+    async fn serial_nr(&self) -> Option<String> {
+        self.0.str("serialNr")
+    }
+    /// Remarks.
+    async fn remarks(&self) -> Option<String> {
+        self.0.str("remarks")
+    }
+    /// Status.
+    async fn status(&self) -> Option<CiStatus> {
+        self.0.get("status")
+    }
+    /// Rule set (from the product category).
+    async fn rule_set(&self) -> Option<ProductCategoryRuleSet> {
+        self.0.get("ruleSet")
+    }
+    /// Alternate names.
+    async fn alternate_names(&self) -> Vec<String> {
+        self.0.strings("alternateNames")
+    }
+    /// Custom field values.
+    async fn custom_fields(&self) -> Vec<CustomField> {
+        custom_fields(&self.0)
+    }
+    /// End of support date.
+    async fn end_of_support_date(&self) -> Option<Iso8601Date> {
+        self.0.str("endOfSupportDate").map(Iso8601Date)
+    }
+    /// Last seen timestamp.
+    async fn last_seen_at(&self) -> Option<Iso8601Timestamp> {
+        self.0.str("lastSeenAt").map(Iso8601Timestamp)
+    }
+    /// The product.
+    async fn product(&self, ctx: &Context<'_>) -> Result<Option<Product>> {
+        let Some(pid) = self.0.str("productId") else {
+            return Ok(None);
+        };
+        let state = shared(ctx)?.lock();
+        Ok(state
+            .find("Product", &self.0.account, &pid)
+            .cloned()
+            .map(Product))
+    }
+}
+
+connection!(
+    ConfigurationItemConnection,
+    ConfigurationItem,
+    "A page of configuration items."
+);
+
+/// Filter on CI status.
+#[derive(InputObject, Clone, Debug)]
+pub struct CiStatusFilter {
+    /// Accepted statuses.
+    pub values: Option<Vec<Option<CiStatus>>>,
+    /// Invert the filter.
+    pub negate: Option<bool>,
+}
+
+/// Filter on rule set.
+#[derive(InputObject, Clone, Debug)]
+pub struct ProductCategoryRuleSetFilter {
+    /// Accepted rule sets.
+    pub values: Option<Vec<Option<ProductCategoryRuleSet>>>,
+    /// Invert the filter.
+    pub negate: Option<bool>,
+}
+
+/// Filter of `configurationItems`.
+#[derive(InputObject, Clone, Debug)]
+pub struct ConfigurationItemFilter {
+    /// Name.
+    pub name: Option<StringFilter>,
+    /// Label.
+    pub label: Option<StringFilter>,
+    /// Source.
+    pub source: Option<StringFilter>,
+    /// Id in the source.
+    #[graphql(name = "sourceID")]
+    pub source_id: Option<StringFilter>,
+    /// System id.
+    #[graphql(name = "systemID")]
+    pub system_id: Option<StringFilter>,
+    /// Serial number.
+    pub serial_nr: Option<StringFilter>,
+    /// Status.
+    pub status: Option<CiStatusFilter>,
+    /// Rule set.
+    pub rule_set: Option<ProductCategoryRuleSetFilter>,
+    /// Product.
+    pub product: Option<IdFilter>,
+}
+
+impl ConfigurationItemFilter {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
+        opt_str(&self.name, r, "name")
+            && opt_str(&self.label, r, "label")
+            && opt_str(&self.source, r, "source")
+            && opt_str(&self.source_id, r, "sourceID")
+            && opt_str(&self.system_id, r, "systemID")
+            && opt_str(&self.serial_nr, r, "serialNr")
+            && self
+                .status
+                .as_ref()
+                .is_none_or(|f| filter_matches(&f.values, f.negate, r.str("status").as_deref()))
+            && self
+                .rule_set
+                .as_ref()
+                .is_none_or(|f| filter_matches(&f.values, f.negate, r.str("ruleSet").as_deref()))
+            && self
+                .product
+                .as_ref()
+                .is_none_or(|f| f.matches(r.str("productId").as_deref()))
+    }
+}
+
+macro_rules! ci_input {
+    ($name:ident, $doc:literal, { $($extra:tt)* }) => {
+        #[doc = $doc]
+        #[derive(InputObject, Clone, Debug, Serialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $($extra)*
+            /// Client mutation id.
+            pub client_mutation_id: Option<String>,
+            /// Name.
+            pub name: Option<String>,
+            /// Label.
+            pub label: Option<String>,
+            /// Source.
+            pub source: Option<String>,
+            /// Id in the source.
+            #[graphql(name = "sourceID")]
+            #[serde(rename = "sourceID")]
+            pub source_id: Option<String>,
+            /// System id.
+            #[graphql(name = "systemID")]
+            #[serde(rename = "systemID")]
+            pub system_id: Option<String>,
+            /// Status.
+            pub status: Option<CiStatus>,
+            /// Product.
+            pub product_id: Option<ID>,
+            /// Service.
+            pub service_id: Option<ID>,
+            /// Support team.
+            pub support_team_id: Option<ID>,
+            /// Service instances.
+            pub service_instance_ids: Option<Vec<ID>>,
+            /// Custom fields.
+            pub custom_fields: Option<Vec<CustomFieldInput>>,
+            /// Alternate names.
+            pub alternate_names: Option<Vec<String>>,
+            /// Serial number.
+            pub serial_nr: Option<String>,
+            /// Remarks.
+            pub remarks: Option<String>,
+            /// Location.
+            pub location: Option<String>,
+            /// Site.
+            pub site_id: Option<ID>,
+            /// Users.
+            pub user_ids: Option<Vec<ID>>,
+            /// End of support date.
+            pub end_of_support_date: Option<Iso8601Date>,
+            /// In use since.
+            pub in_use_since: Option<Iso8601Date>,
+            /// Warranty expiry date.
+            pub warranty_expiry_date: Option<Iso8601Date>,
+            /// Last seen.
+            pub last_seen_at: Option<Iso8601Timestamp>,
+            /// Operating system CI.
+            pub operating_system_id: Option<ID>,
+            /// RAM in GB.
+            pub ram_amount: Option<f64>,
+            /// Number of processors.
+            pub nr_of_processors: Option<i32>,
+            /// Number of cores.
+            pub nr_of_cores: Option<i32>,
+        }
+    };
+}
+
+ci_input!(
+    ConfigurationItemCreateInput,
+    "Input of `configurationItemCreate`.",
+    {}
+);
+ci_input!(ConfigurationItemUpdateInput, "Input of `configurationItemUpdate`.", {
+    /// Node id of the configuration item.
+    pub id: ID,
+});
+
+/// Payload of `configurationItemCreate` / `configurationItemUpdate`.
+#[derive(SimpleObject)]
+pub struct ConfigurationItemPayload {
+    /// Client mutation id.
+    pub client_mutation_id: Option<String>,
+    /// Validation errors.
+    pub errors: Vec<MutationError>,
+    /// The record (null when there are errors).
+    pub configuration_item: Option<ConfigurationItem>,
+}
+
+impl ConfigurationItemPayload {
+    pub(crate) fn failed(
+        client_mutation_id: Option<String>,
+        errors: Vec<MutationError>,
+    ) -> ConfigurationItemPayload {
+        ConfigurationItemPayload {
+            client_mutation_id,
+            errors,
+            configuration_item: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products
+
+/// A product.
+pub struct Product(pub(crate) Record);
+
+impl From<Record> for Product {
+    fn from(r: Record) -> Self {
+        Product(r)
+    }
+}
+
+#[Object]
+impl Product {
+    /// Node id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    /// Name.
+    async fn name(&self) -> Option<String> {
+        self.0.str("name")
+    }
+    /// Brand.
+    async fn brand(&self) -> Option<String> {
+        self.0.str("brand")
+    }
+    /// Model.
+    async fn model(&self) -> Option<String> {
+        self.0.str("model")
+    }
+    /// Source.
+    async fn source(&self) -> Option<String> {
+        self.0.str("source")
+    }
+    /// Id in the source.
+    #[graphql(name = "sourceID")]
+    async fn source_id(&self) -> Option<String> {
+        self.0.str("sourceID")
+    }
+    /// Product id (SKU).
+    #[graphql(name = "productID")]
+    async fn product_id(&self) -> Option<String> {
+        self.0.str("productID")
+    }
+    /// Rule set.
+    async fn rule_set(&self) -> Option<ProductCategoryRuleSet> {
+        self.0.get("ruleSet")
+    }
+}
+
+connection!(ProductConnection, Product, "A page of products.");
+
+/// Filter of `products`.
+#[derive(InputObject, Clone, Debug)]
+pub struct ProductFilter {
+    /// Name.
+    pub name: Option<StringFilter>,
+    /// Source.
+    pub source: Option<StringFilter>,
+    /// Id in the source.
+    #[graphql(name = "sourceID")]
+    pub source_id: Option<StringFilter>,
+}
+
+impl ProductFilter {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
+        opt_str(&self.name, r, "name")
+            && opt_str(&self.source, r, "source")
+            && opt_str(&self.source_id, r, "sourceID")
+    }
+}
+
+macro_rules! product_input {
+    ($name:ident, $doc:literal, { $($extra:tt)* }) => {
+        #[doc = $doc]
+        #[derive(InputObject, Clone, Debug, Serialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $($extra)*
+            /// Client mutation id.
+            pub client_mutation_id: Option<String>,
+            /// Name.
+            pub name: Option<String>,
+            /// Brand.
+            pub brand: Option<String>,
+            /// Model.
+            pub model: Option<String>,
+            /// Category reference (e.g. `other_type_of_hardware`).
+            pub category: Option<String>,
+            /// Category node id.
+            pub category_id: Option<ID>,
+            /// Rule set.
+            pub rule_set: Option<ProductCategoryRuleSet>,
+            /// Remarks.
+            pub remarks: Option<String>,
+            /// Support team.
+            pub support_team_id: Option<ID>,
+            /// UI extension.
+            pub ui_extension_id: Option<ID>,
+            /// Custom fields.
+            pub custom_fields: Option<Vec<CustomFieldInput>>,
+            /// Source.
+            pub source: Option<String>,
+            /// Id in the source.
+            #[graphql(name = "sourceID")]
+            #[serde(rename = "sourceID")]
+            pub source_id: Option<String>,
+            /// Product id (SKU).
+            #[graphql(name = "productID")]
+            #[serde(rename = "productID")]
+            pub product_id: Option<String>,
+            /// Disabled.
+            pub disabled: Option<bool>,
+        }
+    };
+}
+
+product_input!(ProductCreateInput, "Input of `productCreate`.", {});
+product_input!(ProductUpdateInput, "Input of `productUpdate`.", {
+    /// Node id of the product.
+    pub id: ID,
+});
+
+/// Payload of `productCreate` / `productUpdate`.
+#[derive(SimpleObject)]
+pub struct ProductPayload {
+    /// Client mutation id.
+    pub client_mutation_id: Option<String>,
+    /// Validation errors.
+    pub errors: Vec<MutationError>,
+    /// The record (null when there are errors).
+    pub product: Option<Product>,
+}

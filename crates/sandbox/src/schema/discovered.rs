@@ -1,0 +1,329 @@
+//! `discoveredConfigurationItems`: upserts products and CIs by source/sourceID and publishes the
+//! result as an async query result.
+
+use std::sync::Arc;
+
+use async_graphql::{Enum, ID, InputObject, SimpleObject};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{
+    CiStatus, ConfigurationItem, Iso8601Date, Iso8601Timestamp, MutationError, blank, merge_fields,
+    to_fields,
+};
+use crate::Shared;
+
+/// Strategy of a discovered record.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[graphql(rename_items = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+#[allow(missing_docs)]
+pub enum DiscoveryStrategy {
+    Create,
+    Update,
+    Ignore,
+}
+
+/// Strategy for reference lists.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[graphql(rename_items = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+#[allow(missing_docs)]
+pub enum DiscoveredReferenceStrategy {
+    Append,
+    Replace,
+}
+
+/// Meta information of a discovered record.
+#[derive(InputObject, Clone, Debug, Serialize)]
+pub struct DiscoveredMetaInput {
+    /// Strategy.
+    pub strategy: Option<DiscoveryStrategy>,
+}
+
+/// Strategy for one reference list.
+#[derive(InputObject, Clone, Debug, Serialize)]
+pub struct DiscoveredReferenceStrategyInput {
+    /// Strategy.
+    pub strategy: DiscoveredReferenceStrategy,
+}
+
+/// Strategies for reference lists.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[graphql(rename_fields = "camelCase")]
+pub struct DiscoveredReferenceStrategiesInput {
+    /// Users of CIs.
+    pub ci_user_ids: Option<DiscoveredReferenceStrategyInput>,
+}
+
+/// CI relations of a discovered CI.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredCiRelationsInput {
+    /// Child CIs.
+    pub child_ids: Option<Vec<ID>>,
+}
+
+/// A discovered configuration item.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredCiInput {
+    /// Meta.
+    pub meta: Option<DiscoveredMetaInput>,
+    /// Id in the source (required).
+    #[graphql(name = "sourceID")]
+    #[serde(rename = "sourceID")]
+    pub source_id: Option<String>,
+    /// Serial number.
+    pub serial_nr: Option<String>,
+    /// System id.
+    #[graphql(name = "systemID")]
+    #[serde(rename = "systemID")]
+    pub system_id: Option<String>,
+    /// Status.
+    pub status: Option<CiStatus>,
+    /// Name (required).
+    pub name: Option<String>,
+    /// Label.
+    pub label: Option<String>,
+    /// Alternate names.
+    pub alternate_names: Option<Vec<String>>,
+    /// Remarks.
+    pub remarks: Option<String>,
+    /// Last seen.
+    pub last_seen_at: Option<Iso8601Timestamp>,
+    /// In use since.
+    pub in_use_since: Option<Iso8601Date>,
+    /// Warranty expiry date.
+    pub warranty_expiry_date: Option<Iso8601Date>,
+    /// Users.
+    pub user_ids: Option<Vec<ID>>,
+    /// Relations.
+    pub ci_relations: Option<DiscoveredCiRelationsInput>,
+    /// Operating system CI.
+    pub operating_system_id: Option<ID>,
+    /// RAM in GB.
+    pub ram_amount: Option<f64>,
+    /// Number of processors.
+    pub nr_of_processors: Option<i32>,
+    /// Number of cores.
+    pub nr_of_cores: Option<i32>,
+}
+
+/// A discovered product.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredProductInput {
+    /// Meta.
+    pub meta: Option<DiscoveredMetaInput>,
+    /// Id in the source (required).
+    #[graphql(name = "sourceID")]
+    #[serde(rename = "sourceID")]
+    pub source_id: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Brand.
+    pub brand: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Product id (SKU).
+    #[graphql(name = "productID")]
+    #[serde(rename = "productID")]
+    pub product_id: Option<String>,
+    /// CIs of this product.
+    pub configuration_items: Option<Vec<DiscoveredCiInput>>,
+}
+
+/// A discovered product category with its products.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredPhysicalAssetInput {
+    /// Meta.
+    pub meta: Option<DiscoveredMetaInput>,
+    /// Category reference.
+    pub reference: Option<String>,
+    /// Category name.
+    pub name: Option<String>,
+    /// Products.
+    pub products: Option<Vec<DiscoveredProductInput>>,
+}
+
+/// Input of `discoveredConfigurationItems`.
+#[derive(InputObject, Clone, Debug)]
+pub struct DiscoveredConfigurationItemsInput {
+    /// Client mutation id.
+    pub client_mutation_id: Option<String>,
+    /// Source of the discovery (max 30 characters).
+    pub source: String,
+    /// Other sources the records may have been created with.
+    pub alternative_sources: Option<Vec<String>>,
+    /// Reference strategies.
+    pub reference_strategies: Option<DiscoveredReferenceStrategiesInput>,
+    /// Physical assets by category.
+    pub physical_assets: Option<Vec<DiscoveredPhysicalAssetInput>>,
+}
+
+/// An asynchronous query whose result is published at `resultUrl`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct AsyncQuery {
+    /// Node id.
+    pub id: ID,
+    /// Number of errors in the result.
+    pub error_count: i32,
+    /// Number of records in the result.
+    pub result_count: i32,
+    /// URL of the JSON result (404 until ready).
+    pub result_url: String,
+    /// Expiry of the result URL.
+    pub result_expires_at: Option<Iso8601Timestamp>,
+}
+
+/// Payload of `discoveredConfigurationItems`.
+#[derive(SimpleObject)]
+pub struct DiscoveredConfigurationItemsPayload {
+    /// Client mutation id.
+    pub client_mutation_id: Option<String>,
+    /// Validation errors that prevented processing.
+    pub errors: Vec<MutationError>,
+    /// Always null: the result is asynchronous.
+    pub configuration_items: Option<Vec<ConfigurationItem>>,
+    /// The async query.
+    pub async_query: Option<AsyncQuery>,
+}
+
+fn path_error(path: Vec<String>, message: &str) -> Value {
+    json!({"path": path, "message": message})
+}
+
+/// Runs the upload and stores the async result.
+pub(crate) fn process(
+    shared: &Arc<Shared>,
+    account: &str,
+    input: DiscoveredConfigurationItemsInput,
+) -> DiscoveredConfigurationItemsPayload {
+    let failed = |errors| DiscoveredConfigurationItemsPayload {
+        client_mutation_id: input.client_mutation_id.clone(),
+        errors,
+        configuration_items: None,
+        async_query: None,
+    };
+    if input.source.trim().is_empty() {
+        return failed(vec![MutationError::new(
+            &["source"],
+            "Source can't be blank",
+        )]);
+    }
+    if input.source.chars().count() > 30 {
+        return failed(vec![MutationError::new(
+            &["source"],
+            "Source is too long (maximum is 30 characters)",
+        )]);
+    }
+    let mut sources = vec![input.source.clone()];
+    sources.extend(input.alternative_sources.clone().unwrap_or_default());
+    let mut state = shared.lock();
+    let mut results: Vec<Value> = Vec::new();
+    let mut errors: Vec<Value> = Vec::new();
+    let find = |state: &crate::state::State, kind: &str, source_id: &str| {
+        state
+            .all(kind, account)
+            .into_iter()
+            .find(|r| {
+                r.str("sourceID").as_deref() == Some(source_id)
+                    && r.str("source").is_some_and(|s| sources.contains(&s))
+            })
+            .map(|r| r.id)
+    };
+    for (i, category) in input.physical_assets.iter().flatten().enumerate() {
+        for (j, product) in category.products.iter().flatten().enumerate() {
+            let base = vec![
+                "physicalAssets".to_owned(),
+                i.to_string(),
+                "products".to_owned(),
+                j.to_string(),
+            ];
+            let Some(product_source_id) = product.source_id.clone().filter(|s| !s.is_empty())
+            else {
+                let mut path = base.clone();
+                path.push("sourceID".into());
+                errors.push(path_error(path, "SourceID can't be blank"));
+                continue;
+            };
+            let mut fields = to_fields(product);
+            fields.remove("configurationItems");
+            fields.remove("meta");
+            fields.insert("source".into(), Value::String(input.source.clone()));
+            fields.insert("ruleSet".into(), Value::String("physical_asset".into()));
+            if let Some(name) = &category.name {
+                fields.insert("category".into(), Value::String(name.clone()));
+            }
+            let product_id = match find(&state, "Product", &product_source_id) {
+                Some(id) => {
+                    if let Some(r) = state.records.get_mut(&id) {
+                        merge_fields(&mut r.fields, fields);
+                    }
+                    id
+                }
+                None => state.insert(&shared.domain, "Product", account, fields),
+            };
+            for (k, ci) in product.configuration_items.iter().flatten().enumerate() {
+                let mut path = base.clone();
+                path.extend(["configurationItems".to_owned(), k.to_string()]);
+                let Some(source_id) = ci.source_id.clone().filter(|s| !s.is_empty()) else {
+                    path.push("sourceID".into());
+                    errors.push(path_error(path, "SourceID can't be blank"));
+                    continue;
+                };
+                if blank(&ci.name) {
+                    path.push("name".into());
+                    errors.push(path_error(path, "Name can't be blank"));
+                    continue;
+                }
+                let mut fields: Map<String, Value> = to_fields(ci);
+                fields.remove("meta");
+                fields.insert("source".into(), Value::String(input.source.clone()));
+                fields.insert("productId".into(), Value::String(product_id.clone()));
+                fields.insert("ruleSet".into(), Value::String("physical_asset".into()));
+                let id = match find(&state, "ConfigurationItem", &source_id) {
+                    Some(id) => {
+                        if let Some(r) = state.records.get_mut(&id) {
+                            merge_fields(&mut r.fields, fields);
+                        }
+                        id
+                    }
+                    None => {
+                        fields
+                            .entry("status")
+                            .or_insert(Value::String("in_production".into()));
+                        state.insert(&shared.domain, "ConfigurationItem", account, fields)
+                    }
+                };
+                results.push(json!({"id": id, "sourceID": source_id}));
+            }
+        }
+    }
+    let error_count = i32::try_from(errors.len()).unwrap_or(i32::MAX);
+    let result_count = i32::try_from(results.len()).unwrap_or(i32::MAX);
+    let body = json!({"data": {"discoveredConfigurationItems": {
+        "configurationItems": results,
+        "errors": errors,
+    }}});
+    let id = state.add_async_result(body);
+    let num = state.next_num();
+    drop(state);
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    DiscoveredConfigurationItemsPayload {
+        client_mutation_id: input.client_mutation_id,
+        errors: Vec::new(),
+        configuration_items: None,
+        async_query: Some(AsyncQuery {
+            id: ID(crate::state::node_id(&shared.domain, "AsyncQuery", num)),
+            error_count,
+            result_count,
+            result_url: format!("{}/async/{id}.json", shared.base_url),
+            result_expires_at: Some(Iso8601Timestamp(
+                expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            )),
+        }),
+    }
+}

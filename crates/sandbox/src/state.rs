@@ -1,0 +1,332 @@
+//! In-memory state of the sandbox: accounts, OAuth applications, tokens, faults, rate-limit
+//! windows and the 4me records (stored generically as JSON field maps keyed by node id).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rand::Rng as _;
+use serde_json::{Map, Value};
+
+use crate::keys::PolicyKey;
+use crate::webhooks::Delivery;
+use crate::{Fault, FaultTarget, RATE_LIMIT, RATE_WINDOW, Stats};
+
+/// A registered OAuth application.
+#[derive(Clone)]
+#[allow(dead_code)]
+pub(crate) struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub account: String,
+    pub node_id: String,
+}
+
+/// An issued access token.
+#[derive(Clone)]
+pub(crate) struct TokenInfo {
+    pub account: String,
+    pub expires_at: Instant,
+}
+
+/// A pending or ready async query result.
+pub(crate) struct AsyncResult {
+    pub polls_remaining: u32,
+    pub body: Value,
+}
+
+/// A 4me record: node id, sequence number, type name, owning account and its fields
+/// (camelCase keys, as in GraphQL).
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    pub id: String,
+    pub num: u64,
+    pub kind: &'static str,
+    pub account: String,
+    pub fields: Map<String, Value>,
+}
+
+impl Record {
+    /// A string field.
+    pub fn str(&self, key: &str) -> Option<String> {
+        match self.fields.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A boolean field (absent → `None`).
+    #[allow(dead_code)]
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.fields.get(key).and_then(Value::as_bool)
+    }
+
+    /// A field deserialized into `T`.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.fields
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// A string-list field.
+    pub fn strings(&self, key: &str) -> Vec<String> {
+        self.get::<Vec<String>>(key).unwrap_or_default()
+    }
+}
+
+/// Outcome of a rate-limit check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateInfo {
+    pub remaining: u32,
+    /// Unix time (seconds) when the window has room again.
+    pub reset: u64,
+    /// Seconds to wait when the limit is exceeded.
+    pub retry_after: u64,
+    pub exceeded: bool,
+}
+
+/// The whole mutable sandbox state.
+#[allow(dead_code)] // webhook fields are used by the webhook helpers (work in progress)
+pub(crate) struct State {
+    pub accounts: BTreeSet<String>,
+    pub oauth_apps: HashMap<String, OAuthApp>,
+    pub tokens: HashMap<String, TokenInfo>,
+    pub token_lifetime: Duration,
+    pub faults: Vec<Fault>,
+    pub stats: Stats,
+    pub windows: HashMap<String, VecDeque<Instant>>,
+    pub async_delay: u32,
+    pub async_results: HashMap<String, AsyncResult>,
+    pub seq: u64,
+    pub records: BTreeMap<String, Record>,
+    pub policy_keys: HashMap<String, PolicyKey>,
+    pub deliveries: Vec<Delivery>,
+    pub verify_codes: HashMap<String, String>,
+}
+
+/// Random lowercase hex string of `bytes` random bytes.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+/// The 4me-style node id of record `num` of type `kind`.
+pub(crate) fn node_id(domain: &str, kind: &str, num: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{domain}/{kind}/{num}"))
+}
+
+/// Unix time in seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            accounts: BTreeSet::new(),
+            oauth_apps: HashMap::new(),
+            tokens: HashMap::new(),
+            token_lifetime: Duration::from_secs(3600),
+            faults: Vec::new(),
+            stats: Stats::default(),
+            windows: HashMap::new(),
+            async_delay: 0,
+            async_results: HashMap::new(),
+            seq: 0,
+            records: BTreeMap::new(),
+            policy_keys: HashMap::new(),
+            deliveries: Vec::new(),
+            verify_codes: HashMap::new(),
+        }
+    }
+
+    pub fn add_account(&mut self, account: &str) {
+        self.accounts.insert(account.to_owned());
+    }
+
+    pub fn next_num(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn add_oauth_application(&mut self, account: &str) -> OAuthApp {
+        self.add_account(account);
+        let num = self.next_num();
+        let app = OAuthApp {
+            client_id: random_hex(16),
+            client_secret: random_hex(32),
+            account: account.to_owned(),
+            node_id: node_id(crate::SANDBOX_DOMAIN, "OauthApplication", num),
+        };
+        self.oauth_apps.insert(app.client_id.clone(), app.clone());
+        app
+    }
+
+    /// Issues a token for valid credentials.
+    pub fn issue_token(&mut self, client_id: &str, client_secret: &str) -> Option<(String, u64)> {
+        let app = self.oauth_apps.get(client_id)?;
+        if app.client_secret != client_secret {
+            return None;
+        }
+        let account = app.account.clone();
+        let token = random_hex(32);
+        let lifetime = self.token_lifetime;
+        self.tokens.insert(
+            token.clone(),
+            TokenInfo {
+                account,
+                expires_at: Instant::now() + lifetime,
+            },
+        );
+        Some((token, lifetime.as_secs()))
+    }
+
+    pub fn expire_all_tokens(&mut self) {
+        let now = Instant::now();
+        for info in self.tokens.values_mut() {
+            info.expires_at = now;
+        }
+    }
+
+    /// The account of a valid (known, unexpired) token.
+    pub fn token_account(&self, token: &str) -> Option<String> {
+        let info = self.tokens.get(token)?;
+        (Instant::now() < info.expires_at).then(|| info.account.clone())
+    }
+
+    /// Takes the next fault matching `endpoint`, if any.
+    pub fn take_fault(&mut self, endpoint: FaultTarget) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.target().matches(endpoint))?;
+        let mut fault = self.faults[index].clone();
+        let times = self.faults[index].times_mut();
+        *times = times.saturating_sub(1);
+        if *times == 0 {
+            self.faults.remove(index);
+        }
+        if *fault.times_mut() == 0 {
+            return self.take_fault(endpoint);
+        }
+        self.stats.faults_served += 1;
+        Some(fault)
+    }
+
+    /// Counts a request against the window of `key` (unless `consume` is false) and reports.
+    pub fn rate(&mut self, key: &str, consume: bool) -> RateInfo {
+        let now = Instant::now();
+        let window = self.windows.entry(key.to_owned()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            window.pop_front();
+        }
+        let used = u32::try_from(window.len()).unwrap_or(u32::MAX);
+        let until_free = window
+            .front()
+            .map(|t| RATE_WINDOW.saturating_sub(now.duration_since(*t)))
+            .unwrap_or(Duration::ZERO);
+        let reset = unix_now() + until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0);
+        if used >= RATE_LIMIT {
+            let retry_after =
+                (until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0)).max(1);
+            return RateInfo {
+                remaining: 0,
+                reset,
+                retry_after,
+                exceeded: true,
+            };
+        }
+        if consume {
+            window.push_back(now);
+        }
+        let used_after = used + u32::from(consume);
+        RateInfo {
+            remaining: RATE_LIMIT - used_after,
+            reset: if used == 0 {
+                unix_now() + RATE_WINDOW.as_secs()
+            } else {
+                reset
+            },
+            retry_after: 0,
+            exceeded: false,
+        }
+    }
+
+    /// Inserts a record and returns its node id.
+    pub fn insert(
+        &mut self,
+        domain: &str,
+        kind: &'static str,
+        account: &str,
+        fields: Map<String, Value>,
+    ) -> String {
+        let num = self.next_num();
+        let id = node_id(domain, kind, num);
+        self.records.insert(
+            id.clone(),
+            Record {
+                id: id.clone(),
+                num,
+                kind,
+                account: account.to_owned(),
+                fields,
+            },
+        );
+        id
+    }
+
+    /// Record `id` of type `kind` visible to `account`.
+    pub fn find(&self, kind: &str, account: &str, id: &str) -> Option<&Record> {
+        self.records
+            .get(id)
+            .filter(|r| r.kind == kind && r.account == account)
+    }
+
+    /// Mutable record `id` of type `kind` visible to `account`.
+    pub fn find_mut(&mut self, kind: &str, account: &str, id: &str) -> Option<&mut Record> {
+        self.records
+            .get_mut(id)
+            .filter(|r| r.kind == kind && r.account == account)
+    }
+
+    /// All records of type `kind` in `account`, in creation order.
+    pub fn all(&self, kind: &str, account: &str) -> Vec<Record> {
+        let mut list: Vec<Record> = self
+            .records
+            .values()
+            .filter(|r| r.kind == kind && r.account == account)
+            .cloned()
+            .collect();
+        list.sort_by_key(|r| r.num);
+        list
+    }
+
+    pub fn seed_ci(&mut self, domain: &str, account: &str, name: &str) -> String {
+        let mut fields = Map::new();
+        fields.insert("name".into(), Value::String(name.to_owned()));
+        fields.insert("status".into(), Value::String("in_production".into()));
+        self.insert(domain, "ConfigurationItem", account, fields)
+    }
+
+    /// Registers an async result; returns its id.
+    pub fn add_async_result(&mut self, body: Value) -> String {
+        let id = random_hex(12);
+        self.async_results.insert(
+            id.clone(),
+            AsyncResult {
+                polls_remaining: self.async_delay,
+                body,
+            },
+        );
+        id
+    }
+}

@@ -1,0 +1,514 @@
+//! Raw HTTP tests of the sandbox: OAuth, authentication, strictness, paging, faults, rate limit
+//! and async results.
+#![allow(clippy::unwrap_used)] // helpers of this test crate may unwrap
+
+use std::time::Duration;
+
+use app_builder_sandbox::{Fault, FaultTarget, OAuthCredentials, Sandbox};
+use serde_json::{Value, json};
+
+async fn token(sb: &Sandbox, creds: &OAuthCredentials) -> String {
+    let resp = reqwest::Client::new()
+        .post(sb.oauth_url())
+        .json(&json!({
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+            "grant_type": "client_credentials"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn gql(
+    sb: &Sandbox,
+    token: &str,
+    account: &str,
+    query: &str,
+    variables: Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(sb.graphql_url())
+        .bearer_auth(token)
+        .header("X-4me-Account", account)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn gql_ok(sb: &Sandbox, token: &str, account: &str, query: &str, variables: Value) -> Value {
+    let resp = gql(sb, token, account, query, variables).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn setup() -> (Sandbox, String) {
+    let sb = Sandbox::start().await.unwrap();
+    let creds = sb.add_oauth_application("wdc");
+    let t = token(&sb, &creds).await;
+    (sb, t)
+}
+
+#[tokio::test]
+async fn urls_have_expected_shape() {
+    let sb = Sandbox::start().await.unwrap();
+    assert!(sb.url().starts_with("http://127.0.0.1:"));
+    assert!(!sb.url().ends_with('/'));
+    assert_eq!(sb.oauth_url(), format!("{}/oauth/token", sb.url()));
+    assert_eq!(sb.graphql_url(), format!("{}/graphql", sb.url()));
+    assert_eq!(sb.rest_url(), format!("{}/v1", sb.url()));
+    assert_eq!(sb.domain(), "4me-sandbox.test");
+}
+
+#[tokio::test]
+async fn oauth_accepts_json_and_form_and_rejects_bad_credentials() {
+    let sb = Sandbox::start().await.unwrap();
+    let creds = sb.add_oauth_application("wdc");
+    let client = reqwest::Client::new();
+
+    let resp = client
+        .post(sb.oauth_url())
+        .form(&[
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", creds.client_secret.as_str()),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert!(body["access_token"].as_str().unwrap().len() >= 32);
+
+    let resp = client
+        .post(sb.oauth_url())
+        .json(
+            &json!({"client_id": creds.client_id, "client_secret": "wrong",
+                      "grant_type": "client_credentials"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    let resp = client
+        .post(sb.oauth_url())
+        .json(
+            &json!({"client_id": creds.client_id, "client_secret": creds.client_secret,
+                      "grant_type": "password"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type");
+    assert_eq!(sb.stats().token_requests, 3);
+}
+
+#[tokio::test]
+async fn graphql_requires_valid_token_for_the_account() {
+    let (sb, t) = setup().await;
+    let q = "{ configurationItems(first: 1) { nodes { id } } }";
+    let resp = reqwest::Client::new()
+        .post(sb.graphql_url())
+        .header("X-4me-Account", "wdc")
+        .json(&json!({"query": q}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        gql(&sb, "not-a-token", "wdc", q, json!({})).await.status(),
+        401
+    );
+    assert_eq!(gql(&sb, &t, "other", q, json!({})).await.status(), 401);
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 200);
+    sb.expire_all_tokens();
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 401);
+
+    sb.set_token_lifetime(Duration::from_secs(0));
+    let creds = sb.add_oauth_application("wdc");
+    let short = token(&sb, &creds).await;
+    assert_eq!(gql(&sb, &short, "wdc", q, json!({})).await.status(), 401);
+    assert_eq!(sb.stats().graphql_requests, 6);
+}
+
+#[tokio::test]
+async fn unknown_fields_and_arguments_are_errors() {
+    let (sb, t) = setup().await;
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 1) { nodes { id bogus } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bogus"),
+        "{body}"
+    );
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 1, colour: 3) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{body}"
+    );
+    let body = gql_ok(&sb, &t, "wdc", "{ notAThing { id } }", json!({})).await;
+    assert!(
+        body["errors"].as_array().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let body = gql_ok(
+        &sb, &t, "wdc",
+        "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
+        json!({"input": {"name": "x", "unknownAttribute": 1}}),
+    ).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknownAttribute"),
+        "{body}"
+    );
+}
+
+const CI_CREATE: &str = "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id name sourceID status customFields { id value } } } }";
+const CI_UPDATE: &str = "mutation($input: ConfigurationItemUpdateInput!) { configurationItemUpdate(input: $input) { errors { path message } configurationItem { id name status customFields { id value } } } }";
+
+#[tokio::test]
+async fn configuration_item_create_update_and_filter() {
+    let (sb, t) = setup().await;
+    let body = gql_ok(&sb, &t, "wdc", CI_CREATE, json!({"input": {"name": " "}})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let payload = &body["data"]["configurationItemCreate"];
+    assert_eq!(payload["errors"][0]["path"], json!(["name"]));
+    assert!(payload["configurationItem"].is_null());
+
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        CI_CREATE,
+        json!({"input": {
+        "name": "Lambda", "source": "4me-app-bootstrap", "sourceID": "secrets_lambda_ci",
+        "systemID": "arn:aws:lambda:x", "status": "being_tested",
+        "customFields": [{"id": "api_url", "value": "https://x"}]}}),
+    )
+    .await;
+    let ci = &body["data"]["configurationItemCreate"]["configurationItem"];
+    assert_eq!(body["data"]["configurationItemCreate"]["errors"], json!([]));
+    assert_eq!(ci["status"], "being_tested");
+    let id = ci["id"].as_str().unwrap().to_owned();
+
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        CI_UPDATE,
+        json!({"input": {"id": id, "status": "in_production",
+        "customFields": [{"id": "cloudformation_stack", "value": "engine"}]}}),
+    )
+    .await;
+    let ci = &body["data"]["configurationItemUpdate"]["configurationItem"];
+    assert_eq!(ci["status"], "in_production");
+    assert_eq!(ci["name"], "Lambda");
+    assert_eq!(ci["customFields"].as_array().unwrap().len(), 2);
+
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        CI_UPDATE,
+        json!({"input": {"id": "nope", "name": "x"}}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["configurationItemUpdate"]["errors"][0]["path"],
+        json!(["id"])
+    );
+
+    let q = "query($filter: ConfigurationItemFilter) { configurationItems(first: 1, filter: $filter) { nodes { id customFields { id value } } } }";
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        q,
+        json!({"filter": {"systemID": {"values": ["arn:aws:lambda:x"]}}}),
+    )
+    .await;
+    let nodes = body["data"]["configurationItems"]["nodes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["id"], id.as_str());
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        q,
+        json!({"filter": {"systemID": {"values": ["other"]}}}),
+    )
+    .await;
+    assert_eq!(body["data"]["configurationItems"]["nodes"], json!([]));
+
+    // Records are per account.
+    let other = sb.add_oauth_application("other");
+    let t2 = token(&sb, &other).await;
+    let body = gql_ok(&sb, &t2, "other", q, json!({})).await;
+    assert_eq!(body["data"]["configurationItems"]["nodes"], json!([]));
+}
+
+#[tokio::test]
+async fn paging_walks_all_configuration_items() {
+    let (sb, t) = setup().await;
+    let names: Vec<String> = (0..230).map(|i| format!("ci-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ids = sb.seed_configuration_items("wdc", &refs);
+    assert_eq!(ids.len(), 230);
+    let q = "query($previousEndCursor: String, $statuses: [CiStatus!]!) { configurationItems(first: 100, after: $previousEndCursor, filter: {status: {values: $statuses}}) { pageInfo { hasNextPage endCursor } nodes { id name alternateNames } } }";
+    let mut cursor = Value::Null;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let body = gql_ok(
+            &sb,
+            &t,
+            "wdc",
+            q,
+            json!({"previousEndCursor": cursor, "statuses": ["in_production"]}),
+        )
+        .await;
+        let conn = &body["data"]["configurationItems"];
+        for n in conn["nodes"].as_array().unwrap() {
+            seen.push(n["id"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        cursor = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids);
+
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 101) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn faults_are_served_to_matching_requests_only() {
+    let (sb, t) = setup().await;
+    let q = "{ configurationItems(first: 1) { nodes { id } } }";
+    sb.inject_fault(Fault::ServerError {
+        target: FaultTarget::GraphQl,
+        status: 503,
+        times: 2,
+    });
+    sb.inject_fault(Fault::TooManyRequests {
+        target: FaultTarget::Any,
+        retry_after_secs: 7,
+        times: 1,
+    });
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 503);
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 503);
+    let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 200);
+
+    sb.inject_fault(Fault::ServerError {
+        target: FaultTarget::OAuth,
+        status: 500,
+        times: 1,
+    });
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 200);
+    let creds = sb.add_oauth_application("wdc");
+    let resp = reqwest::Client::new().post(sb.oauth_url())
+        .json(&json!({"client_id": creds.client_id, "client_secret": creds.client_secret, "grant_type": "client_credentials"}))
+        .send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let stats = sb.stats();
+    assert_eq!(stats.faults_served, 4);
+    assert_eq!(stats.graphql_requests, 5);
+    assert_eq!(stats.token_requests, 2);
+
+    sb.inject_fault(Fault::Delay {
+        target: FaultTarget::GraphQl,
+        delay: Duration::from_millis(50),
+        times: 1,
+    });
+    assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 200);
+    assert_eq!(sb.stats().faults_served, 5);
+}
+
+#[tokio::test]
+async fn rate_limit_allows_twenty_requests_per_window() {
+    let (sb, t) = setup().await;
+    let q = "{ configurationItems(first: 1) { nodes { id } } }";
+    let mut last_remaining = 20;
+    let mut limited = None;
+    for i in 0..25 {
+        let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+        if resp.status() == 429 {
+            limited = Some((i, resp));
+            break;
+        }
+        let remaining: u32 = resp.headers()["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(remaining < last_remaining);
+        last_remaining = remaining;
+        assert!(resp.headers().contains_key("x-ratelimit-reset"));
+    }
+    // The window is 2 s, so at most 20 requests can pass before the 429.
+    let (i, resp) = limited.expect("rate limit never hit");
+    assert!(i <= 20, "limited after {i} requests");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry));
+    assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+
+    // Another token has its own window.
+    let creds = sb.add_oauth_application("wdc");
+    let t2 = token(&sb, &creds).await;
+    assert_eq!(gql(&sb, &t2, "wdc", q, json!({})).await.status(), 200);
+}
+
+const DISCOVERED: &str = "mutation($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
+
+#[tokio::test]
+async fn discovered_configuration_items_publish_async_results() {
+    let (sb, t) = setup().await;
+    sb.set_async_result_delay(2);
+    let input = json!({
+        "source": "Lansweeper-site",
+        "alternativeSources": ["Lansweeper"],
+        "referenceStrategies": {"ciUserIds": {"strategy": "APPEND"}},
+        "physicalAssets": [{
+            "meta": {"strategy": "CREATE"}, "reference": "windows", "name": "Windows",
+            "products": [{
+                "meta": {"strategy": "CREATE"}, "sourceID": "dell_xps_windows", "name": "Dell XPS Windows",
+                "brand": "Dell", "model": "XPS",
+                "configurationItems": [
+                    {"sourceID": "a1", "name": "laptop-1", "status": "in_production", "ramAmount": 16},
+                    {"sourceID": "a2", "name": ""}
+                ]
+            }]
+        }]
+    });
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, json!({"input": input})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let payload = &body["data"]["discoveredConfigurationItems"];
+    assert!(payload["configurationItems"].is_null());
+    let aq = &payload["asyncQuery"];
+    assert_eq!(aq["errorCount"], 1);
+    assert_eq!(aq["resultCount"], 1);
+    let url = aq["resultUrl"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/async/", sb.url())) && url.ends_with(".json"));
+
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let result: Value = resp.json().await.unwrap();
+    let data = &result["data"]["discoveredConfigurationItems"];
+    assert_eq!(data["configurationItems"][0]["sourceID"], "a1");
+    assert_eq!(data["errors"][0]["message"], "Name can't be blank");
+    assert_eq!(sb.stats().async_result_requests, 3);
+
+    // The CI exists and a second upload updates it instead of creating a duplicate.
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, json!({"input": input})).await;
+    assert_eq!(
+        body["data"]["discoveredConfigurationItems"]["asyncQuery"]["resultCount"],
+        1
+    );
+    let q = "{ configurationItems(first: 100, filter: {sourceID: {values: [\"a1\"]}}) { nodes { id name } } }";
+    let body = gql_ok(&sb, &t, "wdc", q, json!({})).await;
+    assert_eq!(
+        body["data"]["configurationItems"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, json!({"input": {"source": ""}})).await;
+    assert_eq!(
+        body["data"]["discoveredConfigurationItems"]["errors"][0]["path"],
+        json!(["source"])
+    );
+}
+
+#[tokio::test]
+async fn server_stops_when_last_handle_drops() {
+    let sb = Sandbox::start().await.unwrap();
+    let clone = sb.clone();
+    let url = sb.oauth_url();
+    drop(sb);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    assert_eq!(
+        client
+            .post(&url)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    drop(clone);
+    let mut stopped = false;
+    for _ in 0..50 {
+        if client.post(&url).json(&json!({})).send().await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped);
+}
