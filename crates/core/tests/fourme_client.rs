@@ -1,6 +1,4 @@
 //! The 4me client against the 4me sandbox (a real HTTP server on 127.0.0.1).
-// Disabled until the sandbox crate with its Rust API is merged; remove this line then.
-#![cfg(any())]
 // Test helpers outside #[test] functions unwrap too (allowed in tests).
 #![allow(clippy::unwrap_used)]
 
@@ -444,21 +442,37 @@ async fn thirty_requests_stay_within_the_rate_limit_by_spacing() {
 #[tokio::test]
 async fn rest_delete_and_avatar_upload() {
     let (sandbox, client) = setup(fast_settings()).await;
+    let ids = sandbox.seed_configuration_items(ACCOUNT, &["with-avatar"]);
+    let id = &ids[0];
     client
         .upload_avatar(
-            "app_offerings",
-            "offering-1",
+            "configuration_items",
+            id,
             "logo.png",
             vec![0x89, b'P', b'N', b'G'],
         )
         .await
         .unwrap();
+    client
+        .delete_record("configuration_items", id)
+        .await
+        .unwrap();
+    let left: Vec<Node> = client
+        .paged_all(CI_PAGES, &json!({"first": 10}))
+        .await
+        .unwrap();
+    assert!(left.is_empty());
     let err = client
-        .delete_record("app_offering_automation_rules", "does-not-exist")
+        .delete_record("configuration_items", id)
         .await
         .unwrap_err();
     assert_eq!(err.http_status(), Some(404), "{err:?}");
-    assert!(sandbox.stats().rest_requests >= 2);
+    let err = client
+        .upload_avatar("configuration_items", id, "logo.png", vec![1])
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), Some(404), "{err:?}");
+    assert_eq!(sandbox.stats().rest_requests, 4);
 }
 
 #[tokio::test]
