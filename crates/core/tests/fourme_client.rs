@@ -540,3 +540,42 @@ async fn server_side_rate_limit_429s_are_honoured() {
     }
     assert_eq!(sandbox.stats().token_requests, 1);
 }
+
+#[tokio::test]
+async fn async_result_server_errors_mean_not_yet() {
+    let (sandbox, client) = setup(fast_settings()).await;
+    let url = discovery_result_url(&client).await;
+    sandbox.inject_fault(Fault::ServerError {
+        target: FaultTarget::AsyncResult,
+        status: 503,
+        times: 2,
+    });
+    let result: Value = client.async_result(&url).await.unwrap();
+    assert!(result.get("configurationItems").is_some(), "{result}");
+    assert_eq!(sandbox.stats().faults_served, 2);
+}
+
+#[tokio::test]
+async fn endpoints_from_environment_overrides_reach_the_sandbox() {
+    let sandbox = start().await;
+    let env = [
+        ("FOURME_OAUTH_URL", sandbox.oauth_url()),
+        ("FOURME_GRAPHQL_URL", sandbox.graphql_url()),
+        ("FOURME_REST_URL", sandbox.rest_url()),
+    ];
+    let endpoints = Endpoints::from_lookup(sandbox.domain(), |name| {
+        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    assert_eq!(endpoints.graphql.as_str(), sandbox.graphql_url());
+    let app = sandbox.add_oauth_application(ACCOUNT);
+    let client = FourMeClient::new(
+        endpoints,
+        ACCOUNT,
+        Credentials::new(app.client_id, app.client_secret),
+        fast_settings(),
+    )
+    .unwrap();
+    let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
+    assert_eq!(sandbox.stats().graphql_requests, 1);
+}
