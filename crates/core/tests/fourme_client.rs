@@ -579,3 +579,18 @@ async fn endpoints_from_environment_overrides_reach_the_sandbox() {
     let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
     assert_eq!(sandbox.stats().graphql_requests, 1);
 }
+
+#[tokio::test]
+async fn paging_rejects_non_object_variables_without_a_request() {
+    let (sandbox, client) = setup(fast_settings()).await;
+    let err = client
+        .paged_all::<_, Node>(CI_PAGES, &json!([1, 2]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FourMeError::Request { ref message, .. } if message.contains("object")),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.stats().graphql_requests, 0);
+    assert_eq!(sandbox.stats().token_requests, 0);
+}

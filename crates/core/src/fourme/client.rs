@@ -364,7 +364,8 @@ impl FourMeClient {
             client: FourMeClient,
             query: String,
             operation: String,
-            variables: Result<Map<String, Value>, FourMeError>,
+            variables: Map<String, Value>,
+            error: Option<FourMeError>,
             cursor: Option<Value>,
             page: usize,
             done: bool,
@@ -382,7 +383,8 @@ impl FourMeClient {
             client: self.clone(),
             query: query.to_string(),
             operation,
-            variables,
+            variables: variables.as_ref().map_or_else(|_| Map::new(), Clone::clone),
+            error: variables.err(),
             cursor: None,
             page: 0,
             done: false,
@@ -391,15 +393,10 @@ impl FourMeClient {
             if st.done {
                 return Ok(None);
             }
-            let mut vars = match &st.variables {
-                Ok(v) => v.clone(),
-                Err(e) => {
-                    return Err(FourMeError::Request {
-                        operation: st.operation.clone(),
-                        message: e.to_string(),
-                    });
-                }
-            };
+            if let Some(error) = st.error.take() {
+                return Err(error);
+            }
+            let mut vars = st.variables.clone();
             vars.insert(
                 "previousEndCursor".into(),
                 st.cursor.clone().unwrap_or(Value::Null),
