@@ -1,0 +1,389 @@
+//! A [`SecretStore`] on AWS Secrets Manager.
+//!
+//! # Optimistic compare-and-swap (`upsert`)
+//!
+//! The original read, merged and wrote without any check, so concurrent writers (the secrets
+//! lambda and the integration lambdas writing different keys of one customer secret) silently
+//! dropped each other's keys (spec §8.1). Here every `upsert` is a compare-and-swap cycle built on
+//! Secrets Manager's staging labels:
+//!
+//! 1. `GetSecretValue(VersionStage=AWSCURRENT)` — always explicit, moto may otherwise return a
+//!    stale version — gives the current document and its version id `R`;
+//! 2. the update is [`merge`]d into it;
+//! 3. `PutSecretValue(ClientRequestToken=<new uuid N>, VersionStages=["PENDING-<N>"])` stores the
+//!    merged document as a new version that is **not** current yet;
+//! 4. `UpdateSecretVersionStage(VersionStage=AWSCURRENT, MoveToVersionId=N,
+//!    RemoveFromVersionId=R)` promotes it. Secrets Manager rejects the call when `AWSCURRENT` is
+//!    no longer attached to `R` — i.e. another writer committed in between — which makes this
+//!    step the compare-and-swap. On such a rejection, `DescribeSecret` confirms that `AWSCURRENT`
+//!    moved (otherwise the error is reported as permanent) and the whole cycle is retried after a
+//!    jittered exponential backoff, at most `max_attempts` times (default 10), after which
+//!    [`SecretStoreError::ConflictExhausted`] is returned;
+//! 5. the `PENDING-<N>` label is removed again (best effort; Secrets Manager limits the number of
+//!    labels per secret, and an unlabelled version is deprecated and garbage-collected).
+//!
+//! When the secret does not exist, `CreateSecret` stores the merged document (nulls dropped); if a
+//! concurrent writer created it first (`ResourceExistsException`) the cycle restarts on the update
+//! path. Transient errors (throttling, 5xx, timeouts, connection failures) restart the cycle as
+//! well and share the attempt budget; the SDK's own retries apply to each call underneath. A
+//! retried cycle is safe even when the failed call actually succeeded: re-applying the same
+//! update to a document that already contains it yields the same document.
+//!
+//! `delete` removes the secret immediately (`ForceDeleteWithoutRecovery`), so the name can be
+//! reused at once.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use rand::Rng;
+
+use super::{DocumentError, SecretDocument, SecretName, SecretStore, SecretStoreError, merge};
+
+/// Staging label of the current version.
+const AWSCURRENT: &str = "AWSCURRENT";
+/// Default number of read-merge-write cycles before giving up.
+const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// Default first backoff cap.
+const DEFAULT_BASE_BACKOFF: Duration = Duration::from_millis(50);
+/// Default largest backoff.
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// AWS Secrets Manager secret store (see the module docs for the update protocol).
+#[derive(Debug, Clone)]
+pub struct AwsSecretStore {
+    client: Client,
+    max_attempts: u32,
+    base_backoff: Duration,
+    max_backoff: Duration,
+}
+
+/// Result of one read-merge-write cycle that did not fail.
+enum Cycle {
+    /// Committed; the merged document.
+    Done(SecretDocument),
+    /// Lost against a concurrent writer; retry after a backoff.
+    Conflict,
+    /// The secret appeared concurrently; retry at once on the update path.
+    RetryNow,
+}
+
+impl AwsSecretStore {
+    /// A store using `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_backoff: DEFAULT_BASE_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+
+    /// A store using a client configured from the environment
+    /// (`aws_config::load_defaults(BehaviorVersion::latest())`; honours `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, …).
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config))
+    }
+
+    /// Sets how many read-merge-write cycles `upsert` tries (at least 1).
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Sets the backoff between cycles: the n-th wait is uniformly random in
+    /// `0..=min(max, base * 2^(n-1))`.
+    #[must_use]
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base_backoff = base;
+        self.max_backoff = max.max(base);
+        self
+    }
+
+    /// The underlying SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        let cap = self
+            .base_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff);
+        let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=cap_ms))
+    }
+
+    /// Reads the `AWSCURRENT` version: its id and document, or `None` if the secret is missing.
+    async fn read_current(
+        &self,
+        name: &SecretName,
+    ) -> Result<Option<(String, SecretDocument)>, SecretStoreError> {
+        let output = match self
+            .client
+            .get_secret_value()
+            .secret_id(name.as_str())
+            .version_stage(AWSCURRENT)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if err.code() == Some("ResourceNotFoundException") => return Ok(None),
+            Err(err) => return Err(classify(name, "GetSecretValue", err)),
+        };
+        let invalid = |source| SecretStoreError::InvalidJson {
+            name: name.clone(),
+            source,
+        };
+        let raw = output
+            .secret_string()
+            .ok_or_else(|| invalid(DocumentError::Binary))?;
+        let document = SecretDocument::from_json_str(raw).map_err(invalid)?;
+        let version = output
+            .version_id()
+            .ok_or_else(|| SecretStoreError::Permanent {
+                name: name.clone(),
+                operation: "GetSecretValue",
+                message: "response has no VersionId".to_owned(),
+            })?;
+        Ok(Some((version.to_owned(), document)))
+    }
+
+    /// The version id currently labelled `AWSCURRENT`, `None` if the secret is missing.
+    async fn current_version_id(
+        &self,
+        name: &SecretName,
+    ) -> Result<Option<String>, SecretStoreError> {
+        match self
+            .client
+            .describe_secret()
+            .secret_id(name.as_str())
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.version_ids_to_stages().and_then(|stages| {
+                stages
+                    .iter()
+                    .find(|(_, labels)| labels.iter().any(|l| l == AWSCURRENT))
+                    .map(|(version, _)| version.clone())
+            })),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(err) => Err(classify(name, "DescribeSecret", err)),
+        }
+    }
+
+    /// Removes a temporary staging label (best effort).
+    async fn remove_label(&self, name: &SecretName, label: &str, version: &str) {
+        if let Err(err) = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(label)
+            .remove_from_version_id(version)
+            .send()
+            .await
+        {
+            tracing::debug!(
+                secret = %name,
+                error = %DisplayErrorContext(&err),
+                "could not remove a pending staging label"
+            );
+        }
+    }
+
+    async fn create(
+        &self,
+        name: &SecretName,
+        update: &SecretDocument,
+    ) -> Result<Cycle, SecretStoreError> {
+        let merged = merge(None, update);
+        match self
+            .client
+            .create_secret()
+            .name(name.as_str())
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .secret_string(merged.to_json_string())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Cycle::Done(merged)),
+            Err(err) if err.code() == Some("ResourceExistsException") => Ok(Cycle::RetryNow),
+            Err(err) => Err(classify(name, "CreateSecret", err)),
+        }
+    }
+
+    async fn swap(
+        &self,
+        name: &SecretName,
+        read_version: &str,
+        current: SecretDocument,
+        update: &SecretDocument,
+    ) -> Result<Cycle, SecretStoreError> {
+        let merged = merge(Some(current), update);
+        let token = uuid::Uuid::new_v4().to_string();
+        let pending = format!("PENDING-{token}");
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(name.as_str())
+            .client_request_token(&token)
+            .secret_string(merged.to_json_string())
+            .version_stages(&pending)
+            .send()
+            .await
+            .map_err(|err| classify(name, "PutSecretValue", err))?;
+        let new_version = put.version_id().unwrap_or(&token).to_owned();
+
+        let promoted = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(AWSCURRENT)
+            .move_to_version_id(&new_version)
+            .remove_from_version_id(read_version)
+            .send()
+            .await;
+        self.remove_label(name, &pending, &new_version).await;
+        match promoted {
+            Ok(_) => Ok(Cycle::Done(merged)),
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some("InvalidParameterException" | "InvalidRequestException")
+                ) =>
+            {
+                match self.current_version_id(name).await? {
+                    Some(current) if current == read_version => {
+                        Err(classify(name, "UpdateSecretVersionStage", err))
+                    }
+                    // AWSCURRENT moved (or the secret vanished): a concurrent writer won.
+                    _ => Ok(Cycle::Conflict),
+                }
+            }
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(Cycle::Conflict),
+            Err(err) => Err(classify(name, "UpdateSecretVersionStage", err)),
+        }
+    }
+
+    async fn cycle(
+        &self,
+        name: &SecretName,
+        update: &SecretDocument,
+    ) -> Result<Cycle, SecretStoreError> {
+        match self.read_current(name).await? {
+            None => self.create(name, update).await,
+            Some((version, current)) => self.swap(name, &version, current, update).await,
+        }
+    }
+}
+
+/// Maps an SDK error to a [`SecretStoreError`], deciding whether it is transient.
+fn classify<E>(
+    name: &SecretName,
+    operation: &'static str,
+    err: SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
+) -> SecretStoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || matches!(
+                    err.code(),
+                    Some(
+                        "ThrottlingException"
+                            | "Throttling"
+                            | "TooManyRequestsException"
+                            | "RequestLimitExceeded"
+                            | "InternalServiceError"
+                            | "ServiceUnavailable"
+                            | "RequestTimeout"
+                    )
+                )
+        }
+        _ => false,
+    };
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    let name = name.clone();
+    if transient {
+        SecretStoreError::Transient {
+            name,
+            operation,
+            message,
+        }
+    } else {
+        SecretStoreError::Permanent {
+            name,
+            operation,
+            message,
+        }
+    }
+}
+
+impl SecretStore for AwsSecretStore {
+    async fn get(&self, name: &SecretName) -> Result<Option<SecretDocument>, SecretStoreError> {
+        Ok(self.read_current(name).await?.map(|(_, document)| document))
+    }
+
+    async fn upsert(
+        &self,
+        name: &SecretName,
+        update: SecretDocument,
+    ) -> Result<SecretDocument, SecretStoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let wait = match self.cycle(name, &update).await {
+                Ok(Cycle::Done(merged)) => return Ok(merged),
+                Ok(Cycle::RetryNow) if attempt < self.max_attempts => Duration::ZERO,
+                Ok(Cycle::Conflict | Cycle::RetryNow) if attempt < self.max_attempts => {
+                    self.backoff(attempt)
+                }
+                Ok(Cycle::Conflict | Cycle::RetryNow) => {
+                    return Err(SecretStoreError::ConflictExhausted {
+                        name: name.clone(),
+                        attempts: attempt,
+                    });
+                }
+                Err(err @ SecretStoreError::Transient { .. }) if attempt < self.max_attempts => {
+                    tracing::debug!(secret = %name, error = %err, attempt, "retrying secret update");
+                    self.backoff(attempt)
+                }
+                Err(err) => return Err(err),
+            };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name.as_str())
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(()),
+            Err(err) => Err(classify(name, "DeleteSecret", err)),
+        }
+    }
+}

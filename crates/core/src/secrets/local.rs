@@ -1,0 +1,230 @@
+//! A [`SecretStore`] keeping one JSON file per secret under a directory (local runs, sandbox).
+//!
+//! - A secret name is encoded into a file name: `A-Z a-z 0-9 - _ . @ + =` are kept, `/` (and
+//!   anything else) becomes `%XX`, and `.json` is appended; e.g.
+//!   `4me-app-builder/4me-demo.com/wdc` → `4me-app-builder%2F4me-demo.com%2Fwdc.json`.
+//! - Writes are atomic: a temporary file (mode `0600`) is written and `fsync`ed, renamed over the
+//!   secret file, and the directory is `fsync`ed. Readers never see a partial document.
+//! - `upsert` and `delete` hold an exclusive lock (`flock` via [`std::fs::File::lock`]) on a
+//!   per-secret `.lock` file around read-merge-write, so concurrent writers — threads or
+//!   processes — never lose an update. The blocking work runs in `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{SecretDocument, SecretName, SecretStore, SecretStoreError, merge};
+
+/// File-based secret store rooted at a directory (created on first write, mode `0700`).
+#[derive(Debug, Clone)]
+pub struct LocalSecretStore {
+    dir: PathBuf,
+}
+
+impl LocalSecretStore {
+    /// A store keeping its files in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory holding the secret files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file that holds secret `name`.
+    pub fn path_of(&self, name: &SecretName) -> PathBuf {
+        self.dir.join(format!("{}.json", encode_name(name)))
+    }
+
+    fn lock_path(&self, name: &SecretName) -> PathBuf {
+        self.dir.join(format!("{}.lock", encode_name(name)))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        name: &SecretName,
+        operation: &'static str,
+        work: impl FnOnce() -> Result<T, SecretStoreError> + Send + 'static,
+    ) -> Result<T, SecretStoreError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|join| SecretStoreError::Io {
+                name: name.clone(),
+                operation,
+                source: io::Error::other(join.to_string()),
+            })?
+    }
+}
+
+/// Encodes a secret name into a file-name stem (see the module docs).
+fn encode_name(name: &SecretName) -> String {
+    let mut out = String::with_capacity(name.as_str().len() + 8);
+    for byte in name.as_str().bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'@' | b'+' | b'=') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn io_err(
+    name: &SecretName,
+    operation: &'static str,
+) -> impl FnOnce(io::Error) -> SecretStoreError {
+    let name = name.clone();
+    move |source| SecretStoreError::Io {
+        name,
+        operation,
+        source,
+    }
+}
+
+fn create_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Takes the exclusive lock of a secret; released when the returned file is dropped.
+fn lock(lock_path: &Path) -> io::Result<File> {
+    let file = private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+fn read_document(
+    path: &Path,
+    name: &SecretName,
+) -> Result<Option<SecretDocument>, SecretStoreError> {
+    match fs::read_to_string(path) {
+        Ok(raw) => SecretDocument::from_json_str(&raw)
+            .map(Some)
+            .map_err(|source| SecretStoreError::InvalidJson {
+                name: name.clone(),
+                source,
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(name, "read")(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes `contents` to `path` atomically (temp file + fsync + rename + directory fsync).
+fn write_atomic(dir: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::other("secret path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut file = private_options().write(true).create_new(true).open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        // Best effort: the temporary file is garbage once the write failed.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl SecretStore for LocalSecretStore {
+    async fn get(&self, name: &SecretName) -> Result<Option<SecretDocument>, SecretStoreError> {
+        let path = self.path_of(name);
+        let owned = name.clone();
+        Self::blocking(name, "read", move || read_document(&path, &owned)).await
+    }
+
+    async fn upsert(
+        &self,
+        name: &SecretName,
+        update: SecretDocument,
+    ) -> Result<SecretDocument, SecretStoreError> {
+        let dir = self.dir.clone();
+        let path = self.path_of(name);
+        let lock_path = self.lock_path(name);
+        let owned = name.clone();
+        Self::blocking(name, "write", move || {
+            let name = &owned;
+            create_dir(&dir).map_err(io_err(name, "create directory"))?;
+            let _guard = lock(&lock_path).map_err(io_err(name, "lock"))?;
+            let current = read_document(&path, name)?;
+            let merged = merge(current, &update);
+            write_atomic(&dir, &path, merged.to_json_string().as_bytes())
+                .map_err(io_err(name, "write"))?;
+            Ok(merged)
+        })
+        .await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {
+        let dir = self.dir.clone();
+        let path = self.path_of(name);
+        let lock_path = self.lock_path(name);
+        let owned = name.clone();
+        Self::blocking(name, "delete", move || {
+            let name = &owned;
+            if !dir.exists() {
+                return Ok(());
+            }
+            let _guard = lock(&lock_path).map_err(io_err(name, "lock"))?;
+            match fs::remove_file(&path) {
+                Ok(()) => sync_dir(&dir).map_err(io_err(name, "delete")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(name, "delete")(e)),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_slashes_and_keeps_safe_characters() {
+        let name = SecretName::new("4me-app-builder/4me-demo.com/a_b+c=d@e").unwrap();
+        assert_eq!(
+            encode_name(&name),
+            "4me-app-builder%2F4me-demo.com%2Fa_b+c=d@e"
+        );
+    }
+}
