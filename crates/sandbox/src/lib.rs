@@ -7,7 +7,6 @@
 //! can be triggered from tests through the handle. See `README.md` for the full behaviour.
 #![warn(missing_docs)]
 
-#[allow(dead_code)] // used by the webhook helpers (work in progress)
 mod keys;
 mod schema;
 mod server;
@@ -18,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub use keys::KeyError;
@@ -144,7 +144,6 @@ pub(crate) struct Shared {
     state: Mutex<state::State>,
     pub(crate) base_url: String,
     pub(crate) domain: String,
-    #[allow(dead_code)]
     pub(crate) http: reqwest::Client,
 }
 
@@ -295,5 +294,164 @@ impl Sandbox {
     /// Async query results created from now on answer 404 this many times before being ready.
     pub fn set_async_result_delay(&self, polls_before_ready: u32) {
         self.shared().lock().async_delay = polls_before_ready;
+    }
+
+    /// Creates a service instance (with a service and a support team); returns its node id.
+    pub fn seed_service_instance(&self, account_id: &str, name: &str) -> String {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        state.add_account(account_id);
+        let service = state.insert(
+            &shared.domain,
+            "Service",
+            account_id,
+            fields(json!({"name": format!("{name} service")})),
+        );
+        let team = state.insert(
+            &shared.domain,
+            "Team",
+            account_id,
+            fields(json!({"name": format!("{name} support")})),
+        );
+        state.insert(
+            &shared.domain,
+            "ServiceInstance",
+            account_id,
+            fields(json!({"name": name, "serviceId": service, "supportTeamId": team})),
+        )
+    }
+
+    /// Creates a request; returns its node id and its request number (`requestId`).
+    pub fn seed_request(&self, account_id: &str, subject: &str) -> SeededRequest {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        state.add_account(account_id);
+        let id = state.insert(
+            &shared.domain,
+            "Request",
+            account_id,
+            fields(json!({"subject": subject, "notes": []})),
+        );
+        let request_id = state
+            .records
+            .get(&id)
+            .map(|r| r.num.to_string())
+            .unwrap_or_default();
+        SeededRequest { id, request_id }
+    }
+
+    /// Texts of the notes added to request `id`, oldest first.
+    pub fn request_notes(&self, id: &str) -> Vec<String> {
+        self.shared()
+            .lock()
+            .records
+            .get(id)
+            .and_then(|r| r.fields.get("notes").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
+
+    /// Creates a person from camelCase attributes (`name`, `primaryEmail`, `authenticationID`,
+    /// `employeeID`, `supportID`, `sourceID`, `disabled`); returns its node id.
+    pub fn seed_person(&self, account_id: &str, attributes: Value) -> String {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        state.add_account(account_id);
+        state.insert(&shared.domain, "Person", account_id, fields(attributes))
+    }
+
+    /// A record by node id as JSON: its fields plus `id`, `type` and `account`.
+    pub fn record(&self, id: &str) -> Option<Value> {
+        let state = self.shared().lock();
+        let r = state.records.get(id)?;
+        let mut map = r.fields.clone();
+        map.insert("id".into(), json!(r.id));
+        map.insert("type".into(), json!(r.kind));
+        map.insert("account".into(), json!(r.account));
+        Some(Value::Object(map))
+    }
+
+    /// Creates a webhook policy in `account_id` with a new key pair for `jwt_alg` (`es512`,
+    /// `rs256`, ...; HMAC and `none` policies have no public key).
+    pub fn create_webhook_policy(
+        &self,
+        account_id: &str,
+        jwt_alg: &str,
+        audience: Option<&str>,
+    ) -> Result<PolicyInfo, WebhookError> {
+        let shared = self.shared();
+        let id = webhooks::create_policy(
+            shared,
+            account_id,
+            jwt_alg,
+            audience.map(str::to_owned),
+            None,
+        )?;
+        let state = shared.lock();
+        let record = state
+            .records
+            .get(&id)
+            .ok_or_else(|| WebhookError::NotFound(format!("webhook policy {id}")))?;
+        Ok(webhooks::policy_info(record))
+    }
+
+    /// Installs the offering with reference `offering_ref` in `customer_account`: creates the
+    /// customer's OAuth application and webhook policy and the app instance (visible to the
+    /// provider), then sends `app_instance.secrets-update` deliveries to every *verified*
+    /// provider webhook for that event: one with the `application` part, one with the `policy`
+    /// (and `secrets`, if any) part.
+    pub async fn install_app(
+        &self,
+        offering_ref: &str,
+        customer_account: &str,
+        options: InstallOptions,
+    ) -> Result<InstalledApp, WebhookError> {
+        webhooks::install_app(self.shared(), offering_ref, customer_account, options).await
+    }
+
+    /// Calls the app-offering webhook of app instance `app_instance_id` (URI template with
+    /// `{account}` replaced) with `payload`, signed with the customer-side policy, as an
+    /// automation rule would.
+    pub async fn trigger_app_webhook(
+        &self,
+        app_instance_id: &str,
+        payload: Value,
+    ) -> Result<Delivery, WebhookError> {
+        webhooks::trigger_app_webhook(self.shared(), app_instance_id, payload).await
+    }
+
+    /// All deliveries sent so far (in completion order).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared().lock().deliveries.clone()
+    }
+
+    /// Waits until at least `count` deliveries were sent or `timeout` passed; returns them.
+    pub async fn wait_for_deliveries(&self, count: usize, timeout: Duration) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let deliveries = self.deliveries();
+            if deliveries.len() >= count || tokio::time::Instant::now() >= deadline {
+                return deliveries;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A request created by [`Sandbox::seed_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeededRequest {
+    /// Node id.
+    pub id: String,
+    /// Request number as a string (`requestId` in GraphQL).
+    pub request_id: String,
+}
+
+fn fields(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     }
 }

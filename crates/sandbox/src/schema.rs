@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, EmptySubscription, Enum, Error, ID, InputObject, Json, Object, Result, Schema,
-    SimpleObject,
+    Context, EmptySubscription, Enum, Error, ID, InputObject, Json, MergedObject, Object, Result,
+    Schema, SimpleObject,
 };
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,15 @@ use serde_json::{Map, Value};
 use crate::state::{Record, State};
 use crate::{MAX_PAGE_SIZE, Shared};
 
+mod apps;
 mod catalogue;
+mod misc;
+mod webhook_types;
 
+pub(crate) use apps::*;
 pub(crate) use catalogue::*;
+pub(crate) use misc::*;
+pub(crate) use webhook_types::*;
 
 /// Per-request data: the authenticated account.
 pub(crate) struct RequestCtx {
@@ -28,9 +34,13 @@ pub(crate) type SandboxSchema = Schema<QueryRoot, MutationRoot, EmptySubscriptio
 
 /// Builds the schema with the shared state as data.
 pub(crate) fn build(shared: Arc<Shared>) -> SandboxSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .data(shared)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(shared)
+    .finish()
 }
 
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Shared>> {
@@ -331,13 +341,23 @@ pub(crate) fn custom_fields(record: &Record) -> Vec<CustomField> {
 // Roots
 
 /// Query root.
-pub struct QueryRoot;
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(CoreQuery, AppsQuery, WebhookQuery, MiscQuery);
 
 /// Mutation root.
-pub struct MutationRoot;
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(CoreMutation, AppsMutation, WebhookMutation, MiscMutation);
+
+/// Queries on configuration items and products.
+#[derive(Default)]
+pub struct CoreQuery;
+
+/// Mutations on configuration items and products.
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl QueryRoot {
+impl CoreQuery {
     /// Configuration items of the account.
     async fn configuration_items(
         &self,
@@ -376,7 +396,7 @@ impl QueryRoot {
 }
 
 #[Object]
-impl MutationRoot {
+impl CoreMutation {
     /// Creates a configuration item.
     async fn configuration_item_create(
         &self,

@@ -14,7 +14,6 @@ use crate::{Fault, FaultTarget, RATE_LIMIT, RATE_WINDOW, Stats};
 
 /// A registered OAuth application.
 #[derive(Clone)]
-#[allow(dead_code)]
 pub(crate) struct OAuthApp {
     pub client_id: String,
     pub client_secret: String,
@@ -57,7 +56,6 @@ impl Record {
     }
 
     /// A boolean field (absent → `None`).
-    #[allow(dead_code)]
     pub fn bool(&self, key: &str) -> Option<bool> {
         self.fields.get(key).and_then(Value::as_bool)
     }
@@ -87,7 +85,6 @@ pub(crate) struct RateInfo {
 }
 
 /// The whole mutable sandbox state.
-#[allow(dead_code)] // webhook fields are used by the webhook helpers (work in progress)
 pub(crate) struct State {
     pub accounts: BTreeSet<String>,
     pub oauth_apps: HashMap<String, OAuthApp>,

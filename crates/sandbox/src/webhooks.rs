@@ -36,7 +36,7 @@ pub struct InstallOptions {
 }
 
 /// Result of [`crate::Sandbox::install_app`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct InstalledApp {
     /// Node id of the app instance (visible to the provider account).
     pub app_instance_id: String,
@@ -46,6 +46,8 @@ pub struct InstalledApp {
     pub customer_credentials: crate::OAuthCredentials,
     /// The customer-side webhook policy sent in the `policy` part.
     pub customer_policy: PolicyInfo,
+    /// The `app_instance.secrets-update` deliveries sent to the provider's active webhooks.
+    pub deliveries: Vec<Delivery>,
 }
 
 impl std::fmt::Debug for InstalledApp {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for InstalledApp {
             .field("customer_account", &self.customer_account)
             .field("customer_credentials", &self.customer_credentials)
             .field("customer_policy", &self.customer_policy)
+            .field("deliveries", &self.deliveries.len())
             .finish()
     }
 }
@@ -78,4 +81,439 @@ pub struct Delivery {
     pub jwt: String,
     /// The envelope (`data` claim).
     pub data: serde_json::Value,
+}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::Shared;
+use crate::keys::PolicyKey;
+use crate::state::{Record, random_hex, unix_now};
+
+/// User agent of deliveries.
+const USER_AGENT: &str = "4me/1.0 (https://developer.4me.com/v1/webhooks)";
+
+/// Attempts per delivery.
+const ATTEMPTS: u32 = 3;
+
+/// Creates a webhook policy record with a new key pair; returns its node id.
+pub(crate) fn create_policy(
+    shared: &Arc<Shared>,
+    account: &str,
+    alg: &str,
+    audience: Option<String>,
+    name: Option<String>,
+) -> Result<String, crate::keys::KeyError> {
+    let key = PolicyKey::generate(alg)?;
+    let pem = key.public_key_pem()?;
+    let mut state = shared.lock();
+    state.add_account(account);
+    let mut fields = Map::new();
+    fields.insert("jwtAlg".into(), json!(alg));
+    if let Some(audience) = audience {
+        fields.insert("jwtAudience".into(), json!(audience));
+    }
+    if let Some(pem) = pem {
+        fields.insert("publicKeyPem".into(), json!(pem));
+    }
+    let id = state.insert(&shared.domain, "WebhookPolicy", account, fields);
+    if let Some(r) = state.records.get_mut(&id) {
+        let name = name.unwrap_or_else(|| format!("Webhook policy #{}", r.num));
+        r.fields.insert("name".into(), json!(name));
+    }
+    state.policy_keys.insert(id.clone(), key);
+    Ok(id)
+}
+
+/// Policy info of policy record `id`.
+pub(crate) fn policy_info(record: &Record) -> PolicyInfo {
+    PolicyInfo {
+        id: record.id.clone(),
+        jwt_alg: record.str("jwtAlg").unwrap_or_default(),
+        audience: record.str("jwtAudience"),
+        public_key_pem: record.str("publicKeyPem"),
+    }
+}
+
+/// Who/what a delivery is about.
+pub(crate) struct EnvelopeParts<'a> {
+    pub account: &'a str,
+    pub webhook_num: u64,
+    pub webhook_node_id: &'a str,
+    pub name: &'a str,
+    pub event: &'a str,
+    pub object_num: u64,
+    pub object_node_id: &'a str,
+    pub payload: Value,
+}
+
+/// Builds the `data` envelope of a delivery.
+pub(crate) fn envelope(shared: &Shared, parts: EnvelopeParts<'_>) -> Value {
+    json!({
+        "webhook_id": parts.webhook_num,
+        "webhook_nodeID": parts.webhook_node_id,
+        "account_id": parts.account,
+        "account": format!("https://{}.{}", parts.account, shared.domain),
+        "name": parts.name,
+        "event": parts.event,
+        "object_id": parts.object_num,
+        "object_nodeID": parts.object_node_id,
+        "person_id": 1,
+        "person_nodeID": crate::state::node_id(&shared.domain, "Person", 0),
+        "person_name": "Sandbox Administrator",
+        "payload": parts.payload,
+    })
+}
+
+/// Signs `data` with policy `policy_id` (claims jti, sub, iss, nbf, iat, aud, data).
+pub(crate) fn sign(
+    shared: &Shared,
+    account: &str,
+    policy_id: &str,
+    subject: &str,
+    data: &Value,
+) -> Result<String, WebhookError> {
+    let state = shared.lock();
+    let key = state
+        .policy_keys
+        .get(policy_id)
+        .ok_or_else(|| WebhookError::NotFound(format!("webhook policy {policy_id}")))?;
+    let issuer = format!("https://{account}.{}", shared.domain);
+    let audience = state
+        .records
+        .get(policy_id)
+        .and_then(|r| r.str("jwtAudience"))
+        .unwrap_or_else(|| issuer.clone());
+    let now = unix_now();
+    let mut claims = json!({
+        "data": data,
+        "jti": random_hex(16),
+        "sub": subject,
+        "iss": issuer,
+        "nbf": now,
+        "iat": now,
+        "aud": audience,
+    });
+    if let Some(exp) = state
+        .records
+        .get(policy_id)
+        .and_then(|r| r.get::<u64>("jwtClaimExpiresIn"))
+        && let Some(obj) = claims.as_object_mut()
+    {
+        obj.insert("exp".into(), json!(now + exp));
+    }
+    Ok(key.sign_jwt(&claims)?)
+}
+
+/// POSTs `{"jwt": ...}` (or the bare envelope without a policy) to `uri`, retrying non-2xx
+/// answers, and records the delivery.
+pub(crate) async fn deliver(
+    shared: &Arc<Shared>,
+    webhook_id: &str,
+    uri: &str,
+    event: &str,
+    jwt: Option<String>,
+    data: Value,
+) -> Delivery {
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = match &jwt {
+        Some(jwt) => json!({ "jwt": jwt }),
+        None => data.clone(),
+    };
+    let mut status = None;
+    let mut attempts = 0;
+    while attempts < ATTEMPTS {
+        attempts += 1;
+        let result = shared
+            .http
+            .post(uri)
+            .header("X-4me-Delivery", &id)
+            .header("User-Agent", USER_AGENT)
+            .json(&body)
+            .send()
+            .await;
+        status = result.ok().map(|r| r.status().as_u16());
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            break;
+        }
+        if attempts < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempts))).await;
+        }
+    }
+    let delivery = Delivery {
+        id,
+        webhook_id: webhook_id.to_owned(),
+        event: event.to_owned(),
+        uri: uri.to_owned(),
+        status,
+        attempts,
+        jwt: jwt.unwrap_or_default(),
+        data,
+    };
+    shared.lock().deliveries.push(delivery.clone());
+    delivery
+}
+
+/// Prepares the signed delivery of `event` to webhook record `webhook`.
+pub(crate) fn webhook_delivery(
+    shared: &Shared,
+    webhook: &Record,
+    event: &str,
+    object: (u64, &str),
+    payload: Value,
+) -> Result<(String, Option<String>, Value), WebhookError> {
+    let uri = webhook.str("uri").unwrap_or_default();
+    let name = webhook.str("name").unwrap_or_default();
+    let data = envelope(
+        shared,
+        EnvelopeParts {
+            account: &webhook.account,
+            webhook_num: webhook.num,
+            webhook_node_id: &webhook.id,
+            name: &name,
+            event,
+            object_num: object.0,
+            object_node_id: object.1,
+            payload,
+        },
+    );
+    let jwt = match webhook.str("webhookPolicyId") {
+        Some(policy) => Some(sign(
+            shared,
+            &webhook.account,
+            &policy,
+            &webhook.num.to_string(),
+            &data,
+        )?),
+        None => None,
+    };
+    Ok((uri, jwt, data))
+}
+
+/// Sends `webhook.verify` to webhook `webhook_id` in the background.
+pub(crate) fn spawn_verify(shared: Arc<Shared>, webhook_id: String) {
+    let code = random_hex(16);
+    let webhook = {
+        let mut state = shared.lock();
+        state.verify_codes.insert(webhook_id.clone(), code.clone());
+        state.records.get(&webhook_id).cloned()
+    };
+    let Some(webhook) = webhook else {
+        return;
+    };
+    let callback = format!(
+        "{}/webhooks/{}/verify?code={}&expires_at={}",
+        shared.base_url,
+        webhook_id,
+        code,
+        unix_now() + 3600
+    );
+    let prepared = webhook_delivery(
+        &shared,
+        &webhook,
+        "webhook.verify",
+        (webhook.num, &webhook.id),
+        json!({ "callback": callback }),
+    );
+    match prepared {
+        Ok((uri, jwt, data)) => {
+            tokio::spawn(async move {
+                deliver(&shared, &webhook_id, &uri, "webhook.verify", jwt, data).await;
+            });
+        }
+        Err(e) => tracing::error!("unable to prepare webhook.verify: {e}"),
+    }
+}
+
+/// See [`crate::Sandbox::install_app`].
+pub(crate) async fn install_app(
+    shared: &Arc<Shared>,
+    offering_ref: &str,
+    customer: &str,
+    options: InstallOptions,
+) -> Result<InstalledApp, WebhookError> {
+    let offering = {
+        let state = shared.lock();
+        let mut offerings: Vec<&Record> = state
+            .records
+            .values()
+            .filter(|r| {
+                r.kind == "AppOffering" && r.str("reference").as_deref() == Some(offering_ref)
+            })
+            .collect();
+        offerings.sort_by_key(|r| r.num);
+        offerings
+            .last()
+            .map(|r| (*r).clone())
+            .ok_or_else(|| WebhookError::NotFound(format!("app offering '{offering_ref}'")))?
+    };
+    let provider = offering.account.clone();
+    let alg = options
+        .customer_policy_alg
+        .clone()
+        .or_else(|| offering.str("policyJwtAlg"))
+        .unwrap_or_else(|| "rs256".to_owned());
+    let audience = offering.str("policyJwtAudience");
+    let policy_id = create_policy(shared, customer, &alg, audience.clone(), None)?;
+    let (app, instance, policy, webhooks, audit_num) = {
+        let mut state = shared.lock();
+        let app = state.add_oauth_application(customer);
+        let custom_fields: Vec<Value> = options
+            .custom_fields
+            .iter()
+            .map(|(id, value)| json!({"id": id, "value": value}))
+            .collect();
+        let mut fields = Map::new();
+        fields.insert("appOfferingId".into(), json!(offering.id));
+        fields.insert("customerAccount".into(), json!(customer));
+        fields.insert("suspended".into(), json!(false));
+        fields.insert("disabled".into(), json!(false));
+        fields.insert("enabledByCustomer".into(), json!(true));
+        fields.insert("customFields".into(), json!(custom_fields));
+        fields.insert("customerPolicyId".into(), json!(policy_id));
+        fields.insert("customerClientId".into(), json!(app.client_id));
+        let instance_id = state.insert(&shared.domain, "AppInstance", &provider, fields);
+        let instance = state
+            .records
+            .get(&instance_id)
+            .cloned()
+            .ok_or_else(|| WebhookError::NotFound("app instance".into()))?;
+        let policy = state
+            .records
+            .get(&policy_id)
+            .map(policy_info)
+            .ok_or_else(|| WebhookError::NotFound("customer policy".into()))?;
+        let webhooks: Vec<Record> = state
+            .all("Webhook", &provider)
+            .into_iter()
+            .filter(|w| {
+                w.str("event").as_deref() == Some("app_instance.secrets-update")
+                    && w.bool("active") == Some(true)
+                    && w.bool("disabled") != Some(true)
+            })
+            .collect();
+        let audit_num = state.next_num();
+        (app, instance, policy, webhooks, audit_num)
+    };
+    let base = json!({
+        "audit_line_id": audit_num,
+        "audit_line_nodeID": crate::state::node_id(&shared.domain, "AuditLine", audit_num),
+        "app_offering": {
+            "reference": offering_ref,
+            "id": offering.num,
+            "nodeID": offering.id,
+        },
+        "customer_account_id": customer,
+    });
+    let mut application_part = base.clone();
+    let mut policy_part = base;
+    if let Some(obj) = application_part.as_object_mut() {
+        obj.insert(
+            "application".into(),
+            json!({"nodeID": app.node_id, "client_id": app.client_id, "client_secret": app.client_secret}),
+        );
+    }
+    if let Some(obj) = policy_part.as_object_mut() {
+        obj.insert(
+            "policy".into(),
+            json!({
+                "nodeID": policy.id,
+                "audience": policy.audience,
+                "algorithm": policy.jwt_alg.to_uppercase(),
+                "public_key": policy.public_key_pem,
+            }),
+        );
+        if !options.secrets.is_empty() {
+            obj.insert("secrets".into(), Value::Object(options.secrets.clone()));
+        }
+    }
+    let mut deliveries = Vec::new();
+    for webhook in &webhooks {
+        for payload in [&application_part, &policy_part] {
+            let (uri, jwt, data) = webhook_delivery(
+                shared,
+                webhook,
+                "app_instance.secrets-update",
+                (instance.num, &instance.id),
+                payload.clone(),
+            )?;
+            deliveries.push(
+                deliver(
+                    shared,
+                    &webhook.id,
+                    &uri,
+                    "app_instance.secrets-update",
+                    jwt,
+                    data,
+                )
+                .await,
+            );
+        }
+    }
+    Ok(InstalledApp {
+        app_instance_id: instance.id,
+        customer_account: customer.to_owned(),
+        customer_credentials: crate::OAuthCredentials {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+        },
+        customer_policy: policy,
+        deliveries,
+    })
+}
+
+/// See [`crate::Sandbox::trigger_app_webhook`].
+pub(crate) async fn trigger_app_webhook(
+    shared: &Arc<Shared>,
+    app_instance_id: &str,
+    payload: Value,
+) -> Result<Delivery, WebhookError> {
+    let (instance, offering) = {
+        let state = shared.lock();
+        let instance = state
+            .records
+            .get(app_instance_id)
+            .filter(|r| r.kind == "AppInstance")
+            .cloned()
+            .ok_or_else(|| WebhookError::NotFound(format!("app instance {app_instance_id}")))?;
+        let offering = instance
+            .str("appOfferingId")
+            .and_then(|id| state.records.get(&id).cloned())
+            .ok_or_else(|| WebhookError::NotFound("app offering of the instance".into()))?;
+        (instance, offering)
+    };
+    let customer = instance.str("customerAccount").unwrap_or_default();
+    let template = offering
+        .str("webhookUriTemplate")
+        .ok_or_else(|| WebhookError::NotFound("webhookUriTemplate of the offering".into()))?;
+    let uri = template.replace("{account}", &customer);
+    let name = offering.str("name").unwrap_or_default();
+    let data = envelope(
+        shared,
+        EnvelopeParts {
+            account: &customer,
+            webhook_num: instance.num,
+            webhook_node_id: &instance.id,
+            name: &name,
+            event: "automation_rule",
+            object_num: instance.num,
+            object_node_id: &instance.id,
+            payload,
+        },
+    );
+    let policy = instance
+        .str("customerPolicyId")
+        .ok_or_else(|| WebhookError::NotFound("customer policy".into()))?;
+    let jwt = sign(shared, &customer, &policy, &instance.num.to_string(), &data)?;
+    Ok(deliver(
+        shared,
+        &instance.id,
+        &uri,
+        "automation_rule",
+        Some(jwt),
+        data,
+    )
+    .await)
 }

@@ -31,7 +31,7 @@ impl From<Record> for ConfigurationItem {
 #[Object]
 impl ConfigurationItem {
     /// Node id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
     /// Name.
@@ -289,7 +289,7 @@ impl From<Record> for Product {
 #[Object]
 impl Product {
     /// Node id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
     /// Name.
