@@ -1,1 +1,324 @@
-//! Placeholder: filled in by the foundation work.
+//! Provider and customer contexts assembled from the secret store (original spec §3.1).
+//!
+//! A context is what a handler needs to act for one 4me account: the stored secret document, a
+//! 4me client authenticated with the account's OAuth application, and a verifier for the
+//! account's webhook policy. Where the original returned `null` (and logged the secret), loading
+//! here returns a [`ContextError`] that says which secret and which part is missing.
+//!
+//! Secret shapes (spec §1.2, §1.3):
+//! - provider `<app>/<domain>/<provider>`: `clientID`, `token`,
+//!   `policy { jwtAlg, jwtAudience, publicKeyPem }`;
+//! - customer `<app>/<ref>/<domain>/instances/<account>`:
+//!   `application { client_id, client_secret }`, `policy { algorithm, audience, public_key }`.
+//!
+//! A secret that holds only one of the two parts still loads (the original did the same): asking
+//! for the missing part ([`AccountContext::client`] or [`AccountContext::verifier`]) is the error.
+
+use serde_json::Value;
+
+use crate::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use crate::policy::{Algorithm, Audience, JwtError, PolicyKey, Verifier, WebhookPolicy};
+use crate::secrets::{
+    SecretDocument, SecretName, SecretNameError, SecretStore, SecretStoreError,
+    customer_secret_name, provider_secret_name,
+};
+
+/// Why a context could not be assembled. Messages name secrets and keys, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// An account, domain, application or offering name cannot form a secret name.
+    #[error(transparent)]
+    InvalidName(#[from] SecretNameError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] SecretStoreError),
+    /// The account has no secret.
+    #[error("no secret {0}")]
+    NotFound(SecretName),
+    /// The secret holds neither OAuth application credentials nor a webhook policy.
+    #[error("secret {0} holds neither application credentials nor a webhook policy")]
+    Empty(SecretName),
+    /// The secret holds no usable OAuth application credentials.
+    #[error("secret {secret} has no application credentials (missing {missing})")]
+    MissingCredentials {
+        /// The secret concerned.
+        secret: SecretName,
+        /// The missing key.
+        missing: &'static str,
+    },
+    /// The secret holds no webhook policy.
+    #[error("secret {0} has no webhook policy")]
+    MissingPolicy(SecretName),
+    /// The stored webhook policy is unusable (unknown algorithm, bad key, no audience...).
+    #[error("secret {secret} has an invalid webhook policy: {reason}")]
+    InvalidPolicy {
+        /// The secret concerned.
+        secret: SecretName,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Loading a customer context needs the offering reference, and none is configured.
+    #[error("no offering reference configured: customer contexts need one")]
+    NoOfferingReference,
+    /// The 4me client could not be built.
+    #[error("cannot build the 4me client for {account}: {source}")]
+    Client {
+        /// The account concerned.
+        account: String,
+        /// The client error.
+        source: crate::fourme::FourMeError,
+    },
+}
+
+/// Where contexts come from: the 4me domain, the bootstrap application name, the provider
+/// account and, for customer contexts, the offering reference of the running integration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextConfig {
+    /// The 4me domain (`PARAM_4ME_DOMAIN`), e.g. `4me-demo.com`.
+    pub domain: String,
+    /// The bootstrap application name (`PARAM_BOOTSTRAP_APP`), normally `4me-app-builder`.
+    pub app: String,
+    /// The provider account (`PARAM_BOOTSTRAP_ACCOUNT`).
+    pub provider_account: String,
+    /// The app offering reference of this integration (`PARAM_OFFERING_REFERENCE`), if any.
+    pub offering_reference: Option<String>,
+}
+
+/// The context of one 4me account: its secret, 4me client and webhook-policy verifier.
+#[derive(Debug)]
+pub struct AccountContext {
+    account: String,
+    secret_name: SecretName,
+    secrets: SecretDocument,
+    client: Option<FourMeClient>,
+    verifier: Option<Verifier>,
+}
+
+impl AccountContext {
+    /// The 4me account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The name of the secret the context was loaded from.
+    pub fn secret_name(&self) -> &SecretName {
+        &self.secret_name
+    }
+
+    /// The secret document as stored.
+    pub fn secrets(&self) -> &SecretDocument {
+        &self.secrets
+    }
+
+    /// The 4me client authenticated with the account's OAuth application.
+    pub fn client(&self) -> Result<&FourMeClient, ContextError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| ContextError::MissingCredentials {
+                secret: self.secret_name.clone(),
+                missing: "application credentials",
+            })
+    }
+
+    /// The verifier of the account's webhook policy (issuer bound to this account).
+    pub fn verifier(&self) -> Result<&Verifier, ContextError> {
+        self.verifier
+            .as_ref()
+            .ok_or_else(|| ContextError::MissingPolicy(self.secret_name.clone()))
+    }
+}
+
+/// Loads provider and customer contexts from a [`SecretStore`]. All 4me clients it builds share
+/// one HTTP connection pool.
+#[derive(Debug, Clone)]
+pub struct ContextLoader<S> {
+    config: ContextConfig,
+    store: S,
+    endpoints: Endpoints,
+    settings: ClientSettings,
+    http: reqwest::Client,
+}
+
+impl<S: SecretStore> ContextLoader<S> {
+    /// A loader over `store`, building 4me clients for `endpoints` with `settings`.
+    pub fn new(
+        config: ContextConfig,
+        store: S,
+        endpoints: Endpoints,
+        settings: ClientSettings,
+    ) -> Result<Self, ContextError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| ContextError::Client {
+                account: config.provider_account.clone(),
+                source: crate::fourme::FourMeError::Request {
+                    operation: "client setup".into(),
+                    message: e.to_string(),
+                },
+            })?;
+        Ok(Self {
+            config,
+            store,
+            endpoints,
+            settings,
+            http,
+        })
+    }
+
+    /// The configuration this loader was built with.
+    pub fn config(&self) -> &ContextConfig {
+        &self.config
+    }
+
+    /// The store contexts are read from.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The provider context, from `<app>/<domain>/<provider>`.
+    pub async fn provider(&self) -> Result<AccountContext, ContextError> {
+        let config = &self.config;
+        let name = provider_secret_name(&config.app, &config.domain, &config.provider_account)?;
+        let secrets = self.load(&name).await?;
+        let credentials = match (secrets.get_str("clientID"), secrets.get_str("token")) {
+            (Some(id), Some(token)) if !id.is_empty() && !token.is_empty() => {
+                Some(Credentials::new(id, token))
+            }
+            _ => None,
+        };
+        let verifier = match secrets.get("policy") {
+            Some(policy) => {
+                Some(self.verifier(&name, &config.provider_account, policy, PROVIDER)?)
+            }
+            None => None,
+        };
+        self.assemble(
+            config.provider_account.clone(),
+            name,
+            secrets,
+            credentials,
+            verifier,
+        )
+    }
+
+    /// The context of `account` for this loader's offering, from
+    /// `<app>/<ref>/<domain>/instances/<account>`.
+    pub async fn customer(&self, account: &str) -> Result<AccountContext, ContextError> {
+        let config = &self.config;
+        let reference = config
+            .offering_reference
+            .as_deref()
+            .ok_or(ContextError::NoOfferingReference)?;
+        let name = customer_secret_name(&config.app, reference, &config.domain, account)?;
+        let secrets = self.load(&name).await?;
+        let credentials = secrets.get("application").and_then(|application| {
+            let id = application.get("client_id")?.as_str()?;
+            let secret = application.get("client_secret")?.as_str()?;
+            (!id.is_empty() && !secret.is_empty()).then(|| Credentials::new(id, secret))
+        });
+        let verifier = match secrets.get("policy") {
+            Some(policy) => Some(self.verifier(&name, account, policy, CUSTOMER)?),
+            None => None,
+        };
+        self.assemble(account.to_owned(), name, secrets, credentials, verifier)
+    }
+
+    async fn load(&self, name: &SecretName) -> Result<SecretDocument, ContextError> {
+        self.store
+            .get(name)
+            .await?
+            .ok_or_else(|| ContextError::NotFound(name.clone()))
+    }
+
+    fn assemble(
+        &self,
+        account: String,
+        secret_name: SecretName,
+        secrets: SecretDocument,
+        credentials: Option<Credentials>,
+        verifier: Option<Verifier>,
+    ) -> Result<AccountContext, ContextError> {
+        if credentials.is_none() && verifier.is_none() {
+            return Err(ContextError::Empty(secret_name));
+        }
+        let client = credentials.map(|credentials| {
+            FourMeClient::with_http_client(
+                self.http.clone(),
+                self.endpoints.clone(),
+                account.clone(),
+                credentials,
+                self.settings.clone(),
+            )
+        });
+        Ok(AccountContext {
+            account,
+            secret_name,
+            secrets,
+            client,
+            verifier,
+        })
+    }
+
+    fn verifier(
+        &self,
+        secret: &SecretName,
+        account: &str,
+        policy: &Value,
+        keys: &PolicyKeys,
+    ) -> Result<Verifier, ContextError> {
+        let invalid = |reason: String| ContextError::InvalidPolicy {
+            secret: secret.clone(),
+            reason,
+        };
+        let algorithm: Algorithm = policy
+            .get(keys.algorithm)
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("missing {}", keys.algorithm)))?
+            .parse()
+            .map_err(|_| invalid(format!("unknown {}", keys.algorithm)))?;
+        let pem = policy
+            .get(keys.key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(format!("missing {}", keys.key)))?;
+        let key = PolicyKey::from_pem(pem).map_err(|e: JwtError| invalid(e.to_string()))?;
+        let audience = (keys.audience_rule)(policy.get(keys.audience))
+            .ok_or_else(|| invalid(format!("missing {}", keys.audience)))?;
+        let policy = WebhookPolicy {
+            algorithm,
+            key,
+            audience,
+        };
+        Verifier::for_account(policy, account, &self.config.domain)
+            .map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// The key names of a stored policy, which differ between provider and customer secrets.
+struct PolicyKeys {
+    algorithm: &'static str,
+    key: &'static str,
+    audience: &'static str,
+    audience_rule: fn(Option<&Value>) -> Option<Audience>,
+}
+
+/// The provider policy is ours (created by bootstrap with an audience): its audience is required.
+const PROVIDER: &PolicyKeys = &PolicyKeys {
+    algorithm: "jwtAlg",
+    key: "publicKeyPem",
+    audience: "jwtAudience",
+    audience_rule: |value| match value {
+        Some(Value::String(audience)) if !audience.is_empty() => {
+            Some(Audience::Exact(audience.clone()))
+        }
+        _ => None,
+    },
+};
+
+/// Customer policies come from 4me as the customer configured them; the audience may be null.
+const CUSTOMER: &PolicyKeys = &PolicyKeys {
+    algorithm: "algorithm",
+    key: "public_key",
+    audience: "audience",
+    audience_rule: |value| Some(Audience::from_stored(value)),
+};
