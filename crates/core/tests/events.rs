@@ -28,15 +28,15 @@ const SECRET_NAME: &str = "4me-app-builder/lansweeper/4me-demo.com/instances/wdc
 const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:4me-app-builder/lansweeper/4me-demo.com/instances/wdc-Ab12Cd";
 
 fn request(fixture: &str) -> Request {
-    lambda_http::request::from_str(fixture).unwrap()
+    lambda_http::request::from_str(fixture).expect("fixture is an HTTP event")
 }
 
 fn eventbridge(fixture: &str) -> EventBridgeEvent<Value> {
-    serde_json::from_str(fixture).unwrap()
+    serde_json::from_str(fixture).expect("fixture is an EventBridge event")
 }
 
 fn value(fixture: &str) -> Value {
-    serde_json::from_str(fixture).unwrap()
+    serde_json::from_str(fixture).expect("fixture is JSON")
 }
 
 #[test]
