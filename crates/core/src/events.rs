@@ -283,6 +283,24 @@ impl EngineEvent {
     ///
     /// A secret event without secret id yields [`EventError::MissingSecretId`] (answered with a
     /// 400 `Missing detail.requestParameters.secretId/name value` through `ApiError`).
+    ///
+    /// ```
+    /// use app_builder_core::events::{EngineEvent, SecretEventName};
+    ///
+    /// let payload = serde_json::json!({
+    ///     "detail-type": "AWS API Call via CloudTrail",
+    ///     "source": "aws.secretsmanager",
+    ///     "detail": {
+    ///         "eventName": "CreateSecret",
+    ///         "requestParameters": {"name": "4me-app-builder/lansweeper/4me-demo.com/instances/wdc"}
+    ///     }
+    /// });
+    /// let Ok(EngineEvent::SecretWrite(event)) = EngineEvent::classify(payload) else {
+    ///     panic!("not a secret write");
+    /// };
+    /// assert_eq!(event.event_name, SecretEventName::CreateSecret);
+    /// assert!(event.secret_id.ends_with("/instances/wdc"));
+    /// ```
     pub fn classify(payload: Value) -> Result<Self, EventError> {
         let source = payload.get("source").and_then(Value::as_str);
         if source == Some(SECRETS_MANAGER_SOURCE) {
