@@ -42,6 +42,14 @@ impl ApiResponse {
     }
 
     /// 200 `{"message": message}`.
+    ///
+    /// ```
+    /// use app_builder_core::response::ApiResponse;
+    ///
+    /// let response = ApiResponse::ok("Secrets stored");
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.body().as_ref(), br#"{"message":"Secrets stored"}"#);
+    /// ```
     pub fn ok(message: &str) -> Response<Body> {
         Self::message(StatusCode::OK, message)
     }

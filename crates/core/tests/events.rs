@@ -1,0 +1,354 @@
+//! Event helpers against recorded-shape fixtures, parsed by the real lambda_http /
+//! aws_lambda_events deserialisers.
+
+use app_builder_core::events::{
+    DELIVERY_HEADERS, EngineEvent, EventError, MISSING_SECRET_ID_MESSAGE, SecretEventName,
+    SecretWriteEvent, account_param, batch_failures, body_bytes, delivery_id, header,
+    http_response_payload, is_scheduled_event, path_param, query_param,
+};
+use app_builder_core::response::{ApiError, ApiResponse};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request};
+use serde_json::{Value, json};
+
+const APIGW_V1_JWT: &str = include_str!("fixtures/events/apigw-v1-secrets-jwt.json");
+const APIGW_V1_BASE64: &str = include_str!("fixtures/events/apigw-v1-base64.json");
+const HTTP_API_V2: &str = include_str!("fixtures/events/http-api-v2.json");
+const FUNCTION_URL: &str = include_str!("fixtures/events/function-url.json");
+const CREATE_SECRET: &str = include_str!("fixtures/events/cloudtrail-create-secret.json");
+const PUT_SECRET_VALUE: &str = include_str!("fixtures/events/cloudtrail-put-secret-value.json");
+const PUT_SECRET_VALUE_ARN: &str =
+    include_str!("fixtures/events/cloudtrail-put-secret-value-arn.json");
+const SCHEDULE: &str = include_str!("fixtures/events/schedule.json");
+const SQS: &str = include_str!("fixtures/events/sqs.json");
+
+const SECRET_NAME: &str = "4me-app-builder/lansweeper/4me-demo.com/instances/wdc";
+const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:4me-app-builder/lansweeper/4me-demo.com/instances/wdc-Ab12Cd";
+
+fn request(fixture: &str) -> Request {
+    lambda_http::request::from_str(fixture).expect("fixture is an HTTP event")
+}
+
+fn eventbridge(fixture: &str) -> EventBridgeEvent<Value> {
+    serde_json::from_str(fixture).expect("fixture is an EventBridge event")
+}
+
+fn value(fixture: &str) -> Value {
+    serde_json::from_str(fixture).expect("fixture is JSON")
+}
+
+#[test]
+fn rest_v1_post_with_jwt() {
+    let req = request(APIGW_V1_JWT);
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(req.uri().path(), "/Prod/secrets");
+    // REST v1 keeps the sender's casing; lookups ignore it.
+    for name in ["X-4me-Delivery", "x-4me-delivery", "X-4ME-DELIVERY"] {
+        assert_eq!(
+            header(&req, name),
+            Some("0b8e7d39-1f5b-4c1e-9c59-5d0a4e3c2a11")
+        );
+    }
+    assert_eq!(
+        delivery_id(&req),
+        Some("0b8e7d39-1f5b-4c1e-9c59-5d0a4e3c2a11")
+    );
+    assert_eq!(
+        header(&req, "user-agent"),
+        Some("4me/1.0 (https://developer.4me.com/v1/webhooks)")
+    );
+    assert_eq!(header(&req, "x-missing"), None);
+    let body: Value = serde_json::from_slice(body_bytes(&req)).unwrap();
+    assert_eq!(
+        body["jwt"],
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    );
+    assert_eq!(query_param(&req, "account"), None);
+    assert_eq!(path_param(&req, "account"), None);
+    assert_eq!(account_param(&req), None);
+}
+
+#[test]
+fn rest_v1_base64_body_is_decoded() {
+    let req = request(APIGW_V1_BASE64);
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(
+        body_bytes(&req),
+        br#"{"state":"wdc-7","code":"ls-auth-code"}"#
+    );
+    // Only the Xurrent-branded delivery header is present.
+    assert_eq!(
+        delivery_id(&req),
+        Some("5d3c1b2a-9e8f-4a7b-b6c5-d4e3f2a1b0c9")
+    );
+    assert_eq!(query_param(&req, "account").as_deref(), Some("wdc"));
+    assert_eq!(path_param(&req, "proxy"), Some("callback"));
+    assert_eq!(account_param(&req).as_deref(), Some("wdc"));
+}
+
+#[test]
+fn http_api_v2_request() {
+    let req = request(HTTP_API_V2);
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(req.uri().path(), "/integration/refresh");
+    assert_eq!(
+        delivery_id(&req),
+        Some("9a8b7c6d-5e4f-4321-8765-43210fedcba9")
+    );
+    assert_eq!(header(&req, "Content-Type"), Some("application/json"));
+    assert_eq!(query_param(&req, "mode").as_deref(), Some("full"));
+    assert_eq!(query_param(&req, "account").as_deref(), Some("wdc"));
+    assert_eq!(path_param(&req, "proxy"), Some("refresh"));
+    assert_eq!(body_bytes(&req), br#"{"refresh":true}"#);
+}
+
+#[test]
+fn function_url_request() {
+    let req = request(FUNCTION_URL);
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.uri().path(), "/integration/authorize");
+    assert_eq!(query_param(&req, "state").as_deref(), Some("wdc-7"));
+    // Percent-decoded from rawQueryString.
+    assert_eq!(query_param(&req, "code").as_deref(), Some("ls code"));
+    assert_eq!(account_param(&req).as_deref(), Some("wdc"));
+    assert_eq!(path_param(&req, "proxy"), None);
+    assert_eq!(delivery_id(&req), None);
+    assert!(body_bytes(&req).is_empty());
+}
+
+#[test]
+fn hand_built_request_falls_back_to_uri_query() {
+    let req: Request = http::Request::builder()
+        .uri("https://example.com/integration?account=&x=a%2Bb")
+        .header("X-Xurrent-Delivery", "")
+        .header("X-4me-Delivery", "d-1")
+        .body(Body::Empty)
+        .unwrap();
+    assert_eq!(query_param(&req, "x").as_deref(), Some("a+b"));
+    // An empty account query parameter counts as absent, as in the original.
+    assert_eq!(query_param(&req, "account").as_deref(), Some(""));
+    assert_eq!(account_param(&req), None);
+    assert_eq!(delivery_id(&req), Some("d-1"));
+    assert_eq!(DELIVERY_HEADERS[0], "x-4me-delivery");
+}
+
+#[test]
+fn delivery_id_falls_back_when_4me_header_is_empty() {
+    let req: Request = http::Request::builder()
+        .header("X-4me-Delivery", "")
+        .header("x-xurrent-delivery", "x-2")
+        .body(Body::Empty)
+        .unwrap();
+    assert_eq!(delivery_id(&req), Some("x-2"));
+}
+
+#[test]
+fn cloudtrail_create_secret_uses_name() {
+    let event = SecretWriteEvent::from_event(&eventbridge(CREATE_SECRET)).unwrap();
+    assert_eq!(
+        event,
+        SecretWriteEvent {
+            event_name: SecretEventName::CreateSecret,
+            secret_id: SECRET_NAME.to_owned(),
+        }
+    );
+    assert!(event.is_new_installation());
+    assert_eq!(event.event_name.as_str(), "CreateSecret");
+}
+
+#[test]
+fn cloudtrail_put_secret_value_uses_secret_id() {
+    let event = SecretWriteEvent::try_from(&eventbridge(PUT_SECRET_VALUE)).unwrap();
+    assert_eq!(event.event_name, SecretEventName::PutSecretValue);
+    assert_eq!(event.secret_id, SECRET_NAME);
+    assert!(!event.is_new_installation());
+
+    let event = SecretWriteEvent::from_event(&eventbridge(PUT_SECRET_VALUE_ARN)).unwrap();
+    assert_eq!(event.event_name, SecretEventName::PutSecretValue);
+    assert_eq!(event.secret_id, SECRET_ARN);
+}
+
+#[test]
+fn cloudtrail_without_secret_id_is_a_400() {
+    let mut raw = value(PUT_SECRET_VALUE);
+    raw["detail"]["requestParameters"] = json!({"secretId": "", "clientRequestToken": "t"});
+    let event: EventBridgeEvent<Value> = serde_json::from_value(raw.clone()).unwrap();
+    let err = SecretWriteEvent::from_event(&event).unwrap_err();
+    assert!(matches!(err, EventError::MissingSecretId));
+    assert_eq!(err.to_string(), MISSING_SECRET_ID_MESSAGE);
+
+    raw["detail"]["requestParameters"] = Value::Null;
+    let err = EngineEvent::classify(raw).unwrap_err();
+    let api: ApiError = err.into();
+    assert_eq!(api.status(), StatusCode::BAD_REQUEST);
+    let response = api.into_response();
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(
+        body,
+        json!({"message": "Missing detail.requestParameters.secretId/name value"})
+    );
+}
+
+#[test]
+fn cloudtrail_empty_secret_id_falls_back_to_name() {
+    let mut raw = value(CREATE_SECRET);
+    raw["detail"]["requestParameters"]["secretId"] = json!("");
+    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
+    assert_eq!(
+        SecretWriteEvent::from_event(&event).unwrap().secret_id,
+        SECRET_NAME
+    );
+}
+
+#[test]
+fn cloudtrail_other_api_call_is_rejected() {
+    let mut raw = value(PUT_SECRET_VALUE);
+    raw["detail"]["eventName"] = json!("DeleteSecret");
+    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
+    match SecretWriteEvent::from_event(&event) {
+        Err(EventError::UnsupportedSecretEvent(name)) => assert_eq!(name, "DeleteSecret"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn schedule_detection() {
+    let schedule = eventbridge(SCHEDULE);
+    assert!(is_scheduled_event(&schedule));
+    assert_eq!(schedule.detail_type, "Scheduled Event");
+    assert_eq!(
+        schedule.resources.as_deref(),
+        Some(
+            &["arn:aws:events:eu-west-1:123456789012:rule/LansweeperResyncSchedule".to_owned()][..]
+        )
+    );
+    assert!(!is_scheduled_event(&eventbridge(CREATE_SECRET)));
+}
+
+#[test]
+fn sqs_batch_and_failures() {
+    let event: SqsEvent = serde_json::from_str(SQS).unwrap();
+    let ids: Vec<_> = event
+        .records
+        .iter()
+        .map(|record| record.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "2b7e1516-28ae-4d2a-a6f7-15883c4f3c01",
+            "9c2f4d1e-7a3b-4e5c-8d6f-0a1b2c3d4e02"
+        ]
+    );
+    assert_eq!(event.records[1].body.as_deref(), Some("widget-data-center"));
+
+    let response = batch_failures([ids[1].as_str()]);
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "9c2f4d1e-7a3b-4e5c-8d6f-0a1b2c3d4e02"}]})
+    );
+    let none = batch_failures(Vec::<String>::new());
+    assert_eq!(
+        serde_json::to_value(&none).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+}
+
+#[test]
+fn classify_routes_every_fixture() {
+    for fixture in [APIGW_V1_JWT, APIGW_V1_BASE64, HTTP_API_V2, FUNCTION_URL] {
+        match EngineEvent::classify(value(fixture)).unwrap() {
+            EngineEvent::Http(req) => assert!(header(&req, "host").is_some()),
+            other => panic!("expected HTTP, got {other:?}"),
+        }
+    }
+    match EngineEvent::classify(value(APIGW_V1_BASE64)).unwrap() {
+        EngineEvent::Http(req) => assert_eq!(
+            body_bytes(&req),
+            br#"{"state":"wdc-7","code":"ls-auth-code"}"#
+        ),
+        other => panic!("expected HTTP, got {other:?}"),
+    }
+    for (fixture, name, id) in [
+        (CREATE_SECRET, SecretEventName::CreateSecret, SECRET_NAME),
+        (
+            PUT_SECRET_VALUE,
+            SecretEventName::PutSecretValue,
+            SECRET_NAME,
+        ),
+        (
+            PUT_SECRET_VALUE_ARN,
+            SecretEventName::PutSecretValue,
+            SECRET_ARN,
+        ),
+    ] {
+        match EngineEvent::classify(value(fixture)).unwrap() {
+            EngineEvent::SecretWrite(event) => {
+                assert_eq!(event.event_name, name);
+                assert_eq!(event.secret_id, id);
+            }
+            other => panic!("expected secret write, got {other:?}"),
+        }
+    }
+    match EngineEvent::classify(value(SCHEDULE)).unwrap() {
+        EngineEvent::Schedule(event) => assert_eq!(event.source, "aws.events"),
+        other => panic!("expected schedule, got {other:?}"),
+    }
+    match EngineEvent::classify(value(SQS)).unwrap() {
+        EngineEvent::Sqs(event) => assert_eq!(event.records.len(), 2),
+        other => panic!("expected SQS, got {other:?}"),
+    }
+}
+
+#[test]
+fn classify_rejects_unknown_and_malformed_payloads() {
+    assert!(matches!(
+        EngineEvent::classify(json!({"hello": "world"})),
+        Err(EventError::Unrecognised(_))
+    ));
+    assert!(matches!(
+        EngineEvent::classify(json!({"Records": "not-a-list"})),
+        Err(EventError::Malformed { kind: "SQS", .. })
+    ));
+    assert!(matches!(
+        EngineEvent::classify(json!({"source": "aws.events"})),
+        Err(EventError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn response_payload_matches_request_format() {
+    let rest = request(APIGW_V1_JWT);
+    let payload = http_response_payload(&rest, ApiResponse::ok("Secrets stored")).unwrap();
+    assert_eq!(payload["statusCode"], 200);
+    assert_eq!(payload["body"], r#"{"message":"Secrets stored"}"#);
+    assert_eq!(payload["isBase64Encoded"], false);
+    assert_eq!(
+        payload["multiValueHeaders"]["content-type"],
+        json!(["application/json"])
+    );
+
+    let v2 = request(HTTP_API_V2);
+    let response = ApiError::MethodNotAllowed.into_response();
+    let payload = http_response_payload(&v2, response).unwrap();
+    assert_eq!(payload["statusCode"], 405);
+    assert_eq!(
+        payload["body"],
+        r#"{"message":"Method not allowed. Use POST instead."}"#
+    );
+    assert_eq!(payload["headers"]["content-type"], "application/json");
+
+    let url = request(FUNCTION_URL);
+    let payload = http_response_payload(
+        &url,
+        ApiResponse::redirect("https://wdc.4me-demo.com/app_instances/7"),
+    )
+    .unwrap();
+    assert_eq!(payload["statusCode"], 302);
+    assert_eq!(
+        payload["headers"]["location"],
+        "https://wdc.4me-demo.com/app_instances/7"
+    );
+}
