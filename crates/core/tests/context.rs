@@ -1,5 +1,6 @@
 //! Provider and customer contexts assembled from a real (local file) secret store, with 4me clients
 //! talking to the sandbox and verifiers checking tokens signed in the test with generated keys.
+#![allow(clippy::unwrap_used)] // fixture helpers of this test crate unwrap on test-generated data
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
