@@ -7,11 +7,13 @@
 //! - [`policy`]: verification of 4me webhook-policy JWTs;
 //! - [`secrets`]: the secret store port (AWS Secrets Manager and a local file store), secret naming
 //!   and the merge that loses no concurrent update;
+//! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
 //! - [`response`]: `{"message": ...}` responses and the error type that maps to them.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod context;
 pub mod events;
 pub mod fourme;
