@@ -1,5 +1,7 @@
 //! Secret naming, the merge, and the local file secret store.
 
+#![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
+
 mod secrets_contract;
 
 use std::sync::Arc;

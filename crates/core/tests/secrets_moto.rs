@@ -1,6 +1,8 @@
 //! The AWS Secrets Manager store against moto (`AWS_ENDPOINT_URL` must point at a moto server;
 //! see the README). Without it these tests fail on purpose rather than skip.
 
+#![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
+
 mod secrets_contract;
 
 use std::sync::Arc;

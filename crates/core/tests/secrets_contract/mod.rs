@@ -1,4 +1,5 @@
 //! Behaviour every `SecretStore` adapter must show; used by `secrets_local` and `secrets_moto`.
+#![allow(clippy::unwrap_used)] // test support code: a failed unwrap is a failed test
 
 use std::sync::Arc;
 
