@@ -29,6 +29,15 @@
 //! retried cycle is safe even when the failed call actually succeeded: re-applying the same
 //! update to a document that already contains it yields the same document.
 //!
+//! Secrets Manager limits the staging labels of one secret (20); while many writers race, their
+//! pending labels may hit that limit, so a `LimitExceededException` from `PutSecretValue` is
+//! treated like a lost race. A pending label can only leak if the process dies between steps 3
+//! and 5; such a version never becomes current.
+//!
+//! IAM: `upsert` needs `secretsmanager:GetSecretValue`, `PutSecretValue`,
+//! `UpdateSecretVersionStage`, `DescribeSecret` and `CreateSecret`; `get` needs `GetSecretValue`;
+//! `delete` needs `DeleteSecret`.
+//!
 //! `delete` removes the secret immediately (`ForceDeleteWithoutRecovery`), so the name can be
 //! reused at once.
 
@@ -227,7 +236,7 @@ impl AwsSecretStore {
         let merged = merge(Some(current), update);
         let token = uuid::Uuid::new_v4().to_string();
         let pending = format!("PENDING-{token}");
-        let put = self
+        let put = match self
             .client
             .put_secret_value()
             .secret_id(name.as_str())
@@ -236,7 +245,12 @@ impl AwsSecretStore {
             .version_stages(&pending)
             .send()
             .await
-            .map_err(|err| classify(name, "PutSecretValue", err))?;
+        {
+            Ok(put) => put,
+            // Too many staging labels: other writers' pending labels; they go away shortly.
+            Err(err) if err.code() == Some("LimitExceededException") => return Ok(Cycle::Conflict),
+            Err(err) => return Err(classify(name, "PutSecretValue", err)),
+        };
         let new_version = put.version_id().unwrap_or(&token).to_owned();
 
         let promoted = self
