@@ -512,3 +512,21 @@ async fn server_stops_when_last_handle_drops() {
     }
     assert!(stopped);
 }
+
+#[test]
+fn schema_uses_4me_names() {
+    let sdl = app_builder_sandbox::schema_sdl();
+    for needle in [
+        "input AppOfferingCreateInput",
+        "enum WebhookPolicyJwtAlg",
+        "es512",
+        "rs256",
+        "configurationItems(",
+        "discoveredConfigurationItems(input: DiscoveredConfigurationItemsInput!)",
+        "sourceID: String",
+        "interface Node",
+    ] {
+        assert!(sdl.contains(needle), "missing {needle}");
+    }
+    assert!(!sdl.contains("ES512"));
+}
