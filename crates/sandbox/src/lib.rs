@@ -160,6 +160,11 @@ struct Inner {
     _shutdown: oneshot::Sender<()>,
 }
 
+/// The GraphQL schema of the sandbox in SDL.
+pub fn schema_sdl() -> String {
+    schema::sdl()
+}
+
 /// Handle on a running sandbox; clones share the same server, which stops when the last handle
 /// is dropped.
 #[derive(Clone)]

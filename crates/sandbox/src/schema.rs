@@ -43,6 +43,17 @@ pub(crate) fn build(shared: Arc<Shared>) -> SandboxSchema {
     .finish()
 }
 
+/// The schema in SDL (no data needed).
+pub(crate) fn sdl() -> String {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
+}
+
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Shared>> {
     ctx.data::<Arc<Shared>>()
 }

@@ -143,6 +143,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(String, RateInf
         .ok_or_else(|| Box::new(unauthorized("Invalid or expired access token")))?;
     let header_account = headers
         .get("x-4me-account")
+        .or_else(|| headers.get("x-xurrent-account"))
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Box::new(unauthorized("Missing X-4me-Account header")))?;
     if header_account != account {

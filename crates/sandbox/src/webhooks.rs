@@ -25,7 +25,7 @@ pub struct PolicyInfo {
 }
 
 /// Options of [`crate::Sandbox::install_app`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct InstallOptions {
     /// Secrets entered by the customer (ui-extension secret fields).
     pub secrets: serde_json::Map<String, serde_json::Value>,
@@ -33,6 +33,16 @@ pub struct InstallOptions {
     pub custom_fields: serde_json::Map<String, serde_json::Value>,
     /// Algorithm of the customer-side policy (default `rs256`).
     pub customer_policy_alg: Option<String>,
+}
+
+impl std::fmt::Debug for InstallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallOptions")
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("custom_fields", &self.custom_fields)
+            .field("customer_policy_alg", &self.customer_policy_alg)
+            .finish()
+    }
 }
 
 /// Result of [`crate::Sandbox::install_app`].
@@ -62,8 +72,9 @@ impl std::fmt::Debug for InstalledApp {
     }
 }
 
-/// One webhook delivery sent by the sandbox.
-#[derive(Clone, Debug, PartialEq)]
+/// One webhook delivery sent by the sandbox (its `Debug` omits the token and the envelope,
+/// which may carry secrets).
+#[derive(Clone, PartialEq)]
 pub struct Delivery {
     /// Value of the `X-4me-Delivery` header.
     pub id: String,
@@ -81,6 +92,19 @@ pub struct Delivery {
     pub jwt: String,
     /// The envelope (`data` claim).
     pub data: serde_json::Value,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.id)
+            .field("webhook_id", &self.webhook_id)
+            .field("event", &self.event)
+            .field("uri", &self.uri)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 use std::sync::Arc;

@@ -512,3 +512,111 @@ async fn server_stops_when_last_handle_drops() {
     }
     assert!(stopped);
 }
+
+#[test]
+fn schema_uses_4me_names() {
+    let sdl = app_builder_sandbox::schema_sdl();
+    for needle in [
+        "input AppOfferingCreateInput",
+        "enum WebhookPolicyJwtAlg",
+        "es512",
+        "rs256",
+        "configurationItems(",
+        "discoveredConfigurationItems(input: DiscoveredConfigurationItemsInput!)",
+        "sourceID: String",
+        "interface Node",
+    ] {
+        assert!(sdl.contains(needle), "missing {needle}");
+    }
+    assert!(!sdl.contains("ES512"));
+}
+
+#[test]
+fn handles_are_send_and_sync_and_debug_hides_secrets() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sandbox>();
+    let creds = OAuthCredentials {
+        client_id: "id".into(),
+        client_secret: "very-secret".into(),
+    };
+    assert!(!format!("{creds:?}").contains("very-secret"));
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("token".into(), json!("very-secret"));
+    let options = app_builder_sandbox::InstallOptions {
+        secrets,
+        ..Default::default()
+    };
+    assert!(!format!("{options:?}").contains("very-secret"));
+}
+
+#[tokio::test]
+async fn rest_and_async_faults_and_xurrent_header() {
+    let (sb, t) = setup().await;
+    let resp = reqwest::Client::new()
+        .post(sb.graphql_url())
+        .bearer_auth(&t)
+        .header("X-Xurrent-Account", "wdc")
+        .json(&json!({"query": "{ configurationItems(first: 1) { nodes { id } } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    sb.inject_fault(Fault::ServerError {
+        target: FaultTarget::Rest,
+        status: 502,
+        times: 1,
+    });
+    sb.inject_fault(Fault::ServerError {
+        target: FaultTarget::AsyncResult,
+        status: 403,
+        times: 1,
+    });
+    let client = reqwest::Client::new();
+    let url = format!("{}/app_offering_automation_rules/x", sb.rest_url());
+    let resp = client
+        .delete(&url)
+        .bearer_auth(&t)
+        .header("X-4me-Account", "wdc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let resp = client
+        .delete(&url)
+        .bearer_auth(&t)
+        .header("X-4me-Account", "wdc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        DISCOVERED,
+        json!({"input": {"source": "s", "physicalAssets": []}}),
+    )
+    .await;
+    let url = body["data"]["discoveredConfigurationItems"]["asyncQuery"]["resultUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 403);
+    let result: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        result["data"]["discoveredConfigurationItems"]["configurationItems"],
+        json!([])
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/async/unknown.json", sb.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(sb.stats().faults_served, 2);
+}
