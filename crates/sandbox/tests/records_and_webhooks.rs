@@ -619,7 +619,7 @@ async fn webhook_policy_verify_and_secrets_update_deliveries() {
     assert_eq!(data["node"]["webhookPolicy"]["id"], policy["id"]);
 
     // webhook.verify: first attempt gets 503, the retry succeeds and the receiver activates it.
-    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(5)).await;
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].event, "webhook.verify");
     assert_eq!(deliveries[0].status, Some(200));
@@ -718,7 +718,7 @@ async fn failing_receivers_are_retried_three_times() {
     let (url, receiver) = start_receiver(10).await;
     c.gql("mutation($uri: String!, $policyId: ID) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
         json!({"uri": url, "policyId": policy.id})).await;
-    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(5)).await;
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
     assert_eq!(deliveries[0].attempts, 3);
     assert_eq!(deliveries[0].status, Some(503));
     assert!(receiver.received.lock().unwrap().is_empty());
@@ -739,4 +739,69 @@ async fn failing_receivers_are_retried_three_times() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn rust_side_webhook_helpers() {
+    let sb = Sandbox::start().await.unwrap();
+    let policy = sb
+        .create_webhook_policy("wdc", "es512", Some("aud-1"))
+        .unwrap();
+    let pem = policy.public_key_pem.clone().unwrap();
+    let (url, receiver) = start_receiver(0).await;
+    assert!(
+        sb.create_webhook(
+            "wdc",
+            "app_instance.secrets-update",
+            &url,
+            Some("nope"),
+            true
+        )
+        .is_err()
+    );
+    let webhook = sb
+        .create_webhook(
+            "wdc",
+            "app_instance.secrets-update",
+            &url,
+            Some(&policy.id),
+            true,
+        )
+        .unwrap();
+
+    let (data, jwt) = sb
+        .webhook_event(&webhook, "app_instance.secrets-update", json!({"x": 1}))
+        .unwrap();
+    let (_, claims) = verify(&jwt, &pem);
+    assert_eq!(claims["data"], data);
+    assert_eq!(claims["aud"], "aud-1");
+
+    let jwt = sb
+        .sign_claims(
+            &policy.id,
+            &json!({"iss": "https://evil.example", "exp": 1}),
+        )
+        .unwrap();
+    let (header, claims) = verify(&jwt, &pem);
+    assert_eq!(header["alg"], "ES512");
+    assert_eq!(claims["exp"], 1);
+    assert!(sb.sign_claims("unknown", &json!({})).is_err());
+
+    let delivery = sb
+        .deliver_webhook_event(&webhook, "app_instance.update", json!({"y": 2}))
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, Some(200));
+    assert_eq!(receiver.received.lock().unwrap().len(), 1);
+
+    // A verified webhook receives the secrets-update deliveries of an installation.
+    sb.seed_app_offering("wdc", "seeded", json!({"policyJwtAlg": "es256"}));
+    let installed = sb
+        .install_app("seeded", "cust", InstallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(installed.deliveries.len(), 2);
+    assert_eq!(installed.customer_policy.jwt_alg, "es256");
+    assert_eq!(receiver.received.lock().unwrap().len(), 3);
+    assert!(!format!("{installed:?}").contains(&installed.customer_credentials.client_secret));
 }
