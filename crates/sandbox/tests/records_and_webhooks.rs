@@ -805,3 +805,56 @@ async fn rust_side_webhook_helpers() {
     assert_eq!(receiver.received.lock().unwrap().len(), 3);
     assert!(!format!("{installed:?}").contains(&installed.customer_credentials.client_secret));
 }
+
+#[tokio::test]
+async fn webhook_update_reverifies_and_nodes_are_per_account() {
+    let sb = Sandbox::start().await.unwrap();
+    let c = Client::new(&sb, "wdc").await;
+    let other = Client::new(&sb, "other").await;
+    let (url1, _r1) = start_receiver(0).await;
+    let (url2, r2) = start_receiver(0).await;
+    let data = c.gql("mutation($uri: String!) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri}) { errors { path message } webhook { id } } }",
+        json!({"uri": url1})).await;
+    let id = data["webhookCreate"]["webhook"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
+    // Without a policy the envelope is posted as is.
+    assert!(deliveries[0].jwt.is_empty());
+    assert_eq!(deliveries[0].data["event"], "webhook.verify");
+    assert_eq!(
+        sb.record(&id).unwrap()["active"],
+        false,
+        "the receiver did not call back"
+    );
+
+    let update = "mutation($input: WebhookUpdateInput!) { webhookUpdate(input: $input) { errors { path message } webhook { id uri } } }";
+    let data = c
+        .gql(update, json!({"input": {"id": id, "uri": "not a uri"}}))
+        .await;
+    assert_eq!(data["webhookUpdate"]["errors"][0]["path"], json!(["uri"]));
+    let data = c
+        .gql(update, json!({"input": {"id": id, "uri": url2}}))
+        .await;
+    assert_eq!(data["webhookUpdate"]["webhook"]["uri"], url2.as_str());
+    let deliveries = sb.wait_for_deliveries(2, Duration::from_secs(30)).await;
+    assert_eq!(deliveries[1].uri, url2);
+    assert_eq!(r2.received.lock().unwrap().len(), 1);
+
+    let q = "query($id: ID!) { node(id: $id) { ... on Webhook { id uri } } }";
+    assert_eq!(
+        c.gql(q, json!({"id": id})).await["node"]["uri"],
+        url2.as_str()
+    );
+    assert!(other.gql(q, json!({"id": id})).await["node"].is_null());
+
+    // HMAC and unsigned policies have no public key.
+    for alg in ["hs256", "none"] {
+        let data = c.gql("mutation($alg: WebhookPolicyJwtAlg!) { webhookPolicyCreate(input: {jwtAlg: $alg}) { errors { path message } webhookPolicy { id jwtAlg publicKeyPem } } }",
+            json!({"alg": alg})).await;
+        let policy = &data["webhookPolicyCreate"]["webhookPolicy"];
+        assert_eq!(policy["jwtAlg"], alg);
+        assert!(policy["publicKeyPem"].is_null());
+    }
+}
