@@ -651,3 +651,15 @@ async fn rest_and_async_faults_and_xurrent_header() {
     );
     assert_eq!(sb.stats().faults_served, 2);
 }
+
+#[tokio::test]
+async fn unknown_routes_are_404_with_rate_headers() {
+    let sb = Sandbox::start().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v2/whatever", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+}
