@@ -152,6 +152,7 @@ impl<S: SecretStore> TypeformFunction<S> {
     pub async fn handle_payload(&self, payload: Value, function_arn: &str) -> Value {
         match EngineEvent::classify(payload) {
             Ok(EngineEvent::SecretWrite(event)) => {
+                let function_arn = unqualified_function_arn(function_arn);
                 let response = self.handle_installation(&event, function_arn).await;
                 status_payload(response)
             }
@@ -176,6 +177,19 @@ impl<S: SecretStore> TypeformFunction<S> {
     }
 }
 
+/// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version
+/// or alias qualifier of the invoked ARN is dropped, as the configuration item's `systemID`
+/// holds the function's own ARN.
+pub fn unqualified_function_arn(invoked: &str) -> &str {
+    let parts: Vec<&str> = invoked.splitn(8, ':').collect();
+    if parts.len() == 8 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function" {
+        let qualifier_len = parts[7].len() + 1;
+        &invoked[..invoked.len() - qualifier_len]
+    } else {
+        invoked
+    }
+}
+
 /// `{"statusCode": <status>, "body": "<json text>"}` of a response (non-HTTP invocations).
 fn status_payload(response: Response<Body>) -> Value {
     let status = response.status().as_u16();
@@ -190,4 +204,43 @@ fn status_payload(response: Response<Body>) -> Value {
         tracing::error!(status, "failed");
     }
     json!({ "statusCode": status, "body": body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn function_arn_qualifiers_are_dropped() {
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:typeform-Fn";
+        assert_eq!(unqualified_function_arn(arn), arn);
+        assert_eq!(unqualified_function_arn(&format!("{arn}:live")), arn);
+        assert_eq!(unqualified_function_arn(&format!("{arn}:7")), arn);
+        assert_eq!(unqualified_function_arn("local"), "local");
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn typeform_settings_name_the_variable() {
+        let api = typeform_api_from_settings(&settings(&[])).unwrap();
+        assert_eq!(api.base_url().as_str(), "https://api.typeform.com/");
+        let err =
+            typeform_api_from_settings(&settings(&[(api::ENV_TYPEFORM_API_URL, "not a url")]))
+                .unwrap_err();
+        assert!(err.to_string().contains(api::ENV_TYPEFORM_API_URL), "{err}");
+        let wait =
+            FunctionSettings::from_settings(&settings(&[(ENV_INSTANCE_RETRY_TIMEOUT, "50")]));
+        assert_eq!(wait.instance_retry_wait, Duration::from_millis(50));
+        let default =
+            FunctionSettings::from_settings(&settings(&[(ENV_INSTANCE_RETRY_TIMEOUT, "x")]));
+        assert_eq!(default.instance_retry_wait, DEFAULT_INSTANCE_RETRY_WAIT);
+    }
 }
