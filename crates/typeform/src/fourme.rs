@@ -62,6 +62,8 @@ pub struct Instance {
     pub id: String,
     /// Whether the provider suspended it.
     pub suspended: bool,
+    /// The suspension comment, if any.
+    pub suspension_comment: Option<String>,
     /// Custom field `form_url`, when set to a non-empty value.
     pub form_url: Option<String>,
     /// Custom field `request_id`, when set (numbers are rendered as text).
@@ -116,7 +118,7 @@ pub async fn lambda_api_url(
     }
 }
 
-const INSTANCE_QUERY: &str = "query Instance($customerAccount: String!, $reference: String) { appInstances(first: 1, filter: {customerAccount: {values: [$customerAccount]}, appOfferingReference: {values: [$reference]}}) { nodes { id appOffering { id } suspended customFields { id value } } } }";
+const INSTANCE_QUERY: &str = "query Instance($customerAccount: String!, $reference: String) { appInstances(first: 1, filter: {customerAccount: {values: [$customerAccount]}, appOfferingReference: {values: [$reference]}}) { nodes { id appOffering { id } suspended suspensionComment customFields { id value } } } }";
 
 /// The app instance of offering `reference` in `customer` (provider client).
 pub async fn instance(
@@ -129,6 +131,8 @@ pub async fn instance(
         id: String,
         #[serde(default)]
         suspended: bool,
+        #[serde(rename = "suspensionComment", default)]
+        suspension_comment: Option<String>,
         #[serde(rename = "customFields", default)]
         custom_fields: Option<Vec<CustomField>>,
     }
@@ -158,6 +162,7 @@ pub async fn instance(
         request_id: field_text(&fields, REQUEST_ID_FIELD),
         id: node.id,
         suspended: node.suspended,
+        suspension_comment: node.suspension_comment,
     })
 }
 

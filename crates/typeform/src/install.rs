@@ -20,6 +20,22 @@ const COMMENT_TOKEN: &str = "Please fill Typeform token.";
 const COMMENT_TYPEFORM: &str =
     "Error creating Typeform webhook. Please check the Typeform token and Form ID.";
 const COMMENT_INTERNAL: &str = "Internal error in integration.";
+/// The suspension comments this function sets: only such a suspension is lifted when an
+/// existing registration is renewed (a suspension by the provider for other reasons stays).
+const OUR_COMMENTS: [&str; 4] = [
+    COMMENT_FORM_ID,
+    COMMENT_TOKEN,
+    COMMENT_TYPEFORM,
+    COMMENT_INTERNAL,
+];
+
+fn suspended_by_us(instance: &Instance) -> bool {
+    instance.suspended
+        && instance
+            .suspension_comment
+            .as_deref()
+            .is_some_and(|c| OUR_COMMENTS.contains(&c))
+}
 
 /// What was registered at Typeform, remembered in the customer secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,10 +197,17 @@ impl<S: SecretStore> TypeformFunction<S> {
         let has_secret = secrets
             .get_str(TYPEFORM_SECRET_KEY)
             .is_some_and(|s| !s.is_empty());
-        if has_secret && registered.as_ref() == Some(&wanted) && !instance.suspended {
+        if has_secret && registered.as_ref() == Some(&wanted) && !suspended_by_us(&instance) {
             tracing::info!(account, "No need to update Typeform webhook");
             return Ok(());
         }
+        // The first registration lifts any suspension, as the original did; a renewal only
+        // lifts the suspensions this function set.
+        let lift_suspension = if registered.is_none() {
+            instance.suspended
+        } else {
+            suspended_by_us(&instance)
+        };
         let secret = match new_webhook_secret() {
             Ok(secret) => secret,
             Err(_) => {
@@ -229,7 +252,7 @@ impl<S: SecretStore> TypeformFunction<S> {
                 return Err(InstallError::Store(err));
             }
         }
-        if instance.suspended {
+        if lift_suspension {
             match fourme::unsuspend(provider, &instance.id).await {
                 Ok(()) => {
                     tracing::info!(account, "Unsuspended instance of {reference} for {account}")

@@ -185,6 +185,86 @@ async fn re_registers_when_the_form_url_changed() {
     );
 }
 
+async fn set_token(env: &Env<LocalSecretStore>, account: &str, token: &str) {
+    env.store
+        .upsert(
+            &env.customer_secret_name(account),
+            common::doc(json!({"secrets": {"typeform_token": token}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn recovers_when_the_customer_fixes_a_bad_token() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    let customer = env
+        .install("test-account", Some(&form_url(FORM_ID)), Some("tfp_typo"))
+        .await;
+    env.typeform.add_form(FORM_ID, TOKEN);
+    assert_eq!(
+        env.installation("CreateSecret", "test-account").await.0,
+        500
+    );
+    assert_eq!(
+        env.instance(&customer.instance_id).await["suspended"],
+        json!(true)
+    );
+
+    set_token(env, "test-account", TOKEN).await;
+    let (status, message) = env.installation("PutSecretValue", "test-account").await;
+    assert_eq!((status, message.as_str()), (200, "OK"));
+    assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_some());
+    assert_eq!(
+        env.instance(&customer.instance_id).await["suspended"],
+        json!(false)
+    );
+}
+
+#[tokio::test]
+async fn renews_a_matching_registration_only_after_its_own_suspension() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    let customer = installed(env, "test-account", FORM_ID, TOKEN).await;
+
+    // A bad token suspends the instance; going back to the registered token renews and lifts it.
+    set_token(env, "test-account", "tfp_typo").await;
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        500
+    );
+    assert_eq!(
+        env.instance(&customer.instance_id).await["suspended"],
+        json!(true)
+    );
+    set_token(env, "test-account", TOKEN).await;
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        200
+    );
+    assert_eq!(
+        env.typeform.webhook(FORM_ID, "4me-webhook").unwrap().writes,
+        2
+    );
+    assert_eq!(
+        env.instance(&customer.instance_id).await["suspended"],
+        json!(false)
+    );
+
+    // A suspension by the provider for its own reasons is left alone.
+    env.set_suspended(&customer.instance_id, true).await;
+    let puts = env.typeform.put_requests();
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(env.typeform.put_requests(), puts);
+    let instance = env.instance(&customer.instance_id).await;
+    assert_eq!(instance["suspended"], json!(true));
+    assert_eq!(instance["suspensionComment"], json!("manual"));
+}
+
 #[tokio::test]
 async fn does_not_continue_if_no_app_instance_is_found() {
     let fx = fixture().await;
