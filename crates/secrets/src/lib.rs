@@ -49,6 +49,7 @@ use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_nam
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 /// Reserved top-level key of customer secrets holding the ids of applied deliveries.
 pub const DELIVERIES_KEY: &str = "_deliveries";
@@ -238,10 +239,27 @@ impl<S: SecretStore> SecretsHandler<S> {
             offering = reference,
             account = customer,
         );
-        let _entered = span.enter();
+        self.store_customer_secrets(payload, reference, customer, delivery)
+            .instrument(span)
+            .await
+    }
 
+    async fn store_customer_secrets(
+        &self,
+        payload: &Value,
+        reference: &str,
+        customer: &str,
+        delivery: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
         if !self.enabled.contains(reference) {
-            tracing::info!(enabled = ?self.enabled, "offering not enabled, no action");
+            tracing::info!(
+                delivery = delivery.unwrap_or_default(),
+                event = SECRETS_UPDATE_EVENT,
+                offering = reference,
+                account = customer,
+                enabled = ?self.enabled,
+                "offering not enabled, no action"
+            );
             return Ok(ApiResponse::ok(&format!(
                 "No action for app_reference: {reference}"
             )));

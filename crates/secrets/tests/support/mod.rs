@@ -221,3 +221,41 @@ pub fn status_and_message(response: &Response<Body>) -> (u16, String) {
         body["message"].as_str().unwrap().to_owned(),
     )
 }
+
+/// Serves `handler` over HTTP on 127.0.0.1 (so that the sandbox can deliver to it): each request
+/// is turned into the API Gateway REST (v1) event Lambda would receive. Returns the URL of
+/// `/secrets`.
+pub async fn serve<S: SecretStore + 'static>(handler: std::sync::Arc<SecretsHandler<S>>) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode};
+
+    let app =
+        axum::Router::new().fallback(move |method: Method, headers: HeaderMap, body: Bytes| {
+            let handler = std::sync::Arc::clone(&handler);
+            async move {
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                    })
+                    .collect();
+                let borrowed: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let request = api_gateway_request(
+                    method.as_str(),
+                    (!body.is_empty()).then_some(body.as_str()),
+                    &borrowed,
+                );
+                let response = handler.handle(request).await;
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+                (status, response.body().as_ref().to_vec())
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/secrets", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
