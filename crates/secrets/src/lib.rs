@@ -165,30 +165,39 @@ impl<S: SecretStore> SecretsHandler<S> {
 
         let delivery = header_delivery.or(token.claims.jti);
         let envelope = token.data;
+        // Every line about this delivery (including the error line) carries these fields;
+        // `offering` and `account` are recorded once known.
+        let span = tracing::info_span!(
+            "delivery",
+            delivery = delivery.as_deref().unwrap_or_default(),
+            event = envelope.event.as_str(),
+            offering = tracing::field::Empty,
+            account = tracing::field::Empty,
+        );
+        let result = self
+            .dispatch(&envelope, delivery.as_deref())
+            .instrument(span.clone())
+            .await;
+        Ok(span.in_scope(|| result.unwrap_or_else(ApiError::into_response)))
+    }
+
+    async fn dispatch(
+        &self,
+        envelope: &WebhookEnvelope,
+        delivery: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
         match envelope.event.as_str() {
-            WEBHOOK_VERIFY_EVENT => self.verify_webhook(&envelope, delivery.as_deref()).await,
-            SECRETS_UPDATE_EVENT => self.store_secrets(&envelope, delivery.as_deref()).await,
+            WEBHOOK_VERIFY_EVENT => self.verify_webhook(envelope).await,
+            SECRETS_UPDATE_EVENT => self.store_secrets(envelope, delivery).await,
             other => {
-                tracing::info!(
-                    delivery = delivery.as_deref().unwrap_or_default(),
-                    event = other,
-                    "unsupported event"
-                );
+                tracing::info!("unsupported event");
                 Err(ApiError::BadRequest(format!("Unsupported event: {other}")))
             }
         }
     }
 
-    async fn verify_webhook(
-        &self,
-        envelope: &WebhookEnvelope,
-        delivery: Option<&str>,
-    ) -> Result<Response<Body>, ApiError> {
-        tracing::info!(
-            delivery = delivery.unwrap_or_default(),
-            event = WEBHOOK_VERIFY_EVENT,
-            "verifying webhook"
-        );
+    async fn verify_webhook(&self, envelope: &WebhookEnvelope) -> Result<Response<Body>, ApiError> {
+        tracing::info!("verifying webhook");
         let callback = envelope
             .payload
             .get("callback")
@@ -232,34 +241,11 @@ impl<S: SecretStore> SecretsHandler<S> {
             .and_then(Value::as_str)
             .filter(|account| !account.is_empty())
             .ok_or_else(|| ApiError::BadRequest("Missing customer_account_id".into()))?;
-        let span = tracing::info_span!(
-            "secrets_update",
-            delivery = delivery.unwrap_or_default(),
-            event = SECRETS_UPDATE_EVENT,
-            offering = reference,
-            account = customer,
-        );
-        self.store_customer_secrets(payload, reference, customer, delivery)
-            .instrument(span)
-            .await
-    }
-
-    async fn store_customer_secrets(
-        &self,
-        payload: &Value,
-        reference: &str,
-        customer: &str,
-        delivery: Option<&str>,
-    ) -> Result<Response<Body>, ApiError> {
+        let span = tracing::Span::current();
+        span.record("offering", reference);
+        span.record("account", customer);
         if !self.enabled.contains(reference) {
-            tracing::info!(
-                delivery = delivery.unwrap_or_default(),
-                event = SECRETS_UPDATE_EVENT,
-                offering = reference,
-                account = customer,
-                enabled = ?self.enabled,
-                "offering not enabled, no action"
-            );
+            tracing::info!(enabled = ?self.enabled, "offering not enabled, no action");
             return Ok(ApiResponse::ok(&format!(
                 "No action for app_reference: {reference}"
             )));

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app_builder_core::config::Settings;
+use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
@@ -27,9 +27,17 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = Settings::from_env();
     let config = settings.context_config(false)?;
     let enabled = settings.enabled_offerings();
-    let verify_timeout = settings
-        .parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)?
-        .map_or(DEFAULT_VERIFY_TIMEOUT, Duration::from_millis);
+    let verify_timeout = match settings.parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)? {
+        None => DEFAULT_VERIFY_TIMEOUT,
+        Some(0) => {
+            return Err(ConfigError::Invalid {
+                name: ENV_VERIFY_TIMEOUT_MS,
+                reason: "the timeout must be at least 1 ms".into(),
+            }
+            .into());
+        }
+        Some(ms) => Duration::from_millis(ms),
+    };
     let endpoints = Endpoints::from_env(&config.domain)?;
     let store = AwsSecretStore::from_env().await;
     let loader = ContextLoader::new(config, store, endpoints, ClientSettings::from_env())?;

@@ -196,5 +196,12 @@ async fn log_lines_carry_delivery_event_offering_account_and_no_secret_values() 
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(logs.contains("delivery already applied"), "{logs}");
+    // The error line of a failed delivery carries its fields too.
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("request failed") && l.contains("log-delivery-4"))
+        .unwrap_or_else(|| panic!("no error line for log-delivery-4 in\n{logs}"));
+    assert!(failed.contains("\"event\":\"webhook.verify\""), "{failed}");
+    assert!(failed.contains("Unable to verify webhook"), "{failed}");
     assert!(logs.contains("\"offering\":\"lansweeper\""), "{logs}");
 }

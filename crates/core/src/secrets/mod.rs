@@ -24,6 +24,10 @@
 //!
 //! Top-level `null` values in a document returned by the closure are removed before it is stored,
 //! so nulls are never stored whatever the caller does.
+//!
+//! Reserved key: customer secrets may hold `_deliveries` (the ids of the webhook deliveries the
+//! secrets function applied, written in the same `update` as the secrets, see the `secrets`
+//! crate). Readers only read the named keys of spec §1.3 and ignore it; writers must not remove it.
 
 use std::future::Future;
 use std::sync::Arc;
