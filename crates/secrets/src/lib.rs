@@ -40,8 +40,8 @@
 
 use std::time::Duration;
 
-use app_builder_core::config::EnabledOfferings;
-use app_builder_core::context::{ContextError, ContextLoader};
+use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
+use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
 use app_builder_core::events::{body_bytes, delivery_id};
 use app_builder_core::policy::{VerifiedToken, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
@@ -89,6 +89,42 @@ pub const VERIFY_FAILED_MESSAGE: &str = "Unable to verify webhook";
 pub const SECRETS_STORED_MESSAGE: &str = "Secrets stored";
 /// 500 when the store fails.
 pub const STORE_FAILED_MESSAGE: &str = "Unable to store secrets";
+
+/// The function's configuration, read once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionConfig {
+    /// Domain, bootstrap application and provider account (no offering reference: the secrets
+    /// function serves every offering).
+    pub context: ContextConfig,
+    /// `PARAM_ENABLED_OFFERINGS` (unset: all).
+    pub enabled: EnabledOfferings,
+    /// Timeout of `webhook.verify` callbacks ([`ENV_VERIFY_TIMEOUT_MS`]).
+    pub verify_timeout: Duration,
+}
+
+impl FunctionConfig {
+    /// Reads the configuration; a missing or malformed setting is an error naming it.
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &Settings<L>,
+    ) -> Result<Self, ConfigError> {
+        let context = settings.context_config(false)?;
+        let verify_timeout = match settings.parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)? {
+            None => DEFAULT_VERIFY_TIMEOUT,
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    name: ENV_VERIFY_TIMEOUT_MS,
+                    reason: "the timeout must be at least 1 ms".into(),
+                });
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+        Ok(Self {
+            context,
+            enabled: settings.enabled_offerings(),
+            verify_timeout,
+        })
+    }
+}
 
 /// Why the handler could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -4,14 +4,13 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use app_builder_core::config::{ConfigError, Settings};
+use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
 use lambda_http::{Request, service_fn};
-use secrets::{DEFAULT_VERIFY_TIMEOUT, ENV_VERIFY_TIMEOUT_MS, SecretsHandler};
+use secrets::{FunctionConfig, SecretsHandler};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -23,25 +22,23 @@ async fn main() -> Result<(), lambda_http::Error> {
         )
         .with_target(false)
         .init();
+    let result = run().await;
+    if let Err(error) = &result {
+        tracing::error!(error = %error, "secrets function failed");
+    }
+    result
+}
 
-    let settings = Settings::from_env();
-    let config = settings.context_config(false)?;
-    let enabled = settings.enabled_offerings();
-    let verify_timeout = match settings.parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)? {
-        None => DEFAULT_VERIFY_TIMEOUT,
-        Some(0) => {
-            return Err(ConfigError::Invalid {
-                name: ENV_VERIFY_TIMEOUT_MS,
-                reason: "the timeout must be at least 1 ms".into(),
-            }
-            .into());
-        }
-        Some(ms) => Duration::from_millis(ms),
-    };
-    let endpoints = Endpoints::from_env(&config.domain)?;
+async fn run() -> Result<(), lambda_http::Error> {
+    let config = FunctionConfig::from_settings(&Settings::from_env())?;
+    let endpoints = Endpoints::from_env(&config.context.domain)?;
     let store = AwsSecretStore::from_env().await;
-    let loader = ContextLoader::new(config, store, endpoints, ClientSettings::from_env())?;
-    let handler = Arc::new(SecretsHandler::new(loader, enabled, verify_timeout)?);
+    let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
+    let handler = Arc::new(SecretsHandler::new(
+        loader,
+        config.enabled,
+        config.verify_timeout,
+    )?);
 
     lambda_http::run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
