@@ -13,7 +13,7 @@ mod capture;
 mod funtranslations;
 
 pub use capture::{CaptureServer, CapturedRequest};
-pub use funtranslations::{FunTranslations, TRANSLATIONS, TranslationCall};
+pub use funtranslations::{FunTranslations, RATE_LIMIT_MESSAGE, TRANSLATIONS, TranslationCall};
 
 use std::net::SocketAddr;
 
