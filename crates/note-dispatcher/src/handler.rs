@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::config::DispatcherConfig;
 use crate::guard::{UrlGuard, UrlRefused};
+use crate::replay::RecentDeliveries;
 use crate::translate::{FunTranslationsClient, Translation, random_translation};
 
 /// 400 when the request has no `?account=`.
@@ -56,6 +57,7 @@ pub struct NoteDispatcher<S> {
     translator: FunTranslationsClient,
     guard: UrlGuard,
     timeout: Duration,
+    recent: RecentDeliveries,
 }
 
 /// Why the dispatcher could not be built.
@@ -76,6 +78,7 @@ impl<S: SecretStore> NoteDispatcher<S> {
             translator,
             guard: config.guard,
             timeout: config.timeout,
+            recent: RecentDeliveries::default(),
         })
     }
 
@@ -124,6 +127,12 @@ impl<S: SecretStore> NoteDispatcher<S> {
                 self.loader.config().domain
             ))
         })?;
+        // The token id binds the key to this exact token; the header is the fallback.
+        let replay_key = match (&token.claims.jti, delivery) {
+            (Some(jti), _) => Some(format!("{} {jti}", token.claims.iss)),
+            (None, "-") => None,
+            (None, delivery) => Some(format!("delivery {delivery}")),
+        };
         let data = token.data;
         let envelope: WebhookEnvelope = serde_json::from_value(data.clone()).map_err(|_| {
             ApiError::BadRequest("Expected a 4me webhook envelope in the jwt data".into())
@@ -131,7 +140,22 @@ impl<S: SecretStore> NoteDispatcher<S> {
         span.record("event", envelope.event.as_str());
         match envelope.event.as_str() {
             WEBHOOK_VERIFY_EVENT => self.verify_webhook(&envelope.payload).await,
-            AUTOMATION_RULE_EVENT => self.dispatch(&data, &envelope.payload).await,
+            AUTOMATION_RULE_EVENT => {
+                if replay_key
+                    .as_deref()
+                    .is_some_and(|key| self.recent.contains(key))
+                {
+                    tracing::info!(
+                        "delivery already dispatched: acknowledged, not dispatched again"
+                    );
+                    return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
+                }
+                let response = self.dispatch(&data, &envelope.payload).await?;
+                if let Some(key) = replay_key {
+                    self.recent.insert(key);
+                }
+                Ok(response)
+            }
             other => Err(ApiError::BadRequest(format!("Unsupported event: {other}"))),
         }
     }

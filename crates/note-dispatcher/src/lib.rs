@@ -14,7 +14,8 @@
 //!    addresses), translates `text` with a random style ([`translate`]; a 429 is a soft result),
 //!    POSTs `{input, translationResponse}` to the URL and answers 200
 //!    `note-dispatcher event handling complete` (500 `Unable to process note-dispatcher event`
-//!    when translation or delivery fails).
+//!    when translation or delivery fails). A delivery already dispatched by this container is
+//!    acknowledged without dispatching again ([`replay`]).
 //!
 //! The library holds the handler over ports ([`NoteDispatcher`] over a
 //! [`SecretStore`](app_builder_core::secrets::SecretStore)); `main.rs` only wires AWS.
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod guard;
 pub mod handler;
+pub mod replay;
 pub mod translate;
 
 pub use config::DispatcherConfig;

@@ -842,3 +842,40 @@ async fn handles_note_dispatcher_event_with_secrets_manager() {
     let name = customer_secret_name(APP, OFFERING, world.sandbox.domain(), CUSTOMER).unwrap();
     store.delete(&name).await.unwrap();
 }
+
+#[tokio::test]
+async fn replayed_delivery_is_acknowledged_and_not_dispatched_twice() {
+    let world = World::new().await;
+    let dispatcher = world.dispatcher();
+
+    // A failed attempt is not remembered: 4me's retry dispatches.
+    world.target.set_status(500);
+    let captured = world.note("a note sent once").await;
+    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    assert_eq!(status_and_message(&response).0, 500);
+    world.target.set_status(200);
+    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    assert_eq!(
+        status_and_message(&response),
+        (200, COMPLETE_MESSAGE.to_owned())
+    );
+    assert_eq!(world.target.requests().len(), 2);
+
+    // Once dispatched, the same token again is acknowledged without a second POST.
+    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    assert_eq!(
+        status_and_message(&response),
+        (200, COMPLETE_MESSAGE.to_owned())
+    );
+    assert_eq!(world.target.requests().len(), 2);
+    assert_eq!(world.translations.calls().len(), 2);
+
+    // A new note (new token) is dispatched.
+    let next = world.note("another note").await;
+    let response = dispatcher.handle(delivered(&next, CUSTOMER)).await;
+    assert_eq!(
+        status_and_message(&response),
+        (200, COMPLETE_MESSAGE.to_owned())
+    );
+    assert_eq!(world.target.requests().len(), 3);
+}
