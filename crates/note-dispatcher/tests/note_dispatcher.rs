@@ -879,3 +879,76 @@ async fn replayed_delivery_is_acknowledged_and_not_dispatched_twice() {
     );
     assert_eq!(world.target.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn expired_token_rejected() {
+    let world = World::new().await;
+    let captured = world.note("a late note").await;
+    let mut claims = claims_of(&jwt_of(&captured));
+    let now = claims["iat"].as_i64().unwrap();
+    claims["exp"] = json!(now - 3600);
+    let token = world
+        .sandbox
+        .sign_claims(&world.customer.customer_policy.id, &claims)
+        .unwrap();
+    let body = json!({ "jwt": token }).to_string();
+    let response = world
+        .dispatcher()
+        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .await;
+    let (status, message) = status_and_message(&response);
+    assert_eq!(status, 400);
+    assert!(
+        message.contains("Incorrect request: token expired"),
+        "{message}"
+    );
+    assert_nothing_dispatched(&world);
+}
+
+#[tokio::test]
+async fn http_api_v2_event_with_base64_body() {
+    use base64::Engine as _;
+    let world = World::new().await;
+    let captured = world.note("a note through an HTTP API").await;
+    let delivery = captured.header("x-4me-delivery").unwrap();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "POST /integration",
+        "rawPath": "/integration",
+        "rawQueryString": format!("account={CUSTOMER}"),
+        "headers": {
+            "content-type": "application/json",
+            "x-4me-delivery": delivery,
+            "user-agent": "4me/1.0 (https://developer.4me.com/v1/webhooks)",
+            "host": "abc123.execute-api.eu-west-1.amazonaws.com"
+        },
+        "queryStringParameters": {"account": CUSTOMER},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": "POST",
+                "path": "/integration",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "4me/1.0"
+            },
+            "requestId": "id",
+            "routeKey": "POST /integration",
+            "stage": "$default",
+            "time": "23/Nov/2026:09:15:02 +0000",
+            "timeEpoch": 1795425302000u64
+        },
+        "body": base64::engine::general_purpose::STANDARD.encode(&captured.body),
+        "isBase64Encoded": true
+    });
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = world.dispatcher().handle(request).await;
+    assert_eq!(
+        status_and_message(&response),
+        (200, COMPLETE_MESSAGE.to_owned())
+    );
+    assert_eq!(world.target.requests().len(), 1);
+}
