@@ -23,17 +23,29 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
 
-    let settings = Settings::from_env();
-    let context = settings.context_config(true)?;
-    let endpoints = Endpoints::from_env(&context.domain)?;
-    let config = DispatcherConfig::from_settings(&settings)?;
-    let store = AwsSecretStore::from_env().await;
-    let loader = ContextLoader::new(context, store, endpoints, ClientSettings::from_env())?;
-    let dispatcher = Arc::new(NoteDispatcher::new(loader, config)?);
+    let dispatcher = match setup().await {
+        Ok(dispatcher) => Arc::new(dispatcher),
+        Err(message) => {
+            tracing::error!(error = %message, "start-up failed");
+            return Err(message.into());
+        }
+    };
 
     lambda_http::run(service_fn(move |req: Request| {
         let dispatcher = Arc::clone(&dispatcher);
         async move { Ok::<_, Error>(dispatcher.handle(req).await) }
     }))
     .await
+}
+
+/// Reads the configuration (errors name the setting) and builds the handler over AWS.
+async fn setup() -> Result<NoteDispatcher<AwsSecretStore>, String> {
+    let settings = Settings::from_env();
+    let context = settings.context_config(true).map_err(|e| e.to_string())?;
+    let endpoints = Endpoints::from_env(&context.domain).map_err(|e| e.to_string())?;
+    let config = DispatcherConfig::from_settings(&settings).map_err(|e| e.to_string())?;
+    let store = AwsSecretStore::from_env().await;
+    let loader = ContextLoader::new(context, store, endpoints, ClientSettings::from_env())
+        .map_err(|e| e.to_string())?;
+    NoteDispatcher::new(loader, config).map_err(|e| e.to_string())
 }
