@@ -276,6 +276,12 @@ impl Sandbox {
         self.shared().lock().expire_all_tokens();
     }
 
+    /// Length of the per-token rate-limit window (default [`RATE_WINDOW`], 2 s); tests can use a
+    /// long window to make the limit independent of timing.
+    pub fn set_rate_window(&self, window: Duration) {
+        self.shared().lock().rate_window = window;
+    }
+
     /// Queues a fault for the next matching requests (faults are consumed in insertion order).
     pub fn inject_fault(&self, fault: Fault) {
         self.shared().lock().faults.push(fault);
@@ -400,6 +406,112 @@ impl Sandbox {
             .get(&id)
             .ok_or_else(|| WebhookError::NotFound(format!("webhook policy {id}")))?;
         Ok(webhooks::policy_info(record))
+    }
+
+    /// Signs arbitrary `claims` with the private key of webhook policy `policy_id` (to craft
+    /// expired, wrongly addressed or otherwise special tokens in tests).
+    pub fn sign_claims(&self, policy_id: &str, claims: &Value) -> Result<String, WebhookError> {
+        let state = self.shared().lock();
+        let key = state
+            .policy_keys
+            .get(policy_id)
+            .ok_or_else(|| WebhookError::NotFound(format!("webhook policy {policy_id}")))?;
+        Ok(key.sign_jwt(claims)?)
+    }
+
+    /// Creates a webhook in `account_id` directly. With `verified` it is active at once and no
+    /// `webhook.verify` is sent; otherwise `webhook.verify` is sent as for `webhookCreate`.
+    pub fn create_webhook(
+        &self,
+        account_id: &str,
+        event: &str,
+        uri: &str,
+        policy_id: Option<&str>,
+        verified: bool,
+    ) -> Result<String, WebhookError> {
+        let shared = self.shared();
+        let id = {
+            let mut state = shared.lock();
+            if let Some(policy) = policy_id
+                && state.find("WebhookPolicy", account_id, policy).is_none()
+            {
+                return Err(WebhookError::NotFound(format!("webhook policy {policy}")));
+            }
+            state.add_account(account_id);
+            let mut map =
+                fields(json!({"event": event, "uri": uri, "name": event, "active": verified}));
+            if let Some(policy) = policy_id {
+                map.insert("webhookPolicyId".into(), json!(policy));
+            }
+            state.insert(&shared.domain, "Webhook", account_id, map)
+        };
+        if !verified {
+            webhooks::spawn_verify(shared.clone(), id.clone());
+        }
+        Ok(id)
+    }
+
+    /// Builds (without sending) the envelope and signed token 4me would deliver to webhook
+    /// `webhook_id` for `event` about the webhook itself; returns `(data, jwt)` (the token is
+    /// empty when the webhook has no policy).
+    pub fn webhook_event(
+        &self,
+        webhook_id: &str,
+        event: &str,
+        payload: Value,
+    ) -> Result<(Value, String), WebhookError> {
+        let shared = self.shared();
+        let webhook = shared
+            .lock()
+            .records
+            .get(webhook_id)
+            .filter(|r| r.kind == "Webhook")
+            .cloned()
+            .ok_or_else(|| WebhookError::NotFound(format!("webhook {webhook_id}")))?;
+        let (_, jwt, data) = webhooks::webhook_delivery(
+            shared,
+            &webhook,
+            event,
+            (webhook.num, &webhook.id),
+            payload,
+        )?;
+        Ok((data, jwt.unwrap_or_default()))
+    }
+
+    /// Sends `event` with `payload` to webhook `webhook_id` now (whether verified or not).
+    pub async fn deliver_webhook_event(
+        &self,
+        webhook_id: &str,
+        event: &str,
+        payload: Value,
+    ) -> Result<Delivery, WebhookError> {
+        let shared = self.shared();
+        let uri = shared
+            .lock()
+            .records
+            .get(webhook_id)
+            .and_then(|r| r.str("uri"))
+            .ok_or_else(|| WebhookError::NotFound(format!("webhook {webhook_id}")))?;
+        let (data, jwt) = self.webhook_event(webhook_id, event, payload)?;
+        let jwt = (!jwt.is_empty()).then_some(jwt);
+        Ok(webhooks::deliver(shared, webhook_id, &uri, event, jwt, data).await)
+    }
+
+    /// Creates a draft app offering in `account_id` from camelCase attributes (e.g.
+    /// `webhookUriTemplate`, `policyJwtAlg`, `policyJwtAudience`, `name`); returns its node id.
+    pub fn seed_app_offering(
+        &self,
+        account_id: &str,
+        reference: &str,
+        attributes: Value,
+    ) -> String {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        state.add_account(account_id);
+        let mut map = fields(json!({"name": reference, "published": false, "scopes": []}));
+        map.extend(fields(attributes));
+        map.insert("reference".into(), json!(reference));
+        state.insert(&shared.domain, "AppOffering", account_id, map)
     }
 
     /// Installs the offering with reference `offering_ref` in `customer_account`: creates the

@@ -32,6 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/{resource}/{id}/avatar", post(rest_avatar))
         .route("/async/{file}", get(async_result))
         .route("/webhooks/{id}/verify", get(webhook_verify))
+        .fallback(fallback)
         .with_state(app)
 }
 
@@ -434,4 +435,11 @@ async fn webhook_verify(
         }
         _ => (StatusCode::NOT_FOUND, "Unknown or expired verification").into_response(),
     }
+}
+
+async fn fallback(State(app): State<App>, headers: HeaderMap) -> Response {
+    with_rate(
+        json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+        peek_rate(&app.shared, &headers),
+    )
 }

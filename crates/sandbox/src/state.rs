@@ -93,6 +93,7 @@ pub(crate) struct State {
     pub faults: Vec<Fault>,
     pub stats: Stats,
     pub windows: HashMap<String, VecDeque<Instant>>,
+    pub rate_window: Duration,
     pub async_delay: u32,
     pub async_results: HashMap<String, AsyncResult>,
     pub seq: u64,
@@ -133,6 +134,7 @@ impl State {
             faults: Vec::new(),
             stats: Stats::default(),
             windows: HashMap::new(),
+            rate_window: RATE_WINDOW,
             async_delay: 0,
             async_results: HashMap::new(),
             seq: 0,
@@ -219,17 +221,18 @@ impl State {
     /// Counts a request against the window of `key` (unless `consume` is false) and reports.
     pub fn rate(&mut self, key: &str, consume: bool) -> RateInfo {
         let now = Instant::now();
+        let length = self.rate_window;
         let window = self.windows.entry(key.to_owned()).or_default();
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= length)
         {
             window.pop_front();
         }
         let used = u32::try_from(window.len()).unwrap_or(u32::MAX);
         let until_free = window
             .front()
-            .map(|t| RATE_WINDOW.saturating_sub(now.duration_since(*t)))
+            .map(|t| length.saturating_sub(now.duration_since(*t)))
             .unwrap_or(Duration::ZERO);
         let reset = unix_now() + until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0);
         if used >= RATE_LIMIT {
@@ -249,7 +252,7 @@ impl State {
         RateInfo {
             remaining: RATE_LIMIT - used_after,
             reset: if used == 0 {
-                unix_now() + RATE_WINDOW.as_secs()
+                unix_now() + length.as_secs()
             } else {
                 reset
             },

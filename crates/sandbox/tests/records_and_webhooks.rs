@@ -619,7 +619,7 @@ async fn webhook_policy_verify_and_secrets_update_deliveries() {
     assert_eq!(data["node"]["webhookPolicy"]["id"], policy["id"]);
 
     // webhook.verify: first attempt gets 503, the retry succeeds and the receiver activates it.
-    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(5)).await;
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].event, "webhook.verify");
     assert_eq!(deliveries[0].status, Some(200));
@@ -718,7 +718,7 @@ async fn failing_receivers_are_retried_three_times() {
     let (url, receiver) = start_receiver(10).await;
     c.gql("mutation($uri: String!, $policyId: ID) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
         json!({"uri": url, "policyId": policy.id})).await;
-    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(5)).await;
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
     assert_eq!(deliveries[0].attempts, 3);
     assert_eq!(deliveries[0].status, Some(503));
     assert!(receiver.received.lock().unwrap().is_empty());
@@ -739,4 +739,122 @@ async fn failing_receivers_are_retried_three_times() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn rust_side_webhook_helpers() {
+    let sb = Sandbox::start().await.unwrap();
+    let policy = sb
+        .create_webhook_policy("wdc", "es512", Some("aud-1"))
+        .unwrap();
+    let pem = policy.public_key_pem.clone().unwrap();
+    let (url, receiver) = start_receiver(0).await;
+    assert!(
+        sb.create_webhook(
+            "wdc",
+            "app_instance.secrets-update",
+            &url,
+            Some("nope"),
+            true
+        )
+        .is_err()
+    );
+    let webhook = sb
+        .create_webhook(
+            "wdc",
+            "app_instance.secrets-update",
+            &url,
+            Some(&policy.id),
+            true,
+        )
+        .unwrap();
+
+    let (data, jwt) = sb
+        .webhook_event(&webhook, "app_instance.secrets-update", json!({"x": 1}))
+        .unwrap();
+    let (_, claims) = verify(&jwt, &pem);
+    assert_eq!(claims["data"], data);
+    assert_eq!(claims["aud"], "aud-1");
+
+    let jwt = sb
+        .sign_claims(
+            &policy.id,
+            &json!({"iss": "https://evil.example", "exp": 1}),
+        )
+        .unwrap();
+    let (header, claims) = verify(&jwt, &pem);
+    assert_eq!(header["alg"], "ES512");
+    assert_eq!(claims["exp"], 1);
+    assert!(sb.sign_claims("unknown", &json!({})).is_err());
+
+    let delivery = sb
+        .deliver_webhook_event(&webhook, "app_instance.update", json!({"y": 2}))
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, Some(200));
+    assert_eq!(receiver.received.lock().unwrap().len(), 1);
+
+    // A verified webhook receives the secrets-update deliveries of an installation.
+    sb.seed_app_offering("wdc", "seeded", json!({"policyJwtAlg": "es256"}));
+    let installed = sb
+        .install_app("seeded", "cust", InstallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(installed.deliveries.len(), 2);
+    assert_eq!(installed.customer_policy.jwt_alg, "es256");
+    assert_eq!(receiver.received.lock().unwrap().len(), 3);
+    assert!(!format!("{installed:?}").contains(&installed.customer_credentials.client_secret));
+}
+
+#[tokio::test]
+async fn webhook_update_reverifies_and_nodes_are_per_account() {
+    let sb = Sandbox::start().await.unwrap();
+    let c = Client::new(&sb, "wdc").await;
+    let other = Client::new(&sb, "other").await;
+    let (url1, _r1) = start_receiver(0).await;
+    let (url2, r2) = start_receiver(0).await;
+    let data = c.gql("mutation($uri: String!) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri}) { errors { path message } webhook { id } } }",
+        json!({"uri": url1})).await;
+    let id = data["webhookCreate"]["webhook"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
+    // Without a policy the envelope is posted as is.
+    assert!(deliveries[0].jwt.is_empty());
+    assert_eq!(deliveries[0].data["event"], "webhook.verify");
+    assert_eq!(
+        sb.record(&id).unwrap()["active"],
+        false,
+        "the receiver did not call back"
+    );
+
+    let update = "mutation($input: WebhookUpdateInput!) { webhookUpdate(input: $input) { errors { path message } webhook { id uri } } }";
+    let data = c
+        .gql(update, json!({"input": {"id": id, "uri": "not a uri"}}))
+        .await;
+    assert_eq!(data["webhookUpdate"]["errors"][0]["path"], json!(["uri"]));
+    let data = c
+        .gql(update, json!({"input": {"id": id, "uri": url2}}))
+        .await;
+    assert_eq!(data["webhookUpdate"]["webhook"]["uri"], url2.as_str());
+    let deliveries = sb.wait_for_deliveries(2, Duration::from_secs(30)).await;
+    assert_eq!(deliveries[1].uri, url2);
+    assert_eq!(r2.received.lock().unwrap().len(), 1);
+
+    let q = "query($id: ID!) { node(id: $id) { ... on Webhook { id uri } } }";
+    assert_eq!(
+        c.gql(q, json!({"id": id})).await["node"]["uri"],
+        url2.as_str()
+    );
+    assert!(other.gql(q, json!({"id": id})).await["node"].is_null());
+
+    // HMAC and unsigned policies have no public key.
+    for alg in ["hs256", "none"] {
+        let data = c.gql("mutation($alg: WebhookPolicyJwtAlg!) { webhookPolicyCreate(input: {jwtAlg: $alg}) { errors { path message } webhookPolicy { id jwtAlg publicKeyPem } } }",
+            json!({"alg": alg})).await;
+        let policy = &data["webhookPolicyCreate"]["webhookPolicy"];
+        assert_eq!(policy["jwtAlg"], alg);
+        assert!(policy["publicKeyPem"].is_null());
+    }
 }
