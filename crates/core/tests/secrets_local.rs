@@ -307,3 +307,68 @@ async fn local_stores_share_a_directory() {
     );
     assert_eq!(name, name.as_str().parse::<SecretName>().unwrap());
 }
+
+#[tokio::test]
+async fn local_update_replaces_or_declines() {
+    let (_dir, store) = store();
+    let name = customer("update");
+    secrets_contract::update_replaces_or_declines(&store, &name).await;
+    // A declined update does not rewrite the file.
+    let before = std::fs::metadata(store.path_of(&name))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let inode_before = file_identity(&store.path_of(&name));
+    assert_eq!(store.update(&name, |_| None).await.unwrap(), None);
+    assert_eq!(file_identity(&store.path_of(&name)), inode_before);
+    assert_eq!(
+        std::fs::metadata(store.path_of(&name))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+}
+
+/// The inode of a file: a write (temp file + rename) always changes it.
+fn file_identity(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[tokio::test]
+async fn local_update_declined_creates_nothing() {
+    let (_dir, store) = store();
+    let name = customer("declined");
+    secrets_contract::update_declined_creates_nothing(&store, &name).await;
+    assert!(!store.path_of(&name).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_twenty_concurrent_counter_increments() {
+    let (_dir, store) = store();
+    secrets_contract::concurrent_counter_increments(Arc::new(store), &customer("counter"), 20)
+        .await;
+}
+
+#[tokio::test]
+async fn local_update_on_a_current_thread_runtime_with_a_borrowing_closure() {
+    // The closure may borrow local state (no 'static bound) and the store works on a
+    // current-thread runtime.
+    let (_dir, store) = store();
+    let name = customer("borrow");
+    let mut calls = 0;
+    let label = String::from("borrowed");
+    store
+        .update(&name, |_| {
+            calls += 1;
+            Some(secrets_contract::doc(json!({ "label": label.as_str() })))
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls, 1);
+    assert_eq!(
+        store.get(&name).await.unwrap().map(Value::from),
+        Some(json!({"label": "borrowed"}))
+    );
+}

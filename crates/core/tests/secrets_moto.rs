@@ -243,3 +243,40 @@ async fn moto_unreachable_endpoint_is_a_transient_error() {
     let err = store.get(&unique("unreachable")).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+/// The AWSCURRENT version id of a secret.
+async fn current_version(store: &AwsSecretStore, name: &SecretName) -> String {
+    store
+        .client()
+        .get_secret_value()
+        .secret_id(name.as_str())
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn moto_update_replaces_or_declines() {
+    let store = store().await;
+    let name = unique("update");
+    secrets_contract::update_replaces_or_declines(&store, &name).await;
+    // A declined update creates no new version.
+    let before = current_version(&store, &name).await;
+    assert_eq!(store.update(&name, |_| None).await.unwrap(), None);
+    assert_eq!(current_version(&store, &name).await, before);
+}
+
+#[tokio::test]
+async fn moto_update_declined_creates_nothing() {
+    secrets_contract::update_declined_creates_nothing(&store().await, &unique("declined")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moto_ten_concurrent_counter_increments() {
+    let store = Arc::new(store().await.with_max_attempts(30));
+    secrets_contract::concurrent_counter_increments(store, &unique("counter"), 10).await;
+}

@@ -1,15 +1,16 @@
 //! A [`SecretStore`] on AWS Secrets Manager.
 //!
-//! # Optimistic compare-and-swap (`upsert`)
+//! # Optimistic compare-and-swap (`update`, and so `upsert`)
 //!
 //! The original read, merged and wrote without any check, so concurrent writers (the secrets
 //! lambda and the integration lambdas writing different keys of one customer secret) silently
-//! dropped each other's keys (spec §8.1). Here every `upsert` is a compare-and-swap cycle built on
+//! dropped each other's keys (spec §8.1). Here every `update` is a compare-and-swap cycle built on
 //! Secrets Manager's staging labels:
 //!
 //! 1. `GetSecretValue(VersionStage=AWSCURRENT)` — always explicit, moto may otherwise return a
 //!    stale version — gives the current document and its version id `R`;
-//! 2. the update is [`merge`]d into it;
+//! 2. the caller's closure computes the new document from it (for `upsert`: the update is
+//!    `merge`d into it); when the closure returns `None` the cycle ends without any write;
 //! 3. `PutSecretValue(ClientRequestToken=<new uuid N>, VersionStages=["PENDING-<N>"])` stores the
 //!    merged document as a new version that is **not** current yet;
 //! 4. `UpdateSecretVersionStage(VersionStage=AWSCURRENT, MoveToVersionId=N,
@@ -22,19 +23,21 @@
 //! 5. the `PENDING-<N>` label is removed again (best effort; Secrets Manager limits the number of
 //!    labels per secret, and an unlabelled version is deprecated and garbage-collected).
 //!
-//! When the secret does not exist, `CreateSecret` stores the merged document (nulls dropped); if a
+//! When the secret does not exist, the closure is called with `None` and `CreateSecret` stores its
+//! result (nulls dropped); if a
 //! concurrent writer created it first (`ResourceExistsException`) the cycle restarts on the update
 //! path. Transient errors (throttling, 5xx, timeouts, connection failures) restart the cycle as
 //! well and share the attempt budget; the SDK's own retries apply to each call underneath. A
-//! retried cycle is safe even when the failed call actually succeeded: re-applying the same
-//! update to a document that already contains it yields the same document.
+//! retried cycle re-runs the closure on the then current document; for `upsert` this is safe even
+//! when the failed call actually succeeded: re-applying the same update to a document that
+//! already contains it yields the same document.
 //!
 //! Secrets Manager limits the staging labels of one secret (20); while many writers race, their
 //! pending labels may hit that limit, so a `LimitExceededException` from `PutSecretValue` is
 //! treated like a lost race. A pending label can only leak if the process dies between steps 3
 //! and 5; such a version never becomes current.
 //!
-//! IAM: `upsert` needs `secretsmanager:GetSecretValue`, `PutSecretValue`,
+//! IAM: `update`/`upsert` need `secretsmanager:GetSecretValue`, `PutSecretValue`,
 //! `UpdateSecretVersionStage`, `DescribeSecret` and `CreateSecret`; `get` needs `GetSecretValue`;
 //! `delete` needs `DeleteSecret`.
 //!
@@ -48,7 +51,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use rand::Rng;
 
-use super::{DocumentError, SecretDocument, SecretName, SecretStore, SecretStoreError, merge};
+use super::{
+    DocumentError, SecretDocument, SecretName, SecretStore, SecretStoreError, without_nulls,
+};
 
 /// Staging label of the current version.
 const AWSCURRENT: &str = "AWSCURRENT";
@@ -68,10 +73,10 @@ pub struct AwsSecretStore {
     max_backoff: Duration,
 }
 
-/// Result of one read-merge-write cycle that did not fail.
+/// Result of one read-modify-write cycle that did not fail.
 enum Cycle {
-    /// Committed; the merged document.
-    Done(SecretDocument),
+    /// Committed (the stored document), or declined by the closure (`None`, nothing written).
+    Done(Option<SecretDocument>),
     /// Lost against a concurrent writer; retry after a backoff.
     Conflict,
     /// The secret appeared concurrently; retry at once on the update path.
@@ -208,9 +213,8 @@ impl AwsSecretStore {
     async fn create(
         &self,
         name: &SecretName,
-        update: &SecretDocument,
+        merged: SecretDocument,
     ) -> Result<Cycle, SecretStoreError> {
-        let merged = merge(None, update);
         match self
             .client
             .create_secret()
@@ -220,7 +224,7 @@ impl AwsSecretStore {
             .send()
             .await
         {
-            Ok(_) => Ok(Cycle::Done(merged)),
+            Ok(_) => Ok(Cycle::Done(Some(merged))),
             Err(err) if err.code() == Some("ResourceExistsException") => Ok(Cycle::RetryNow),
             Err(err) => Err(classify(name, "CreateSecret", err)),
         }
@@ -230,10 +234,8 @@ impl AwsSecretStore {
         &self,
         name: &SecretName,
         read_version: &str,
-        current: SecretDocument,
-        update: &SecretDocument,
+        merged: SecretDocument,
     ) -> Result<Cycle, SecretStoreError> {
-        let merged = merge(Some(current), update);
         let token = uuid::Uuid::new_v4().to_string();
         let pending = format!("PENDING-{token}");
         let put = match self
@@ -264,7 +266,7 @@ impl AwsSecretStore {
             .await;
         self.remove_label(name, &pending, &new_version).await;
         match promoted {
-            Ok(_) => Ok(Cycle::Done(merged)),
+            Ok(_) => Ok(Cycle::Done(Some(merged))),
             Err(err)
                 if matches!(
                     err.code(),
@@ -284,14 +286,19 @@ impl AwsSecretStore {
         }
     }
 
-    async fn cycle(
-        &self,
-        name: &SecretName,
-        update: &SecretDocument,
-    ) -> Result<Cycle, SecretStoreError> {
+    async fn cycle<F>(&self, name: &SecretName, f: &mut F) -> Result<Cycle, SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
         match self.read_current(name).await? {
-            None => self.create(name, update).await,
-            Some((version, current)) => self.swap(name, &version, current, update).await,
+            None => match f(None) {
+                None => Ok(Cycle::Done(None)),
+                Some(next) => self.create(name, without_nulls(next)).await,
+            },
+            Some((version, current)) => match f(Some(&current)) {
+                None => Ok(Cycle::Done(None)),
+                Some(next) => self.swap(name, &version, without_nulls(next)).await,
+            },
         }
     }
 }
@@ -354,16 +361,19 @@ impl SecretStore for AwsSecretStore {
         Ok(self.read_current(name).await?.map(|(_, document)| document))
     }
 
-    async fn upsert(
+    async fn update<F>(
         &self,
         name: &SecretName,
-        update: SecretDocument,
-    ) -> Result<SecretDocument, SecretStoreError> {
+        mut f: F,
+    ) -> Result<Option<SecretDocument>, SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let wait = match self.cycle(name, &update).await {
-                Ok(Cycle::Done(merged)) => return Ok(merged),
+            let wait = match self.cycle(name, &mut f).await {
+                Ok(Cycle::Done(stored)) => return Ok(stored),
                 Ok(Cycle::RetryNow) if attempt < self.max_attempts => Duration::ZERO,
                 Ok(Cycle::Conflict | Cycle::RetryNow) if attempt < self.max_attempts => {
                     self.backoff(attempt)

@@ -5,15 +5,18 @@
 //!   `4me-app-builder/4me-demo.com/wdc` → `4me-app-builder%2F4me-demo.com%2Fwdc.json`.
 //! - Writes are atomic: a temporary file (mode `0600`) is written and `fsync`ed, renamed over the
 //!   secret file, and the directory is `fsync`ed. Readers never see a partial document.
-//! - `upsert` and `delete` hold an exclusive lock (`flock` via [`std::fs::File::lock`]) on a
-//!   per-secret `.lock` file around read-merge-write, so concurrent writers — threads or
-//!   processes — never lose an update. The blocking work runs in `spawn_blocking`.
+//! - `update` (and so `upsert`) and `delete` hold an exclusive lock (`flock` via
+//!   [`std::fs::File::lock`]) on a per-secret `.lock` file around read-modify-write, so concurrent
+//!   writers — threads or processes — never lose an update. The blocking work (locking, reading,
+//!   writing) runs in `spawn_blocking`; the `update` closure runs on the calling task while the
+//!   lock is held, and the lock is released by the blocking write itself, so a cancelled caller
+//!   cannot release it while a write is still in flight.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{SecretDocument, SecretName, SecretStore, SecretStoreError, merge};
+use super::{SecretDocument, SecretName, SecretStore, SecretStoreError, without_nulls};
 
 /// File-based secret store rooted at a directory (created on first write, mode `0700`).
 #[derive(Debug, Clone)]
@@ -172,26 +175,43 @@ impl SecretStore for LocalSecretStore {
         Self::blocking(name, "read", move || read_document(&path, &owned)).await
     }
 
-    async fn upsert(
+    async fn update<F>(
         &self,
         name: &SecretName,
-        update: SecretDocument,
-    ) -> Result<SecretDocument, SecretStoreError> {
+        mut f: F,
+    ) -> Result<Option<SecretDocument>, SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
         let dir = self.dir.clone();
         let path = self.path_of(name);
         let lock_path = self.lock_path(name);
         let owned = name.clone();
-        Self::blocking(name, "write", move || {
+        let (guard, current) = Self::blocking(name, "write", move || {
             let name = &owned;
             create_dir(&dir).map_err(io_err(name, "create directory"))?;
-            let _guard = lock(&lock_path).map_err(io_err(name, "lock"))?;
+            let guard = lock(&lock_path).map_err(io_err(name, "lock"))?;
             let current = read_document(&path, name)?;
-            let merged = merge(current, &update);
-            write_atomic(&dir, &path, merged.to_json_string().as_bytes())
-                .map_err(io_err(name, "write"))?;
-            Ok(merged)
+            Ok((guard, current))
         })
-        .await
+        .await?;
+        let Some(next) = f(current.as_ref()) else {
+            drop(guard);
+            return Ok(None);
+        };
+        let next = without_nulls(next);
+        let contents = next.to_json_string();
+        let dir = self.dir.clone();
+        let path = self.path_of(name);
+        let owned = name.clone();
+        Self::blocking(name, "write", move || {
+            let result = write_atomic(&dir, &path, contents.as_bytes());
+            // The lock is held until the write is complete, even if the caller went away.
+            drop(guard);
+            result.map_err(io_err(&owned, "write"))
+        })
+        .await?;
+        Ok(Some(next))
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {

@@ -3,7 +3,7 @@
 //! - [`naming`]: provider and customer secret names and parsing of installation-event secret ids;
 //! - [`document`]: [`SecretDocument`] (a JSON object that never shows its values in logs) and
 //!   [`merge`], the shallow merge with null removal of spec §1.4;
-//! - [`SecretStore`]: the port used by handlers (`get`, `upsert`, `delete`);
+//! - [`SecretStore`]: the port used by handlers (`get`, `update`, `upsert`, `delete`);
 //! - [`aws`]: [`AwsSecretStore`], AWS Secrets Manager with an optimistic compare-and-swap so that
 //!   concurrent writers of different keys never lose each other's update (spec §8.1);
 //! - [`local`]: [`LocalSecretStore`], one JSON file per secret under a directory, with an
@@ -13,6 +13,21 @@
 //! `upsert`s, concurrent first writes produce one secret containing all keys, nulls are never
 //! stored, and read errors (throttling, access denied, invalid JSON) are reported instead of
 //! looking like "no secret".
+//!
+//! # `update`: a closure compare-and-swap
+//!
+//! [`SecretStore::update`] runs a closure over the current document inside the adapter's
+//! compare-and-swap loop (AWS) or file lock (local). The closure returns the new document, or
+//! `None` to leave the secret untouched (no write, no new version). `upsert` is `update` with
+//! [`merge`]. The closure may run more than once (once per lost race on AWS), always on the latest
+//! committed document, so it must be a pure function of its input (plus captured data).
+//!
+//! Top-level `null` values in a document returned by the closure are removed before it is stored,
+//! so nulls are never stored whatever the caller does.
+//!
+//! Reserved key: customer secrets may hold `_deliveries` (the ids of the webhook deliveries the
+//! secrets function applied, written in the same `update` as the secrets, see the `secrets`
+//! crate). Readers only read the named keys of spec §1.3 and ignore it; writers must not remove it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,19 +127,53 @@ pub trait SecretStore: Send + Sync {
         name: &SecretName,
     ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send;
 
+    /// Atomically replaces the stored document (`None` when the secret does not exist) by what
+    /// `f` returns, or leaves it untouched when `f` returns `None`.
+    ///
+    /// Atomic with respect to every other `update`/`upsert`/`delete` of the same secret: `f` runs
+    /// inside the compare-and-swap loop (AWS) or the file lock (local), possibly several times,
+    /// always on the latest committed document. Returns the stored document, or `None` when `f`
+    /// declined (then nothing was written). Top-level nulls of the result are dropped.
+    fn update<F>(
+        &self,
+        name: &SecretName,
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send;
+
     /// Applies `update` with [`merge`] to the stored document (or to nothing, creating the
-    /// secret) atomically with respect to concurrent `upsert`s, and returns the merged document.
+    /// secret) atomically with respect to concurrent writers, and returns the merged document.
+    /// This is [`SecretStore::update`] with [`merge`].
     fn upsert(
         &self,
         name: &SecretName,
         update: SecretDocument,
-    ) -> impl Future<Output = Result<SecretDocument, SecretStoreError>> + Send;
+    ) -> impl Future<Output = Result<SecretDocument, SecretStoreError>> + Send {
+        async move {
+            let stored = self
+                .update(name, |current| Some(merge(current.cloned(), &update)))
+                .await?;
+            // The closure never declines; keep the error path rather than panicking anyway.
+            stored.ok_or_else(|| SecretStoreError::Permanent {
+                name: name.clone(),
+                operation: "upsert",
+                message: "the merge produced no document".to_owned(),
+            })
+        }
+    }
 
     /// Deletes a secret immediately; deleting a missing secret succeeds.
     fn delete(
         &self,
         name: &SecretName,
     ) -> impl Future<Output = Result<(), SecretStoreError>> + Send;
+}
+
+/// Drops top-level nulls from a document the `update` closure produced (nulls are never stored).
+pub(crate) fn without_nulls(mut document: SecretDocument) -> SecretDocument {
+    document.as_map_mut().retain(|_, value| !value.is_null());
+    document
 }
 
 impl<S: SecretStore> SecretStore for Arc<S> {
@@ -135,12 +184,15 @@ impl<S: SecretStore> SecretStore for Arc<S> {
         (**self).get(name)
     }
 
-    fn upsert(
+    fn update<F>(
         &self,
         name: &SecretName,
-        update: SecretDocument,
-    ) -> impl Future<Output = Result<SecretDocument, SecretStoreError>> + Send {
-        (**self).upsert(name, update)
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        (**self).update(name, f)
     }
 
     fn delete(
@@ -159,12 +211,15 @@ impl<S: SecretStore> SecretStore for &S {
         (**self).get(name)
     }
 
-    fn upsert(
+    fn update<F>(
         &self,
         name: &SecretName,
-        update: SecretDocument,
-    ) -> impl Future<Output = Result<SecretDocument, SecretStoreError>> + Send {
-        (**self).upsert(name, update)
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        (**self).update(name, f)
     }
 
     fn delete(

@@ -114,3 +114,82 @@ pub async fn twenty_concurrent_writers<S: SecretStore + 'static>(store: Arc<S>, 
 pub async fn ten_concurrent_creates<S: SecretStore + 'static>(store: Arc<S>, name: &SecretName) {
     concurrent_writers(store, name, 10).await;
 }
+
+/// `update` sees the current document (or `None`), stores what the closure returns (top-level
+/// nulls dropped) and returns it; a declining closure (`None`) writes nothing.
+pub async fn update_replaces_or_declines<S: SecretStore>(store: &S, name: &SecretName) {
+    let mut seen = Vec::new();
+    let created = store
+        .update(name, |current| {
+            seen.push(current.cloned());
+            Some(doc(json!({"a": 1, "dropped": null})))
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, vec![None]);
+    assert_eq!(created.map(Value::from), Some(json!({"a": 1})));
+
+    // The closure replaces the whole document: keys it leaves out are gone.
+    let replaced = store
+        .update(name, |current| {
+            let current = current.unwrap();
+            assert_eq!(Value::from(current.clone()), json!({"a": 1}));
+            Some(doc(
+                json!({"b": current.get("a").unwrap().as_i64().unwrap() + 1}),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(replaced.map(Value::from), Some(json!({"b": 2})));
+
+    let declined = store
+        .update(name, |current| {
+            assert!(current.is_some());
+            None
+        })
+        .await
+        .unwrap();
+    assert_eq!(declined, None);
+    assert_eq!(
+        store.get(name).await.unwrap().map(Value::from),
+        Some(json!({"b": 2}))
+    );
+}
+
+/// Declining on a missing secret creates nothing.
+pub async fn update_declined_creates_nothing<S: SecretStore>(store: &S, name: &SecretName) {
+    let declined = store.update(name, |_| None).await.unwrap();
+    assert_eq!(declined, None);
+    assert_eq!(store.get(name).await.unwrap(), None);
+}
+
+/// `writers` concurrent read-modify-write increments of one counter: none is lost (a real
+/// compare-and-swap, not a merge of distinct keys), and each writer's marker key survives.
+pub async fn concurrent_counter_increments<S: SecretStore + 'static>(
+    store: Arc<S>,
+    name: &SecretName,
+    writers: usize,
+) {
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let store = Arc::clone(&store);
+        let name = name.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .update(&name, move |current| {
+                    let mut next = current.cloned().unwrap_or_default();
+                    let count = next.get("count").and_then(Value::as_u64).unwrap_or(0);
+                    next.insert("count", count + 1);
+                    next.insert(format!("writer{i}"), true);
+                    Some(next)
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_some());
+    }
+    let stored = store.get(name).await.unwrap().unwrap();
+    assert_eq!(stored.get("count"), Some(&json!(writers)));
+    assert_eq!(stored.len(), writers + 1);
+}

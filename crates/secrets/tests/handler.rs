@@ -1,0 +1,706 @@
+//! The secrets-webhook handler over a real `LocalSecretStore` (tempdir), with requests built as
+//! API Gateway (REST v1) delivers them and tokens signed by a generated provider key.
+//! Test names follow the original's checklist (spec §7.2) and the scenarios of issue 3.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_builder_core::config::EnabledOfferings;
+use app_builder_core::secrets::{LocalSecretStore, SecretDocument, SecretStore};
+use axum::routing::get;
+use secrets::{DELIVERIES_KEY, MAX_RECORDED_DELIVERIES, SecretsHandler, apply_delivery};
+use serde_json::{Value, json};
+use support::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: LocalSecretStore,
+    signer: Signer,
+}
+
+/// A store holding the provider secret of a freshly generated provider key.
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalSecretStore::new(dir.path().join("secrets"));
+    let signer = Signer::generate();
+    store
+        .upsert(&provider_name(), provider_secret(&signer, AUDIENCE))
+        .await
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        signer,
+    }
+}
+
+impl Fixture {
+    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore> {
+        handler(&self.store, enabled)
+    }
+
+    async fn stored(&self, reference: &str, customer: &str) -> Option<Value> {
+        self.store
+            .get(&customer_name(reference, customer))
+            .await
+            .unwrap()
+            .map(Value::from)
+    }
+
+    /// Names of all customer secret files (everything but the provider secret).
+    fn customer_files(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.store.dir()) else {
+            return Vec::new();
+        };
+        entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json") && n.contains("instances"))
+            .collect()
+    }
+}
+
+fn application() -> Value {
+    json!({"application": {"nodeID": "NG1lL0FwcC8x", "client_id": "cid", "client_secret": "csecret-value"}})
+}
+
+fn policy() -> Value {
+    json!({"policy": {"nodeID": "NG1lL1BvbGljeS8x", "audience": null, "algorithm": "RS256", "public_key": "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n"}})
+}
+
+async fn send(
+    handler: &SecretsHandler<impl SecretStore>,
+    jwt: &str,
+    delivery: Option<&str>,
+) -> (u16, String) {
+    status_and_message(&handler.handle(delivery_request(jwt, delivery)).await)
+}
+
+// ---------------------------------------------------------------------------------------------
+// §7.2 handler-secrets.test.js
+
+#[tokio::test]
+async fn all_applications_enabled_handles_receiving_application() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("wdc_siebel", "wdc", application()),
+    ));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d-1")).await;
+    assert_eq!((status, message.as_str()), (200, "Secrets stored"));
+    assert_eq!(
+        f.stored("wdc_siebel", "wdc").await,
+        Some(json!({
+            "application": application()["application"],
+            DELIVERIES_KEY: ["d-1"],
+        }))
+    );
+}
+
+#[tokio::test]
+async fn all_applications_enabled_handles_receiving_policy() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "wdc-test", policy()),
+    ));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d-2")).await;
+    assert_eq!((status, message.as_str()), (200, "Secrets stored"));
+    let stored = f.stored("typeform", "wdc-test").await.unwrap();
+    assert_eq!(stored["policy"], policy()["policy"]);
+    assert_eq!(f.customer_files().len(), 1);
+}
+
+#[tokio::test]
+async fn limited_env_empty_star_single_and_list_are_handled() {
+    for (i, enabled) in [
+        "",
+        "*",
+        "wdc_siebel",
+        "typeform,wdc_siebel",
+        " typeform , wdc_siebel ",
+        "typeform, *",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = fixture().await;
+        let jwt = f.signer.sign(&claims(
+            "app_instance.secrets-update",
+            secrets_payload("wdc_siebel", "wdc", application()),
+        ));
+        let handler = handler_with(
+            &f.store,
+            context_config(DOMAIN, PROVIDER),
+            // An empty PARAM_ENABLED_OFFERINGS is "unset" for Settings, i.e. all.
+            if enabled.is_empty() {
+                EnabledOfferings::All
+            } else {
+                EnabledOfferings::parse(enabled)
+            },
+            Duration::from_secs(5),
+        );
+        let id = format!("d-{i}");
+        let (status, message) = send(&handler, &jwt, Some(&id)).await;
+        assert_eq!(
+            (status, message.as_str()),
+            (200, "Secrets stored"),
+            "{enabled:?}"
+        );
+        assert!(f.stored("wdc_siebel", "wdc").await.is_some(), "{enabled:?}");
+    }
+}
+
+#[tokio::test]
+async fn limited_env_typeform_gives_no_action_and_stores_nothing() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("wdc_siebel", "wdc", application()),
+    ));
+    let (status, message) = send(&f.handler("typeform"), &jwt, Some("d-3")).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (200, "No action for app_reference: wdc_siebel")
+    );
+    assert!(f.customer_files().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request validation (issue 3: proper 4xx instead of the original's crashes)
+
+#[tokio::test]
+async fn non_post_is_405() {
+    let f = fixture().await;
+    for method in ["GET", "PUT", "DELETE"] {
+        let response = f
+            .handler("*")
+            .handle(api_gateway_request(method, None, &[]))
+            .await;
+        assert_eq!(
+            status_and_message(&response),
+            (405, "Method not allowed. Use POST instead.".to_owned())
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_json_body_is_400_expected_jwt() {
+    let f = fixture().await;
+    for body in ["{not json", "", "[\"jwt\"]", "\"jwt\""] {
+        let response = f
+            .handler("*")
+            .handle(api_gateway_request("POST", Some(body), &[]))
+            .await;
+        assert_eq!(
+            status_and_message(&response),
+            (400, "Expected jwt in body".to_owned()),
+            "{body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_jwt_is_400_expected_jwt() {
+    let f = fixture().await;
+    for body in [
+        "{}",
+        "{\"token\":\"x\"}",
+        "{\"jwt\":null}",
+        "{\"jwt\":42}",
+        "{\"jwt\":\"\"}",
+    ] {
+        let response = f
+            .handler("*")
+            .handle(api_gateway_request("POST", Some(body), &[]))
+            .await;
+        assert_eq!(
+            status_and_message(&response),
+            (400, "Expected jwt in body".to_owned()),
+            "{body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_provider_secret_is_400_unable_to_determine_provider_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalSecretStore::new(dir.path());
+    let jwt = Signer::generate().sign(&claims("webhook.verify", json!({})));
+    let (status, message) = send(&handler(&store, "*"), &jwt, None).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Unable to determine provider context")
+    );
+}
+
+#[tokio::test]
+async fn unreadable_provider_secret_is_500_unable_to_determine_provider_context() {
+    // A store failure is our fault: 5xx so that 4me retries the delivery.
+    let f = fixture().await;
+    std::fs::write(f.store.path_of(&provider_name()), "not json").unwrap();
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "wdc", application()),
+    ));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d")).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (500, "Unable to determine provider context")
+    );
+    assert!(f.customer_files().is_empty());
+}
+
+/// Sends a token that must be rejected; returns the 400 message and checks nothing was stored.
+async fn rejected(f: &Fixture, handler: &SecretsHandler<impl SecretStore>, jwt: &str) -> String {
+    let (status, message) = send(handler, jwt, Some("bad-delivery")).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.starts_with("Bad JWT - (bad-delivery) Incorrect request: "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&format!("\n{DOMAIN} - {PROVIDER}")),
+        "{message}"
+    );
+    assert!(f.customer_files().is_empty(), "something was stored");
+    assert!(!message.contains("csecret-value"));
+    message
+}
+
+fn update_claims() -> Value {
+    claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "wdc", application()),
+    )
+}
+
+#[tokio::test]
+async fn forged_signature_from_another_key_is_400_bad_jwt() {
+    let f = fixture().await;
+    let forged = Signer::generate().sign(&update_claims());
+    let message = rejected(&f, &f.handler("*"), &forged).await;
+    assert!(
+        message.contains("signature verification failed"),
+        "{message}"
+    );
+
+    // A token whose payload was swapped after signing fails the same way.
+    let genuine = f.signer.sign(&update_claims());
+    let other = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "evil", application()),
+    ));
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let other_payload = other.split('.').nth(1).unwrap();
+    let tampered = format!("{}.{}.{}", parts[0], other_payload, parts[2]);
+    let message = rejected(&f, &f.handler("*"), &tampered).await;
+    assert!(
+        message.contains("signature verification failed"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_audience_is_400_bad_jwt() {
+    let f = fixture().await;
+    let mut claims = update_claims();
+    claims["aud"] = json!("integrations provided by someone-else@4me-staging.com");
+    let message = rejected(&f, &f.handler("*"), &f.signer.sign(&claims)).await;
+    assert!(
+        message.contains("unexpected \"aud\" claim value"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_400_bad_jwt() {
+    let f = fixture().await;
+    for issuer in [
+        "https://wdc.4me-staging.com",
+        "https://not-default.4me-staging.com.evil",
+        "http://not-default.4me-staging.com",
+    ] {
+        let mut claims = update_claims();
+        claims["iss"] = json!(issuer);
+        let message = rejected(&f, &f.handler("*"), &f.signer.sign(&claims)).await;
+        assert!(
+            message.contains("unexpected \"iss\" claim value"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn xurrent_issuer_is_accepted() {
+    let f = fixture().await;
+    let mut claims = update_claims();
+    claims["iss"] = json!("https://not-default.xurrent-staging.com");
+    let (status, message) = send(&f.handler("*"), &f.signer.sign(&claims), Some("x")).await;
+    assert_eq!((status, message.as_str()), (200, "Secrets stored"));
+}
+
+#[tokio::test]
+async fn expired_token_is_400_bad_jwt() {
+    let f = fixture().await;
+    let mut claims = update_claims();
+    claims["exp"] = json!(now() - 3600);
+    let message = rejected(&f, &f.handler("*"), &f.signer.sign(&claims)).await;
+    assert!(message.contains("token expired"), "{message}");
+}
+
+#[tokio::test]
+async fn malformed_token_and_unsigned_token_are_400_bad_jwt() {
+    let f = fixture().await;
+    let message = rejected(&f, &f.handler("*"), "not.a.jwt").await;
+    assert!(message.contains("malformed token"), "{message}");
+    // alg "none": never accepted.
+    let signed = f.signer.sign(&update_claims());
+    let payload = signed.split('.').nth(1).unwrap();
+    let header = base64_url(br#"{"typ":"JWT","alg":"none"}"#);
+    let message = rejected(&f, &f.handler("*"), &format!("{header}.{payload}.")).await;
+    assert!(message.contains("algorithm"), "{message}");
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn unsupported_event_is_400_and_stores_nothing() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&claims(
+        "app_instance.update",
+        secrets_payload("typeform", "wdc", application()),
+    ));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d")).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Unsupported event: app_instance.update")
+    );
+    assert!(f.customer_files().is_empty());
+}
+
+#[tokio::test]
+async fn secrets_update_without_offering_or_customer_is_400() {
+    let f = fixture().await;
+    let mut payload = secrets_payload("typeform", "wdc", application());
+    payload.as_object_mut().unwrap().remove("app_offering");
+    let jwt = f
+        .signer
+        .sign(&claims("app_instance.secrets-update", payload));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d")).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Missing app_offering.reference")
+    );
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "", application()),
+    ));
+    let (status, message) = send(&f.handler("*"), &jwt, Some("d")).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Missing customer_account_id")
+    );
+    // A reference that would shift the secret name is refused.
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("type/form", "wdc", application()),
+    ));
+    let (status, _) = send(&f.handler("*"), &jwt, Some("d")).await;
+    assert_eq!(status, 400);
+    assert!(f.customer_files().is_empty());
+}
+
+#[tokio::test]
+async fn all_four_parts_are_stored_and_falsy_parts_skipped() {
+    let f = fixture().await;
+    let parts = json!({
+        "application": {"client_id": "a", "client_secret": "b"},
+        "authorization_application": {"client_id": "c", "client_secret": "d"},
+        "policy": {"algorithm": "ES512", "audience": null, "public_key": "k"},
+        "secrets": {"typeform_token": "tf"},
+        "unrelated": "not stored",
+    });
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "acme", parts.clone()),
+    ));
+    assert_eq!(send(&f.handler("*"), &jwt, Some("d-a")).await.0, 200);
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    for key in [
+        "application",
+        "authorization_application",
+        "policy",
+        "secrets",
+    ] {
+        assert_eq!(stored[key], parts[key], "{key}");
+    }
+    assert!(stored.get("unrelated").is_none());
+    assert!(stored.get("audit_line_id").is_none());
+
+    // null / empty parts are not stored and do not remove the stored ones.
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload(
+            "typeform",
+            "acme",
+            json!({"application": null, "secrets": ""}),
+        ),
+    ));
+    assert_eq!(send(&f.handler("*"), &jwt, Some("d-b")).await.0, 200);
+    let after = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(after["application"], parts["application"]);
+    assert_eq!(after["secrets"], parts["secrets"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exactly-once deliveries
+
+#[tokio::test]
+async fn replayed_delivery_is_acknowledged_and_not_applied_twice() {
+    let f = fixture().await;
+    let first = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload(
+            "typeform",
+            "acme",
+            json!({"secrets": {"typeform_token": "v1"}}),
+        ),
+    ));
+    assert_eq!(
+        send(&f.handler("*"), &first, Some("delivery-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    let path = f.store.path_of(&customer_name("typeform", "acme"));
+    let inode = file_inode(&path);
+
+    // Same delivery id again (4me retry), even with other content: 200, no write at all.
+    let replay = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload(
+            "typeform",
+            "acme",
+            json!({"secrets": {"typeform_token": "v2"}}),
+        ),
+    ));
+    for jwt in [&first, &replay] {
+        assert_eq!(
+            send(&f.handler("*"), jwt, Some("delivery-1")).await,
+            (200, "Secrets stored".to_owned())
+        );
+    }
+    assert_eq!(file_inode(&path), inode, "the secret was rewritten");
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(stored["secrets"], json!({"typeform_token": "v1"}));
+    assert_eq!(stored[DELIVERIES_KEY], json!(["delivery-1"]));
+
+    // A new delivery id is applied.
+    assert_eq!(
+        send(&f.handler("*"), &replay, Some("delivery-2")).await.0,
+        200
+    );
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(stored["secrets"], json!({"typeform_token": "v2"}));
+    assert_eq!(stored[DELIVERIES_KEY], json!(["delivery-1", "delivery-2"]));
+}
+
+fn file_inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[tokio::test]
+async fn xurrent_delivery_header_and_jti_identify_deliveries() {
+    let f = fixture().await;
+    let claims_a = claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "acme", json!({"secrets": {"n": 1}})),
+    );
+    let jwt = f.signer.sign(&claims_a);
+    // No delivery header: the jti is the delivery id.
+    assert_eq!(send(&f.handler("*"), &jwt, None).await.0, 200);
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(stored[DELIVERIES_KEY], json!([claims_a["jti"]]));
+    let replayed = f.signer.sign(&{
+        let mut c = claims(
+            "app_instance.secrets-update",
+            secrets_payload("typeform", "acme", json!({"secrets": {"n": 2}})),
+        );
+        c["jti"] = claims_a["jti"].clone();
+        c
+    });
+    assert_eq!(send(&f.handler("*"), &replayed, None).await.0, 200);
+    assert_eq!(
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"n": 1})
+    );
+
+    // The Xurrent-branded header (any casing) is honoured.
+    let body = json!({"jwt": f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "acme", json!({"secrets": {"n": 3}})),
+    ))})
+    .to_string();
+    let request = api_gateway_request("POST", Some(&body), &[("X-Xurrent-Delivery", "xd-1")]);
+    assert_eq!(
+        status_and_message(&f.handler("*").handle(request).await).0,
+        200
+    );
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(stored["secrets"], json!({"n": 3}));
+    assert_eq!(
+        stored[DELIVERIES_KEY].as_array().unwrap().last(),
+        Some(&json!("xd-1"))
+    );
+}
+
+#[test]
+fn recorded_deliveries_keep_the_last_fifty() {
+    let update = SecretDocument::try_from(json!({"secrets": {"a": 1}})).unwrap();
+    let mut current: Option<SecretDocument> = None;
+    for i in 0..60 {
+        current = apply_delivery(current.as_ref(), &update, Some(&format!("id-{i}")));
+    }
+    let current = current.unwrap();
+    let ids = current.get(DELIVERIES_KEY).unwrap().as_array().unwrap();
+    assert_eq!(ids.len(), MAX_RECORDED_DELIVERIES);
+    assert_eq!(ids.first(), Some(&json!("id-10")));
+    assert_eq!(ids.last(), Some(&json!("id-59")));
+    assert!(apply_delivery(Some(&current), &update, Some("id-59")).is_none());
+    assert!(apply_delivery(Some(&current), &update, Some("id-10")).is_none());
+    // Forgotten ids are applied again (the window is bounded).
+    assert!(apply_delivery(Some(&current), &update, Some("id-0")).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_for_one_customer_lose_nothing() {
+    let f = fixture().await;
+    let handler = Arc::new(handler(f.store.clone(), "*"));
+    let parts = [
+        json!({"application": {"client_id": "a", "client_secret": "s"}}),
+        json!({"policy": {"algorithm": "RS256", "audience": null, "public_key": "k"}}),
+        json!({"authorization_application": {"client_id": "c", "client_secret": "d"}}),
+        json!({"secrets": {"typeform_token": "t"}}),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let handler = Arc::clone(&handler);
+        let jwt = f.signer.sign(&claims(
+            "app_instance.secrets-update",
+            secrets_payload("typeform", "busy", parts[i % parts.len()].clone()),
+        ));
+        tasks.push(tokio::spawn(async move {
+            let id = format!("concurrent-{i}");
+            status_and_message(&handler.handle(delivery_request(&jwt, Some(&id))).await)
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (200, "Secrets stored".to_owned()));
+    }
+    let stored = f.stored("typeform", "busy").await.unwrap();
+    for part in &parts {
+        let (key, value) = part.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(&stored[key], value, "{key} lost");
+    }
+    let mut ids: Vec<&str> = stored[DELIVERIES_KEY]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected: Vec<String> = (0..16).map(|i| format!("concurrent-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "a delivery record was lost");
+}
+
+// ---------------------------------------------------------------------------------------------
+// §7.2 handler-verification.test.js
+
+/// A callback server answering `status` on `/verify`, or never answering on `/hang`.
+async fn callback_server(status: u16) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/verify",
+            get(move || async move { axum::http::StatusCode::from_u16(status).unwrap() }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                std::future::pending::<()>().await;
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn verify_claims(callback: &str) -> Value {
+    claims("webhook.verify", json!({ "callback": callback }))
+}
+
+#[tokio::test]
+async fn handles_verification_of_webhook() {
+    let f = fixture().await;
+    let base = callback_server(200).await;
+    let jwt = f.signer.sign(&verify_claims(&format!(
+        "{base}/verify?code=abc&expires_at=1"
+    )));
+    assert_eq!(
+        send(&f.handler("*"), &jwt, Some("v-1")).await,
+        (200, "Webhook verified".to_owned())
+    );
+    assert!(f.customer_files().is_empty());
+}
+
+#[tokio::test]
+async fn handles_failed_verification() {
+    let f = fixture().await;
+    for status in [401, 204, 500] {
+        let base = callback_server(status).await;
+        let jwt = f
+            .signer
+            .sign(&verify_claims(&format!("{base}/verify?code=abc")));
+        assert_eq!(
+            send(&f.handler("*"), &jwt, Some("v-2")).await,
+            (500, "Unable to verify webhook".to_owned()),
+            "{status}"
+        );
+    }
+    // Unreachable callback, missing callback, non-http callback.
+    for payload in [
+        json!({"callback": "http://127.0.0.1:9/verify"}),
+        json!({}),
+        json!({"callback": "file:///etc/passwd"}),
+    ] {
+        let jwt = f.signer.sign(&claims("webhook.verify", payload.clone()));
+        assert_eq!(
+            send(&f.handler("*"), &jwt, Some("v-3")).await,
+            (500, "Unable to verify webhook".to_owned()),
+            "{payload}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verification_callback_that_hangs_times_out_with_500() {
+    let f = fixture().await;
+    let base = callback_server(200).await;
+    let handler = handler_with(
+        &f.store,
+        context_config(DOMAIN, PROVIDER),
+        EnabledOfferings::All,
+        Duration::from_millis(200),
+    );
+    let jwt = f.signer.sign(&verify_claims(&format!("{base}/hang")));
+    assert_eq!(
+        send(&handler, &jwt, Some("v-4")).await,
+        (500, "Unable to verify webhook".to_owned())
+    );
+}

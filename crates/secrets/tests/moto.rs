@@ -1,0 +1,160 @@
+//! The handler over AWS Secrets Manager on moto (`AWS_ENDPOINT_URL` must point at a moto server;
+//! these tests fail rather than skip without it): concurrent deliveries for one customer lose
+//! nothing and a replayed delivery creates no new secret version.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_builder_core::config::EnabledOfferings;
+use app_builder_core::secrets::{AwsSecretStore, SecretStore, provider_secret_name};
+use secrets::DELIVERIES_KEY;
+use serde_json::{Value, json};
+use support::*;
+
+async fn moto_store() -> AwsSecretStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
+    );
+    AwsSecretStore::from_env().await.with_max_attempts(30)
+}
+
+/// A provider unique to this test (its own provider secret in the shared moto server).
+struct Provider {
+    account: String,
+    signer: Signer,
+}
+
+impl Provider {
+    async fn create(store: &AwsSecretStore) -> Provider {
+        let account = format!("p{}", uuid::Uuid::new_v4().simple());
+        let signer = Signer::generate();
+        store
+            .upsert(
+                &provider_secret_name(APP, DOMAIN, &account).unwrap(),
+                provider_secret(&signer, AUDIENCE),
+            )
+            .await
+            .unwrap();
+        Provider { account, signer }
+    }
+
+    fn sign(&self, reference: &str, customer: &str, parts: Value) -> String {
+        let mut claims = claims(
+            "app_instance.secrets-update",
+            secrets_payload(reference, customer, parts),
+        );
+        claims["iss"] = json!(format!("https://{}.{DOMAIN}", self.account));
+        self.signer.sign(&claims)
+    }
+}
+
+async fn current_version(store: &AwsSecretStore, name: &str) -> String {
+    store
+        .client()
+        .get_secret_value()
+        .secret_id(name)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moto_concurrent_deliveries_for_one_customer_lose_nothing() {
+    let store = moto_store().await;
+    let provider = Provider::create(&store).await;
+    let handler = Arc::new(handler_with(
+        store.clone(),
+        context_config(DOMAIN, &provider.account),
+        EnabledOfferings::All,
+        Duration::from_secs(5),
+    ));
+    let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+    let parts = [
+        json!({"application": {"client_id": "a", "client_secret": "s"}}),
+        json!({"policy": {"algorithm": "RS256", "audience": null, "public_key": "k"}}),
+        json!({"authorization_application": {"client_id": "c", "client_secret": "d"}}),
+        json!({"secrets": {"typeform_token": "t"}}),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let handler = Arc::clone(&handler);
+        let jwt = provider.sign("typeform", &customer, parts[i % parts.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("concurrent-{i}");
+            status_and_message(&handler.handle(delivery_request(&jwt, Some(&id))).await)
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (200, "Secrets stored".to_owned()));
+    }
+    let name = customer_name("typeform", &customer);
+    let stored = Value::from(store.get(&name).await.unwrap().unwrap());
+    for part in &parts {
+        let (key, value) = part.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(&stored[key], value, "{key} lost");
+    }
+    let mut ids: Vec<&str> = stored[DELIVERIES_KEY]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected: Vec<String> = (0..8).map(|i| format!("concurrent-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "a delivery record was lost");
+}
+
+#[tokio::test]
+async fn moto_replayed_delivery_creates_no_new_version() {
+    let store = moto_store().await;
+    let provider = Provider::create(&store).await;
+    let handler = handler_with(
+        store.clone(),
+        context_config(DOMAIN, &provider.account),
+        EnabledOfferings::parse("typeform"),
+        Duration::from_secs(5),
+    );
+    let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+    let jwt = provider.sign("typeform", &customer, json!({"secrets": {"v": 1}}));
+    let send = |jwt: String, id: &'static str| {
+        let request = delivery_request(&jwt, Some(id));
+        let handler = &handler;
+        async move { status_and_message(&handler.handle(request).await) }
+    };
+    assert_eq!(send(jwt.clone(), "r-1").await.0, 200);
+    let name = customer_name("typeform", &customer);
+    let before = current_version(&store, name.as_str()).await;
+    let other = provider.sign("typeform", &customer, json!({"secrets": {"v": 2}}));
+    assert_eq!(send(jwt, "r-1").await, (200, "Secrets stored".to_owned()));
+    assert_eq!(send(other, "r-1").await, (200, "Secrets stored".to_owned()));
+    assert_eq!(current_version(&store, name.as_str()).await, before);
+    assert_eq!(
+        Value::from(store.get(&name).await.unwrap().unwrap())["secrets"],
+        json!({"v": 1})
+    );
+    // A disabled offering never reaches Secrets Manager.
+    let disabled = provider.sign("lansweeper", &customer, json!({"secrets": {"v": 3}}));
+    assert_eq!(
+        send(disabled, "r-2").await,
+        (200, "No action for app_reference: lansweeper".to_owned())
+    );
+    assert_eq!(
+        store
+            .get(&customer_name("lansweeper", &customer))
+            .await
+            .unwrap(),
+        None
+    );
+}

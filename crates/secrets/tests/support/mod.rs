@@ -1,0 +1,261 @@
+//! Test support: a provider key pair that signs webhook JWTs, API Gateway REST (v1) requests
+//! built as API Gateway delivers them, and handler construction over a real store.
+#![allow(clippy::unwrap_used, dead_code)] // test support code: a failed unwrap is a failed test
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use app_builder_core::config::EnabledOfferings;
+use app_builder_core::context::{ContextConfig, ContextLoader};
+use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::secrets::{
+    SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
+};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::{Body, Request, Response};
+use secrets::SecretsHandler;
+use serde_json::{Value, json};
+
+/// The environment of the original's secrets-lambda tests (spec §7.2).
+pub const DOMAIN: &str = "4me-staging.com";
+pub const APP: &str = "my-app";
+pub const PROVIDER: &str = "not-default";
+pub const AUDIENCE: &str = "integrations provided by not-default@4me-staging.com";
+
+/// An ES256 key pair standing in for a 4me webhook policy.
+pub struct Signer {
+    key: EcdsaKeyPair,
+}
+
+impl Signer {
+    pub fn generate() -> Self {
+        Self {
+            key: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+        }
+    }
+
+    /// The SPKI public key PEM, as 4me shows it (`publicKeyPem`).
+    pub fn public_key_pem(&self) -> String {
+        let der = self.key.public_key().as_der().unwrap();
+        pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref().to_vec()))
+    }
+
+    /// A compact JWS (`ES256`) over `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
+        let signing_input = format!("{header}.{payload}");
+        let signature = self
+            .key
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .unwrap();
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        )
+    }
+}
+
+pub fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Claims as 4me sends them to the provider webhook (spec §2.2).
+pub fn claims(event: &str, payload: Value) -> Value {
+    json!({
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "sub": "17",
+        "iss": format!("https://{PROVIDER}.{DOMAIN}"),
+        "aud": AUDIENCE,
+        "iat": now(),
+        "nbf": now(),
+        "data": {
+            "webhook_id": 17,
+            "webhook_nodeID": "NG1lLXN0YWdpbmcuY29tL1dlYmhvb2svMTc",
+            "account_id": PROVIDER,
+            "account": format!("https://{PROVIDER}.{DOMAIN}"),
+            "name": "Secrets",
+            "event": event,
+            "object_id": 1,
+            "object_nodeID": "NG1lLXN0YWdpbmcuY29tL0FwcEluc3RhbmNlLzE",
+            "person_id": 6,
+            "person_nodeID": "NG1lLXN0YWdpbmcuY29tL1BlcnNvbi82",
+            "person_name": "Howard Tanner",
+            "payload": payload,
+        }
+    })
+}
+
+/// An `app_instance.secrets-update` payload for `reference` / `customer` with `parts`
+/// (`application`, `policy`, `secrets`, ...).
+pub fn secrets_payload(reference: &str, customer: &str, parts: Value) -> Value {
+    let mut payload = json!({
+        "audit_line_id": 123,
+        "audit_line_nodeID": "NG1lLXN0YWdpbmcuY29tL0F1ZGl0TGluZS8xMjM",
+        "app_offering": {"reference": reference, "id": 5, "nodeID": "NG1lLXN0YWdpbmcuY29tL0FwcE9mZmVyaW5nLzU"},
+        "customer_account_id": customer,
+    });
+    for (key, value) in parts.as_object().unwrap() {
+        payload[key] = value.clone();
+    }
+    payload
+}
+
+/// The provider secret with `signer`'s public key as policy (spec §1.2 shape).
+pub fn provider_secret(signer: &Signer, audience: &str) -> SecretDocument {
+    SecretDocument::try_from(json!({
+        "clientID": "provider-client",
+        "token": "provider-token",
+        "policy": {"jwtAlg": "es256", "jwtAudience": audience, "publicKeyPem": signer.public_key_pem()},
+    }))
+    .unwrap()
+}
+
+pub fn provider_name() -> SecretName {
+    provider_secret_name(APP, DOMAIN, PROVIDER).unwrap()
+}
+
+pub fn customer_name(reference: &str, customer: &str) -> SecretName {
+    customer_secret_name(APP, reference, DOMAIN, customer).unwrap()
+}
+
+pub fn context_config(domain: &str, provider: &str) -> ContextConfig {
+    ContextConfig {
+        domain: domain.to_owned(),
+        app: APP.to_owned(),
+        provider_account: provider.to_owned(),
+        offering_reference: None,
+    }
+}
+
+/// The handler as `main` builds it, over `store`.
+pub fn handler_with<S: SecretStore>(
+    store: S,
+    config: ContextConfig,
+    enabled: EnabledOfferings,
+    verify_timeout: Duration,
+) -> SecretsHandler<S> {
+    let endpoints = Endpoints::for_domain(&config.domain).unwrap();
+    let loader = ContextLoader::new(config, store, endpoints, ClientSettings::default()).unwrap();
+    SecretsHandler::new(loader, enabled, verify_timeout).unwrap()
+}
+
+pub fn handler<S: SecretStore>(store: S, enabled: &str) -> SecretsHandler<S> {
+    handler_with(
+        store,
+        context_config(DOMAIN, PROVIDER),
+        EnabledOfferings::parse(enabled),
+        Duration::from_secs(5),
+    )
+}
+
+/// An API Gateway REST (v1) proxy request for `POST /secrets` (or another method), deserialised
+/// by lambda_http exactly as in Lambda.
+pub fn api_gateway_request(method: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Request {
+    let mut single = serde_json::Map::new();
+    let mut multi = serde_json::Map::new();
+    let defaults = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        (
+            "User-Agent",
+            "4me/1.0 (https://developer.4me.com/v1/webhooks)",
+        ),
+        ("Host", "abc123defg.execute-api.eu-west-1.amazonaws.com"),
+    ];
+    for (name, value) in defaults.iter().chain(headers) {
+        single.insert((*name).to_owned(), json!(value));
+        multi.insert((*name).to_owned(), json!([value]));
+    }
+    let event = json!({
+        "resource": "/secrets",
+        "path": "/secrets",
+        "httpMethod": method,
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": null,
+        "multiValueQueryStringParameters": null,
+        "pathParameters": null,
+        "stageVariables": null,
+        "requestContext": {
+            "resourceId": "k1m2n3",
+            "resourcePath": "/secrets",
+            "httpMethod": method,
+            "path": "/Prod/secrets",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "Prod",
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "identity": {"sourceIp": "203.0.113.7"},
+            "domainName": "abc123defg.execute-api.eu-west-1.amazonaws.com",
+            "apiId": "abc123defg"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// `POST /secrets` with `{"jwt": jwt}` and an `X-4me-Delivery` header when `delivery` is given.
+pub fn delivery_request(jwt: &str, delivery: Option<&str>) -> Request {
+    let body = json!({ "jwt": jwt }).to_string();
+    match delivery {
+        Some(id) => api_gateway_request("POST", Some(&body), &[("X-4me-Delivery", id)]),
+        None => api_gateway_request("POST", Some(&body), &[]),
+    }
+}
+
+/// Status and `message` of a handler response.
+pub fn status_and_message(response: &Response<Body>) -> (u16, String) {
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (
+        response.status().as_u16(),
+        body["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Serves `handler` over HTTP on 127.0.0.1 (so that the sandbox can deliver to it): each request
+/// is turned into the API Gateway REST (v1) event Lambda would receive. Returns the URL of
+/// `/secrets`.
+pub async fn serve<S: SecretStore + 'static>(handler: std::sync::Arc<SecretsHandler<S>>) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode};
+
+    let app =
+        axum::Router::new().fallback(move |method: Method, headers: HeaderMap, body: Bytes| {
+            let handler = std::sync::Arc::clone(&handler);
+            async move {
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                    })
+                    .collect();
+                let borrowed: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let request = api_gateway_request(
+                    method.as_str(),
+                    (!body.is_empty()).then_some(body.as_str()),
+                    &borrowed,
+                );
+                let response = handler.handle(request).await;
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+                (status, response.body().as_ref().to_vec())
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/secrets", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
