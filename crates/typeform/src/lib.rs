@@ -22,7 +22,8 @@
 //!   suspension comments) is registered again and the instance unsuspended; a suspension by the
 //!   provider for other reasons is only lifted by a first registration (as the original did);
 //! - a Typeform retry of an `event_id` already processed adds no second note (processed ids are
-//!   kept in the customer secret, `typeform_events`, the latest [`MAX_REMEMBERED_EVENTS`]);
+//!   claimed atomically in the customer secret, `typeform_events`, the latest
+//!   [`MAX_REMEMBERED_EVENTS`]);
 //! - the signature comparison is constant time and the header is found case-insensitively;
 //! - a request for an account without a secret is a 400, not a 500; malformed bodies are 400s;
 //! - nothing secret (tokens, webhook secrets, bodies) is logged.
