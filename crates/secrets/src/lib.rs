@@ -98,16 +98,9 @@ impl FunctionConfig {
         settings: &Settings<L>,
     ) -> Result<Self, ConfigError> {
         let context = settings.context_config(false)?;
-        let verify_timeout = match settings.parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)? {
-            None => DEFAULT_VERIFY_TIMEOUT,
-            Some(0) => {
-                return Err(ConfigError::Invalid {
-                    name: ENV_VERIFY_TIMEOUT_MS,
-                    reason: "the timeout must be at least 1 ms".into(),
-                });
-            }
-            Some(ms) => Duration::from_millis(ms),
-        };
+        let verify_timeout = settings
+            .millis(ENV_VERIFY_TIMEOUT_MS)?
+            .unwrap_or(DEFAULT_VERIFY_TIMEOUT);
         Ok(Self {
             context,
             enabled: settings.enabled_offerings(),
