@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 /// The stage API Gateway puts in front of every path (`/Prod/...`, as SAM deploys it).
 pub const STAGE: &str = "Prod";
 
+/// A request header (not passed on) asking the stand-in to deliver the body base64-encoded.
+pub const BASE64_BODY_HEADER: &str = "x-e2e-base64-body";
+
 /// The execute-api host the events name.
 const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
 
@@ -26,8 +29,8 @@ pub struct Served {
     pub url: String,
 }
 
-/// Serves `handler` at `resource` (e.g. `/secrets`); every path is accepted and handed over, as a
-/// greedy proxy resource would. Returns its URL.
+/// Serves a `lambda_http` handler at `resource` (e.g. `/secrets`); every path is accepted and
+/// handed over, as a greedy proxy resource would. Returns its URL.
 pub async fn serve<H, F>(resource: &str, handler: H) -> Served
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
@@ -40,11 +43,39 @@ where
             let handler = Arc::clone(&handler);
             let resource = resource_owned.clone();
             async move {
-                let request = api_gateway_event(&resource, &method, &uri, &headers, &body);
+                let event = rest_event(&resource, &method, &uri, &headers, &body);
+                let request = lambda_http::request::from_str(&event.to_string()).unwrap();
                 into_http(handler(request).await)
             }
         },
     );
+    listen(resource, app).await
+}
+
+/// Serves a `lambda_runtime` function taking the raw payload (`serde_json::Value`) at
+/// `resource`: it gets the REST (v1) proxy event as JSON and must answer the proxy response
+/// (`statusCode`, `headers`, `multiValueHeaders`, `body`, `isBase64Encoded`), which is sent back.
+pub async fn serve_payload<H, F>(resource: &str, function: H) -> Served
+where
+    H: Fn(Value) -> F + Send + Sync + 'static,
+    F: Future<Output = Value> + Send + 'static,
+{
+    let function = Arc::new(function);
+    let resource_owned = resource.to_owned();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let function = Arc::clone(&function);
+            let resource = resource_owned.clone();
+            async move {
+                let event = rest_event(&resource, &method, &uri, &headers, &body);
+                proxy_response_into_http(&function(event).await)
+            }
+        },
+    );
+    listen(resource, app).await
+}
+
+async fn listen(resource: &str, app: axum::Router) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/{STAGE}{resource}",
@@ -56,20 +87,21 @@ where
 
 /// The API Gateway REST (v1) proxy event for one HTTP request: headers (single and multi-value,
 /// names as sent), query string parameters, the path without the stage, the body as text or
-/// base64 (`isBase64Encoded`) when it is not UTF-8.
-pub fn api_gateway_event(
+/// base64 (`isBase64Encoded`) when it is not UTF-8 or when the request carries the test header
+/// [`BASE64_BODY_HEADER`] (as API Gateway does for binary media types).
+pub fn rest_event(
     resource: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Request {
+) -> Value {
     let mut single = serde_json::Map::new();
     let mut multi: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (name, value) in headers {
         let Ok(value) = value.to_str() else { continue };
         let name = canonical_header(name.as_str());
-        if name == "Host" {
+        if name == "Host" || name.eq_ignore_ascii_case(BASE64_BODY_HEADER) {
             continue;
         }
         single.insert(name.clone(), json!(value));
@@ -93,15 +125,16 @@ pub fn api_gateway_event(
         .strip_prefix(&stage_prefix)
         .unwrap_or(uri.path())
         .to_owned();
+    let force_base64 = headers.contains_key(BASE64_BODY_HEADER);
     let (body, is_base64) = match std::str::from_utf8(body) {
         _ if body.is_empty() => (Value::Null, false),
-        Ok(text) => (json!(text), false),
-        Err(_) => (
+        Ok(text) if !force_base64 => (json!(text), false),
+        _ => (
             json!(base64::engine::general_purpose::STANDARD.encode(body)),
             true,
         ),
     };
-    let event = json!({
+    json!({
         "resource": resource,
         "path": path,
         "httpMethod": method.as_str(),
@@ -127,8 +160,7 @@ pub fn api_gateway_event(
         },
         "body": body,
         "isBase64Encoded": is_base64
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    })
 }
 
 /// Header names as clients send them (`X-4me-Delivery`, `Content-Type`): API Gateway passes the
@@ -165,4 +197,53 @@ fn into_http(response: Response<Body>) -> axum::response::Response {
         }
     }
     (status, headers, body.as_ref().to_vec()).into_response()
+}
+
+/// An API Gateway proxy response (`statusCode`, headers, `body`, `isBase64Encoded`) as HTTP.
+fn proxy_response_into_http(response: &Value) -> axum::response::Response {
+    let status = response["statusCode"]
+        .as_u64()
+        .and_then(|code| u16::try_from(code).ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or_else(|| panic!("not a proxy response: {response}"));
+    let mut headers = HeaderMap::new();
+    let single = response["headers"].as_object().into_iter().flatten();
+    for (name, value) in single {
+        if let (Ok(name), Some(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            value.as_str(),
+        ) {
+            headers.insert(name, axum::http::HeaderValue::from_str(value).unwrap());
+        }
+    }
+    let multi = response["multiValueHeaders"]
+        .as_object()
+        .into_iter()
+        .flatten();
+    for (name, values) in multi {
+        let Ok(name) = axum::http::HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        headers.remove(&name);
+        for value in values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            headers.append(
+                name.clone(),
+                axum::http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+    }
+    let body = response["body"].as_str().unwrap_or_default();
+    let body = if response["isBase64Encoded"].as_bool().unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    (status, headers, body).into_response()
 }
