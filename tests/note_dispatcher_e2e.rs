@@ -20,7 +20,8 @@ use base64::Engine as _;
 use note_dispatcher::handler::COMPLETE_MESSAGE;
 use note_dispatcher::{DispatcherConfig, NoteDispatcher, TRANSLATIONS};
 use serde_json::{Value, json};
-use support::{PROVIDER, Provider, WAIT, moto_store, serve, unique_app};
+use support::gateway::serve;
+use support::{PROVIDER, Provider, WAIT, moto_store, unique_app};
 
 const OFFERING: &str = "note-dispatcher";
 const CUSTOMER: &str = "customer-a";

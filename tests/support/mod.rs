@@ -20,8 +20,6 @@ use app_builder_core::secrets::{
 use app_builder_sandbox::{OAuthCredentials, PolicyInfo, Sandbox};
 use serde_json::json;
 
-pub use gateway::serve;
-
 /// The provider account of every scenario.
 pub const PROVIDER: &str = "wdc";
 /// How long a test waits for a delivery or a request to arrive.
@@ -144,7 +142,7 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
         let env =
             FunctionEnv::new(&sandbox, app).with("PARAM_ENABLED_OFFERINGS", enabled.to_owned());
         let handler = Arc::new(secrets_function(&env, store.clone()));
-        let served = serve("/secrets", move |request| {
+        let served = gateway::serve("/secrets", move |request| {
             let handler = Arc::clone(&handler);
             async move { handler.handle(request).await }
         })

@@ -12,6 +12,7 @@ mod keys;
 mod schema;
 mod server;
 mod state;
+pub mod typeform;
 mod webhooks;
 
 use std::net::SocketAddr;
