@@ -38,9 +38,14 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::with_enabled_offerings("typeform, note-dispatcher").await
+    }
+
+    /// The engine whose secrets function has `PARAM_ENABLED_OFFERINGS=enabled`.
+    async fn with_enabled_offerings(enabled: &str) -> World {
         let store = moto_store().await;
         let app = unique_app("e2e-nd");
-        let provider = Provider::start(store, &app, "typeform, note-dispatcher").await;
+        let provider = Provider::start(store, &app, enabled).await;
         let translations = FunTranslations::start().await.unwrap();
         let target = CaptureServer::start().await.unwrap();
 
@@ -302,4 +307,35 @@ async fn cross_customer_token_is_rejected_and_not_dispatched() {
     assert!(message.starts_with("Bad JWT - "), "{message}");
     assert!(message.ends_with(&format!(" - {CUSTOMER}")), "{message}");
     world.assert_nothing_more_dispatched();
+}
+
+#[tokio::test]
+async fn offering_not_enabled_stores_nothing_and_notes_are_not_dispatched() {
+    let world = World::with_enabled_offerings("typeform").await;
+    let installed = world
+        .provider
+        .sandbox
+        .install_app(OFFERING, CUSTOMER, InstallOptions::default())
+        .await
+        .unwrap();
+    // The secrets function acknowledges both deliveries (no retries) but stores nothing.
+    assert_eq!(installed.deliveries.len(), 2);
+    for delivery in &installed.deliveries {
+        assert_eq!(delivery.status, Some(200));
+    }
+    let name = world.provider.customer_secret(OFFERING, CUSTOMER);
+    assert!(world.provider.store.get(&name).await.unwrap().is_none());
+
+    // Without a customer secret the note-dispatcher refuses the automation rule's webhook.
+    let delivery = world.automation_rule(&installed, "Hello there").await;
+    assert_eq!(delivery.status, Some(400));
+    let (status, message) = world
+        .post(CUSTOMER, &uuid::Uuid::new_v4().to_string(), &delivery.jwt)
+        .await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, "Unable to determine customer context")
+    );
+    assert!(world.translations.calls().is_empty(), "translation called");
+    assert!(world.target.requests().is_empty(), "target URL called");
 }

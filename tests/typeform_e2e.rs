@@ -45,6 +45,8 @@ struct Customer {
     form_id: String,
     instance_id: String,
     request: SeededRequest,
+    /// The payload of the installation's second secrets delivery (policy + secrets).
+    secrets_payload: Value,
 }
 
 impl World {
@@ -164,6 +166,7 @@ impl World {
             form_id: form_id.to_owned(),
             instance_id: installed.app_instance_id,
             request,
+            secrets_payload: installed.deliveries[1].data["payload"].clone(),
         }
     }
 
@@ -175,6 +178,13 @@ impl World {
     /// EventBridge invokes the function with the CloudTrail events of the secrets function's
     /// writes of the customer secret (CreateSecret by name, PutSecretValue by ARN).
     async fn secret_events(&self, account: &str) {
+        for (event_name, result) in self.secret_event_results(account).await {
+            assert_eq!(result["statusCode"], 200, "{event_name}: {result}");
+        }
+    }
+
+    /// As [`World::secret_events`], returning each invocation's result.
+    async fn secret_event_results(&self, account: &str) -> Vec<(&'static str, Value)> {
         let name = self.provider.customer_secret(OFFERING, account);
         let arn = self
             .provider
@@ -188,6 +198,7 @@ impl World {
             .arn()
             .unwrap()
             .to_owned();
+        let mut results = Vec::new();
         for (event_name, parameters) in [
             ("CreateSecret", json!({"name": name.as_str()})),
             ("PutSecretValue", json!({"secretId": arn})),
@@ -196,8 +207,37 @@ impl World {
                 .function
                 .handle_payload(cloudtrail_event(event_name, parameters), FUNCTION_ARN)
                 .await;
-            assert_eq!(result["statusCode"], 200, "{event_name}: {result}");
+            results.push((event_name, result));
         }
+        results
+    }
+
+    /// The customer changes the Typeform token in 4me: 4me sends an
+    /// `app_instance.secrets-update` with the new `secrets` to the provider webhook (the served
+    /// secrets function), and EventBridge reports the write to the Typeform function.
+    async fn change_token(&self, customer: &Customer, token: &str) -> Value {
+        let mut payload = customer.secrets_payload.clone();
+        let payload_map = payload.as_object_mut().unwrap();
+        payload_map.remove("policy");
+        payload_map.insert("secrets".into(), json!({ "typeform_token": token }));
+        let delivery = self
+            .provider
+            .sandbox
+            .deliver_webhook_event(
+                &self.provider.webhook_id,
+                "app_instance.secrets-update",
+                payload,
+            )
+            .await
+            .unwrap();
+        assert_eq!(delivery.status, Some(200), "secrets function answered");
+        let name = self.provider.customer_secret(OFFERING, &customer.account);
+        self.function
+            .handle_payload(
+                cloudtrail_event("PutSecretValue", json!({"secretId": name.as_str()})),
+                FUNCTION_ARN,
+            )
+            .await
     }
 
     /// POSTs a Typeform delivery to the function's API URL for `account` → (status, message).
@@ -436,4 +476,64 @@ async fn cross_customer_typeform_delivery_is_rejected_and_adds_no_note() {
     assert_eq!((status, message.as_str()), (400, "Bad signature"));
     assert_eq!(world.notes(&customer_a), vec![YES_NOTE.to_owned()]);
     assert_eq!(world.notes(&customer_b), vec![YES_NOTE.to_owned()]);
+}
+
+#[tokio::test]
+async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
+    let world = World::start().await;
+    // The form belongs to another token than the one the customer entered.
+    let customer = world.install("customer-a", "FormT1", "tfp_mistyped").await;
+    world.typeform.revoke_token("tfp_mistyped");
+    world.typeform.add_form("FormT1", "tfp_real");
+
+    // EventBridge: Typeform refuses the registration, the instance is suspended.
+    for (event_name, result) in world.secret_event_results(&customer.account).await {
+        assert_eq!(result["statusCode"], 500, "{event_name}: {result}");
+        let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["message"], "Unable to create Typeform webhook");
+    }
+    assert!(world.typeform.webhook("FormT1", WEBHOOK_TAG).is_none());
+    let instance = world
+        .provider
+        .sandbox
+        .record(&customer.instance_id)
+        .unwrap();
+    assert_eq!(instance["suspended"], true, "{instance}");
+    assert_eq!(
+        instance["suspensionComment"],
+        "Error creating Typeform webhook. Please check the Typeform token and Form ID."
+    );
+    assert!(
+        world
+            .stored(&customer.account)
+            .await
+            .get(TYPEFORM_SECRET_KEY)
+            .is_none(),
+        "no webhook secret without a registration"
+    );
+
+    // The customer enters the right token: stored by the secrets function, registered, resumed.
+    let result = world.change_token(&customer, "tfp_real").await;
+    assert_eq!(result["statusCode"], 200, "{result}");
+    let stored = world.stored(&customer.account).await;
+    assert_eq!(stored["secrets"]["typeform_token"], "tfp_real");
+    let webhook = world.typeform.webhook("FormT1", WEBHOOK_TAG).unwrap();
+    assert_eq!(
+        stored[TYPEFORM_SECRET_KEY],
+        webhook.secret.unwrap().as_str()
+    );
+    let instance = world
+        .provider
+        .sandbox
+        .record(&customer.instance_id)
+        .unwrap();
+    assert_eq!(instance["suspended"], false, "{instance}");
+
+    let delivery = world
+        .typeform
+        .send_response("FormT1", survey_response("FormT1", true))
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, 200, "{}", delivery.response);
+    assert_eq!(world.notes(&customer), vec![YES_NOTE.to_owned()]);
 }
