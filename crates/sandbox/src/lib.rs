@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod keys;
+pub mod lansweeper;
 mod schema;
 mod server;
 mod state;
