@@ -10,6 +10,7 @@
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
+//! - [`telemetry`]: the JSON logging set-up of every function's `main`;
 //! - [`response`]: `{"message": ...}` responses and the error type that maps to them;
 //! - [`webhook`]: receiving 4me webhook deliveries (request checks, verification, delivery id,
 //!   `webhook.verify` callbacks).
@@ -22,4 +23,5 @@ pub mod fourme;
 pub mod policy;
 pub mod response;
 pub mod secrets;
+pub mod telemetry;
 pub mod webhook;
