@@ -69,14 +69,8 @@ impl DispatcherConfig {
                 UrlGuard::strict()
             };
         }
-        if let Some(millis) = settings.parsed::<u64>(ENV_TIMEOUT_MS)? {
-            if millis == 0 {
-                return Err(ConfigError::Invalid {
-                    name: ENV_TIMEOUT_MS,
-                    reason: "must be positive".into(),
-                });
-            }
-            config.timeout = Duration::from_millis(millis);
+        if let Some(timeout) = settings.millis(ENV_TIMEOUT_MS)? {
+            config.timeout = timeout;
         }
         Ok(config)
     }

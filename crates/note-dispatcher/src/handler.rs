@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
-use app_builder_core::policy::WebhookEnvelope;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::SecretStore;
-use http::Method;
+use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::Value;
@@ -23,21 +22,13 @@ pub const MISSING_ACCOUNT_MESSAGE: &str = "Missing account parameter";
 pub const NO_CUSTOMER_CONTEXT_MESSAGE: &str = "Unable to determine customer context";
 /// 500 when the customer secret cannot be read (store failure, broken policy).
 pub const CUSTOMER_CONTEXT_FAILED_MESSAGE: &str = "Unable to gather customer context";
-/// 400 when the body is not `{"jwt": "<string>"}`.
-pub const EXPECTED_JWT_MESSAGE: &str = "Expected jwt in body";
 /// 200 after the note was dispatched.
 pub const COMPLETE_MESSAGE: &str = "note-dispatcher event handling complete";
 /// 500 when translating or posting failed (also 400-free payload problems, as the original).
 pub const FAILED_MESSAGE: &str = "Unable to process note-dispatcher event";
-/// 200 after a successful `webhook.verify`.
-pub const WEBHOOK_VERIFIED_MESSAGE: &str = "Webhook verified";
-/// 500 after a failed `webhook.verify`.
-pub const WEBHOOK_VERIFY_FAILED_MESSAGE: &str = "Unable to verify webhook";
 
 /// The event an automation rule's `call webhook` action sends.
 pub const AUTOMATION_RULE_EVENT: &str = "automation_rule";
-/// The event 4me sends to verify a webhook URI.
-pub const WEBHOOK_VERIFY_EVENT: &str = "webhook.verify";
 
 /// What is POSTed to the customer's URL.
 #[derive(Debug, Serialize)]
@@ -84,7 +75,9 @@ impl<S: SecretStore> NoteDispatcher<S> {
 
     /// Handles one API Gateway request; every outcome is a `{"message": ...}` response.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let delivery = events::delivery_id(&req).unwrap_or("-").to_owned();
+        let delivery = events::delivery_id(&req)
+            .unwrap_or(webhook::UNKNOWN_DELIVERY)
+            .to_owned();
         let account = events::account_param(&req);
         let span = tracing::info_span!(
             "note_dispatcher",
@@ -94,10 +87,7 @@ impl<S: SecretStore> NoteDispatcher<S> {
             event = tracing::field::Empty,
         );
         let _entered = span.enter();
-        match self
-            .process(&req, &delivery, account.as_deref(), &span)
-            .await
-        {
+        match self.process(&req, account.as_deref(), &span).await {
             Ok(response) => {
                 tracing::info!(status = response.status().as_u16(), "request handled");
                 response
@@ -109,34 +99,28 @@ impl<S: SecretStore> NoteDispatcher<S> {
     async fn process(
         &self,
         req: &Request,
-        delivery: &str,
         account: Option<&str>,
         span: &tracing::Span,
     ) -> Result<Response<Body>, ApiError> {
-        if req.method() != Method::POST {
-            return Err(ApiError::MethodNotAllowed);
-        }
+        // The original's order: method, account, customer context, then the body.
+        webhook::require_post(req)?;
         let account =
             account.ok_or_else(|| ApiError::BadRequest(MISSING_ACCOUNT_MESSAGE.into()))?;
         let context = self.customer(account).await?;
         let verifier = context.verifier().map_err(|e| bad_context(&e))?;
-        let jwt = jwt_of(events::body_bytes(req))?;
-        let token = verifier.verify::<Value>(&jwt).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "Bad JWT - ({delivery}) Incorrect request: {e}\n{} - {account}",
-                self.loader.config().domain
-            ))
-        })?;
-        // The token id binds the key to this exact token; the header is the fallback.
-        let replay_key = match (&token.claims.jti, delivery) {
-            (Some(jti), _) => Some(format!("{} {jti}", token.claims.iss)),
-            (None, "-") => None,
-            (None, delivery) => Some(format!("delivery {delivery}")),
+        let Delivery { id, token } = webhook::receive(req)?.verify::<Value>(
+            verifier,
+            &self.loader.config().domain,
+            account,
+        )?;
+        // The token id binds the key to this exact token; the delivery header is the fallback
+        // (without a `jti` the delivery id is the header's).
+        let replay_key = match &token.claims.jti {
+            Some(jti) => Some(format!("{} {jti}", token.claims.iss)),
+            None => id.map(|delivery| format!("delivery {delivery}")),
         };
         let data = token.data;
-        let envelope: WebhookEnvelope = serde_json::from_value(data.clone()).map_err(|_| {
-            ApiError::BadRequest("Expected a 4me webhook envelope in the jwt data".into())
-        })?;
+        let envelope = webhook::envelope(&data)?;
         span.record("event", envelope.event.as_str());
         match envelope.event.as_str() {
             WEBHOOK_VERIFY_EVENT => self.verify_webhook(&envelope.payload).await,
@@ -176,32 +160,17 @@ impl<S: SecretStore> NoteDispatcher<S> {
 
     /// `webhook.verify`: GET the callback (through the guard, with the timeout).
     async fn verify_webhook(&self, payload: &Value) -> Result<Response<Body>, ApiError> {
-        let failed = |detail: String| ApiError::upstream(WEBHOOK_VERIFY_FAILED_MESSAGE, detail);
-        let callback = payload
-            .get("callback")
-            .and_then(Value::as_str)
-            .ok_or_else(|| failed("webhook.verify without payload.callback".into()))?;
+        let failed = |detail: String| ApiError::upstream(webhook::VERIFY_FAILED_MESSAGE, detail);
+        let callback = webhook::callback_url(payload)?;
         let checked = self
             .guard
-            .check(callback)
+            .check(callback.as_str())
             .await
             .map_err(|e| failed(format!("callback refused: {e}")))?;
         let client = checked
             .client(self.timeout)
             .map_err(|e| failed(e.to_string()))?;
-        let response = client
-            .get(checked.url().clone())
-            .send()
-            .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
-        if response.status().as_u16() == 200 {
-            Ok(ApiResponse::ok(WEBHOOK_VERIFIED_MESSAGE))
-        } else {
-            Err(failed(format!(
-                "callback answered HTTP {}",
-                response.status().as_u16()
-            )))
-        }
+        webhook::confirm_callback(&client, checked.url().clone()).await
     }
 
     /// `automation_rule`: check the URL, translate, POST `{input, translationResponse}`.
@@ -263,13 +232,4 @@ fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
         .get(key)
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
-}
-
-/// The `jwt` member of a JSON body; anything else is 400 [`EXPECTED_JWT_MESSAGE`].
-fn jwt_of(body: &[u8]) -> Result<String, ApiError> {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|body| body.get("jwt").and_then(Value::as_str).map(str::to_owned))
-        .filter(|jwt| !jwt.is_empty())
-        .ok_or_else(|| ApiError::BadRequest(EXPECTED_JWT_MESSAGE.into()))
 }

@@ -12,6 +12,7 @@ use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::{
     AwsSecretStore, LocalSecretStore, SecretDocument, SecretStore, customer_secret_name,
 };
+use app_builder_core::webhook::{EXPECTED_JWT_MESSAGE, WEBHOOK_VERIFIED_MESSAGE};
 use app_builder_sandbox::fakes::{
     CaptureServer, CapturedRequest, FunTranslations, RATE_LIMIT_MESSAGE,
 };
@@ -20,8 +21,7 @@ use lambda_http::{Body, Request, Response};
 use note_dispatcher::config::DispatcherConfig;
 use note_dispatcher::guard::UrlGuard;
 use note_dispatcher::handler::{
-    COMPLETE_MESSAGE, EXPECTED_JWT_MESSAGE, FAILED_MESSAGE, MISSING_ACCOUNT_MESSAGE,
-    NO_CUSTOMER_CONTEXT_MESSAGE, WEBHOOK_VERIFIED_MESSAGE,
+    COMPLETE_MESSAGE, FAILED_MESSAGE, MISSING_ACCOUNT_MESSAGE, NO_CUSTOMER_CONTEXT_MESSAGE,
 };
 use note_dispatcher::{FunTranslationsClient, NoteDispatcher, TRANSLATIONS, Translation};
 use serde_json::{Value, json};

@@ -9,6 +9,7 @@
 
 pub mod fakes;
 mod keys;
+pub mod lansweeper;
 mod schema;
 mod server;
 mod state;

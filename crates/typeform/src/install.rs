@@ -259,6 +259,11 @@ impl<S: SecretStore> TypeformFunction<S> {
                 }
                 Err(err) => tracing::error!(account, error = %err, "Unable to unsuspend instance"),
             }
+        } else if instance.suspended {
+            tracing::info!(
+                account,
+                "Instance of {reference} for {account} stays suspended (not suspended by this function)"
+            );
         } else {
             tracing::info!(
                 account,

@@ -18,10 +18,12 @@
 //!   URL changed since the last registration, which is remembered in the customer secret
 //!   (`typeform_webhook`: form id, URL and a SHA-256 fingerprint of the token) — the original
 //!   never re-registered once `typeform_secret` existed (spec §8 #7);
-//! - a registration that still matches but whose instance is suspended is registered again (to
-//!   check the token) and the instance unsuspended;
+//! - a registration that still matches but whose instance this function suspended (one of its
+//!   suspension comments) is registered again and the instance unsuspended; a suspension by the
+//!   provider for other reasons is only lifted by a first registration (as the original did);
 //! - a Typeform retry of an `event_id` already processed adds no second note (processed ids are
-//!   kept in the customer secret, `typeform_events`, the latest [`MAX_REMEMBERED_EVENTS`]);
+//!   claimed atomically in the customer secret, `typeform_events`, the latest
+//!   [`MAX_REMEMBERED_EVENTS`]);
 //! - the signature comparison is constant time and the header is found case-insensitively;
 //! - a request for an account without a secret is a 400, not a 500; malformed bodies are 400s;
 //! - nothing secret (tokens, webhook secrets, bodies) is logged.

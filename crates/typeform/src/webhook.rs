@@ -152,35 +152,51 @@ impl<S: SecretStore> TypeformFunction<S> {
             .ok_or_else(|| ApiError::upstream(MESSAGE, "no request_id on the app instance"))
     }
 
-    /// Records `event_id` as processed in the customer secret unless it already is.
-    ///
-    /// Until the store offers a compare-and-swap update to callers, this is a read followed by
-    /// an `upsert` of the whole list: two deliveries racing within that window can both claim
-    /// (and the later write can drop the other's id). Typeform retries are minutes apart, so
-    /// the window matters only for simultaneous duplicate deliveries.
+    /// Records `event_id` as processed in the customer secret unless it already is, atomically
+    /// (the store's compare-and-swap update): of two simultaneous deliveries of one event, only
+    /// one claims it, and concurrent claims of different events keep each other's ids.
     async fn claim(&self, name: &SecretName, event_id: &str) -> Result<Claim, SecretStoreError> {
-        let current = self.loader.store().get(name).await?;
-        let mut events = remembered_events(current.as_ref());
-        if events.iter().any(|id| id == event_id) {
-            return Ok(Claim::Duplicate);
-        }
-        events.push(event_id.to_owned());
-        let excess = events.len().saturating_sub(MAX_REMEMBERED_EVENTS);
-        events.drain(..excess);
-        let mut update = SecretDocument::new();
-        update.insert(EVENTS_KEY, events);
-        self.loader.store().upsert(name, update).await?;
-        Ok(Claim::New)
+        let stored = self
+            .loader
+            .store()
+            .update(name, |current| {
+                let mut events = remembered_events(current);
+                if events.iter().any(|id| id == event_id) {
+                    return None;
+                }
+                events.push(event_id.to_owned());
+                let excess = events.len().saturating_sub(MAX_REMEMBERED_EVENTS);
+                events.drain(..excess);
+                let mut document = current.cloned().unwrap_or_default();
+                document.insert(EVENTS_KEY, events);
+                Some(document)
+            })
+            .await?;
+        Ok(if stored.is_some() {
+            Claim::New
+        } else {
+            Claim::Duplicate
+        })
     }
 
     /// Forgets `event_id` after its note could not be added, so a Typeform retry can add it.
     async fn unclaim(&self, name: &SecretName, event_id: &str) -> Result<(), SecretStoreError> {
-        let current = self.loader.store().get(name).await?;
-        let mut events = remembered_events(current.as_ref());
-        events.retain(|id| id != event_id);
-        let mut update = SecretDocument::new();
-        update.insert(EVENTS_KEY, events);
-        self.loader.store().upsert(name, update).await.map(drop)
+        self.loader
+            .store()
+            .update(name, |current| {
+                let current = current?;
+                let mut events = remembered_events(Some(current));
+                let before = events.len();
+                events.retain(|id| id != event_id);
+                if events.len() == before {
+                    return None;
+                }
+                let mut document = current.clone();
+                document.insert(EVENTS_KEY, events);
+                Some(document)
+            })
+            .await
+            .map(drop)
     }
 }
 

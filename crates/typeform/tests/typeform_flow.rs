@@ -657,3 +657,74 @@ async fn answers_500_when_no_webhook_secret_is_stored() {
         (500, "Unable to verify message".to_owned())
     );
 }
+
+/// POSTs `body` with `signature` to the function's API URL → status.
+async fn post(api_url: String, account: &'static str, body: Vec<u8>, signature: String) -> u16 {
+    reqwest::Client::new()
+        .post(api_url)
+        .query(&[("account", account)])
+        .header("Typeform-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_duplicate_deliveries_add_one_note() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    let customer = installed(env, "test-account", FORM_ID, TOKEN).await;
+    let secret = env
+        .customer_secret("test-account")
+        .await
+        .get_str("typeform_secret")
+        .unwrap()
+        .to_owned();
+    let event = |id: &str| {
+        serde_json::to_vec(&json!({
+            "event_id": id,
+            "event_type": "form_response",
+            "form_response": simple_response(),
+        }))
+        .unwrap()
+    };
+
+    // Five copies of one event at once, plus five different events at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    let duplicate = event("DUP");
+    for _ in 0..5 {
+        let signature = typeform::signature::sign(&secret, &duplicate);
+        tasks.spawn(post(
+            env.api_url.clone(),
+            "test-account",
+            duplicate.clone(),
+            signature,
+        ));
+    }
+    for n in 0..5 {
+        let body = event(&format!("E{n}"));
+        let signature = typeform::signature::sign(&secret, &body);
+        tasks.spawn(post(env.api_url.clone(), "test-account", body, signature));
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(
+        env.sandbox.request_notes(&customer.request.id).len(),
+        6,
+        "one note for the duplicated event, one per distinct event"
+    );
+    let stored = env.customer_secret("test-account").await;
+    let mut ids: Vec<String> = stored
+        .get("typeform_events")
+        .and_then(Value::as_array)
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["DUP", "E0", "E1", "E2", "E3", "E4"]);
+}

@@ -24,8 +24,14 @@ async fn moto_store() -> AwsSecretStore {
 
 #[tokio::test]
 async fn typeform_install_and_survey_response_with_secrets_manager() {
-    let env = Env::new(moto_store().await).await;
-    let account = format!("moto-{}", std::process::id());
+    // Unique provider and customer accounts: moto is shared with other test processes and
+    // keeps secrets between runs.
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let env = Env::with_provider(moto_store().await, &format!("tf-provider-{unique}")).await;
+    let account = format!("tf-customer-{unique}");
     let token = "tfp_moto_token";
     let customer = env
         .install(

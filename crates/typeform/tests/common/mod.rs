@@ -75,11 +75,17 @@ pub fn doc(value: Value) -> SecretDocument {
 
 impl<S: SecretStore + Clone + 'static> Env<S> {
     pub async fn new(store: S) -> Env<S> {
+        Self::with_provider(store, PROVIDER).await
+    }
+
+    /// Like [`Env::new`] with another provider account (a store shared between test processes,
+    /// such as moto, needs a unique provider secret name per test).
+    pub async fn with_provider(store: S, provider_account: &str) -> Env<S> {
         let sandbox = Sandbox::start().await.unwrap();
         let typeform = TypeformFake::start().await.unwrap();
         let domain = sandbox.domain().to_owned();
-        let creds = sandbox.add_oauth_application(PROVIDER);
-        let provider_name = provider_secret_name(APP, &domain, PROVIDER).unwrap();
+        let creds = sandbox.add_oauth_application(provider_account);
+        let provider_name = provider_secret_name(APP, &domain, provider_account).unwrap();
         store
             .upsert(
                 &provider_name,
@@ -89,7 +95,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             .unwrap();
         let provider = FourMeClient::new(
             endpoints(&sandbox),
-            PROVIDER,
+            provider_account,
             Credentials::new(creds.client_id.clone(), creds.client_secret.clone()),
             fast_settings(),
         )
@@ -97,7 +103,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         let config = ContextConfig {
             domain,
             app: APP.into(),
-            provider_account: PROVIDER.into(),
+            provider_account: provider_account.into(),
             offering_reference: Some(OFFERING.into()),
         };
         let loader =
@@ -115,7 +121,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         let api_url = format!("http://{gateway}/Prod/integration/");
 
         // The provider's offering and the function's configuration item (bootstrap/deploy).
-        let si = sandbox.seed_service_instance(PROVIDER, "Mainframe 1");
+        let si = sandbox.seed_service_instance(provider_account, "Mainframe 1");
         let _: Value = provider
             .mutation(
                 "mutation($input: AppOfferingCreateInput!) { appOfferingCreate(input: $input) { errors { path message } appOffering { id } } }",
