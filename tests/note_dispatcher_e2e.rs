@@ -339,3 +339,60 @@ async fn offering_not_enabled_stores_nothing_and_notes_are_not_dispatched() {
     assert!(world.translations.calls().is_empty(), "translation called");
     assert!(world.target.requests().is_empty(), "target URL called");
 }
+
+#[tokio::test]
+async fn forged_secrets_update_cannot_plant_a_policy_for_forged_notes() {
+    let world = World::start().await;
+    let installed = world.install(CUSTOMER).await;
+    let name = world.provider.customer_secret(OFFERING, CUSTOMER);
+    let before = Value::from(world.provider.store.get(&name).await.unwrap().unwrap());
+
+    // An attacker copies the genuine policy delivery but puts in their own public key, signed
+    // with their own key, and posts it to the public secrets endpoint.
+    let attacker = world
+        .provider
+        .sandbox
+        .create_webhook_policy("attacker", "rs512", None)
+        .unwrap();
+    let mut claims = claims_of(&installed.deliveries[1].jwt);
+    claims["jti"] = json!(uuid::Uuid::new_v4().to_string());
+    claims["data"]["payload"]["policy"]["public_key"] = json!(attacker.public_key_pem);
+    let forged = world
+        .provider
+        .sandbox
+        .sign_claims(&attacker.id, &claims)
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(&world.provider.secrets_url)
+        .header("X-4me-Delivery", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "jwt": forged }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().starts_with("Bad JWT - "),
+        "{body}"
+    );
+    let after = Value::from(world.provider.store.get(&name).await.unwrap().unwrap());
+    assert_eq!(
+        after, before,
+        "the forged update changed the customer secret"
+    );
+
+    // A note signed with the attacker's key is therefore still refused.
+    let genuine = world.dispatched_once(&installed).await;
+    let mut note = claims_of(&genuine.jwt);
+    note["jti"] = json!(uuid::Uuid::new_v4().to_string());
+    let forged_note = world
+        .provider
+        .sandbox
+        .sign_claims(&attacker.id, &note)
+        .unwrap();
+    let (status, message) = world
+        .post(CUSTOMER, &uuid::Uuid::new_v4().to_string(), &forged_note)
+        .await;
+    assert_eq!(status, 400, "{message}");
+    world.assert_nothing_more_dispatched();
+}
