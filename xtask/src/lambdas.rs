@@ -238,6 +238,61 @@ mod tests {
         }
     }
 
+    /// The `[[bin]]` names of a Cargo manifest (line scan, as the templates).
+    fn manifest_bins(manifest: &str) -> Vec<String> {
+        let mut bins = Vec::new();
+        let mut in_bin = false;
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_bin = line == "[[bin]]";
+            } else if in_bin && let Some(value) = line.strip_prefix("name") {
+                let value = value.trim_start().trim_start_matches('=').trim();
+                bins.push(value.trim_matches('"').to_owned());
+            }
+        }
+        bins
+    }
+
+    #[test]
+    fn every_template_binary_is_a_bin_target_and_code_uri_is_the_workspace_root() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut bins = Vec::new();
+        for entry in fs::read_dir(root.join("crates")).unwrap() {
+            let manifest = entry.unwrap().path().join("Cargo.toml");
+            if let Ok(text) = fs::read_to_string(&manifest) {
+                bins.extend(manifest_bins(&text));
+            }
+        }
+        for name in all_binaries(&root).unwrap() {
+            assert!(
+                bins.contains(&name),
+                "template binary {name} not in {bins:?}"
+            );
+        }
+        for template in crate::cfn_lint::find_templates(&root).unwrap() {
+            let text = fs::read_to_string(&template).unwrap();
+            let dir = template.parent().unwrap();
+            let uris: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("CodeUri:"))
+                .map(str::trim)
+                .collect();
+            assert!(!uris.is_empty(), "{} has no CodeUri", template.display());
+            for uri in uris {
+                let resolved = dir.join(uri).canonicalize().unwrap();
+                assert_eq!(
+                    resolved,
+                    root.canonicalize().unwrap(),
+                    "CodeUri of {}",
+                    template.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn collects_sorted_unique_names_across_templates() {
         let root = std::env::temp_dir().join(format!("xtask-bins-{}", std::process::id()));
