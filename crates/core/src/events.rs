@@ -37,7 +37,7 @@ pub enum EventError {
     /// A CloudTrail secret event has neither `requestParameters.secretId` nor `.name`.
     #[error("Missing detail.requestParameters.secretId/name value")]
     MissingSecretId,
-    /// A CloudTrail secret event for an API call other than `CreateSecret`/`PutSecretValue`.
+    /// A CloudTrail secret event for an API call other than the ones in [`SecretEventName`].
     #[error("unsupported Secrets Manager event name: {0:?}")]
     UnsupportedSecretEvent(String),
     /// The payload claims a kind (by `source` or `Records`) but does not have its shape.
@@ -171,6 +171,10 @@ pub enum SecretEventName {
     CreateSecret,
     /// A new value of an existing secret: an updated installation.
     PutSecretValue,
+    /// A version made current. `AwsSecretStore` writes a new value under a pending label and
+    /// then moves `AWSCURRENT` to it, so only this event guarantees that a reader sees the new
+    /// value; handlers must be idempotent, as each write also emits `PutSecretValue`.
+    UpdateSecretVersionStage,
 }
 
 impl SecretEventName {
@@ -179,11 +183,12 @@ impl SecretEventName {
         match self {
             Self::CreateSecret => "CreateSecret",
             Self::PutSecretValue => "PutSecretValue",
+            Self::UpdateSecretVersionStage => "UpdateSecretVersionStage",
         }
     }
 }
 
-/// A CloudTrail `CreateSecret`/`PutSecretValue` event (spec §3.3).
+/// A CloudTrail `CreateSecret`/`PutSecretValue`/`UpdateSecretVersionStage` event (spec §3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretWriteEvent {
     /// Which API call wrote the secret.
@@ -195,7 +200,8 @@ pub struct SecretWriteEvent {
 
 impl SecretWriteEvent {
     /// Reads the event from an EventBridge envelope: the secret id is
-    /// `detail.requestParameters.secretId` (PutSecretValue), else `.name` (CreateSecret), the
+    /// `detail.requestParameters.secretId` (PutSecretValue, UpdateSecretVersionStage), else
+    /// `.name` (CreateSecret), the
     /// first non-empty string of the two, as in the original.
     pub fn from_event(event: &EventBridgeEvent<Value>) -> Result<Self, EventError> {
         let params = event.detail.get("requestParameters");
@@ -208,6 +214,7 @@ impl SecretWriteEvent {
         let event_name = match event.detail.get("eventName").and_then(Value::as_str) {
             Some("CreateSecret") => SecretEventName::CreateSecret,
             Some("PutSecretValue") => SecretEventName::PutSecretValue,
+            Some("UpdateSecretVersionStage") => SecretEventName::UpdateSecretVersionStage,
             other => {
                 return Err(EventError::UnsupportedSecretEvent(
                     other.unwrap_or_default().to_owned(),

@@ -352,3 +352,21 @@ fn response_payload_matches_request_format() {
         "https://wdc.4me-demo.com/app_instances/7"
     );
 }
+
+#[test]
+fn cloudtrail_version_stage_move_is_an_update_of_the_secret() {
+    // AwsSecretStore makes a new value current with UpdateSecretVersionStage: only then does a
+    // reader of AWSCURRENT see it, so installation handlers must react to this event too.
+    let mut raw = value(PUT_SECRET_VALUE);
+    raw["detail"]["eventName"] = json!("UpdateSecretVersionStage");
+    raw["detail"]["requestParameters"] = json!({
+        "secretId": SECRET_NAME,
+        "versionStage": "AWSCURRENT",
+        "moveToVersionId": "b3f0c6a2-0000-4000-8000-000000000001",
+    });
+    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
+    let parsed = SecretWriteEvent::from_event(&event).unwrap();
+    assert_eq!(parsed.event_name, SecretEventName::UpdateSecretVersionStage);
+    assert_eq!(parsed.secret_id, SECRET_NAME);
+    assert!(!parsed.is_new_installation());
+}
