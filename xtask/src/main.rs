@@ -4,8 +4,11 @@
 //!
 //! - `test` ([`test`]): lint every SAM template with cfn-lint, start a moto server and run the
 //!   whole workspace test suite (nextest, then doc tests) against it.
+//! - `build-lambdas` ([`lambdas`]): release builds (arm64 by default) of every Lambda binary
+//!   named in a SAM template, with cargo-lambda from a cached venv.
 
 mod cfn_lint;
+mod lambdas;
 mod moto;
 mod test;
 mod venv;
@@ -30,6 +33,8 @@ struct Cli {
 enum Command {
     /// Lint templates, start moto and run every test of the workspace.
     Test(test::TestArgs),
+    /// Build every Lambda binary of the SAM templates with cargo-lambda (release, arm64).
+    BuildLambdas(lambdas::BuildLambdasArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask test: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::BuildLambdas(args) => match lambdas::run(&test::workspace_root(), &args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask build-lambdas: error: {err}");
                 ExitCode::FAILURE
             }
         },

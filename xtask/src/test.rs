@@ -46,7 +46,7 @@ pub enum TestError {
 }
 
 /// The workspace root (the parent of the xtask crate).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()

@@ -4,6 +4,8 @@
 //! [`ConfigError`] naming the variable, so a misconfigured stack fails on its first cold start
 //! instead of answering every request with a 500.
 
+use std::time::Duration;
+
 use crate::context::ContextConfig;
 
 /// The 4me domain, e.g. `4me-demo.com`.
@@ -79,6 +81,18 @@ impl<L: Fn(&str) -> Option<String>> Settings<L> {
                 })
             })
             .transpose()
+    }
+
+    /// A duration given in milliseconds (e.g. a timeout), `None` when unset or blank; `0` or a
+    /// value that is not a whole number is [`ConfigError::Invalid`].
+    pub fn millis(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match self.parsed::<u64>(name)? {
+            Some(0) => Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 1 ms".into(),
+            }),
+            millis => Ok(millis.map(Duration::from_millis)),
+        }
     }
 
     /// The context configuration of a function: domain, bootstrap application and provider
@@ -159,6 +173,26 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn millis_are_positive_whole_numbers() {
+        let name = "SOME_TIMEOUT_MS";
+        assert_eq!(settings(&[]).millis(name), Ok(None));
+        assert_eq!(settings(&[(name, " ")]).millis(name), Ok(None));
+        assert_eq!(
+            settings(&[(name, " 1500 ")]).millis(name),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        for bad in ["0", "-1", "1.5", "5s"] {
+            assert!(
+                matches!(
+                    settings(&[(name, bad)]).millis(name),
+                    Err(ConfigError::Invalid { name: n, .. }) if n == name
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

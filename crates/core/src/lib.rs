@@ -10,7 +10,9 @@
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
-//! - [`response`]: `{"message": ...}` responses and the error type that maps to them.
+//! - [`response`]: `{"message": ...}` responses and the error type that maps to them;
+//! - [`webhook`]: receiving 4me webhook deliveries (request checks, verification, delivery id,
+//!   `webhook.verify` callbacks).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -20,3 +22,4 @@ pub mod fourme;
 pub mod policy;
 pub mod response;
 pub mod secrets;
+pub mod webhook;

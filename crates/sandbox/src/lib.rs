@@ -7,11 +7,13 @@
 //! can be triggered from tests through the handle. See `README.md` for the full behaviour.
 #![warn(missing_docs)]
 
+pub mod fakes;
 mod keys;
 pub mod lansweeper;
 mod schema;
 mod server;
 mod state;
+pub mod typeform;
 mod webhooks;
 
 use std::net::SocketAddr;

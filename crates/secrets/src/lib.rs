@@ -42,11 +42,10 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
-use app_builder_core::events::{body_bytes, delivery_id};
-use app_builder_core::policy::{VerifiedToken, WebhookEnvelope};
+use app_builder_core::policy::WebhookEnvelope;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name, merge};
-use http::Method;
+use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tracing::Instrument as _;
@@ -68,23 +67,14 @@ pub const SECRET_KEYS: [&str; 4] = [
 /// The event carrying app-instance secrets.
 pub const SECRETS_UPDATE_EVENT: &str = "app_instance.secrets-update";
 
-/// The event 4me sends to activate a new webhook.
-pub const WEBHOOK_VERIFY_EVENT: &str = "webhook.verify";
-
 /// Timeout of the `webhook.verify` callback request unless [`ENV_VERIFY_TIMEOUT_MS`] is set.
 pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Optional setting: timeout of the `webhook.verify` callback request in milliseconds.
 pub const ENV_VERIFY_TIMEOUT_MS: &str = "WEBHOOK_VERIFY_TIMEOUT_MS";
 
-/// 400: the body is not JSON or has no `jwt`.
-pub const EXPECTED_JWT_MESSAGE: &str = "Expected jwt in body";
 /// 400/500: the provider secret or its policy cannot be loaded.
 pub const PROVIDER_CONTEXT_MESSAGE: &str = "Unable to determine provider context";
-/// 200 after a successful `webhook.verify` callback.
-pub const WEBHOOK_VERIFIED_MESSAGE: &str = "Webhook verified";
-/// 500 after a failed `webhook.verify` callback.
-pub const VERIFY_FAILED_MESSAGE: &str = "Unable to verify webhook";
 /// 200 after storing (or having already stored) a secrets update.
 pub const SECRETS_STORED_MESSAGE: &str = "Secrets stored";
 /// 500 when the store fails.
@@ -108,16 +98,9 @@ impl FunctionConfig {
         settings: &Settings<L>,
     ) -> Result<Self, ConfigError> {
         let context = settings.context_config(false)?;
-        let verify_timeout = match settings.parsed::<u64>(ENV_VERIFY_TIMEOUT_MS)? {
-            None => DEFAULT_VERIFY_TIMEOUT,
-            Some(0) => {
-                return Err(ConfigError::Invalid {
-                    name: ENV_VERIFY_TIMEOUT_MS,
-                    reason: "the timeout must be at least 1 ms".into(),
-                });
-            }
-            Some(ms) => Duration::from_millis(ms),
-        };
+        let verify_timeout = settings
+            .millis(ENV_VERIFY_TIMEOUT_MS)?
+            .unwrap_or(DEFAULT_VERIFY_TIMEOUT);
         Ok(Self {
             context,
             enabled: settings.enabled_offerings(),
@@ -176,30 +159,22 @@ impl<S: SecretStore> SecretsHandler<S> {
     }
 
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
-        if req.method() != Method::POST {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        let jwt = jwt_from_body(body_bytes(req))
-            .ok_or_else(|| ApiError::BadRequest(EXPECTED_JWT_MESSAGE.into()))?;
-        let header_delivery = delivery_id(req).map(str::to_owned);
-
+        let received = webhook::receive(req)?;
         let provider = self
             .loader
             .provider()
             .await
             .map_err(provider_context_error)?;
         let verifier = provider.verifier().map_err(provider_context_error)?;
-        let token: VerifiedToken<WebhookEnvelope> = verifier.verify(&jwt).map_err(|error| {
-            let config = self.loader.config();
-            ApiError::BadRequest(format!(
-                "Bad JWT - ({}) Incorrect request: {error}\n{} - {}",
-                header_delivery.as_deref().unwrap_or("unknown delivery"),
-                config.domain,
-                config.provider_account,
-            ))
-        })?;
-
-        let delivery = header_delivery.or(token.claims.jti);
+        let config = self.loader.config();
+        let Delivery {
+            id: delivery,
+            token,
+        } = received.verify::<WebhookEnvelope>(
+            verifier,
+            &config.domain,
+            &config.provider_account,
+        )?;
         let envelope = token.data;
         // Every line about this delivery (including the error line) carries these fields;
         // `offering` and `account` are recorded once known.
@@ -234,31 +209,8 @@ impl<S: SecretStore> SecretsHandler<S> {
 
     async fn verify_webhook(&self, envelope: &WebhookEnvelope) -> Result<Response<Body>, ApiError> {
         tracing::info!("verifying webhook");
-        let callback = envelope
-            .payload
-            .get("callback")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::upstream(VERIFY_FAILED_MESSAGE, "payload has no callback"))?;
-        let url = reqwest::Url::parse(callback)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                ApiError::upstream(VERIFY_FAILED_MESSAGE, "callback is not an http(s) URL")
-            })?;
-        match self.http.get(url).send().await {
-            Ok(response) if response.status() == reqwest::StatusCode::OK => {
-                Ok(ApiResponse::ok(WEBHOOK_VERIFIED_MESSAGE))
-            }
-            Ok(response) => Err(ApiError::upstream(
-                VERIFY_FAILED_MESSAGE,
-                format!("callback answered {}", response.status()),
-            )),
-            // The callback URL carries a one-time code: keep it out of the logs.
-            Err(error) => Err(ApiError::upstream(
-                VERIFY_FAILED_MESSAGE,
-                error.without_url(),
-            )),
-        }
+        let url = webhook::callback_url(&envelope.payload)?;
+        webhook::confirm_callback(&self.http, url).await
     }
 
     async fn store_secrets(
@@ -313,17 +265,6 @@ impl<S: SecretStore> SecretsHandler<S> {
         }
         Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
     }
-}
-
-/// The `jwt` of a `{"jwt": "..."}` body: `None` for invalid JSON, a non-object, or a missing,
-/// non-string or empty `jwt`.
-pub fn jwt_from_body(body: &[u8]) -> Option<String> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    value
-        .get("jwt")
-        .and_then(Value::as_str)
-        .filter(|jwt| !jwt.trim().is_empty())
-        .map(str::to_owned)
 }
 
 /// The part of a secrets-update payload that is stored: the [`SECRET_KEYS`] whose values are

@@ -1,0 +1,235 @@
+//! The webhook handler (spec §5.1 on top of the generic receiver of §3.2).
+
+use std::time::Duration;
+
+use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
+use app_builder_core::events;
+use app_builder_core::response::{ApiError, ApiResponse};
+use app_builder_core::secrets::SecretStore;
+use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::DispatcherConfig;
+use crate::guard::{UrlGuard, UrlRefused};
+use crate::replay::RecentDeliveries;
+use crate::translate::{FunTranslationsClient, Translation, random_translation};
+
+/// 400 when the request has no `?account=`.
+pub const MISSING_ACCOUNT_MESSAGE: &str = "Missing account parameter";
+/// 400 when the account has no usable customer secret.
+pub const NO_CUSTOMER_CONTEXT_MESSAGE: &str = "Unable to determine customer context";
+/// 500 when the customer secret cannot be read (store failure, broken policy).
+pub const CUSTOMER_CONTEXT_FAILED_MESSAGE: &str = "Unable to gather customer context";
+/// 200 after the note was dispatched.
+pub const COMPLETE_MESSAGE: &str = "note-dispatcher event handling complete";
+/// 500 when translating or posting failed (also 400-free payload problems, as the original).
+pub const FAILED_MESSAGE: &str = "Unable to process note-dispatcher event";
+
+/// The event an automation rule's `call webhook` action sends.
+pub const AUTOMATION_RULE_EVENT: &str = "automation_rule";
+
+/// What is POSTed to the customer's URL.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dispatch<'a> {
+    /// The verified webhook envelope (`data` claim) as received.
+    pub input: &'a Value,
+    /// The translation (or the soft 429 result).
+    pub translation_response: &'a Translation,
+}
+
+/// The note-dispatcher: verifies 4me automation-rule webhooks of a customer, translates the
+/// note and POSTs it to the customer's target URL.
+#[derive(Debug)]
+pub struct NoteDispatcher<S> {
+    loader: ContextLoader<S>,
+    translator: FunTranslationsClient,
+    guard: UrlGuard,
+    timeout: Duration,
+    recent: RecentDeliveries,
+}
+
+/// Why the dispatcher could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The HTTP client of the translation API could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+impl<S: SecretStore> NoteDispatcher<S> {
+    /// A dispatcher loading customer contexts through `loader` (which must have an offering
+    /// reference) with `config`.
+    pub fn new(loader: ContextLoader<S>, config: DispatcherConfig) -> Result<Self, SetupError> {
+        let translator = FunTranslationsClient::new(config.funtranslations_url, config.timeout)?;
+        Ok(Self {
+            loader,
+            translator,
+            guard: config.guard,
+            timeout: config.timeout,
+            recent: RecentDeliveries::default(),
+        })
+    }
+
+    /// Handles one API Gateway request; every outcome is a `{"message": ...}` response.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let delivery = events::delivery_id(&req)
+            .unwrap_or(webhook::UNKNOWN_DELIVERY)
+            .to_owned();
+        let account = events::account_param(&req);
+        let span = tracing::info_span!(
+            "note_dispatcher",
+            delivery = %delivery,
+            account = account.as_deref().unwrap_or("-"),
+            offering = self.loader.config().offering_reference.as_deref().unwrap_or("-"),
+            event = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        match self.process(&req, account.as_deref(), &span).await {
+            Ok(response) => {
+                tracing::info!(status = response.status().as_u16(), "request handled");
+                response
+            }
+            Err(error) => error.into_response(),
+        }
+    }
+
+    async fn process(
+        &self,
+        req: &Request,
+        account: Option<&str>,
+        span: &tracing::Span,
+    ) -> Result<Response<Body>, ApiError> {
+        // The original's order: method, account, customer context, then the body.
+        webhook::require_post(req)?;
+        let account =
+            account.ok_or_else(|| ApiError::BadRequest(MISSING_ACCOUNT_MESSAGE.into()))?;
+        let context = self.customer(account).await?;
+        let verifier = context.verifier().map_err(|e| bad_context(&e))?;
+        let Delivery { id, token } = webhook::receive(req)?.verify::<Value>(
+            verifier,
+            &self.loader.config().domain,
+            account,
+        )?;
+        // The token id binds the key to this exact token; the delivery header is the fallback
+        // (without a `jti` the delivery id is the header's).
+        let replay_key = match &token.claims.jti {
+            Some(jti) => Some(format!("{} {jti}", token.claims.iss)),
+            None => id.map(|delivery| format!("delivery {delivery}")),
+        };
+        let data = token.data;
+        let envelope = webhook::envelope(&data)?;
+        span.record("event", envelope.event.as_str());
+        match envelope.event.as_str() {
+            WEBHOOK_VERIFY_EVENT => self.verify_webhook(&envelope.payload).await,
+            AUTOMATION_RULE_EVENT => {
+                if replay_key
+                    .as_deref()
+                    .is_some_and(|key| self.recent.contains(key))
+                {
+                    tracing::info!(
+                        "delivery already dispatched: acknowledged, not dispatched again"
+                    );
+                    return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
+                }
+                let response = self.dispatch(&data, &envelope.payload).await?;
+                if let Some(key) = replay_key {
+                    self.recent.insert(key);
+                }
+                Ok(response)
+            }
+            other => Err(ApiError::BadRequest(format!("Unsupported event: {other}"))),
+        }
+    }
+
+    async fn customer(&self, account: &str) -> Result<AccountContext, ApiError> {
+        self.loader.customer(account).await.map_err(|e| match e {
+            ContextError::InvalidName(_)
+            | ContextError::NotFound(_)
+            | ContextError::Empty(_)
+            | ContextError::MissingPolicy(_)
+            | ContextError::MissingCredentials { .. } => bad_context(&e),
+            ContextError::Store(_)
+            | ContextError::InvalidPolicy { .. }
+            | ContextError::NoOfferingReference
+            | ContextError::Client { .. } => ApiError::upstream(CUSTOMER_CONTEXT_FAILED_MESSAGE, e),
+        })
+    }
+
+    /// `webhook.verify`: GET the callback (through the guard, with the timeout).
+    async fn verify_webhook(&self, payload: &Value) -> Result<Response<Body>, ApiError> {
+        let failed = |detail: String| ApiError::upstream(webhook::VERIFY_FAILED_MESSAGE, detail);
+        let callback = webhook::callback_url(payload)?;
+        let checked = self
+            .guard
+            .check(callback.as_str())
+            .await
+            .map_err(|e| failed(format!("callback refused: {e}")))?;
+        let client = checked
+            .client(self.timeout)
+            .map_err(|e| failed(e.to_string()))?;
+        webhook::confirm_callback(&client, checked.url().clone()).await
+    }
+
+    /// `automation_rule`: check the URL, translate, POST `{input, translationResponse}`.
+    async fn dispatch(&self, data: &Value, payload: &Value) -> Result<Response<Body>, ApiError> {
+        let failed = |detail: String| ApiError::upstream(FAILED_MESSAGE, detail);
+        let text = non_empty_str(payload, "text")
+            .ok_or_else(|| failed("payload.text missing or empty".into()))?;
+        let url = non_empty_str(payload, "url")
+            .ok_or_else(|| failed("payload.url missing or empty".into()))?;
+        // Checked before translating: a refused URL must not use up the translation quota.
+        let target = self.guard.check(url).await.map_err(refused)?;
+        let style = random_translation();
+        let translation = self
+            .translator
+            .translate(style, text)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if let Translation::RateLimited { .. } = translation {
+            tracing::warn!(
+                style,
+                "Fun Translations rate limit reached: passing the error on"
+            );
+        }
+        let client = target
+            .client(self.timeout)
+            .map_err(|e| failed(e.to_string()))?;
+        let response = client
+            .post(target.url().clone())
+            .json(&Dispatch {
+                input: data,
+                translation_response: &translation,
+            })
+            .send()
+            .await
+            .map_err(|e| failed(format!("target URL: {}", e.without_url())))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!(
+                "target URL answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        tracing::info!(style, "note dispatched");
+        Ok(ApiResponse::ok(COMPLETE_MESSAGE))
+    }
+}
+
+fn bad_context(error: &ContextError) -> ApiError {
+    tracing::info!(%error, "no usable customer context");
+    ApiError::BadRequest(NO_CUSTOMER_CONTEXT_MESSAGE.into())
+}
+
+fn refused(error: UrlRefused) -> ApiError {
+    ApiError::BadRequest(format!("Refused target URL: {error}"))
+}
+
+fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}

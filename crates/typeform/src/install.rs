@@ -1,0 +1,310 @@
+//! Installation handler (spec §3.3 + §5.2.1, with the re-registration improvement).
+
+use app_builder_core::context::AccountContext;
+use app_builder_core::events::SecretWriteEvent;
+use app_builder_core::fourme::FourMeClient;
+use app_builder_core::response::{ApiError, ApiResponse};
+use app_builder_core::secrets::{SecretDocument, SecretStore, parse_customer_secret_id};
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::{WEBHOOK_TAG, WebhookRegistration, form_id_from_url};
+use crate::fourme::{self, Instance};
+use crate::{REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
+
+/// Public message of every failed installation.
+pub(crate) const INSTALL_FAILED: &str = "Unable to create Typeform webhook";
+const COMMENT_FORM_ID: &str = "Please fill Form ID.";
+const COMMENT_TOKEN: &str = "Please fill Typeform token.";
+const COMMENT_TYPEFORM: &str =
+    "Error creating Typeform webhook. Please check the Typeform token and Form ID.";
+const COMMENT_INTERNAL: &str = "Internal error in integration.";
+/// The suspension comments this function sets: only such a suspension is lifted when an
+/// existing registration is renewed (a suspension by the provider for other reasons stays).
+const OUR_COMMENTS: [&str; 4] = [
+    COMMENT_FORM_ID,
+    COMMENT_TOKEN,
+    COMMENT_TYPEFORM,
+    COMMENT_INTERNAL,
+];
+
+fn suspended_by_us(instance: &Instance) -> bool {
+    instance.suspended
+        && instance
+            .suspension_comment
+            .as_deref()
+            .is_some_and(|c| OUR_COMMENTS.contains(&c))
+}
+
+/// What was registered at Typeform, remembered in the customer secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Registration {
+    form_id: String,
+    url: String,
+    /// SHA-256 (hex) of the Typeform token used: a changed token is noticed without storing it
+    /// twice.
+    token_sha256: String,
+}
+
+/// Why the installation failed (logged; the caller gets [`INSTALL_FAILED`]).
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    #[error(transparent)]
+    Lookup(#[from] fourme::LookupError),
+    #[error("No Typeform form ID known")]
+    NoFormId,
+    #[error("No Typeform token available")]
+    NoToken,
+    #[error("Unable to create Typeform webhook: {0}")]
+    Typeform(crate::api::TypeformError),
+    #[error("Unable to store Typeform webhook secret: {0}")]
+    Store(app_builder_core::secrets::SecretStoreError),
+    #[error("Unable to store Typeform webhook secret: typeform_secret missing after the write")]
+    NotStored,
+    #[error("cannot generate the webhook secret: random generator failed")]
+    Random,
+    #[error("cannot build the webhook URL from api_url: {0}")]
+    ApiUrl(url::ParseError),
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 random bytes as 128 lowercase hex characters (as the original).
+fn new_webhook_secret() -> Result<String, aws_lc_rs::error::Unspecified> {
+    let mut bytes = [0u8; 64];
+    aws_lc_rs::rand::fill(&mut bytes)?;
+    Ok(hex(&bytes))
+}
+
+/// `<api_url>?account=<customer>` (the account is query-encoded).
+fn webhook_url(api_url: &str, customer: &str) -> Result<String, url::ParseError> {
+    let mut url = url::Url::parse(api_url)?;
+    url.query_pairs_mut().append_pair("account", customer);
+    Ok(url.into())
+}
+
+impl<S: SecretStore> TypeformFunction<S> {
+    /// Handles a Secrets Manager write (spec §3.3, §5.2.1): 200 `OK` when the webhook is (or
+    /// already was) registered for the current form, token and URL; 200 with the original's
+    /// messages for secrets of other accounts or offerings; 500
+    /// `Unable to gather customer context` / `Unable to gather provider context` /
+    /// `Unable to create Typeform webhook` on failures (the instance is suspended with the
+    /// original's comments where it was).
+    pub async fn handle_installation(
+        &self,
+        event: &SecretWriteEvent,
+        function_arn: &str,
+    ) -> Response<Body> {
+        let config = self.loader.config();
+        let Some(id) = parse_customer_secret_id(&event.secret_id, &config.app, &config.domain)
+        else {
+            return ApiResponse::ok(&format!(
+                "Installation account not found in {}",
+                event.secret_id
+            ));
+        };
+        let reference = config.offering_reference.clone().unwrap_or_default();
+        if id.offering_reference != reference {
+            return ApiResponse::ok(&format!(
+                "Current offering {reference} not found in {}",
+                event.secret_id
+            ));
+        }
+        let account = id.account;
+        tracing::info!(
+            account = %account,
+            offering = %reference,
+            event = event.event_name.as_str(),
+            "{} installation for account {account}",
+            if event.is_new_installation() { "New" } else { "Updated" }
+        );
+        let customer = match self.loader.customer(&account).await {
+            Ok(context) => context,
+            Err(err) => {
+                return ApiError::upstream("Unable to gather customer context", err)
+                    .into_response();
+            }
+        };
+        let provider = match self.loader.provider().await {
+            Ok(context) => context,
+            Err(err) => {
+                return ApiError::upstream("Unable to gather provider context", err)
+                    .into_response();
+            }
+        };
+        let provider_client = match provider.client() {
+            Ok(client) => client,
+            Err(err) => {
+                return ApiError::upstream("Unable to gather provider context", err)
+                    .into_response();
+            }
+        };
+        match self
+            .ensure_webhook(&customer, provider_client, &reference, function_arn)
+            .await
+        {
+            Ok(()) => ApiResponse::ok("OK"),
+            Err(err) => ApiError::upstream(INSTALL_FAILED, err).into_response(),
+        }
+    }
+
+    async fn ensure_webhook(
+        &self,
+        customer: &AccountContext,
+        provider: &FourMeClient,
+        reference: &str,
+        function_arn: &str,
+    ) -> Result<(), InstallError> {
+        let account = customer.account();
+        let api_url = fourme::lambda_api_url(provider, function_arn).await?;
+        let instance = fourme::instance_with_retry(
+            provider,
+            reference,
+            account,
+            self.settings.instance_retry_wait,
+        )
+        .await?;
+        let Some(form_id) = instance.form_url.as_deref().and_then(form_id_from_url) else {
+            self.suspend(provider, &instance, COMMENT_FORM_ID).await;
+            return Err(InstallError::NoFormId);
+        };
+        let secrets = customer.secrets();
+        let token = secrets
+            .get("secrets")
+            .and_then(|s| s.get("typeform_token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty());
+        let Some(token) = token else {
+            self.suspend(provider, &instance, COMMENT_TOKEN).await;
+            return Err(InstallError::NoToken);
+        };
+        let url = webhook_url(&api_url, account).map_err(InstallError::ApiUrl)?;
+        let wanted = Registration {
+            form_id,
+            url,
+            token_sha256: sha256_hex(token.as_bytes()),
+        };
+        let registered: Option<Registration> = secrets
+            .get(REGISTRATION_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let has_secret = secrets
+            .get_str(TYPEFORM_SECRET_KEY)
+            .is_some_and(|s| !s.is_empty());
+        if has_secret && registered.as_ref() == Some(&wanted) && !suspended_by_us(&instance) {
+            tracing::info!(account, "No need to update Typeform webhook");
+            return Ok(());
+        }
+        // The first registration lifts any suspension, as the original did; a renewal only
+        // lifts the suspensions this function set.
+        let lift_suspension = if registered.is_none() {
+            instance.suspended
+        } else {
+            suspended_by_us(&instance)
+        };
+        let secret = match new_webhook_secret() {
+            Ok(secret) => secret,
+            Err(_) => {
+                self.suspend(provider, &instance, COMMENT_INTERNAL).await;
+                return Err(InstallError::Random);
+            }
+        };
+        let registration = WebhookRegistration {
+            url: &wanted.url,
+            enabled: true,
+            secret: &secret,
+            verify_ssl: true,
+        };
+        if let Err(err) = self
+            .typeform
+            .put_webhook(token, &wanted.form_id, WEBHOOK_TAG, &registration)
+            .await
+        {
+            self.suspend(provider, &instance, COMMENT_TYPEFORM).await;
+            return Err(InstallError::Typeform(err));
+        }
+        tracing::info!(account, form_id = %wanted.form_id, "Typeform webhook registered");
+        let mut update = SecretDocument::new();
+        update.insert(TYPEFORM_SECRET_KEY, secret);
+        update.insert(
+            REGISTRATION_KEY,
+            serde_json::to_value(&wanted).unwrap_or(Value::Null),
+        );
+        match self
+            .loader
+            .store()
+            .upsert(customer.secret_name(), update)
+            .await
+        {
+            Ok(merged) if merged.contains_key(TYPEFORM_SECRET_KEY) => {}
+            Ok(_) => {
+                self.suspend(provider, &instance, COMMENT_INTERNAL).await;
+                return Err(InstallError::NotStored);
+            }
+            Err(err) => {
+                self.suspend(provider, &instance, COMMENT_INTERNAL).await;
+                return Err(InstallError::Store(err));
+            }
+        }
+        if lift_suspension {
+            match fourme::unsuspend(provider, &instance.id).await {
+                Ok(()) => {
+                    tracing::info!(account, "Unsuspended instance of {reference} for {account}")
+                }
+                Err(err) => tracing::error!(account, error = %err, "Unable to unsuspend instance"),
+            }
+        } else if instance.suspended {
+            tracing::info!(
+                account,
+                "Instance of {reference} for {account} stays suspended (not suspended by this function)"
+            );
+        } else {
+            tracing::info!(
+                account,
+                "Instance of {reference} for {account} was not suspended"
+            );
+        }
+        Ok(())
+    }
+
+    /// Suspends the instance with `comment`; a failure is logged (the installation fails anyway).
+    async fn suspend(&self, provider: &FourMeClient, instance: &Instance, comment: &str) {
+        match fourme::suspend(provider, &instance.id, comment).await {
+            Ok(()) => tracing::info!(instance = %instance.id, comment, "suspended instance"),
+            Err(err) => {
+                tracing::error!(instance = %instance.id, error = %err, "Unable to suspend instance")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_128_lowercase_hex_chars() {
+        let secret = new_webhook_secret().unwrap();
+        assert_eq!(secret.len(), 128);
+        assert!(secret.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        assert_ne!(secret, new_webhook_secret().unwrap());
+    }
+
+    #[test]
+    fn webhook_url_appends_the_account() {
+        assert_eq!(
+            webhook_url(
+                "https://sadasda.execute-api.eu-west-1.amazonaws.com/Prod/integration/",
+                "test-account"
+            )
+            .unwrap(),
+            "https://sadasda.execute-api.eu-west-1.amazonaws.com/Prod/integration/?account=test-account"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The Typeform integration function (original spec §5.2).
+//!
+//! One Lambda function serves two kinds of events:
+//!
+//! - **installation** ([`TypeformFunction::handle_installation`]): a Secrets Manager CloudTrail
+//!   event (EventBridge) for a customer secret of this offering. The function registers a
+//!   Typeform webhook on the customer's form (`PUT /forms/{id}/webhooks/4me-webhook`) pointing at
+//!   its own API URL with `?account=<customer>`, stores the generated secret in the customer
+//!   secret (`typeform_secret`) and suspends or unsuspends the app instance;
+//! - **Typeform webhook** ([`TypeformFunction::handle_webhook`]): a signed form response; it is
+//!   verified and added as a note to the request named in the instance's `request_id` field.
+//!
+//! [`TypeformFunction::handle_payload`] routes a raw Lambda payload (spec §5.2:
+//! `source == "aws.secretsmanager"` → installation, anything else → HTTP).
+//!
+//! Deviations from the original, all deliberate:
+//! - the webhook is registered again when the form, the Typeform token or the function's API
+//!   URL changed since the last registration, which is remembered in the customer secret
+//!   (`typeform_webhook`: form id, URL and a SHA-256 fingerprint of the token) — the original
+//!   never re-registered once `typeform_secret` existed (spec §8 #7);
+//! - a registration that still matches but whose instance this function suspended (one of its
+//!   suspension comments) is registered again and the instance unsuspended; a suspension by the
+//!   provider for other reasons is only lifted by a first registration (as the original did);
+//! - a Typeform retry of an `event_id` already processed adds no second note (processed ids are
+//!   claimed atomically in the customer secret, `typeform_events`, the latest
+//!   [`MAX_REMEMBERED_EVENTS`]);
+//! - the signature comparison is constant time and the header is found case-insensitively;
+//! - a request for an account without a secret is a 400, not a 500; malformed bodies are 400s;
+//! - nothing secret (tokens, webhook secrets, bodies) is logged.
+
+pub mod api;
+pub mod fourme;
+mod install;
+pub mod note;
+pub mod signature;
+mod webhook;
+
+use std::time::Duration;
+
+use app_builder_core::config::{ConfigError, Settings};
+use app_builder_core::context::ContextLoader;
+use app_builder_core::events::{EngineEvent, EventError, http_response_payload};
+use app_builder_core::fourme::settings::parse_millis;
+use app_builder_core::response::ApiError;
+use app_builder_core::secrets::SecretStore;
+use lambda_http::{Body, Response};
+use serde_json::{Value, json};
+
+pub use api::{TypeformApi, TypeformError};
+
+/// Environment variable: wait before the one retry of the instance lookup, in ms (default 2000).
+pub const ENV_INSTANCE_RETRY_TIMEOUT: &str = "INSTANCE_RETRY_TIMEOUT";
+
+/// Default wait before the instance lookup is retried.
+pub const DEFAULT_INSTANCE_RETRY_WAIT: Duration = Duration::from_millis(2000);
+
+/// Key of the webhook secret in the customer secret (as the original).
+pub const TYPEFORM_SECRET_KEY: &str = "typeform_secret";
+
+/// Key of the last registration in the customer secret.
+pub const REGISTRATION_KEY: &str = "typeform_webhook";
+
+/// Key of the processed `event_id`s in the customer secret.
+pub const EVENTS_KEY: &str = "typeform_events";
+
+/// How many processed `event_id`s are remembered per customer.
+pub const MAX_REMEMBERED_EVENTS: usize = 100;
+
+/// Settings of the function besides the context configuration.
+#[derive(Debug, Clone)]
+pub struct FunctionSettings {
+    /// Wait before the instance lookup is retried once during installation.
+    pub instance_retry_wait: Duration,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        Self {
+            instance_retry_wait: DEFAULT_INSTANCE_RETRY_WAIT,
+        }
+    }
+}
+
+impl FunctionSettings {
+    /// Reads [`ENV_INSTANCE_RETRY_TIMEOUT`] (JavaScript `parseInt(v) || 2000` semantics).
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(settings: &Settings<L>) -> Self {
+        let instance_retry_wait = settings
+            .optional(ENV_INSTANCE_RETRY_TIMEOUT)
+            .as_deref()
+            .and_then(parse_millis)
+            .map_or(DEFAULT_INSTANCE_RETRY_WAIT, Duration::from_millis);
+        Self {
+            instance_retry_wait,
+        }
+    }
+}
+
+/// The Typeform API client configured by `TYPEFORM_API_URL` (default
+/// `https://api.typeform.com`); an unparsable URL is a [`ConfigError::Invalid`].
+pub fn typeform_api_from_settings<L: Fn(&str) -> Option<String>>(
+    settings: &Settings<L>,
+) -> Result<TypeformApi, ConfigError> {
+    let raw = settings
+        .optional(api::ENV_TYPEFORM_API_URL)
+        .unwrap_or_else(|| api::DEFAULT_TYPEFORM_API_URL.to_owned());
+    let url = url::Url::parse(&raw).map_err(|e| ConfigError::Invalid {
+        name: api::ENV_TYPEFORM_API_URL,
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(ConfigError::Invalid {
+            name: api::ENV_TYPEFORM_API_URL,
+            reason: "must be an absolute http(s) URL".into(),
+        });
+    }
+    TypeformApi::new(url).map_err(|e| ConfigError::Invalid {
+        name: api::ENV_TYPEFORM_API_URL,
+        reason: e.to_string(),
+    })
+}
+
+/// The Typeform function over its ports: the secret store (through the context loader, which
+/// also builds the 4me clients) and the Typeform API.
+#[derive(Debug, Clone)]
+pub struct TypeformFunction<S> {
+    loader: ContextLoader<S>,
+    typeform: TypeformApi,
+    settings: FunctionSettings,
+}
+
+impl<S: SecretStore> TypeformFunction<S> {
+    /// The function; `loader` must be configured with this offering's reference.
+    pub fn new(
+        loader: ContextLoader<S>,
+        typeform: TypeformApi,
+        settings: FunctionSettings,
+    ) -> Self {
+        Self {
+            loader,
+            typeform,
+            settings,
+        }
+    }
+
+    /// The context loader in use.
+    pub fn loader(&self) -> &ContextLoader<S> {
+        &self.loader
+    }
+
+    /// Handles a raw Lambda payload: a Secrets Manager event is an installation change (the
+    /// result is `{"statusCode", "body"}` like the original's), anything else an HTTP request
+    /// answered in the API Gateway format it came in. `function_arn` is the invoked function's
+    /// ARN (the `systemID` of its configuration item).
+    pub async fn handle_payload(&self, payload: Value, function_arn: &str) -> Value {
+        match EngineEvent::classify(payload) {
+            Ok(EngineEvent::SecretWrite(event)) => {
+                let function_arn = unqualified_function_arn(function_arn);
+                let response = self.handle_installation(&event, function_arn).await;
+                status_payload(response)
+            }
+            Ok(EngineEvent::Http(request)) => {
+                let response = self.handle_webhook(&request).await;
+                http_response_payload(&request, response).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot encode the HTTP response");
+                    json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
+                })
+            }
+            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => {
+                status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
+            }
+            Err(err @ EventError::MissingSecretId) => {
+                status_payload(ApiError::from(err).into_response())
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "unrecognised payload");
+                status_payload(ApiError::from(err).into_response())
+            }
+        }
+    }
+}
+
+/// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version
+/// or alias qualifier of the invoked ARN is dropped, as the configuration item's `systemID`
+/// holds the function's own ARN.
+pub fn unqualified_function_arn(invoked: &str) -> &str {
+    let parts: Vec<&str> = invoked.splitn(8, ':').collect();
+    if parts.len() == 8 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function" {
+        let qualifier_len = parts[7].len() + 1;
+        &invoked[..invoked.len() - qualifier_len]
+    } else {
+        invoked
+    }
+}
+
+/// `{"statusCode": <status>, "body": "<json text>"}` of a response (non-HTTP invocations).
+fn status_payload(response: Response<Body>) -> Value {
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    };
+    if status == 200 {
+        tracing::info!(status, "done");
+    } else {
+        tracing::error!(status, "failed");
+    }
+    json!({ "statusCode": status, "body": body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn function_arn_qualifiers_are_dropped() {
+        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:typeform-Fn";
+        assert_eq!(unqualified_function_arn(arn), arn);
+        assert_eq!(unqualified_function_arn(&format!("{arn}:live")), arn);
+        assert_eq!(unqualified_function_arn(&format!("{arn}:7")), arn);
+        assert_eq!(unqualified_function_arn("local"), "local");
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn typeform_settings_name_the_variable() {
+        let api = typeform_api_from_settings(&settings(&[])).unwrap();
+        assert_eq!(api.base_url().as_str(), "https://api.typeform.com/");
+        let err =
+            typeform_api_from_settings(&settings(&[(api::ENV_TYPEFORM_API_URL, "not a url")]))
+                .unwrap_err();
+        assert!(err.to_string().contains(api::ENV_TYPEFORM_API_URL), "{err}");
+        let wait =
+            FunctionSettings::from_settings(&settings(&[(ENV_INSTANCE_RETRY_TIMEOUT, "50")]));
+        assert_eq!(wait.instance_retry_wait, Duration::from_millis(50));
+        let default =
+            FunctionSettings::from_settings(&settings(&[(ENV_INSTANCE_RETRY_TIMEOUT, "x")]));
+        assert_eq!(default.instance_retry_wait, DEFAULT_INSTANCE_RETRY_WAIT);
+    }
+}

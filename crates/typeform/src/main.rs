@@ -1,0 +1,39 @@
+//! Lambda entry point of the Typeform function: reads the configuration once, builds the AWS
+//! adapters and serves EventBridge (Secrets Manager) and API Gateway events.
+
+use app_builder_core::config::Settings;
+use app_builder_core::context::ContextLoader;
+use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::secrets::AwsSecretStore;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use typeform::{FunctionSettings, TypeformFunction, typeform_api_from_settings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+
+    let settings = Settings::from_env();
+    let config = settings.context_config(true)?;
+    let endpoints = Endpoints::from_env(&config.domain)?;
+    let typeform = typeform_api_from_settings(&settings)?;
+    let function_settings = FunctionSettings::from_settings(&settings);
+    let store = AwsSecretStore::from_env().await;
+    let loader = ContextLoader::new(config, store, endpoints, ClientSettings::from_env())?;
+    let function = TypeformFunction::new(loader, typeform, function_settings);
+    let function = &function;
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let arn = event.context.invoked_function_arn.clone();
+        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, &arn)).await)
+    }))
+    .await
+}

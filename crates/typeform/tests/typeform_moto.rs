@@ -1,0 +1,78 @@
+//! The Typeform function with the AWS Secrets Manager store against moto (`AWS_ENDPOINT_URL`
+//! must point at a moto server; without it this test fails on purpose rather than skip):
+//! install → EventBridge event → webhook registered at the Typeform fake → signed response →
+//! note on the sandbox request; a replay and a forgery add nothing.
+
+#![allow(clippy::unwrap_used)] // fixture helpers unwrap on test-generated data
+
+mod common;
+
+use app_builder_core::secrets::AwsSecretStore;
+use common::{Env, FORM_ID};
+use serde_json::{Value, json};
+
+async fn moto_store() -> AwsSecretStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
+    );
+    AwsSecretStore::from_env().await
+}
+
+#[tokio::test]
+async fn typeform_install_and_survey_response_with_secrets_manager() {
+    // Unique provider and customer accounts: moto is shared with other test processes and
+    // keeps secrets between runs.
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let env = Env::with_provider(moto_store().await, &format!("tf-provider-{unique}")).await;
+    let account = format!("tf-customer-{unique}");
+    let token = "tfp_moto_token";
+    let customer = env
+        .install(
+            &account,
+            Some(&format!("https://mysite.typeform.com/to/{FORM_ID}")),
+            Some(token),
+        )
+        .await;
+    env.typeform.add_form(FORM_ID, token);
+
+    let (status, message) = env.installation("CreateSecret", &account).await;
+    assert_eq!((status, message.as_str()), (200, "OK"));
+    let webhook = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
+    assert_eq!(webhook.url, format!("{}?account={account}", env.api_url));
+    let stored = env.customer_secret(&account).await;
+    assert_eq!(stored.get_str("typeform_secret"), webhook.secret.as_deref());
+    assert_eq!(webhook.secret.as_deref().map(str::len), Some(128));
+
+    let response = json!({
+        "form_id": FORM_ID,
+        "definition": {"id": FORM_ID, "title": "Moto survey", "fields": [
+            {"id": "f1", "title": "Happy?", "type": "yes_no", "ref": "happy"}
+        ]},
+        "answers": [{"type": "boolean", "boolean": true, "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
+    });
+    let delivery = env.typeform.send_response(FORM_ID, response).await.unwrap();
+    assert_eq!(delivery.status, 200, "{}", delivery.response);
+    let replay = env.typeform.redeliver(&delivery).await.unwrap();
+    assert_eq!(replay.status, 200);
+
+    let mut forged: Value = serde_json::from_slice(&delivery.body).unwrap();
+    forged["event_id"] = json!("forged");
+    let forged = serde_json::to_vec(&forged).unwrap();
+    assert_eq!(
+        env.post_webhook(&account, &forged, delivery.signature.as_deref())
+            .await,
+        (400, "Bad signature".to_owned())
+    );
+
+    assert_eq!(
+        env.sandbox.request_notes(&customer.request.id),
+        vec!["Received answer for \"Moto survey\":\n - \"Happy?\": Yes".to_owned()]
+    );
+}

@@ -1,0 +1,191 @@
+//! Shared support of the end-to-end tests: the API Gateway stand-in ([`gateway`]), Secrets
+//! Manager on moto, function settings as Lambda environment variables, and the provider side of
+//! a 4me sandbox with the real secrets function served as its `app_instance.secrets-update`
+//! webhook.
+#![allow(clippy::unwrap_used, dead_code)] // test support: a failed unwrap is a failed test
+
+pub mod gateway;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_builder_core::config::Settings;
+use app_builder_core::context::ContextLoader;
+use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::secrets::{
+    AwsSecretStore, SecretDocument, SecretName, SecretStore, customer_secret_name,
+    provider_secret_name,
+};
+use app_builder_sandbox::{OAuthCredentials, PolicyInfo, Sandbox};
+use serde_json::json;
+
+/// The provider account of every scenario.
+pub const PROVIDER: &str = "wdc";
+/// How long a test waits for a delivery or a request to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// AWS Secrets Manager on moto, as the functions use it in Lambda (`AwsSecretStore::from_env`).
+/// Fails (never skips) when `AWS_ENDPOINT_URL` is not set.
+pub async fn moto_store() -> AwsSecretStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: the end-to-end tests need Secrets Manager on moto. Run \
+         `cargo xtask test`, or start `moto_server -H 127.0.0.1 -p 5055` and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1"
+    );
+    AwsSecretStore::from_env().await
+}
+
+/// A bootstrap application name unique to one test, so that tests sharing one moto never see
+/// each other's secrets.
+pub fn unique_app(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The environment variables of one deployed function (as the SAM template sets them).
+#[derive(Debug, Clone, Default)]
+pub struct FunctionEnv(HashMap<String, String>);
+
+impl FunctionEnv {
+    /// The common variables of every function of the engine, with the 4me endpoints pointing
+    /// at the sandbox.
+    pub fn new(sandbox: &Sandbox, app: &str) -> Self {
+        let mut env = HashMap::new();
+        env.insert("PARAM_4ME_DOMAIN".to_owned(), sandbox.domain().to_owned());
+        env.insert("PARAM_BOOTSTRAP_APP".to_owned(), app.to_owned());
+        env.insert("PARAM_BOOTSTRAP_ACCOUNT".to_owned(), PROVIDER.to_owned());
+        env.insert("FOURME_OAUTH_URL".to_owned(), sandbox.oauth_url());
+        env.insert("FOURME_GRAPHQL_URL".to_owned(), sandbox.graphql_url());
+        env.insert("FOURME_REST_URL".to_owned(), sandbox.rest_url());
+        Self(env)
+    }
+
+    /// Sets one more variable.
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.0.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    /// The settings as `Settings::from_env` would read them in Lambda.
+    pub fn settings(&self) -> Settings<impl Fn(&str) -> Option<String> + '_> {
+        Settings::from_lookup(|name: &str| self.get(name))
+    }
+
+    /// The 4me endpoints as `Endpoints::from_env` would read them.
+    pub fn endpoints(&self, domain: &str) -> Endpoints {
+        Endpoints::from_lookup(domain, |name| self.get(name)).unwrap()
+    }
+}
+
+/// The secrets function built as its `main` builds it, from `env`, over `store`.
+pub fn secrets_function<S: SecretStore>(env: &FunctionEnv, store: S) -> secrets::SecretsHandler<S> {
+    let config = secrets::FunctionConfig::from_settings(&env.settings()).unwrap();
+    let endpoints = env.endpoints(&config.context.domain);
+    let loader =
+        ContextLoader::new(config.context, store, endpoints, ClientSettings::default()).unwrap();
+    secrets::SecretsHandler::new(loader, config.enabled, config.verify_timeout).unwrap()
+}
+
+/// The provider side of the sandbox: its OAuth application and webhook policy, the provider
+/// secret (as the bootstrap writes it) in the store, and the secrets function served and
+/// registered — and verified through the real `webhook.verify` round trip — as the provider's
+/// `app_instance.secrets-update` webhook.
+pub struct Provider<S> {
+    /// The 4me sandbox.
+    pub sandbox: Sandbox,
+    /// The store shared by every function of the engine.
+    pub store: S,
+    /// The bootstrap application name (unique per test).
+    pub app: String,
+    /// The provider's OAuth application.
+    pub credentials: OAuthCredentials,
+    /// The provider's webhook policy.
+    pub policy: PolicyInfo,
+    /// The served secrets function.
+    pub secrets_url: String,
+    /// The provider webhook (`app_instance.secrets-update`).
+    pub webhook_id: String,
+}
+
+impl<S: SecretStore + Clone + 'static> Provider<S> {
+    /// Sets the provider up; `enabled` is the secrets function's `PARAM_ENABLED_OFFERINGS`.
+    pub async fn start(store: S, app: &str, enabled: &str) -> Self {
+        let sandbox = Sandbox::start().await.unwrap();
+        let credentials = sandbox.add_oauth_application(PROVIDER);
+        let audience = format!("integrations provided by {PROVIDER}@{}", sandbox.domain());
+        let policy = sandbox
+            .create_webhook_policy(PROVIDER, "es512", Some(&audience))
+            .unwrap();
+        let provider_secret = SecretDocument::try_from(json!({
+            "clientID": credentials.client_id,
+            "token": credentials.client_secret,
+            "policy": {"jwtAlg": policy.jwt_alg, "jwtAudience": audience,
+                       "publicKeyPem": policy.public_key_pem},
+        }))
+        .unwrap();
+        store
+            .upsert(
+                &provider_secret_name(app, sandbox.domain(), PROVIDER).unwrap(),
+                provider_secret,
+            )
+            .await
+            .unwrap();
+
+        let env =
+            FunctionEnv::new(&sandbox, app).with("PARAM_ENABLED_OFFERINGS", enabled.to_owned());
+        let handler = Arc::new(secrets_function(&env, store.clone()));
+        let served = gateway::serve("/secrets", move |request| {
+            let handler = Arc::clone(&handler);
+            async move { handler.handle(request).await }
+        })
+        .await;
+
+        // Created unverified: the sandbox sends webhook.verify, the function GETs the callback.
+        let webhook_id = sandbox
+            .create_webhook(
+                PROVIDER,
+                "app_instance.secrets-update",
+                &served.url,
+                Some(&policy.id),
+                false,
+            )
+            .unwrap();
+        let deliveries = sandbox.wait_for_deliveries(1, WAIT).await;
+        assert_eq!(deliveries.len(), 1, "no webhook.verify delivery");
+        assert_eq!(deliveries[0].event, "webhook.verify");
+        assert_eq!(deliveries[0].status, Some(200), "webhook.verify answered");
+        assert_eq!(
+            sandbox.record(&webhook_id).unwrap()["active"],
+            true,
+            "the secrets webhook was not activated by the function's callback"
+        );
+
+        Self {
+            sandbox,
+            store,
+            app: app.to_owned(),
+            credentials,
+            policy,
+            secrets_url: served.url,
+            webhook_id,
+        }
+    }
+
+    /// The customer secret of `offering` for `customer`.
+    pub fn customer_secret(&self, offering: &str, customer: &str) -> SecretName {
+        customer_secret_name(&self.app, offering, self.sandbox.domain(), customer).unwrap()
+    }
+
+    /// The function environment of an integration of `offering`.
+    pub fn integration_env(&self, offering: &str) -> FunctionEnv {
+        FunctionEnv::new(&self.sandbox, &self.app).with("PARAM_OFFERING_REFERENCE", offering)
+    }
+}
