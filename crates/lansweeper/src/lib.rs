@@ -21,7 +21,7 @@ use app_builder_core::secrets::{SecretDocument, SecretStore};
 use secrecy::SecretString;
 
 pub use api::LansweeperApi;
-pub use queue::{InMemoryQueue, QueueError, RefreshQueue};
+pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
 
 /// Top-level key of the customer secret holding the callback secret.
 pub const CALLBACK_SECRET_KEY: &str = "callback_secret";

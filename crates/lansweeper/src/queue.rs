@@ -66,3 +66,49 @@ impl<Q: RefreshQueue> RefreshQueue for std::sync::Arc<Q> {
         (**self).enqueue(account)
     }
 }
+
+/// The refresh queue on Amazon SQS (`REFRESH_QUEUE_URL`).
+#[derive(Debug, Clone)]
+pub struct SqsRefreshQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsRefreshQueue {
+    /// A queue over `client` sending to `queue_url`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsRefreshQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// A queue with the client from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+    pub async fn from_env(queue_url: impl Into<String>) -> Self {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        Self::new(aws_sdk_sqs::Client::new(&config), queue_url)
+    }
+
+    /// The queue URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+impl RefreshQueue for SqsRefreshQueue {
+    async fn enqueue(&self, account: &str) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(account)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| QueueError {
+                account: account.to_owned(),
+                message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+            })
+    }
+}
