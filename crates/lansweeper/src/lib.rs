@@ -13,6 +13,7 @@ mod callback;
 mod install;
 pub mod instance;
 pub mod queue;
+mod schedule;
 
 use std::time::Duration;
 
@@ -38,18 +39,43 @@ pub const ROTATE_TOKEN_COMMENT: &str =
 /// Public message of a failed OAuth callback step.
 pub const CONNECTION_ERROR: &str = "Connection error, please try again later.";
 
+/// Hours between syncs of one account (default 8).
+pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
+
 /// Tunables of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSettings {
     /// Wait before the second app-instance lookup right after an installation.
     pub instance_retry_wait: Duration,
+    /// An account is synced again once its last sync started this long ago.
+    pub sync_interval: Duration,
 }
 
 impl Default for FunctionSettings {
     fn default() -> Self {
         FunctionSettings {
             instance_retry_wait: Duration::from_secs(2),
+            sync_interval: Duration::from_secs(8 * 3600),
         }
+    }
+}
+
+impl FunctionSettings {
+    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8).
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &app_builder_core::config::Settings<L>,
+    ) -> Result<Self, app_builder_core::config::ConfigError> {
+        let mut out = FunctionSettings::default();
+        if let Some(hours) = settings.parsed::<u64>(ENV_SYNC_INTERVAL)? {
+            if hours == 0 {
+                return Err(app_builder_core::config::ConfigError::Invalid {
+                    name: ENV_SYNC_INTERVAL,
+                    reason: "must be a positive number of hours".into(),
+                });
+            }
+            out.sync_interval = Duration::from_secs(hours * 3600);
+        }
+        Ok(out)
     }
 }
 

@@ -111,6 +111,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             queue.clone(),
             FunctionSettings {
                 instance_retry_wait: Duration::from_millis(10),
+                ..FunctionSettings::default()
             },
         );
         let si = sandbox.seed_service_instance(provider_account, "Mainframe 1");
