@@ -38,6 +38,7 @@ pub mod backoff;
 mod client;
 pub mod endpoints;
 pub mod error;
+pub mod instances;
 pub mod settings;
 pub mod types;
 

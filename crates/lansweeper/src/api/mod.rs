@@ -1,0 +1,740 @@
+//! The Lansweeper Data API client (original-spec §5.3.9, apis.md §3).
+//!
+//! [`LansweeperApi`] holds the HTTP client, the settings and a process-wide request pacer;
+//! [`LansweeperApi::session`] opens a [`Session`] for one customer (client credentials and
+//! refresh token). Every request carries the integration headers; 429 answers are retried after
+//! `Retry-After`, 5xx and network errors with exponential backoff, 401 on GraphQL once after a new
+//! access token. When Lansweeper rotates the refresh token, the session keeps the new one and
+//! reports it through [`Session::take_rotated_refresh_token`]: the caller must store it.
+
+mod asset;
+mod filters;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_builder_core::config::{ConfigError, Settings};
+use app_builder_core::fourme::backoff::{full_jitter, retry_after};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+pub use asset::{
+    ASSET_FIELDS, Asset, BasicInfo, Custom, MemoryModule, Named, OsMetadata, Processor,
+    RecognitionInfo, User,
+};
+pub use filters::{AssetQuery, asset_type_regexes, escape_regex};
+
+/// Overrides the API base (default [`DEFAULT_API_URL`]).
+pub const ENV_API_URL: &str = "LANSWEEPER_API_URL";
+/// Assets per page (default 100).
+pub const ENV_PAGE_SIZE: &str = "LANSWEEPER_PAGE_SIZE";
+/// Maximum length of one filter value (default 100).
+pub const ENV_MAX_FILTER_FIELD_LENGTH: &str = "LANSWEEPER_MAX_FILTER_FIELD_LENGTH";
+/// Requests per minute the client allows itself (default 150, Lansweeper's limit).
+pub const ENV_REQUESTS_PER_MINUTE: &str = "LANSWEEPER_REQUESTS_PER_MINUTE";
+
+/// The production API base.
+pub const DEFAULT_API_URL: &str = "https://api.lansweeper.com/api";
+/// `x-ls-integration-id` of the 4me integration.
+pub const INTEGRATION_ID: &str = "a561a72d-aa5e-4c52-af6d-084129ab5f09";
+/// `x-ls-integration-version`.
+pub const INTEGRATION_VERSION: &str = "1.0";
+
+/// Message of the authorization error raised by the token endpoint (the original's text).
+pub const INCORRECT_CREDENTIALS: &str = "Incorrect Lansweeper credentials ('Client ID', 'Client Secret' or the application is no longer authorized)";
+
+/// Settings of the Lansweeper client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiSettings {
+    /// API base without trailing slash (`<base>/v2/graphql`, `<base>/integrations/oauth/token`).
+    pub api_url: String,
+    /// Assets per page (1–500).
+    pub page_size: u32,
+    /// Maximum length of a filter value (asset-type regexes are packed up to it).
+    pub max_filter_field_length: usize,
+    /// Minimum spacing between two requests of this process (60 s / requests per minute).
+    pub min_request_interval: Duration,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// Attempts per request on 429, 5xx and network errors (including the first).
+    pub max_attempts: u32,
+    /// First backoff step after a 5xx or network error.
+    pub backoff_base: Duration,
+    /// Largest backoff step.
+    pub backoff_max: Duration,
+    /// Wait on a 429 without usable `Retry-After` (Lansweeper's one-minute cooldown).
+    pub default_retry_after: Duration,
+    /// Longest `Retry-After` honoured; a longer demand fails the request as rate limited.
+    pub max_retry_after: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            api_url: DEFAULT_API_URL.to_owned(),
+            page_size: 100,
+            max_filter_field_length: 100,
+            min_request_interval: Duration::from_millis(400),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(20),
+            default_retry_after: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Settings from `LANSWEEPER_API_URL`, `LANSWEEPER_PAGE_SIZE`,
+    /// `LANSWEEPER_MAX_FILTER_FIELD_LENGTH` and `LANSWEEPER_REQUESTS_PER_MINUTE` (all optional).
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &Settings<L>,
+    ) -> Result<ApiSettings, ConfigError> {
+        let mut out = ApiSettings::default();
+        if let Some(url) = settings.optional(ENV_API_URL) {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: ENV_API_URL,
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+            out.api_url = url.trim_end_matches('/').to_owned();
+        }
+        if let Some(size) = settings.parsed::<u32>(ENV_PAGE_SIZE)? {
+            if !(1..=500).contains(&size) {
+                return Err(ConfigError::Invalid {
+                    name: ENV_PAGE_SIZE,
+                    reason: "must be 1 to 500".into(),
+                });
+            }
+            out.page_size = size;
+        }
+        if let Some(len) = settings.parsed::<usize>(ENV_MAX_FILTER_FIELD_LENGTH)? {
+            if len == 0 {
+                return Err(ConfigError::Invalid {
+                    name: ENV_MAX_FILTER_FIELD_LENGTH,
+                    reason: "must be positive".into(),
+                });
+            }
+            out.max_filter_field_length = len;
+        }
+        if let Some(rpm) = settings.parsed::<u32>(ENV_REQUESTS_PER_MINUTE)? {
+            if rpm == 0 {
+                return Err(ConfigError::Invalid {
+                    name: ENV_REQUESTS_PER_MINUTE,
+                    reason: "must be positive".into(),
+                });
+            }
+            out.min_request_interval = Duration::from_secs(60) / rpm;
+        }
+        Ok(out)
+    }
+}
+
+/// A Lansweeper API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LansweeperError {
+    /// The credentials or the authorization are not (or no longer) valid: suspend the instance.
+    #[error("Lansweeper authorization failed: {0}")]
+    Unauthorized(String),
+    /// The GraphQL answer carried `errors` (e.g. an unknown site).
+    #[error("Unable to query {operation}: {errors}")]
+    GraphQl {
+        /// What was queried.
+        operation: String,
+        /// The `errors` array as JSON.
+        errors: String,
+    },
+    /// Still 429 after the allowed attempts, or a `Retry-After` longer than allowed.
+    #[error("Lansweeper rate limit exceeded (retry after {retry_after:?})")]
+    RateLimited {
+        /// The last `Retry-After` demanded.
+        retry_after: Duration,
+    },
+    /// A 5xx (or other unexpected status) after the allowed attempts.
+    #[error("Lansweeper answered HTTP {status}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Network failure or timeout after the allowed attempts.
+    #[error("Lansweeper request failed: {0}")]
+    Transport(String),
+    /// A 2xx answer without the expected content.
+    #[error("unexpected Lansweeper response: {0}")]
+    InvalidResponse(String),
+    /// The query cannot be built (e.g. no usable asset type filter).
+    #[error("invalid Lansweeper query: {0}")]
+    InvalidQuery(String),
+}
+
+impl LansweeperError {
+    /// Whether this is an authorization failure (the instance must be suspended).
+    pub fn is_authorization(&self) -> bool {
+        matches!(self, LansweeperError::Unauthorized(_))
+    }
+
+    /// Whether retrying later may succeed (rate limit, 5xx, network).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LansweeperError::RateLimited { .. }
+                | LansweeperError::Status { .. }
+                | LansweeperError::Transport(_)
+        )
+    }
+}
+
+/// Lansweeper OAuth client credentials of a customer.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Spaces requests of the whole process at least `interval` apart.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        let at = next.map_or(now, |n| n.max(now));
+        *next = Some(at + self.interval);
+        drop(next);
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Request counters of this client (for logs and benchmarks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Token endpoint requests (including retries).
+    pub token: u64,
+    /// GraphQL requests (including retries).
+    pub graphql: u64,
+    /// Retries after 429.
+    pub rate_limited: u64,
+    /// Retries after 5xx or network errors.
+    pub retried: u64,
+}
+
+/// The Lansweeper API client (cheap to clone; clones share the pacer and counters).
+#[derive(Clone, Debug)]
+pub struct LansweeperApi {
+    http: reqwest::Client,
+    settings: Arc<ApiSettings>,
+    pacer: Arc<Pacer>,
+    counts: Arc<std::sync::Mutex<RequestCounts>>,
+}
+
+/// A failed attempt: retry after the given wait, or give up with the error.
+enum Attempt {
+    Retry(Duration, LansweeperError),
+    Fail(LansweeperError),
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+impl LansweeperApi {
+    /// A client with `settings`.
+    pub fn new(settings: ApiSettings) -> Result<LansweeperApi, LansweeperError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .build()
+            .map_err(|e| LansweeperError::Transport(e.to_string()))?;
+        Ok(LansweeperApi {
+            http,
+            pacer: Arc::new(Pacer {
+                interval: settings.min_request_interval,
+                next: Mutex::new(None),
+            }),
+            settings: Arc::new(settings),
+            counts: Arc::new(std::sync::Mutex::new(RequestCounts::default())),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
+    }
+
+    /// Requests made so far.
+    pub fn counts(&self) -> RequestCounts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut RequestCounts)) {
+        f(&mut self.counts.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/integrations/oauth/token", self.settings.api_url)
+    }
+
+    fn graphql_url(&self) -> String {
+        format!("{}/v2/graphql", self.settings.api_url)
+    }
+
+    /// Sends one POST with the integration headers, pacing and retries; returns the final
+    /// status and JSON body (`Value::Null` when the body is not JSON).
+    async fn post(
+        &self,
+        url: &str,
+        body: &Value,
+        bearer: Option<&SecretString>,
+        graphql: bool,
+    ) -> Result<(StatusCode, Value), LansweeperError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pacer.wait().await;
+            self.count(|c| {
+                if graphql {
+                    c.graphql += 1
+                } else {
+                    c.token += 1
+                }
+            });
+            let mut request = self
+                .http
+                .post(url)
+                .header("x-ls-integration-id", INTEGRATION_ID)
+                .header("x-ls-integration-version", INTEGRATION_VERSION)
+                .json(body);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token.expose_secret());
+            }
+            let outcome = match request.send().await {
+                Err(e) => Attempt::Retry(
+                    full_jitter(
+                        self.settings.backoff_base,
+                        self.settings.backoff_max,
+                        attempt,
+                    ),
+                    LansweeperError::Transport(e.without_url().to_string()),
+                ),
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let header = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let wait = retry_after(
+                            header.as_deref(),
+                            self.settings.default_retry_after,
+                            Duration::MAX,
+                        );
+                        if wait > self.settings.max_retry_after {
+                            Attempt::Fail(LansweeperError::RateLimited { retry_after: wait })
+                        } else {
+                            self.count(|c| c.rate_limited += 1);
+                            Attempt::Retry(wait, LansweeperError::RateLimited { retry_after: wait })
+                        }
+                    } else if status.is_server_error() {
+                        Attempt::Retry(
+                            full_jitter(
+                                self.settings.backoff_base,
+                                self.settings.backoff_max,
+                                attempt,
+                            ),
+                            LansweeperError::Status {
+                                status: status.as_u16(),
+                            },
+                        )
+                    } else {
+                        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+                        return Ok((status, body));
+                    }
+                }
+            };
+            match outcome {
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry(wait, e) => {
+                    if attempt >= self.settings.max_attempts {
+                        return Err(e);
+                    }
+                    if !matches!(e, LansweeperError::RateLimited { .. }) {
+                        self.count(|c| c.retried += 1);
+                    }
+                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "Lansweeper request retried");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Posts to the token endpoint; maps 400 `invalid_grant`, 401 and 404 to
+    /// [`LansweeperError::Unauthorized`]. The error body is never logged (it may echo secrets).
+    async fn token_request(&self, body: Value) -> Result<TokenResponse, LansweeperError> {
+        let (status, body) = self.post(&self.token_url(), &body, None, false).await?;
+        let invalid_grant = status == StatusCode::BAD_REQUEST
+            && body.get("error").and_then(Value::as_str) == Some("invalid_grant");
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::NOT_FOUND || invalid_grant {
+            return Err(LansweeperError::Unauthorized(INCORRECT_CREDENTIALS.into()));
+        }
+        if !status.is_success() {
+            return Err(LansweeperError::Status {
+                status: status.as_u16(),
+            });
+        }
+        serde_json::from_value(body)
+            .map_err(|e| LansweeperError::InvalidResponse(format!("token response: {e}")))
+    }
+
+    /// Exchanges an authorization `code` (OAuth callback) for a refresh token.
+    pub async fn exchange_code(
+        &self,
+        credentials: &ClientCredentials,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<SecretString, LansweeperError> {
+        let response = self
+            .token_request(json!({
+                "client_id": credentials.client_id,
+                "client_secret": credentials.client_secret.expose_secret(),
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+            }))
+            .await?;
+        response
+            .refresh_token
+            .map(SecretString::from)
+            .ok_or_else(|| LansweeperError::InvalidResponse("no refresh_token in answer".into()))
+    }
+
+    /// A session for one customer.
+    pub fn session(&self, credentials: ClientCredentials, refresh_token: SecretString) -> Session {
+        Session {
+            api: self.clone(),
+            credentials,
+            refresh_token,
+            rotated: false,
+            access_token: None,
+        }
+    }
+}
+
+/// A site the token is authorized for.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Site {
+    /// Site id.
+    pub id: String,
+    /// Site name.
+    pub name: String,
+}
+
+/// An installation (source) of a site.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Installation {
+    /// Installation id (the `installationId` filter value).
+    pub id: String,
+    /// Installation name.
+    pub name: String,
+    /// Site id.
+    pub site_id: Option<String>,
+}
+
+/// Query of the sites.
+pub const SITES_QUERY: &str = "query authorizedSites { authorizedSites { sites { id name } } }";
+/// Query of a site's asset types.
+pub const ASSET_TYPES_QUERY: &str =
+    "query assetTypes($siteId: ID!) { site(id: $siteId) { id assetTypes } }";
+/// Query of a site's installations.
+pub const INSTALLATIONS_QUERY: &str = "query allInstallations($siteId: ID!) { site(id: $siteId) { allInstallations { id siteId name fqdn description unlinkedOn unlinkedBy linkStatus installationDate type totalAssets syncServerStatus lastAvailable version syncServer } } }";
+/// Query of one page of assets (filters as a variable).
+pub const ASSETS_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { total pagination { next } items } } }";
+
+/// One customer's connection: credentials, the current refresh token and a cached access token.
+pub struct Session {
+    api: LansweeperApi,
+    credentials: ClientCredentials,
+    refresh_token: SecretString,
+    rotated: bool,
+    access_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.credentials.client_id)
+            .field("rotated", &self.rotated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Gets an access token now (refresh grant). Call [`Session::take_rotated_refresh_token`]
+    /// afterwards and store a rotated token before doing anything else.
+    pub async fn authenticate(&mut self) -> Result<(), LansweeperError> {
+        let response = self
+            .api
+            .token_request(json!({
+                "client_id": self.credentials.client_id,
+                "client_secret": self.credentials.client_secret.expose_secret(),
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token.expose_secret(),
+            }))
+            .await?;
+        let access = response.access_token.ok_or_else(|| {
+            LansweeperError::InvalidResponse("Unable to access Lansweeper: no access_token".into())
+        })?;
+        if let Some(new) = response.refresh_token
+            && new != self.refresh_token.expose_secret()
+        {
+            self.refresh_token = SecretString::from(new);
+            self.rotated = true;
+        }
+        self.access_token = Some(SecretString::from(access));
+        Ok(())
+    }
+
+    /// The new refresh token if Lansweeper rotated it since the last call (the old one no
+    /// longer works: store this one).
+    pub fn take_rotated_refresh_token(&mut self) -> Option<SecretString> {
+        std::mem::take(&mut self.rotated).then(|| self.refresh_token.clone())
+    }
+
+    /// Runs a GraphQL query; returns `data`. A 401 gets one new access token and one retry.
+    pub async fn query(
+        &mut self,
+        operation: &str,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, LansweeperError> {
+        let body = json!({"query": query, "variables": variables});
+        let mut reauthenticated = false;
+        loop {
+            if self.access_token.is_none() {
+                self.authenticate().await?;
+                reauthenticated = true;
+            }
+            let url = self.api.graphql_url();
+            let (status, answer) = self
+                .api
+                .post(&url, &body, self.access_token.as_ref(), true)
+                .await?;
+            if status == StatusCode::UNAUTHORIZED {
+                self.access_token = None;
+                if reauthenticated {
+                    return Err(LansweeperError::Unauthorized(
+                        "Lansweeper refused the access token".into(),
+                    ));
+                }
+                continue;
+            }
+            if let Some(errors) = answer.get("errors").filter(|e| !e.is_null()) {
+                return Err(LansweeperError::GraphQl {
+                    operation: operation.to_owned(),
+                    errors: errors.to_string(),
+                });
+            }
+            if !status.is_success() {
+                return Err(LansweeperError::Status {
+                    status: status.as_u16(),
+                });
+            }
+            return match answer.get("data") {
+                Some(data) if !data.is_null() => Ok(data.clone()),
+                _ => Err(LansweeperError::InvalidResponse(format!(
+                    "no data for {operation}"
+                ))),
+            };
+        }
+    }
+
+    /// The authorized sites; none is an authorization error (`Not authorized for any sites`).
+    pub async fn sites(&mut self) -> Result<Vec<Site>, LansweeperError> {
+        let data = self.query("sites", SITES_QUERY, json!({})).await?;
+        let sites = data
+            .pointer("/authorizedSites/sites")
+            .cloned()
+            .ok_or_else(|| LansweeperError::Unauthorized("Not authorized".into()))?;
+        let sites: Vec<Site> = serde_json::from_value(sites)
+            .map_err(|e| LansweeperError::InvalidResponse(format!("sites: {e}")))?;
+        if sites.is_empty() {
+            return Err(LansweeperError::Unauthorized(
+                "Not authorized for any sites".into(),
+            ));
+        }
+        Ok(sites)
+    }
+
+    /// The asset types of a site.
+    pub async fn asset_types(&mut self, site_id: &str) -> Result<Vec<String>, LansweeperError> {
+        let data = self
+            .query("asset types", ASSET_TYPES_QUERY, json!({"siteId": site_id}))
+            .await?;
+        serde_json::from_value(
+            data.pointer("/site/assetTypes")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .map_err(|e| LansweeperError::InvalidResponse(format!("asset types: {e}")))
+    }
+
+    /// The installations of a site.
+    pub async fn installations(
+        &mut self,
+        site_id: &str,
+    ) -> Result<Vec<Installation>, LansweeperError> {
+        let data = self
+            .query(
+                "all installations",
+                INSTALLATIONS_QUERY,
+                json!({"siteId": site_id}),
+            )
+            .await?;
+        serde_json::from_value(
+            data.pointer("/site/allInstallations")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+        .map_err(|e| LansweeperError::InvalidResponse(format!("installations: {e}")))
+    }
+
+    /// A lazy stream of asset pages: each [`AssetPages::next_page`] fetches one page, so memory
+    /// holds at most one page whatever the size of the site.
+    pub fn assets(&mut self, query: AssetQuery) -> Result<AssetPages<'_>, LansweeperError> {
+        let filters = query.filters(self.api.settings.max_filter_field_length)?;
+        Ok(AssetPages {
+            limit: self.api.settings.page_size,
+            session: self,
+            site_id: query.site_id,
+            filters,
+            cursor: None,
+            started: false,
+            done: false,
+            total: None,
+            retrieved: 0,
+        })
+    }
+}
+
+/// Pages of assets of one [`AssetQuery`] (cursor paging as the original: `FIRST`, then `NEXT`
+/// while there is a `next` cursor and fewer than `total` assets were retrieved).
+#[derive(Debug)]
+pub struct AssetPages<'a> {
+    session: &'a mut Session,
+    site_id: String,
+    filters: Value,
+    limit: u32,
+    cursor: Option<String>,
+    started: bool,
+    done: bool,
+    total: Option<u64>,
+    retrieved: u64,
+}
+
+#[derive(Deserialize)]
+struct AssetPage {
+    total: Option<u64>,
+    pagination: Option<PageCursor>,
+    #[serde(default)]
+    items: Option<Vec<Asset>>,
+}
+
+#[derive(Deserialize)]
+struct PageCursor {
+    next: Option<String>,
+}
+
+impl AssetPages<'_> {
+    /// The next page (`None` when done). Empty pages are skipped.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Asset>>, LansweeperError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let pagination = if self.started {
+                match &self.cursor {
+                    Some(c) => json!({"limit": self.limit, "page": "NEXT", "cursor": c}),
+                    None => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                }
+            } else {
+                json!({"limit": self.limit, "page": "FIRST"})
+            };
+            self.started = true;
+            let data = self
+                .session
+                .query(
+                    "asset page",
+                    ASSETS_QUERY,
+                    json!({
+                        "siteId": self.site_id,
+                        "pagination": pagination,
+                        "fields": ASSET_FIELDS,
+                        "filters": self.filters,
+                    }),
+                )
+                .await?;
+            let page: AssetPage = serde_json::from_value(
+                data.pointer("/site/assetResources")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )
+            .map_err(|e| LansweeperError::InvalidResponse(format!("asset page: {e}")))?;
+            if let Some(total) = page.total {
+                self.total = Some(total);
+            }
+            let items = page.items.unwrap_or_default();
+            self.retrieved += items.len() as u64;
+            self.cursor = page.pagination.and_then(|p| p.next);
+            if self.cursor.is_none() || self.total.is_some_and(|t| self.retrieved >= t) {
+                self.done = true;
+            }
+            if !items.is_empty() {
+                return Ok(Some(items));
+            }
+        }
+    }
+
+    /// The total reported by Lansweeper (after the first page).
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    /// Assets retrieved so far.
+    pub fn retrieved(&self) -> u64 {
+        self.retrieved
+    }
+
+    /// The session (e.g. to check for a rotated refresh token between pages).
+    pub fn session(&mut self) -> &mut Session {
+        self.session
+    }
+}

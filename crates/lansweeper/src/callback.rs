@@ -1,0 +1,168 @@
+//! HTTP handler (spec §5.3.4): the OAuth callback `GET /integration/<customer>/<callback secret>`
+//! (`?code=`) and the manual refresh (`?refresh=1`, queued instead of run inside API Gateway's
+//! 29 s limit).
+
+use app_builder_core::events::{header, path_param, query_param};
+use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
+use app_builder_core::response::{ApiError, ApiResponse};
+use app_builder_core::secrets::SecretStore;
+use http::Method;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::api::ClientCredentials;
+use crate::instance::{InstanceConfig, fields, status};
+use crate::{
+    CALLBACK_SECRET_KEY, CONNECTION_ERROR, LansweeperFunction, RefreshQueue, client_secret,
+};
+
+/// Public message when the instance configuration cannot be read.
+pub(crate) const CONFIGURATION_ERROR: &str = "Unable to process event. Configuration error.";
+
+/// Constant-time equality of two secrets (compared as SHA-256 digests, so lengths do not leak).
+fn secrets_match(a: &str, b: &str) -> bool {
+    let da = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, a.as_bytes());
+    let db = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b.as_bytes());
+    aws_lc_rs::constant_time::verify_slices_are_equal(da.as_ref(), db.as_ref()).is_ok()
+}
+
+/// The redirect URI Lansweeper called: `https://<Host><requestContext.path>` (REST API), else
+/// the request path.
+fn callback_url(req: &Request) -> String {
+    let host = header(req, "host").unwrap_or_default();
+    let path = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.path.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| req.uri().path().to_owned());
+    format!("https://{host}{path}")
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// Handles `ANY /integration/{proxy+}`: 302 to the app instance after a successful
+    /// authorization, 200 after a queued manual refresh, 400 `Unauthorized` for an unknown
+    /// customer, wrong callback secret, missing code or refused code, 405 for other methods,
+    /// 500 `Connection error, please try again later.` when storing or queueing fails.
+    pub async fn handle_http(&self, req: &Request) -> Response<Body> {
+        match self.http(req).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn http(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        let proxy = path_param(req, "proxy").unwrap_or_default();
+        let mut parts = proxy.split('/');
+        let customer = parts.next().unwrap_or_default().to_owned();
+        let given_secret = parts.next().unwrap_or_default().to_owned();
+        if customer.is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let span =
+            tracing::info_span!("oauth_callback", account = %customer, offering = %self.offering());
+        let _guard = span.enter();
+        let context = self.loader.customer(&customer).await.map_err(|e| {
+            tracing::info!(error = %e, "no customer context");
+            ApiError::Unauthorized
+        })?;
+        if req.method() != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let stored = context
+            .secrets()
+            .get_str(CALLBACK_SECRET_KEY)
+            .unwrap_or_default();
+        if stored.is_empty() || !secrets_match(stored, &given_secret) {
+            tracing::info!("callback secret mismatch");
+            return Err(ApiError::Unauthorized);
+        }
+        if query_param(req, "refresh").is_some_and(|v| !v.is_empty() && v != "0" && v != "false") {
+            self.queue
+                .enqueue(&customer)
+                .await
+                .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+            return Ok(ApiResponse::ok(&format!("Triggered refresh of {customer}")));
+        }
+        let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
+            return Err(ApiError::Unauthorized);
+        };
+
+        let provider = self
+            .loader
+            .provider()
+            .await
+            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+        let provider_client = provider
+            .client()
+            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+        let instance = find_app_instance(provider_client, self.offering(), &customer)
+            .await
+            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+        let config = InstanceConfig::from(&instance);
+        let (Some(client_id), Some(secret)) = (config.client_id, client_secret(context.secrets()))
+        else {
+            return Err(ApiError::upstream(
+                CONFIGURATION_ERROR,
+                "client_id or client_secret missing",
+            ));
+        };
+        let credentials = ClientCredentials {
+            client_id,
+            client_secret: secret,
+        };
+        let refresh = match self
+            .api
+            .exchange_code(&credentials, &code, &callback_url(req))
+            .await
+        {
+            Ok(token) => token,
+            Err(e) if e.is_authorization() => {
+                tracing::info!(error = %e, "Lansweeper refused the authorization code");
+                return Err(ApiError::Unauthorized);
+            }
+            Err(e) => return Err(ApiError::upstream(CONNECTION_ERROR, e)),
+        };
+        self.store_refresh_token(&context, refresh.expose_secret())
+            .await
+            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        let update = InstanceUpdate {
+            suspended: Some(false),
+            suspension_comment: None,
+            custom_fields: vec![
+                (
+                    fields::CONNECTION_STATUS.into(),
+                    Value::from(status::SUCCESS),
+                ),
+                (fields::CALLBACK_URL.into(), Value::Null),
+            ],
+        };
+        update_app_instance(provider_client, &instance.id, &update)
+            .await
+            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        self.queue
+            .enqueue(&customer)
+            .await
+            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        tracing::info!(instance = %instance.id, "Lansweeper authorized, sync queued");
+        let domain = &self.loader.config().domain;
+        Ok(ApiResponse::redirect(&format!(
+            "https://{customer}.{domain}/app_instances/{}",
+            instance.id
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secrets_match;
+
+    #[test]
+    fn compares_secrets_exactly() {
+        assert!(secrets_match("7c5c0a", "7c5c0a"));
+        assert!(!secrets_match("7c5c0a", "7c5c0b"));
+        assert!(!secrets_match("7c5c0a", "7c5c0a0"));
+        assert!(!secrets_match("7c5c0a", ""));
+    }
+}

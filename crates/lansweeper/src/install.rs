@@ -1,0 +1,274 @@
+//! Installation handler (spec §5.3.3): callback secret, callback URL, "Awaiting authorization"
+//! suspension, and re-validation of existing credentials.
+
+use app_builder_core::context::AccountContext;
+use app_builder_core::events::SecretWriteEvent;
+use app_builder_core::fourme::FourMeClient;
+use app_builder_core::fourme::instances::{
+    InstanceUpdate, find_app_instance, lambda_api_url, update_app_instance,
+};
+use app_builder_core::response::ApiResponse;
+use app_builder_core::secrets::{SecretStore, parse_customer_secret_id};
+use lambda_http::{Body, Response};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::api::ClientCredentials;
+use crate::instance::{InstanceConfig, fields, status};
+use crate::{
+    AWAITING_AUTHORIZATION, CALLBACK_SECRET_KEY, LansweeperFunction, ROTATE_TOKEN_COMMENT,
+    RefreshQueue, client_secret, refresh_token,
+};
+
+/// Public message of a failed installation.
+pub(crate) const INSTALL_FAILED: &str = "Unable to update Lansweeper callback URL";
+
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    #[error("customer context: {0}")]
+    Context(#[from] app_builder_core::context::ContextError),
+    #[error("Unable to store Lansweeper callback secret: {0}")]
+    Store(#[from] app_builder_core::secrets::SecretStoreError),
+    #[error("Unable to store Lansweeper callback secret")]
+    NotStored,
+    #[error("cannot generate the callback secret")]
+    Random,
+    #[error(transparent)]
+    Instance(#[from] app_builder_core::fourme::instances::InstanceError),
+    #[error("Unable to set app instance custom fields: {0}")]
+    Update(app_builder_core::fourme::FourMeError),
+}
+
+/// What the credential check concluded.
+enum Validation {
+    Valid,
+    NotAuthorized,
+    FourMeFailed,
+}
+
+fn new_callback_secret() -> Result<String, InstallError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| InstallError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// Handles a Secrets Manager write of a customer secret (spec §5.3.3): 200 `OK` when the
+    /// callback URL is set (or the credentials still work), 200 with the original's messages for
+    /// other accounts or offerings, 500 `Unable to update Lansweeper callback URL` on failures.
+    pub async fn handle_installation(
+        &self,
+        event: &SecretWriteEvent,
+        function_arn: &str,
+    ) -> Response<Body> {
+        let config = self.loader.config();
+        let Some(id) = parse_customer_secret_id(&event.secret_id, &config.app, &config.domain)
+        else {
+            return ApiResponse::ok(&format!(
+                "Installation account not found in {}",
+                event.secret_id
+            ));
+        };
+        if id.offering_reference != self.offering() {
+            return ApiResponse::ok(&format!(
+                "Current offering {} not found in {}",
+                self.offering(),
+                event.secret_id
+            ));
+        }
+        let span = tracing::info_span!("installation", account = %id.account, offering = %id.offering_reference);
+        let _guard = span.enter();
+        match self.install(&id.account, function_arn).await {
+            Ok(()) => ApiResponse::ok("OK"),
+            Err(e) => {
+                tracing::error!(account = %id.account, error = %e, "installation failed");
+                ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
+            }
+        }
+    }
+
+    async fn install(&self, account: &str, function_arn: &str) -> Result<(), InstallError> {
+        let customer = self.loader.customer(account).await?;
+        let callback_secret = self.ensure_callback_secret(&customer).await?;
+        let provider = self.loader.provider().await?;
+        let provider_client = provider.client()?;
+        let instance = match find_app_instance(provider_client, self.offering(), account).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::info!(error = %e, "Too quick after app offering installation?");
+                tokio::time::sleep(self.settings.instance_retry_wait).await;
+                find_app_instance(provider_client, self.offering(), account).await?
+            }
+        };
+        let config = InstanceConfig::from(&instance);
+        let mut update = None;
+        if config.connection_status.as_deref() != Some(status::PENDING_CALLBACK_URL) {
+            match self.validate(&config, &customer).await {
+                Validation::Valid => {
+                    tracing::info!("Lansweeper credentials valid, nothing to change");
+                    return Ok(());
+                }
+                Validation::NotAuthorized => {}
+                Validation::FourMeFailed => {
+                    update = Some(InstanceUpdate {
+                        suspended: Some(true),
+                        suspension_comment: Some(ROTATE_TOKEN_COMMENT.into()),
+                        custom_fields: Vec::new(),
+                    });
+                }
+            }
+        }
+        let update = match update {
+            Some(u) => u,
+            None => {
+                let api_url = lambda_api_url(provider_client, function_arn).await?;
+                InstanceUpdate {
+                    suspended: Some(true),
+                    suspension_comment: Some(AWAITING_AUTHORIZATION.into()),
+                    custom_fields: vec![
+                        (
+                            fields::CALLBACK_URL.into(),
+                            json!(format!("{api_url}{account}/{callback_secret}")),
+                        ),
+                        (
+                            fields::CONNECTION_STATUS.into(),
+                            json!(status::PENDING_AUTHORIZATION),
+                        ),
+                    ],
+                }
+            }
+        };
+        update_app_instance(provider_client, &instance.id, &update)
+            .await
+            .map_err(InstallError::Update)?;
+        tracing::info!(
+            instance = %instance.id,
+            comment = update.suspension_comment.as_deref().unwrap_or_default(),
+            "app instance suspended"
+        );
+        Ok(())
+    }
+
+    /// The stored callback secret, or a new one written atomically only if none exists yet (so
+    /// concurrent installation events agree on one secret).
+    async fn ensure_callback_secret(
+        &self,
+        customer: &AccountContext,
+    ) -> Result<String, InstallError> {
+        if let Some(existing) = customer.secrets().get_str(CALLBACK_SECRET_KEY) {
+            tracing::info!("Lansweeper callback URI already set");
+            return Ok(existing.to_owned());
+        }
+        let fresh = new_callback_secret()?;
+        let stored = self
+            .loader
+            .store()
+            .update(customer.secret_name(), |current| {
+                let current = current?;
+                if current.contains_key(CALLBACK_SECRET_KEY) {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.insert(CALLBACK_SECRET_KEY, fresh.clone());
+                Some(next)
+            })
+            .await?;
+        let doc = match stored {
+            Some(doc) => doc,
+            None => self
+                .loader
+                .store()
+                .get(customer.secret_name())
+                .await?
+                .ok_or(InstallError::NotStored)?,
+        };
+        doc.get_str(CALLBACK_SECRET_KEY)
+            .map(str::to_owned)
+            .ok_or(InstallError::NotStored)
+    }
+
+    /// Checks the stored Lansweeper authorization, then the customer's 4me credentials. A
+    /// rotated refresh token is stored.
+    async fn validate(&self, config: &InstanceConfig, customer: &AccountContext) -> Validation {
+        let secrets = customer.secrets();
+        let (Some(client_id), Some(secret), Some(refresh)) = (
+            config.client_id.clone(),
+            client_secret(secrets),
+            refresh_token(secrets),
+        ) else {
+            return Validation::NotAuthorized;
+        };
+        let mut session = self.api.session(
+            ClientCredentials {
+                client_id,
+                client_secret: secret,
+            },
+            refresh,
+        );
+        match session.sites().await {
+            Ok(_) => {}
+            Err(e) if e.is_authorization() => {
+                tracing::info!(error = %e, "Lansweeper authorization no longer valid");
+                return Validation::NotAuthorized;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unable to validate Lansweeper credentials, assuming valid");
+                return Validation::Valid;
+            }
+        }
+        if let Some(rotated) = session.take_rotated_refresh_token()
+            && let Err(e) = self
+                .store_refresh_token(customer, rotated.expose_secret())
+                .await
+        {
+            tracing::error!(error = %e, "unable to store the rotated Lansweeper refresh token");
+        }
+        match customer.client() {
+            Ok(client) => match check_4me(client).await {
+                Ok(()) => Validation::Valid,
+                Err(e) if is_4me_authorization(&e) => Validation::FourMeFailed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unable to validate 4me credentials, assuming valid");
+                    Validation::Valid
+                }
+            },
+            Err(_) => Validation::FourMeFailed,
+        }
+    }
+
+    /// Stores `token` as the customer's refresh token (atomic merge).
+    pub(crate) async fn store_refresh_token(
+        &self,
+        customer: &AccountContext,
+        token: &str,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        let token = token.to_owned();
+        self.loader
+            .store()
+            .update(customer.secret_name(), |current| {
+                let mut next = current.cloned().unwrap_or_default();
+                next.insert(crate::REFRESH_TOKEN_KEY, token.clone());
+                Some(next)
+            })
+            .await
+            .map(drop)
+    }
+}
+
+async fn check_4me(client: &FourMeClient) -> Result<(), app_builder_core::fourme::FourMeError> {
+    client
+        .query::<_, Value>(
+            "query TokenCheck { configurationItems(first: 1) { nodes { id } } }",
+            &json!({}),
+        )
+        .await
+        .map(drop)
+}
+
+fn is_4me_authorization(e: &app_builder_core::fourme::FourMeError) -> bool {
+    use app_builder_core::fourme::FourMeError;
+    matches!(
+        e,
+        FourMeError::Authorization(_) | FourMeError::Unauthorized { .. }
+    )
+}

@@ -1,0 +1,140 @@
+//! The Lansweeper integration (original-spec §5.3): OAuth with Lansweeper, scheduled fan-out over
+//! SQS and the sync of Lansweeper assets into 4me as discovered configuration items.
+//!
+//! [`api`] is the Lansweeper Data API client: OAuth token exchange and refresh (rotation reported
+//! to the caller), request spacing for Lansweeper's 150 requests per minute, `Retry-After` on 429,
+//! backoff on 5xx, GraphQL variables for every filter value, and assets as a lazy page stream.
+//! [`LansweeperFunction`] holds the handlers over their ports: the secret store (through the
+//! [`ContextLoader`]), the Lansweeper API and the [`queue::RefreshQueue`].
+#![warn(missing_docs)]
+
+pub mod api;
+mod callback;
+mod install;
+pub mod instance;
+pub mod queue;
+mod schedule;
+
+use std::time::Duration;
+
+use app_builder_core::context::ContextLoader;
+use app_builder_core::secrets::{SecretDocument, SecretStore};
+use secrecy::SecretString;
+
+pub use api::LansweeperApi;
+pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
+
+/// Top-level key of the customer secret holding the callback secret.
+pub const CALLBACK_SECRET_KEY: &str = "callback_secret";
+/// Top-level key of the customer secret holding the Lansweeper refresh token.
+pub const REFRESH_TOKEN_KEY: &str = "refresh_token";
+/// Key inside `secrets` holding the Lansweeper client secret (UI secret field).
+pub const CLIENT_SECRET_KEY: &str = "client_secret";
+
+/// Suspension comment while waiting for the customer to authorize in Lansweeper.
+pub const AWAITING_AUTHORIZATION: &str = "Awaiting authorization from Lansweeper";
+/// Suspension comment when the customer's 4me credentials fail.
+pub const ROTATE_TOKEN_COMMENT: &str =
+    "Unable to connect to customer account. Please rotate the token and unsuspend.";
+/// Public message of a failed OAuth callback step.
+pub const CONNECTION_ERROR: &str = "Connection error, please try again later.";
+
+/// Hours between syncs of one account (default 8).
+pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
+
+/// Tunables of the function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSettings {
+    /// Wait before the second app-instance lookup right after an installation.
+    pub instance_retry_wait: Duration,
+    /// An account is synced again once its last sync started this long ago.
+    pub sync_interval: Duration,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        FunctionSettings {
+            instance_retry_wait: Duration::from_secs(2),
+            sync_interval: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+impl FunctionSettings {
+    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8).
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &app_builder_core::config::Settings<L>,
+    ) -> Result<Self, app_builder_core::config::ConfigError> {
+        let mut out = FunctionSettings::default();
+        if let Some(hours) = settings.parsed::<u64>(ENV_SYNC_INTERVAL)? {
+            if hours == 0 {
+                return Err(app_builder_core::config::ConfigError::Invalid {
+                    name: ENV_SYNC_INTERVAL,
+                    reason: "must be a positive number of hours".into(),
+                });
+            }
+            out.sync_interval = Duration::from_secs(hours * 3600);
+        }
+        Ok(out)
+    }
+}
+
+/// The Lansweeper function: handlers over a secret store, the Lansweeper API and a refresh queue.
+#[derive(Debug)]
+pub struct LansweeperFunction<S, Q> {
+    loader: ContextLoader<S>,
+    api: LansweeperApi,
+    queue: Q,
+    settings: FunctionSettings,
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// A function over its ports.
+    pub fn new(
+        loader: ContextLoader<S>,
+        api: LansweeperApi,
+        queue: Q,
+        settings: FunctionSettings,
+    ) -> Self {
+        LansweeperFunction {
+            loader,
+            api,
+            queue,
+            settings,
+        }
+    }
+
+    /// The refresh queue.
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// The Lansweeper API client.
+    pub fn api(&self) -> &LansweeperApi {
+        &self.api
+    }
+
+    fn offering(&self) -> &str {
+        self.loader
+            .config()
+            .offering_reference
+            .as_deref()
+            .unwrap_or_default()
+    }
+}
+
+/// The Lansweeper client secret of a customer secret (`secrets.client_secret`).
+pub(crate) fn client_secret(doc: &SecretDocument) -> Option<SecretString> {
+    doc.get("secrets")
+        .and_then(|s| s.get(CLIENT_SECRET_KEY))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+}
+
+/// The stored refresh token of a customer secret.
+pub(crate) fn refresh_token(doc: &SecretDocument) -> Option<SecretString> {
+    doc.get_str(REFRESH_TOKEN_KEY)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+}

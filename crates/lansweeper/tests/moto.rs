@@ -1,0 +1,101 @@
+//! AWS adapters on moto (`AWS_ENDPOINT_URL` must point at a moto server; these tests fail rather
+//! than skip without it): the OAuth callback stores the refresh token in Secrets Manager and
+//! queues the sync on SQS.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use app_builder_core::secrets::{AwsSecretStore, SecretStore};
+use lansweeper::{RefreshQueue, SqsRefreshQueue};
+use support::{API_URL, Env};
+
+fn require_moto() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
+    );
+}
+
+async fn sqs_client() -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+async fn receive_bodies(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let out = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    out.messages()
+        .iter()
+        .filter_map(|m| m.body().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn sqs_refresh_queue_sends_the_account_id_as_message_body() {
+    require_moto();
+    let client = sqs_client().await;
+    let name = format!("lansweeper-refresh-{}", uuid::Uuid::new_v4().simple());
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue = SqsRefreshQueue::new(client.clone(), url.clone());
+    queue.enqueue("wdc").await.unwrap();
+    assert_eq!(receive_bodies(&client, &url).await, ["wdc"]);
+
+    // A missing queue is an error naming the account, not a silent success.
+    let missing = SqsRefreshQueue::new(client, format!("{url}-missing"));
+    let err = missing.enqueue("wdc").await.unwrap_err();
+    assert_eq!(err.account, "wdc");
+}
+
+#[tokio::test]
+async fn oauth_callback_stores_the_refresh_token_in_secrets_manager() {
+    require_moto();
+    let store = AwsSecretStore::from_env().await.with_max_attempts(30);
+    let provider = format!("p{}", uuid::Uuid::new_v4().simple());
+    let env = Env::new(store, &provider).await;
+    let account = format!("c{}", uuid::Uuid::new_v4().simple());
+    let customer = env.install(&account).await;
+    assert_eq!(env.installation("CreateSecret", &account).await.0, 200);
+    let secret = env
+        .secret(&account)
+        .await
+        .get_str("callback_secret")
+        .unwrap()
+        .to_owned();
+    let code = env.lansweeper.authorize(
+        &customer.lansweeper_app.client_id,
+        &format!("{API_URL}{account}/{secret}"),
+    );
+    let resp = env
+        .get(&format!("{account}/{secret}"), &[("code", &code)])
+        .await;
+    assert_eq!(resp.status(), 302);
+    let refresh = env
+        .store
+        .get(&env.secret_name(&account))
+        .await
+        .unwrap()
+        .unwrap()
+        .get_str("refresh_token")
+        .unwrap()
+        .to_owned();
+    assert!(env.lansweeper.is_refresh_token_valid(&refresh));
+    assert_eq!(env.queue.messages(), [account.as_str()]);
+}

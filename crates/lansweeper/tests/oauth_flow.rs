@@ -1,0 +1,297 @@
+//! Installation and OAuth callback (spec §7.5 `secret_event_handler` and the authorize/callback
+//! scenarios of `lansweeper_lambda_handler`) with the 4me sandbox, the Lansweeper fake and a
+//! local secret store.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use app_builder_core::secrets::{LocalSecretStore, SecretStore};
+use serde_json::{Value, json};
+use support::{API_URL, Env, PROVIDER};
+
+async fn env() -> (Env<LocalSecretStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await,
+        dir,
+    )
+}
+
+fn callback_secret(env: &Env<LocalSecretStore>, url: &Value, account: &str) -> String {
+    let url = url.as_str().unwrap();
+    let rest = url.strip_prefix(API_URL).unwrap();
+    let (acct, secret) = rest.split_once('/').unwrap();
+    assert_eq!(acct, account);
+    let _ = env;
+    secret.to_owned()
+}
+
+#[tokio::test]
+async fn pending_callback_url_sets_the_callback_url_and_suspends_awaiting_authorization() {
+    let (env, _dir) = env().await;
+    let customer = env.install("wna-it").await;
+    let (status, message) = env.installation("CreateSecret", "wna-it").await;
+    assert_eq!((status, message.as_str()), (200, "OK"));
+
+    let secret = env.secret("wna-it").await;
+    let stored = secret.get_str("callback_secret").unwrap().to_owned();
+    assert_eq!(stored.len(), 32);
+    assert!(stored.chars().all(|c| c.is_ascii_hexdigit()));
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], true);
+    assert_eq!(
+        instance["suspensionComment"],
+        "Awaiting authorization from Lansweeper"
+    );
+    let url = env.custom_field(&customer.instance_id, "callback_url");
+    assert_eq!(callback_secret(&env, &url, "wna-it"), stored);
+    assert_eq!(
+        env.custom_field(&customer.instance_id, "connection_status"),
+        "pending_authorization"
+    );
+
+    // The second invocation (triggered by the secret write) keeps the same callback secret.
+    let (status, _) = env.installation("PutSecretValue", "wna-it").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        env.secret("wna-it").await.get_str("callback_secret"),
+        Some(stored.as_str())
+    );
+    // No refresh token yet: nothing to validate at Lansweeper.
+    assert_eq!(env.lansweeper.stats().token_requests, 0);
+}
+
+#[tokio::test]
+async fn concurrent_installation_events_agree_on_one_callback_secret() {
+    let (env, _dir) = env().await;
+    let customer = env.install("wdc-c").await;
+    let (a, b) = tokio::join!(
+        env.installation("CreateSecret", "wdc-c"),
+        env.installation("PutSecretValue", "wdc-c")
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    let stored = env
+        .secret("wdc-c")
+        .await
+        .get_str("callback_secret")
+        .unwrap()
+        .to_owned();
+    let url = env.custom_field(&customer.instance_id, "callback_url");
+    assert_eq!(callback_secret(&env, &url, "wdc-c"), stored);
+}
+
+#[tokio::test]
+async fn different_offering_in_secret_name_is_ignored() {
+    let (env, _dir) = env().await;
+    let name = "4me-app-builder/xurrent_apps_xds/4me-sandbox.test/instances/test-account";
+    let (status, message) = env.installation_of("PutSecretValue", name).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        message,
+        format!("Current offering lansweeper not found in {name}")
+    );
+}
+
+#[tokio::test]
+async fn no_app_instance_answers_500_and_changes_nothing() {
+    let (env, _dir) = env().await;
+    // A customer secret without an installed instance.
+    env.store
+        .upsert(
+            &env.secret_name("ghost"),
+            support::doc(json!({"secrets": {"client_secret": "x"}})),
+        )
+        .await
+        .unwrap();
+    let (status, message) = env.installation("CreateSecret", "ghost").await;
+    assert_eq!(
+        (status, message.as_str()),
+        (500, "Unable to update Lansweeper callback URL")
+    );
+}
+
+/// Installs, runs the installation handler and returns (customer, callback secret).
+async fn installed_awaiting(
+    env: &Env<LocalSecretStore>,
+    account: &str,
+) -> (support::Customer, String) {
+    let customer = env.install(account).await;
+    assert_eq!(env.installation("CreateSecret", account).await.0, 200);
+    let secret = env
+        .secret(account)
+        .await
+        .get_str("callback_secret")
+        .unwrap()
+        .to_owned();
+    (customer, secret)
+}
+
+#[tokio::test]
+async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
+    let (env, _dir) = env().await;
+    let (customer, secret) = installed_awaiting(&env, "test-account").await;
+    let callback = format!("{API_URL}test-account/{secret}");
+    let code = env
+        .lansweeper
+        .authorize(&customer.lansweeper_app.client_id, &callback);
+
+    let resp = env
+        .get(&format!("test-account/{secret}"), &[("code", &code)])
+        .await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        format!(
+            "https://test-account.4me-sandbox.test/app_instances/{}",
+            customer.instance_id
+        )
+        .as_str()
+    );
+    let refresh = env
+        .secret("test-account")
+        .await
+        .get_str("refresh_token")
+        .unwrap()
+        .to_owned();
+    assert!(env.lansweeper.is_refresh_token_valid(&refresh));
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], false);
+    assert_eq!(
+        env.custom_field(&customer.instance_id, "connection_status"),
+        "success"
+    );
+    assert_eq!(
+        env.custom_field(&customer.instance_id, "callback_url"),
+        Value::Null
+    );
+    assert_eq!(env.queue.messages(), ["test-account"]);
+
+    // Once authorized (and with a site), a later secret write validates the credentials and
+    // changes nothing (storing the rotated refresh token).
+    env.lansweeper
+        .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await,
+        (200, "OK".into())
+    );
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], false, "{instance}");
+    let rotated = env
+        .secret("test-account")
+        .await
+        .get_str("refresh_token")
+        .unwrap()
+        .to_owned();
+    assert_ne!(rotated, refresh);
+    assert!(env.lansweeper.is_refresh_token_valid(&rotated));
+}
+
+#[tokio::test]
+async fn validates_the_callback_secret() {
+    let (env, _dir) = env().await;
+    let (customer, secret) = installed_awaiting(&env, "test-account").await;
+    let code = env
+        .lansweeper
+        .authorize(&customer.lansweeper_app.client_id, "x");
+    let mut wrong = secret.clone();
+    wrong.replace_range(0..1, if secret.starts_with('0') { "1" } else { "0" });
+    for proxy in [
+        format!("test-account/{wrong}"),
+        "test-account".into(),
+        format!("other/{secret}"),
+    ] {
+        let (status, message) = support::response_parts(env.get(&proxy, &[("code", &code)]).await);
+        assert_eq!((status, message.as_str()), (400, "Unauthorized"), "{proxy}");
+    }
+    // Nothing changed.
+    assert!(
+        env.secret("test-account")
+            .await
+            .get_str("refresh_token")
+            .is_none()
+    );
+    assert_eq!(env.instance(&customer.instance_id)["suspended"], true);
+    assert!(env.queue.messages().is_empty());
+    assert_eq!(env.lansweeper.stats().code_grants, 0);
+}
+
+#[tokio::test]
+async fn a_refused_code_or_missing_code_is_unauthorized_and_other_methods_are_405() {
+    let (env, _dir) = env().await;
+    let (customer, secret) = installed_awaiting(&env, "test-account").await;
+    let proxy = format!("test-account/{secret}");
+    let (status, _) = support::response_parts(env.get(&proxy, &[("code", "forged")]).await);
+    assert_eq!(status, 400);
+    let (status, _) = support::response_parts(env.get(&proxy, &[]).await);
+    assert_eq!(status, 400);
+    let (status, _) = support::response_parts(env.request("POST", &proxy, &[("code", "x")]).await);
+    assert_eq!(status, 405);
+    assert_eq!(env.instance(&customer.instance_id)["suspended"], true);
+}
+
+#[tokio::test]
+async fn a_failing_queue_answers_connection_error() {
+    let (env, _dir) = env().await;
+    let (customer, secret) = installed_awaiting(&env, "test-account").await;
+    let code = env.lansweeper.authorize(
+        &customer.lansweeper_app.client_id,
+        &format!("{API_URL}test-account/{secret}"),
+    );
+    env.queue.set_failing(true);
+    let (status, message) = support::response_parts(
+        env.get(&format!("test-account/{secret}"), &[("code", &code)])
+            .await,
+    );
+    assert_eq!(
+        (status, message.as_str()),
+        (500, "Connection error, please try again later.")
+    );
+}
+
+#[tokio::test]
+async fn manual_refresh_queues_a_sync() {
+    let (env, _dir) = env().await;
+    let (_customer, secret) = installed_awaiting(&env, "test-account").await;
+    let (status, message) = support::response_parts(
+        env.get(&format!("test-account/{secret}"), &[("refresh", "1")])
+            .await,
+    );
+    assert_eq!(
+        (status, message.as_str()),
+        (200, "Triggered refresh of test-account")
+    );
+    assert_eq!(env.queue.messages(), ["test-account"]);
+}
+
+#[tokio::test]
+async fn revoked_lansweeper_authorization_moves_back_to_pending_authorization() {
+    let (env, _dir) = env().await;
+    let (customer, secret) = installed_awaiting(&env, "test-account").await;
+    let code = env.lansweeper.authorize(
+        &customer.lansweeper_app.client_id,
+        &format!("{API_URL}test-account/{secret}"),
+    );
+    assert_eq!(
+        env.get(&format!("test-account/{secret}"), &[("code", &code)])
+            .await
+            .status(),
+        302
+    );
+    env.lansweeper
+        .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
+    env.lansweeper.revoke_all_tokens();
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        200
+    );
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], true);
+    assert_eq!(
+        instance["suspensionComment"],
+        "Awaiting authorization from Lansweeper"
+    );
+    assert_eq!(
+        env.custom_field(&customer.instance_id, "connection_status"),
+        "pending_authorization"
+    );
+}

@@ -1,0 +1,344 @@
+//! Test environment of the Lansweeper function: the 4me sandbox, the Lansweeper fake, a secret
+//! store and API Gateway shaped requests for the real handlers.
+#![allow(dead_code)] // each test crate uses a subset
+#![allow(clippy::unwrap_used)] // fixture helpers unwrap on test-generated data
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app_builder_core::context::{ContextConfig, ContextLoader};
+use app_builder_core::events::{EngineEvent, SecretWriteEvent};
+use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_core::secrets::{
+    SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
+};
+use app_builder_sandbox::lansweeper::LansweeperFake;
+use app_builder_sandbox::{InstallOptions, OAuthCredentials, Sandbox};
+use lansweeper::api::{ApiSettings, LansweeperApi};
+use lansweeper::{FunctionSettings, InMemoryQueue, LansweeperFunction};
+use serde_json::{Value, json};
+
+pub const APP: &str = "4me-app-builder";
+pub const PROVIDER: &str = "wdc";
+pub const OFFERING: &str = "lansweeper";
+pub const FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:lansweeper-IntegrationFunction-AbC123";
+pub const API_URL: &str =
+    "https://gt0ead5in8.execute-api.eu-west-1.amazonaws.com/Prod/integration/";
+pub const API_HOST: &str = "gt0ead5in8.execute-api.eu-west-1.amazonaws.com";
+
+pub type Function<S> = LansweeperFunction<S, Arc<InMemoryQueue>>;
+
+pub struct Env<S: SecretStore + Clone + 'static> {
+    pub sandbox: Sandbox,
+    pub lansweeper: LansweeperFake,
+    pub store: S,
+    pub queue: Arc<InMemoryQueue>,
+    pub function: Function<S>,
+    pub provider: FourMeClient,
+}
+
+pub struct Customer {
+    pub account: String,
+    pub instance_id: String,
+    pub lansweeper_app: OAuthCredentials,
+}
+
+fn endpoints(sandbox: &Sandbox) -> Endpoints {
+    Endpoints {
+        oauth: sandbox.oauth_url().parse().unwrap(),
+        graphql: sandbox.graphql_url().parse().unwrap(),
+        rest: sandbox.rest_url().parse().unwrap(),
+    }
+}
+
+fn fast_settings() -> ClientSettings {
+    ClientSettings {
+        min_request_spacing: Duration::ZERO,
+        rate_limit_requests: 0,
+        ..ClientSettings::default()
+    }
+}
+
+pub fn doc(value: Value) -> SecretDocument {
+    SecretDocument::try_from(value).unwrap()
+}
+
+pub fn api_settings(fake: &LansweeperFake) -> ApiSettings {
+    ApiSettings {
+        api_url: fake.api_url(),
+        min_request_interval: Duration::ZERO,
+        max_attempts: 2,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(2),
+        ..ApiSettings::default()
+    }
+}
+
+impl<S: SecretStore + Clone + 'static> Env<S> {
+    pub async fn new(store: S, provider_account: &str) -> Env<S> {
+        let sandbox = Sandbox::start().await.unwrap();
+        let lansweeper = LansweeperFake::start().await.unwrap();
+        let domain = sandbox.domain().to_owned();
+        let creds = sandbox.add_oauth_application(provider_account);
+        store
+            .upsert(
+                &provider_secret_name(APP, &domain, provider_account).unwrap(),
+                doc(json!({"clientID": creds.client_id, "token": creds.client_secret})),
+            )
+            .await
+            .unwrap();
+        let provider = FourMeClient::new(
+            endpoints(&sandbox),
+            provider_account,
+            Credentials::new(creds.client_id.clone(), creds.client_secret.clone()),
+            fast_settings(),
+        )
+        .unwrap();
+        let config = ContextConfig {
+            domain,
+            app: APP.into(),
+            provider_account: provider_account.into(),
+            offering_reference: Some(OFFERING.into()),
+        };
+        let loader =
+            ContextLoader::new(config, store.clone(), endpoints(&sandbox), fast_settings())
+                .unwrap();
+        let queue = Arc::new(InMemoryQueue::new());
+        let function = LansweeperFunction::new(
+            loader,
+            LansweeperApi::new(api_settings(&lansweeper)).unwrap(),
+            queue.clone(),
+            FunctionSettings {
+                instance_retry_wait: Duration::from_millis(10),
+                ..FunctionSettings::default()
+            },
+        );
+        let si = sandbox.seed_service_instance(provider_account, "Mainframe 1");
+        let _: Value = provider
+            .mutation(
+                "mutation($input: AppOfferingCreateInput!) { appOfferingCreate(input: $input) { errors { path message } appOffering { id } } }",
+                &json!({"input": {"name": "Lansweeper", "reference": OFFERING, "serviceInstanceId": si}}),
+            )
+            .await
+            .unwrap();
+        let _: Value = provider
+            .mutation(
+                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
+                &json!({"input": {
+                    "name": "Lansweeper integration Authorize / Refresh service",
+                    "label": "lambda-lansweeper-1",
+                    "systemID": FUNCTION_ARN,
+                    "customFields": [{"id": "api_url", "value": API_URL}],
+                }}),
+            )
+            .await
+            .unwrap();
+        Env {
+            sandbox,
+            lansweeper,
+            store,
+            queue,
+            function,
+            provider,
+        }
+    }
+
+    /// Installs the offering for `account` (client id in the instance, client secret in the
+    /// customer secret, `connection_status = pending_callback_url`) as the secrets function would
+    /// have stored it.
+    pub async fn install(&self, account: &str) -> Customer {
+        let app = self.lansweeper.add_client();
+        let mut custom_fields = serde_json::Map::new();
+        custom_fields.insert("client_id".into(), json!(app.client_id));
+        custom_fields.insert("connection_status".into(), json!("pending_callback_url"));
+        let installed = self
+            .sandbox
+            .install_app(
+                OFFERING,
+                account,
+                InstallOptions {
+                    custom_fields,
+                    ..InstallOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let secret = json!({
+            "application": {
+                "client_id": installed.customer_credentials.client_id,
+                "client_secret": installed.customer_credentials.client_secret,
+            },
+            "policy": {
+                "algorithm": installed.customer_policy.jwt_alg.to_uppercase(),
+                "audience": installed.customer_policy.audience,
+                "public_key": installed.customer_policy.public_key_pem,
+            },
+            "secrets": { "client_secret": app.client_secret },
+        });
+        self.store
+            .upsert(&self.secret_name(account), doc(secret))
+            .await
+            .unwrap();
+        Customer {
+            account: account.to_owned(),
+            instance_id: installed.app_instance_id,
+            lansweeper_app: app,
+        }
+    }
+
+    pub fn secret_name(&self, account: &str) -> SecretName {
+        customer_secret_name(APP, OFFERING, self.sandbox.domain(), account).unwrap()
+    }
+
+    pub async fn secret(&self, account: &str) -> SecretDocument {
+        self.store
+            .get(&self.secret_name(account))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Runs the installation handler for a write of `account`'s secret: (status, message).
+    pub async fn installation(&self, event_name: &str, account: &str) -> (u16, String) {
+        self.installation_of(event_name, self.secret_name(account).as_str())
+            .await
+    }
+
+    pub async fn installation_of(&self, event_name: &str, secret_name: &str) -> (u16, String) {
+        let EngineEvent::SecretWrite(event) =
+            EngineEvent::classify(secret_event(event_name, secret_name)).unwrap()
+        else {
+            panic!("not a secret event")
+        };
+        let _: &SecretWriteEvent = &event;
+        let resp = self
+            .function
+            .handle_installation(&event, FUNCTION_ARN)
+            .await;
+        response_parts(resp)
+    }
+
+    /// The app instance record as the provider sees it.
+    pub fn instance(&self, id: &str) -> Value {
+        self.sandbox.record(id).unwrap()
+    }
+
+    /// Custom field `id` of the instance record.
+    pub fn custom_field(&self, instance_id: &str, id: &str) -> Value {
+        self.instance(instance_id)["customFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .map(|f| f["value"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// GET through the HTTP handler as API Gateway delivers it.
+    pub async fn get(
+        &self,
+        proxy: &str,
+        query: &[(&str, &str)],
+    ) -> lambda_http::Response<lambda_http::Body> {
+        self.request("GET", proxy, query).await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        proxy: &str,
+        query: &[(&str, &str)],
+    ) -> lambda_http::Response<lambda_http::Body> {
+        let event = apigw_v1_event(method, proxy, query);
+        let EngineEvent::Http(req) = EngineEvent::classify(event).unwrap() else {
+            panic!("not an HTTP event")
+        };
+        self.function.handle_http(&req).await
+    }
+}
+
+pub fn response_parts(resp: lambda_http::Response<lambda_http::Body>) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        lambda_http::Body::Binary(b) => String::from_utf8(b.clone()).unwrap(),
+        _ => String::new(),
+    };
+    let message = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    (status, message)
+}
+
+pub fn secret_event(event_name: &str, secret_name: &str) -> Value {
+    let parameter = if event_name == "CreateSecret" {
+        "name"
+    } else {
+        "secretId"
+    };
+    json!({
+        "version": "0",
+        "id": "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": "2026-11-23T09:30:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": "eu-west-1",
+            "requestParameters": { parameter: secret_name, "secretString": "HIDDEN_DUE_TO_SECURITY_REASONS" },
+        }
+    })
+}
+
+/// A REST API (v1) proxy event for `ANY /integration/{proxy+}`.
+pub fn apigw_v1_event(method: &str, proxy: &str, query: &[(&str, &str)]) -> Value {
+    let (single, multi) = if query.is_empty() {
+        (Value::Null, Value::Null)
+    } else {
+        (
+            Value::Object(
+                query
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                    .collect(),
+            ),
+            Value::Object(
+                query
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!([v])))
+                    .collect(),
+            ),
+        )
+    };
+    json!({
+        "resource": "/integration/{proxy+}",
+        "path": format!("/integration/{proxy}"),
+        "httpMethod": method,
+        "headers": {"Host": API_HOST, "User-Agent": "Mozilla/5.0"},
+        "multiValueHeaders": {"Host": [API_HOST], "User-Agent": ["Mozilla/5.0"]},
+        "queryStringParameters": single,
+        "multiValueQueryStringParameters": multi,
+        "pathParameters": {"proxy": proxy},
+        "stageVariables": null,
+        "requestContext": {
+            "resourceId": "p9q8r7",
+            "resourcePath": "/integration/{proxy+}",
+            "httpMethod": method,
+            "path": format!("/Prod/integration/{proxy}"),
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "Prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": { "sourceIp": "198.51.100.20" },
+            "apiId": "gt0ead5in8"
+        },
+        "body": null,
+        "isBase64Encoded": false
+    })
+}
