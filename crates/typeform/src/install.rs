@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::{WEBHOOK_TAG, WebhookRegistration, form_id_from_url};
-use crate::fourme::{self, Instance};
+use app_builder_core::fourme::instances::{
+    self, AppInstance, InstanceUpdate, find_app_instance_with_retry, update_app_instance,
+};
+
+use crate::fourme::{self, FORM_URL_FIELD};
 use crate::{REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 /// Public message of every failed installation.
@@ -29,7 +33,7 @@ const OUR_COMMENTS: [&str; 4] = [
     COMMENT_INTERNAL,
 ];
 
-fn suspended_by_us(instance: &Instance) -> bool {
+fn suspended_by_us(instance: &AppInstance) -> bool {
     instance.suspended
         && instance
             .suspension_comment
@@ -163,15 +167,19 @@ impl<S: SecretStore> TypeformFunction<S> {
         function_arn: &str,
     ) -> Result<(), InstallError> {
         let account = customer.account();
-        let api_url = fourme::lambda_api_url(provider, function_arn).await?;
-        let instance = fourme::instance_with_retry(
+        let api_url = instances::lambda_api_url(provider, function_arn)
+            .await
+            .map_err(fourme::LookupError::from)?;
+        let instance = find_app_instance_with_retry(
             provider,
             reference,
             account,
             self.settings.instance_retry_wait,
         )
-        .await?;
-        let Some(form_id) = instance.form_url.as_deref().and_then(form_id_from_url) else {
+        .await
+        .map_err(fourme::LookupError::from)?;
+        let form_url = instance.text(FORM_URL_FIELD);
+        let Some(form_id) = form_url.as_deref().and_then(form_id_from_url) else {
             self.suspend(provider, &instance, COMMENT_FORM_ID).await;
             return Err(InstallError::NoFormId);
         };
@@ -253,7 +261,7 @@ impl<S: SecretStore> TypeformFunction<S> {
             }
         }
         if lift_suspension {
-            match fourme::unsuspend(provider, &instance.id).await {
+            match update_app_instance(provider, &instance.id, &InstanceUpdate::unsuspend()).await {
                 Ok(()) => {
                     tracing::info!(account, "Unsuspended instance of {reference} for {account}")
                 }
@@ -274,8 +282,8 @@ impl<S: SecretStore> TypeformFunction<S> {
     }
 
     /// Suspends the instance with `comment`; a failure is logged (the installation fails anyway).
-    async fn suspend(&self, provider: &FourMeClient, instance: &Instance, comment: &str) {
-        match fourme::suspend(provider, &instance.id, comment).await {
+    async fn suspend(&self, provider: &FourMeClient, instance: &AppInstance, comment: &str) {
+        match update_app_instance(provider, &instance.id, &InstanceUpdate::suspend(comment)).await {
             Ok(()) => tracing::info!(instance = %instance.id, comment, "suspended instance"),
             Err(err) => {
                 tracing::error!(instance = %instance.id, error = %err, "Unable to suspend instance")

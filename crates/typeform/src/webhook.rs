@@ -2,14 +2,16 @@
 
 use app_builder_core::context::{AccountContext, ContextError};
 use app_builder_core::events::{body_bytes, header, query_param};
+use app_builder_core::fourme::instances::find_app_instance;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretDocument, SecretName, SecretStore, SecretStoreError};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
+use crate::fourme::{self, REQUEST_ID_FIELD};
 use crate::note::form_response_to_note;
 use crate::signature::{SIGNATURE_HEADER, verify};
-use crate::{EVENTS_KEY, MAX_REMEMBERED_EVENTS, TYPEFORM_SECRET_KEY, TypeformFunction, fourme};
+use crate::{EVENTS_KEY, MAX_REMEMBERED_EVENTS, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 const NOTE_FAILED: &str = "Unable to add note";
 
@@ -144,11 +146,11 @@ impl<S: SecretStore> TypeformFunction<S> {
         let client = provider
             .client()
             .map_err(|e| ApiError::upstream(MESSAGE, e))?;
-        let instance = fourme::instance(client, offering, account)
+        let instance = find_app_instance(client, offering, account)
             .await
             .map_err(|e| ApiError::upstream(MESSAGE, e))?;
         instance
-            .request_id
+            .text(REQUEST_ID_FIELD)
             .ok_or_else(|| ApiError::upstream(MESSAGE, "no request_id on the app instance"))
     }
 

@@ -6,13 +6,14 @@
 
 mod common;
 
+use app_builder_core::fourme::instances::{InstanceError, find_app_instance, lambda_api_url};
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient, FourMeError};
 use app_builder_core::secrets::LocalSecretStore;
 use app_builder_sandbox::typeform::TypeformFake;
 use common::{Env, FORM_ID, OFFERING};
 use serde_json::{Value, json};
 use typeform::api::{TypeformApi, TypeformError, WebhookRegistration};
-use typeform::fourme::{self, LookupError};
+use typeform::fourme::{self, FORM_URL_FIELD, LookupError, REQUEST_ID_FIELD};
 
 struct Fixture {
     env: Env<LocalSecretStore>,
@@ -83,32 +84,32 @@ async fn maps_form_url_and_request_id_of_the_instance() {
     let customer = env
         .install("acme", Some("https://x.typeform.com/to/u6nXL7"), Some("t"))
         .await;
-    let instance = fourme::instance(&env.provider, OFFERING, "acme")
+    let instance = find_app_instance(&env.provider, OFFERING, "acme")
         .await
         .unwrap();
     assert_eq!(instance.id, customer.instance_id);
     assert_eq!(
-        instance.form_url.as_deref(),
+        instance.text(FORM_URL_FIELD).as_deref(),
         Some("https://x.typeform.com/to/u6nXL7")
     );
     assert_eq!(
-        instance.request_id.as_deref(),
+        instance.text(REQUEST_ID_FIELD).as_deref(),
         Some(customer.request.request_id.as_str())
     );
     assert!(!instance.suspended);
-    let err = fourme::instance(&env.provider, OFFERING, "nobody")
+    let err = find_app_instance(&env.provider, OFFERING, "nobody")
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "No instances of typeform for nobody");
     assert_eq!(
-        fourme::lambda_api_url(&env.provider, common::FUNCTION_ARN)
+        lambda_api_url(&env.provider, common::FUNCTION_ARN)
             .await
             .unwrap(),
         env.api_url
     );
     assert!(matches!(
-        fourme::lambda_api_url(&env.provider, "arn:aws:lambda:x:1:function:other").await,
-        Err(LookupError::NoLambdaCi)
+        lambda_api_url(&env.provider, "arn:aws:lambda:x:1:function:other").await,
+        Err(InstanceError::NoLambdaCi)
     ));
 }
 

@@ -178,6 +178,24 @@ pub async fn find_app_instance(
         })
 }
 
+/// [`find_app_instance`], tried once more after `wait` when it fails: right after an
+/// installation the instance may not be visible yet (spec §4.8 `retrieveInstanceWithRetry`).
+pub async fn find_app_instance_with_retry(
+    provider: &FourMeClient,
+    reference: &str,
+    customer: &str,
+    wait: std::time::Duration,
+) -> Result<AppInstance, InstanceError> {
+    match find_app_instance(provider, reference, customer).await {
+        Ok(found) => Ok(found),
+        Err(error) => {
+            tracing::info!(customer, error = %error, "Too quick after app offering installation?");
+            tokio::time::sleep(wait).await;
+            find_app_instance(provider, reference, customer).await
+        }
+    }
+}
+
 const INSTANCE_UPDATE: &str = "mutation InstanceUpdate($input: AppInstanceUpdateInput!) { appInstanceUpdate(input: $input) { errors { path message } appInstance { id } } }";
 
 /// An `appInstanceUpdate` input: only the attributes set are sent.
@@ -189,6 +207,25 @@ pub struct InstanceUpdate {
     pub suspension_comment: Option<String>,
     /// Custom fields to set (`null` clears), in this order.
     pub custom_fields: Vec<(String, Value)>,
+}
+
+impl InstanceUpdate {
+    /// Suspends the instance with `comment` (shown to the customer).
+    pub fn suspend(comment: impl Into<String>) -> Self {
+        InstanceUpdate {
+            suspended: Some(true),
+            suspension_comment: Some(comment.into()),
+            ..InstanceUpdate::default()
+        }
+    }
+
+    /// Lifts the suspension.
+    pub fn unsuspend() -> Self {
+        InstanceUpdate {
+            suspended: Some(false),
+            ..InstanceUpdate::default()
+        }
+    }
 }
 
 /// Applies `update` to app instance `id` (provider client).
