@@ -138,3 +138,84 @@ pub(crate) fn refresh_token(doc: &SecretDocument) -> Option<SecretString> {
         .filter(|s| !s.is_empty())
         .map(|s| SecretString::from(s.to_owned()))
 }
+
+/// The queue URL setting (`REFRESH_QUEUE_URL`, set by SAM).
+pub const ENV_REFRESH_QUEUE_URL: &str = "REFRESH_QUEUE_URL";
+
+/// The function's configuration, read once at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionConfig {
+    /// Domain, bootstrap application, provider account and offering reference.
+    pub context: app_builder_core::context::ContextConfig,
+    /// The Lansweeper API settings.
+    pub api: api::ApiSettings,
+    /// Function tunables.
+    pub function: FunctionSettings,
+    /// `REFRESH_QUEUE_URL`.
+    pub refresh_queue_url: String,
+}
+
+impl FunctionConfig {
+    /// Reads the configuration; a missing or malformed setting is an error naming it.
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &app_builder_core::config::Settings<L>,
+    ) -> Result<Self, app_builder_core::config::ConfigError> {
+        Ok(FunctionConfig {
+            context: settings.context_config(true)?,
+            api: api::ApiSettings::from_settings(settings)?,
+            function: FunctionSettings::from_settings(settings)?,
+            refresh_queue_url: settings.required(ENV_REFRESH_QUEUE_URL)?,
+        })
+    }
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// Routes a raw Lambda payload as the original (spec §5.3.1): Secrets Manager event →
+    /// installation, schedule → fan-out, SQS → sync, anything else → HTTP.
+    ///
+    /// The SQS sync is not ported yet: every record is reported as a batch item failure (so SQS
+    /// retries it and then moves it to the dead-letter queue) instead of being dropped.
+    pub async fn handle_payload(
+        &self,
+        payload: serde_json::Value,
+        function_arn: &str,
+    ) -> serde_json::Value {
+        use app_builder_core::events::{
+            EngineEvent, batch_failures, http_response_payload, status_payload,
+            unqualified_function_arn,
+        };
+        use app_builder_core::response::ApiError;
+        match EngineEvent::classify(payload) {
+            Ok(EngineEvent::SecretWrite(event)) => {
+                let arn = unqualified_function_arn(function_arn);
+                status_payload(self.handle_installation(&event, arn).await)
+            }
+            Ok(EngineEvent::Schedule(_)) => {
+                status_payload(self.handle_schedule(chrono::Utc::now()).await)
+            }
+            Ok(EngineEvent::Sqs(event)) => {
+                let ids: Vec<String> = event
+                    .records
+                    .iter()
+                    .map(|r| r.message_id.clone().unwrap_or_default())
+                    .collect();
+                tracing::error!(
+                    records = ids.len(),
+                    "Lansweeper sync is not ported yet: records reported as failed"
+                );
+                serde_json::to_value(batch_failures(ids)).unwrap_or_default()
+            }
+            Ok(EngineEvent::Http(request)) => {
+                let response = self.handle_http(&request).await;
+                http_response_payload(&request, response).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot encode the HTTP response");
+                    serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "unrecognised payload");
+                status_payload(ApiError::from(err).into_response())
+            }
+        }
+    }
+}
