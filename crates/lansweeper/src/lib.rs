@@ -10,6 +10,7 @@
 
 pub mod api;
 mod callback;
+pub mod discovery;
 mod install;
 pub mod instance;
 pub mod queue;
