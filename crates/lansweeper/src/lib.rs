@@ -15,6 +15,7 @@ mod install;
 pub mod instance;
 pub mod queue;
 mod schedule;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -174,16 +175,14 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
     /// Routes a raw Lambda payload as the original (spec §5.3.1): Secrets Manager event →
     /// installation, schedule → fan-out, SQS → sync, anything else → HTTP.
     ///
-    /// The SQS sync is not ported yet: every record is reported as a batch item failure (so SQS
-    /// retries it and then moves it to the dead-letter queue) instead of being dropped.
+    /// SQS batches answer with `batchItemFailures` (transient sync failures).
     pub async fn handle_payload(
         &self,
         payload: serde_json::Value,
         function_arn: &str,
     ) -> serde_json::Value {
         use app_builder_core::events::{
-            EngineEvent, batch_failures, http_response_payload, status_payload,
-            unqualified_function_arn,
+            EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
         };
         use app_builder_core::response::ApiError;
         match EngineEvent::classify(payload) {
@@ -195,16 +194,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 status_payload(self.handle_schedule(chrono::Utc::now()).await)
             }
             Ok(EngineEvent::Sqs(event)) => {
-                let ids: Vec<String> = event
-                    .records
-                    .iter()
-                    .map(|r| r.message_id.clone().unwrap_or_default())
-                    .collect();
-                tracing::error!(
-                    records = ids.len(),
-                    "Lansweeper sync is not ported yet: records reported as failed"
-                );
-                serde_json::to_value(batch_failures(ids)).unwrap_or_default()
+                serde_json::to_value(self.handle_sqs(&event).await).unwrap_or_default()
             }
             Ok(EngineEvent::Http(request)) => {
                 let response = self.handle_http(&request).await;
