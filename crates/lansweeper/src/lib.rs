@@ -30,6 +30,11 @@ pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
 pub const CALLBACK_SECRET_KEY: &str = "callback_secret";
 /// Top-level key of the customer secret holding the Lansweeper refresh token.
 pub const REFRESH_TOKEN_KEY: &str = "refresh_token";
+/// Top-level key of the customer secret holding the SHA-256 (hex) of the Lansweeper client id
+/// and secret that were last authorized or validated: a secret write that leaves them unchanged
+/// (e.g. the function's own refresh-token rotation) is not validated again, so writes by the
+/// function do not trigger an endless chain of validations and rotations.
+pub const VALIDATED_CREDENTIALS_KEY: &str = "validated_credentials";
 /// Key inside `secrets` holding the Lansweeper client secret (UI secret field).
 pub const CLIENT_SECRET_KEY: &str = "client_secret";
 
@@ -132,6 +137,19 @@ pub(crate) fn client_secret(doc: &SecretDocument) -> Option<SecretString> {
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
         .map(|s| SecretString::from(s.to_owned()))
+}
+
+/// Fingerprint of Lansweeper client credentials (SHA-256 hex of `client_id \n client_secret`).
+pub(crate) fn credentials_fingerprint(client_id: &str, client_secret: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    let mut data = client_id.as_bytes().to_vec();
+    data.push(b'\n');
+    data.extend_from_slice(client_secret.expose_secret().as_bytes());
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The stored refresh token of a customer secret.
