@@ -24,6 +24,12 @@ use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secre
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
 
+/// Top-level key of the customer secret holding the end (RFC 3339) of the running sync's lease.
+pub const SYNC_LEASE_KEY: &str = "sync_lease_until";
+
+/// How long a sync may hold the lease (the function timeout, 900 s).
+const LEASE: chrono::Duration = chrono::Duration::minutes(15);
+
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -132,8 +138,61 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         batch_failures(failed)
     }
 
-    /// Syncs one customer; returns the summary stored in the instance.
+    /// Syncs one customer unless a sync of it is already running (a lease in the customer
+    /// secret, [`SYNC_LEASE_KEY`], taken atomically and released at the end); returns the
+    /// summary stored in the instance, or `null` when skipped.
     pub async fn sync_account(&self, account: &str) -> Result<Value, SyncError> {
+        let customer = self
+            .loader
+            .customer(account)
+            .await
+            .map_err(|e| SyncError::Permanent(format!("no customer context: {e}")))?;
+        let name = customer.secret_name().clone();
+        let now = Utc::now();
+        let until = (now + LEASE).to_rfc3339();
+        let taken = self
+            .loader
+            .store()
+            .update(&name, |current| {
+                let current = current?;
+                let held = current
+                    .get_str(SYNC_LEASE_KEY)
+                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                    .is_some_and(|t| t > now);
+                if held {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.insert(SYNC_LEASE_KEY, until.clone());
+                Some(next)
+            })
+            .await
+            .map_err(|e| SyncError::Transient(format!("sync lease: {e}")))?;
+        if taken.is_none() {
+            tracing::info!("a sync of this account is already running, message acknowledged");
+            return Ok(Value::Null);
+        }
+        let result = self.sync_leased(account).await;
+        let released = self
+            .loader
+            .store()
+            .update(&name, |current| {
+                let current = current?;
+                if current.get_str(SYNC_LEASE_KEY) != Some(until.as_str()) {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.remove(SYNC_LEASE_KEY);
+                Some(next)
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::error!(error = %e, "unable to release the sync lease (it expires by itself)");
+        }
+        result
+    }
+
+    async fn sync_leased(&self, account: &str) -> Result<Value, SyncError> {
         let customer = self
             .loader
             .customer(account)

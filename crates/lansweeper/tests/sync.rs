@@ -5,7 +5,7 @@
 mod support;
 
 use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
-use app_builder_core::secrets::LocalSecretStore;
+use app_builder_core::secrets::{LocalSecretStore, SecretStore};
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
@@ -151,4 +151,53 @@ async fn a_lansweeper_5xx_fails_the_sqs_record_for_a_retry() {
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
     assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
+}
+
+#[tokio::test]
+async fn never_two_overlapping_syncs_for_one_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.lansweeper.add_site(SiteSpec::new("HQ", 10));
+    let customer = authorized(&env, "wdc-lease").await;
+    // A running sync holds the lease.
+    let until = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    env.store
+        .update(&env.secret_name("wdc-lease"), |current| {
+            let mut next = current.cloned()?;
+            next.insert("sync_lease_until", until.clone());
+            Some(next)
+        })
+        .await
+        .unwrap();
+    let pages = env.lansweeper.stats().asset_pages;
+    let response = env.function.handle_sqs(&sqs_event("wdc-lease")).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(env.lansweeper.stats().asset_pages, pages);
+    assert!(
+        env.custom_field(&customer.instance_id, "sync_summary")
+            .is_null()
+    );
+
+    // An expired lease is taken over, and released at the end.
+    let expired = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    env.store
+        .update(&env.secret_name("wdc-lease"), |current| {
+            let mut next = current.cloned()?;
+            next.insert("sync_lease_until", expired.clone());
+            Some(next)
+        })
+        .await
+        .unwrap();
+    let response = env.function.handle_sqs(&sqs_event("wdc-lease")).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(
+        env.custom_field(&customer.instance_id, "sync_summary")
+            .is_string()
+    );
+    assert!(
+        env.secret("wdc-lease")
+            .await
+            .get("sync_lease_until")
+            .is_none()
+    );
 }
