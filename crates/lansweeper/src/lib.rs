@@ -49,6 +49,11 @@ pub const CONNECTION_ERROR: &str = "Connection error, please try again later.";
 /// Hours between syncs of one account (default 8).
 pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
 
+/// Days after which an unseen asset is no longer synced (default 30).
+pub const ENV_LAST_SEEN_DAYS: &str = "LAST_SEEN_DAYS";
+/// Longest sync summary stored in the instance (default 15000).
+pub const ENV_MAX_SUMMARY_SIZE: &str = "MAX_SUMMARY_SIZE";
+
 /// Tunables of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSettings {
@@ -56,6 +61,10 @@ pub struct FunctionSettings {
     pub instance_retry_wait: Duration,
     /// An account is synced again once its last sync started this long ago.
     pub sync_interval: Duration,
+    /// Assets last seen longer ago than this many days are not synced (`LAST_SEEN_DAYS`).
+    pub last_seen_days: u32,
+    /// Longest `sync_summary` before truncation (`MAX_SUMMARY_SIZE`).
+    pub max_summary_size: usize,
 }
 
 impl Default for FunctionSettings {
@@ -63,12 +72,15 @@ impl Default for FunctionSettings {
         FunctionSettings {
             instance_retry_wait: Duration::from_secs(2),
             sync_interval: Duration::from_secs(8 * 3600),
+            last_seen_days: 30,
+            max_summary_size: 15_000,
         }
     }
 }
 
 impl FunctionSettings {
-    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8).
+    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8), `LAST_SEEN_DAYS` (30) and
+    /// `MAX_SUMMARY_SIZE` (15000).
     pub fn from_settings<L: Fn(&str) -> Option<String>>(
         settings: &app_builder_core::config::Settings<L>,
     ) -> Result<Self, app_builder_core::config::ConfigError> {
@@ -81,6 +93,12 @@ impl FunctionSettings {
                 });
             }
             out.sync_interval = Duration::from_secs(hours * 3600);
+        }
+        if let Some(days) = settings.parsed::<u32>(ENV_LAST_SEEN_DAYS)? {
+            out.last_seen_days = days;
+        }
+        if let Some(size) = settings.parsed::<usize>(ENV_MAX_SUMMARY_SIZE)? {
+            out.max_summary_size = size;
         }
         Ok(out)
     }

@@ -309,7 +309,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 ("sync_duration_text".into(), json!(duration_text(seconds))),
                 (
                     "sync_summary".into(),
-                    json!(format_summary(&result, 15_000)),
+                    json!(format_summary(&result, self.settings.max_summary_size)),
                 ),
             ]),
         )
@@ -381,7 +381,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             _ => (Some(true), None),
         };
         let labels = config.label_generator.as_deref() == Some("lansweeper_asset_name");
-        let cut_off = Utc::now() - chrono::Duration::days(30);
+        let cut_off = Utc::now() - chrono::Duration::days(i64::from(self.settings.last_seen_days));
         for (site, installations) in per_site {
             let installations = match installations {
                 Ok(list) => list,

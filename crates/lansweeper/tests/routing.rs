@@ -88,6 +88,7 @@ fn configuration_names_the_missing_refresh_queue_url() {
                 "PARAM_OFFERING_REFERENCE" => "lansweeper",
                 "REFRESH_QUEUE_URL" if with_queue => "https://sqs.eu-west-1.amazonaws.com/1/q",
                 "SYNC_INTERVAL" => "4",
+                "LAST_SEEN_DAYS" => "60",
                 _ => return None,
             };
             Some(value.to_owned())
@@ -103,5 +104,7 @@ fn configuration_names_the_missing_refresh_queue_url() {
         Some("lansweeper")
     );
     assert_eq!(config.function.sync_interval.as_secs(), 4 * 3600);
+    assert_eq!(config.function.last_seen_days, 60);
+    assert_eq!(config.function.max_summary_size, 15_000);
     assert_eq!(config.api.api_url, "https://api.lansweeper.com/api");
 }
