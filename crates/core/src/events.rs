@@ -249,6 +249,36 @@ where
     event.source == SCHEDULE_SOURCE
 }
 
+/// The `{statusCode, body}` result of a non-HTTP invocation (EventBridge, schedule), as the
+/// original returned it; logged at info level for 200, error level otherwise.
+pub fn status_payload(response: Response<Body>) -> Value {
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    };
+    if status == 200 {
+        tracing::info!(status, "done");
+    } else {
+        tracing::error!(status, "failed");
+    }
+    serde_json::json!({ "statusCode": status, "body": body })
+}
+
+/// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version
+/// or alias qualifier of the invoked ARN is dropped, as the function's configuration item holds
+/// its own ARN as `systemID`.
+pub fn unqualified_function_arn(invoked: &str) -> &str {
+    let parts: Vec<&str> = invoked.splitn(8, ':').collect();
+    if parts.len() == 8 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function" {
+        let qualifier_len = parts[7].len() + 1;
+        &invoked[..invoked.len() - qualifier_len]
+    } else {
+        invoked
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQS
 // ---------------------------------------------------------------------------------------------

@@ -124,9 +124,15 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             }
             Err(e) => return Err(ApiError::upstream(CONNECTION_ERROR, e)),
         };
-        self.store_refresh_token(&context, refresh.expose_secret())
-            .await
-            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        let fingerprint =
+            crate::credentials_fingerprint(&credentials.client_id, &credentials.client_secret);
+        self.store_validation(
+            &context,
+            Some(refresh.expose_secret().to_owned()),
+            Some(fingerprint),
+        )
+        .await
+        .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
         let update = InstanceUpdate {
             suspended: Some(false),
             suspension_comment: None,

@@ -17,7 +17,7 @@ use crate::api::ClientCredentials;
 use crate::instance::{InstanceConfig, fields, status};
 use crate::{
     AWAITING_AUTHORIZATION, CALLBACK_SECRET_KEY, LansweeperFunction, ROTATE_TOKEN_COMMENT,
-    RefreshQueue, client_secret, refresh_token,
+    RefreshQueue, client_secret, credentials_fingerprint, refresh_token,
 };
 
 /// Public message of a failed installation.
@@ -101,6 +101,12 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             }
         };
         let config = InstanceConfig::from(&instance);
+        if config.connection_status.as_deref() != Some(status::PENDING_CALLBACK_URL)
+            && credentials_unchanged(&config, &customer)
+        {
+            tracing::info!("Lansweeper credentials unchanged since their validation");
+            return Ok(());
+        }
         let mut update = None;
         if config.connection_status.as_deref() != Some(status::PENDING_CALLBACK_URL) {
             match self.validate(&config, &customer).await {
@@ -198,6 +204,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         ) else {
             return Validation::NotAuthorized;
         };
+        let (session_client_id, session_secret) = (client_id.clone(), secret.clone());
         let mut session = self.api.session(
             ClientCredentials {
                 client_id,
@@ -205,7 +212,17 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             },
             refresh,
         );
-        match session.sites().await {
+        let sites = session.sites().await;
+        if let Some(rotated) = session.take_rotated_refresh_token() {
+            // Store a rotated token at once: the old one no longer works.
+            if let Err(e) = self
+                .store_validation(customer, Some(rotated.expose_secret().to_owned()), None)
+                .await
+            {
+                tracing::error!(error = %e, "unable to store the rotated Lansweeper refresh token");
+            }
+        }
+        match sites {
             Ok(_) => {}
             Err(e) if e.is_authorization() => {
                 tracing::info!(error = %e, "Lansweeper authorization no longer valid");
@@ -216,16 +233,18 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 return Validation::Valid;
             }
         }
-        if let Some(rotated) = session.take_rotated_refresh_token()
-            && let Err(e) = self
-                .store_refresh_token(customer, rotated.expose_secret())
-                .await
-        {
-            tracing::error!(error = %e, "unable to store the rotated Lansweeper refresh token");
-        }
         match customer.client() {
             Ok(client) => match check_4me(client).await {
-                Ok(()) => Validation::Valid,
+                Ok(()) => {
+                    let fingerprint = credentials_fingerprint(&session_client_id, &session_secret);
+                    if let Err(e) = self
+                        .store_validation(customer, None, Some(fingerprint))
+                        .await
+                    {
+                        tracing::error!(error = %e, "unable to store the validated credentials");
+                    }
+                    Validation::Valid
+                }
                 Err(e) if is_4me_authorization(&e) => Validation::FourMeFailed,
                 Err(e) => {
                     tracing::warn!(error = %e, "unable to validate 4me credentials, assuming valid");
@@ -242,16 +261,55 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         customer: &AccountContext,
         token: &str,
     ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
-        let token = token.to_owned();
+        self.store_validation(customer, Some(token.to_owned()), None)
+            .await
+    }
+
+    /// Stores a refresh token and/or the validated-credentials fingerprint (atomic merge; no
+    /// write when nothing changes).
+    pub(crate) async fn store_validation(
+        &self,
+        customer: &AccountContext,
+        token: Option<String>,
+        fingerprint: Option<String>,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
         self.loader
             .store()
             .update(customer.secret_name(), |current| {
                 let mut next = current.cloned().unwrap_or_default();
-                next.insert(crate::REFRESH_TOKEN_KEY, token.clone());
-                Some(next)
+                let mut changed = false;
+                for (key, value) in [
+                    (crate::REFRESH_TOKEN_KEY, &token),
+                    (crate::VALIDATED_CREDENTIALS_KEY, &fingerprint),
+                ] {
+                    if let Some(v) = value
+                        && next.get_str(key) != Some(v.as_str())
+                    {
+                        next.insert(key, v.clone());
+                        changed = true;
+                    }
+                }
+                changed.then_some(next)
             })
             .await
             .map(drop)
+    }
+}
+
+/// Whether the stored fingerprint matches the current Lansweeper credentials (and a refresh
+/// token exists): then a secret write changed nothing to validate.
+fn credentials_unchanged(config: &InstanceConfig, customer: &AccountContext) -> bool {
+    let secrets = customer.secrets();
+    match (
+        &config.client_id,
+        client_secret(secrets),
+        refresh_token(secrets),
+    ) {
+        (Some(id), Some(secret), Some(_)) => {
+            secrets.get_str(crate::VALIDATED_CREDENTIALS_KEY)
+                == Some(credentials_fingerprint(id, &secret).as_str())
+        }
+        _ => false,
     }
 }
 

@@ -10,10 +10,12 @@
 
 pub mod api;
 mod callback;
+pub mod discovery;
 mod install;
 pub mod instance;
 pub mod queue;
 mod schedule;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -28,6 +30,11 @@ pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
 pub const CALLBACK_SECRET_KEY: &str = "callback_secret";
 /// Top-level key of the customer secret holding the Lansweeper refresh token.
 pub const REFRESH_TOKEN_KEY: &str = "refresh_token";
+/// Top-level key of the customer secret holding the SHA-256 (hex) of the Lansweeper client id
+/// and secret that were last authorized or validated: a secret write that leaves them unchanged
+/// (e.g. the function's own refresh-token rotation) is not validated again, so writes by the
+/// function do not trigger an endless chain of validations and rotations.
+pub const VALIDATED_CREDENTIALS_KEY: &str = "validated_credentials";
 /// Key inside `secrets` holding the Lansweeper client secret (UI secret field).
 pub const CLIENT_SECRET_KEY: &str = "client_secret";
 
@@ -42,6 +49,11 @@ pub const CONNECTION_ERROR: &str = "Connection error, please try again later.";
 /// Hours between syncs of one account (default 8).
 pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
 
+/// Days after which an unseen asset is no longer synced (default 30).
+pub const ENV_LAST_SEEN_DAYS: &str = "LAST_SEEN_DAYS";
+/// Longest sync summary stored in the instance (default 15000).
+pub const ENV_MAX_SUMMARY_SIZE: &str = "MAX_SUMMARY_SIZE";
+
 /// Tunables of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSettings {
@@ -49,6 +61,10 @@ pub struct FunctionSettings {
     pub instance_retry_wait: Duration,
     /// An account is synced again once its last sync started this long ago.
     pub sync_interval: Duration,
+    /// Assets last seen longer ago than this many days are not synced (`LAST_SEEN_DAYS`).
+    pub last_seen_days: u32,
+    /// Longest `sync_summary` before truncation (`MAX_SUMMARY_SIZE`).
+    pub max_summary_size: usize,
 }
 
 impl Default for FunctionSettings {
@@ -56,12 +72,15 @@ impl Default for FunctionSettings {
         FunctionSettings {
             instance_retry_wait: Duration::from_secs(2),
             sync_interval: Duration::from_secs(8 * 3600),
+            last_seen_days: 30,
+            max_summary_size: 15_000,
         }
     }
 }
 
 impl FunctionSettings {
-    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8).
+    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8), `LAST_SEEN_DAYS` (30) and
+    /// `MAX_SUMMARY_SIZE` (15000).
     pub fn from_settings<L: Fn(&str) -> Option<String>>(
         settings: &app_builder_core::config::Settings<L>,
     ) -> Result<Self, app_builder_core::config::ConfigError> {
@@ -74,6 +93,12 @@ impl FunctionSettings {
                 });
             }
             out.sync_interval = Duration::from_secs(hours * 3600);
+        }
+        if let Some(days) = settings.parsed::<u32>(ENV_LAST_SEEN_DAYS)? {
+            out.last_seen_days = days;
+        }
+        if let Some(size) = settings.parsed::<usize>(ENV_MAX_SUMMARY_SIZE)? {
+            out.max_summary_size = size;
         }
         Ok(out)
     }
@@ -132,9 +157,92 @@ pub(crate) fn client_secret(doc: &SecretDocument) -> Option<SecretString> {
         .map(|s| SecretString::from(s.to_owned()))
 }
 
+/// Fingerprint of Lansweeper client credentials (SHA-256 hex of `client_id \n client_secret`).
+pub(crate) fn credentials_fingerprint(client_id: &str, client_secret: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    let mut data = client_id.as_bytes().to_vec();
+    data.push(b'\n');
+    data.extend_from_slice(client_secret.expose_secret().as_bytes());
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The stored refresh token of a customer secret.
 pub(crate) fn refresh_token(doc: &SecretDocument) -> Option<SecretString> {
     doc.get_str(REFRESH_TOKEN_KEY)
         .filter(|s| !s.is_empty())
         .map(|s| SecretString::from(s.to_owned()))
+}
+
+/// The queue URL setting (`REFRESH_QUEUE_URL`, set by SAM).
+pub const ENV_REFRESH_QUEUE_URL: &str = "REFRESH_QUEUE_URL";
+
+/// The function's configuration, read once at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionConfig {
+    /// Domain, bootstrap application, provider account and offering reference.
+    pub context: app_builder_core::context::ContextConfig,
+    /// The Lansweeper API settings.
+    pub api: api::ApiSettings,
+    /// Function tunables.
+    pub function: FunctionSettings,
+    /// `REFRESH_QUEUE_URL`.
+    pub refresh_queue_url: String,
+}
+
+impl FunctionConfig {
+    /// Reads the configuration; a missing or malformed setting is an error naming it.
+    pub fn from_settings<L: Fn(&str) -> Option<String>>(
+        settings: &app_builder_core::config::Settings<L>,
+    ) -> Result<Self, app_builder_core::config::ConfigError> {
+        Ok(FunctionConfig {
+            context: settings.context_config(true)?,
+            api: api::ApiSettings::from_settings(settings)?,
+            function: FunctionSettings::from_settings(settings)?,
+            refresh_queue_url: settings.required(ENV_REFRESH_QUEUE_URL)?,
+        })
+    }
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// Routes a raw Lambda payload as the original (spec §5.3.1): Secrets Manager event →
+    /// installation, schedule → fan-out, SQS → sync, anything else → HTTP.
+    ///
+    /// SQS batches answer with `batchItemFailures` (transient sync failures).
+    pub async fn handle_payload(
+        &self,
+        payload: serde_json::Value,
+        function_arn: &str,
+    ) -> serde_json::Value {
+        use app_builder_core::events::{
+            EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
+        };
+        use app_builder_core::response::ApiError;
+        match EngineEvent::classify(payload) {
+            Ok(EngineEvent::SecretWrite(event)) => {
+                let arn = unqualified_function_arn(function_arn);
+                status_payload(self.handle_installation(&event, arn).await)
+            }
+            Ok(EngineEvent::Schedule(_)) => {
+                status_payload(self.handle_schedule(chrono::Utc::now()).await)
+            }
+            Ok(EngineEvent::Sqs(event)) => {
+                serde_json::to_value(self.handle_sqs(&event).await).unwrap_or_default()
+            }
+            Ok(EngineEvent::Http(request)) => {
+                let response = self.handle_http(&request).await;
+                http_response_payload(&request, response).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot encode the HTTP response");
+                    serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "unrecognised payload");
+                status_payload(ApiError::from(err).into_response())
+            }
+        }
+    }
 }

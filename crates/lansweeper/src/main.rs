@@ -1,20 +1,38 @@
-//! Lambda entry point of the Lansweeper integration function (the handlers are being ported; until
-//! then start-up only validates the Lansweeper API settings).
+//! Lambda entry point of the Lansweeper function: reads the configuration once (a missing or
+//! malformed setting fails start-up naming it), builds the AWS adapters (Secrets Manager, SQS)
+//! and routes every payload through [`LansweeperFunction::handle_payload`].
 
 use app_builder_core::config::Settings;
-use lansweeper::api::ApiSettings;
-use tracing_subscriber::EnvFilter;
+use app_builder_core::context::ContextLoader;
+use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::secrets::AwsSecretStore;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
+use serde_json::Value;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
         .init();
-    let settings = ApiSettings::from_settings(&Settings::from_env())?;
-    tracing::info!(api_url = %settings.api_url, "lansweeper function configured");
-    Ok(())
+
+    let config = FunctionConfig::from_settings(&Settings::from_env())?;
+    let endpoints = Endpoints::from_env(&config.context.domain)?;
+    let store = AwsSecretStore::from_env().await;
+    let queue = SqsRefreshQueue::from_env(config.refresh_queue_url.clone()).await;
+    let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
+    let api = LansweeperApi::new(config.api)?;
+    let function = LansweeperFunction::new(loader, api, queue, config.function);
+    let function = &function;
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let arn = event.context.invoked_function_arn.clone();
+        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, &arn)).await)
+    }))
+    .await
 }

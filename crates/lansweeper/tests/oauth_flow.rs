@@ -166,24 +166,48 @@ async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
     );
     assert_eq!(env.queue.messages(), ["test-account"]);
 
-    // Once authorized (and with a site), a later secret write validates the credentials and
-    // changes nothing (storing the rotated refresh token).
+    // The function's own write (refresh token + validated-credentials fingerprint) triggers
+    // another installation event: it validates nothing, so writes cannot chain endlessly.
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
+    let requests = env.lansweeper.stats().token_requests;
     assert_eq!(
         env.installation("PutSecretValue", "test-account").await,
         (200, "OK".into())
     );
-    let instance = env.instance(&customer.instance_id);
-    assert_eq!(instance["suspended"], false, "{instance}");
-    let rotated = env
-        .secret("test-account")
+    assert_eq!(env.lansweeper.stats().token_requests, requests);
+    assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
+    assert_eq!(
+        env.secret("test-account").await.get_str("refresh_token"),
+        Some(refresh.as_str())
+    );
+
+    // Without the fingerprint (e.g. stored by an older version) the credentials are validated
+    // once, the rotated token and the fingerprint stored; the next event validates nothing.
+    env.store
+        .update(&env.secret_name("test-account"), |current| {
+            let mut next = current.cloned()?;
+            next.remove("validated_credentials");
+            Some(next)
+        })
         .await
-        .get_str("refresh_token")
-        .unwrap()
-        .to_owned();
+        .unwrap();
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        200
+    );
+    let stored = env.secret("test-account").await;
+    let rotated = stored.get_str("refresh_token").unwrap().to_owned();
     assert_ne!(rotated, refresh);
     assert!(env.lansweeper.is_refresh_token_valid(&rotated));
+    assert!(stored.get_str("validated_credentials").is_some());
+    let requests = env.lansweeper.stats().token_requests;
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        200
+    );
+    assert_eq!(env.lansweeper.stats().token_requests, requests);
+    assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
 }
 
 #[tokio::test]
@@ -264,7 +288,7 @@ async fn manual_refresh_queues_a_sync() {
 }
 
 #[tokio::test]
-async fn revoked_lansweeper_authorization_moves_back_to_pending_authorization() {
+async fn a_changed_client_secret_is_validated_and_moves_back_to_pending_authorization() {
     let (env, _dir) = env().await;
     let (customer, secret) = installed_awaiting(&env, "test-account").await;
     let code = env.lansweeper.authorize(
@@ -279,7 +303,15 @@ async fn revoked_lansweeper_authorization_moves_back_to_pending_authorization() 
     );
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
-    env.lansweeper.revoke_all_tokens();
+    // The customer enters another client secret in 4me (stored by the secrets function).
+    env.store
+        .update(&env.secret_name("test-account"), |current| {
+            let mut next = current.cloned()?;
+            next.insert("secrets", json!({"client_secret": "a-new-secret"}));
+            Some(next)
+        })
+        .await
+        .unwrap();
     assert_eq!(
         env.installation("PutSecretValue", "test-account").await.0,
         200

@@ -1,0 +1,345 @@
+//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12). Software, people
+//! and OS references are not resolved yet (the CIs carry no `userIds`, `ciRelations` or
+//! `operatingSystemId`).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::api::Asset;
+
+/// `toReference`: lower-case, runs outside `[a-z0-9]` → `_`, one leading/trailing `_` removed,
+/// at most 128 characters.
+pub fn to_reference(value: &str) -> String {
+    let mut out = String::new();
+    let mut in_run = false;
+    for c in value.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('_');
+            in_run = true;
+        }
+    }
+    let out = out.strip_prefix('_').unwrap_or(&out);
+    let out = out.strip_suffix('_').unwrap_or(out);
+    out.chars().take(128).collect()
+}
+
+/// `("Lansweeper-" + name)` truncated to 30 characters.
+pub fn source_name(installation: &str) -> String {
+    format!("Lansweeper-{installation}")
+        .chars()
+        .take(30)
+        .collect()
+}
+
+/// 4me CI status of a Lansweeper state name.
+pub fn ci_status(state: Option<&str>) -> &'static str {
+    match state {
+        Some("Active") => "in_production",
+        Some("Non-active") => "installed",
+        Some("Sold") => "removed",
+        Some("Stolen") => "lost_or_stolen",
+        Some("Broken") => "broken_down",
+        Some("Don't show") => "to_be_removed",
+        Some("Spare") => "standby_for_continuity",
+        Some("In repair") => "being_repaired",
+        Some("Stock") => "in_stock",
+        _ => "installed",
+    }
+}
+
+/// `bytesToGB` (spec §5.3.12 `SizeHelper`).
+pub fn bytes_to_gb(total: f64) -> f64 {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let factors = [
+        GIB,
+        1000.0 * 1024.0 * 1024.0,
+        1000.0 * 1000.0 * 1024.0,
+        1000.0 * 1000.0 * 1000.0,
+    ];
+    for f in factors {
+        let v = total / f;
+        if v > 0.0 && v.log2().fract() == 0.0 {
+            return v;
+        }
+    }
+    for f in factors {
+        let v = total / f;
+        if v.fract() == 0.0 {
+            return v;
+        }
+    }
+    (total / GIB).round()
+}
+
+fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(value.get(..10)?, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+        .filter(|t| t.timestamp() > 0)
+}
+
+fn canonical(registry: &mut Vec<String>, value: &str) -> String {
+    match registry.iter().find(|v| v.eq_ignore_ascii_case(value)) {
+        Some(v) => v.clone(),
+        None => {
+            registry.push(value.to_owned());
+            value.to_owned()
+        }
+    }
+}
+
+/// Builds the input of one batch (a fresh registry per batch, as the original).
+#[derive(Debug, Default)]
+pub struct DiscoveryBatch {
+    categories: Vec<(String, Map<String, Value>, Vec<String>)>,
+    products: Vec<(String, Map<String, Value>)>,
+    brands: Vec<String>,
+    models: Vec<String>,
+    generate_labels: bool,
+}
+
+impl DiscoveryBatch {
+    /// An empty batch; `generate_labels`: CI name = product name, label = asset name.
+    pub fn new(generate_labels: bool) -> Self {
+        DiscoveryBatch {
+            generate_labels,
+            ..Self::default()
+        }
+    }
+
+    /// Adds an asset; assets without `assetCustom` and `Location` assets are skipped. Returns
+    /// whether a CI was added.
+    pub fn add(&mut self, asset: &Asset) -> bool {
+        let Some(custom) = &asset.asset_custom else {
+            return false;
+        };
+        let basic = asset.asset_basic_info.clone().unwrap_or_default();
+        let category = basic
+            .asset_type
+            .clone()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "Unknown".into());
+        if category == "Location" {
+            return false;
+        }
+        let category_ref = to_reference(&category);
+        let brand_raw = custom.manufacturer.clone().filter(|s| !s.is_empty());
+        let model_raw = custom.model.clone().filter(|s| !s.is_empty());
+        let brand = canonical(&mut self.brands, brand_raw.as_deref().unwrap_or("Unknown"));
+        let model = canonical(&mut self.models, model_raw.as_deref().unwrap_or("Unknown"));
+        let sku = custom.sku.clone().filter(|s| !s.is_empty());
+        let product_name = match &sku {
+            Some(sku) => format!("{brand} {model} {sku} {category}"),
+            None => format!("{brand} {model} {category}"),
+        };
+        let product_ref = to_reference(&product_name);
+        if !self.products.iter().any(|(r, _)| *r == product_ref) {
+            let mut p = Map::new();
+            p.insert("meta".into(), json!({"strategy": "CREATE"}));
+            p.insert("sourceID".into(), json!(product_ref));
+            p.insert("name".into(), json!(product_name));
+            p.insert("brand".into(), json!(brand));
+            p.insert("model".into(), json!(model));
+            if let Some(sku) = &sku {
+                p.insert("productID".into(), json!(sku));
+            }
+            p.insert("configurationItems".into(), json!([]));
+            self.products.push((product_ref.clone(), p));
+            match self
+                .categories
+                .iter_mut()
+                .find(|(r, _, _)| *r == category_ref)
+            {
+                Some((_, _, products)) => products.push(product_ref.clone()),
+                None => {
+                    let mut c = Map::new();
+                    c.insert("meta".into(), json!({"strategy": "CREATE"}));
+                    c.insert("reference".into(), json!(category_ref));
+                    c.insert("name".into(), json!(category));
+                    self.categories
+                        .push((category_ref.clone(), c, vec![product_ref.clone()]));
+                }
+            }
+        }
+        let ci = self.ci(asset, &basic, custom, &product_name);
+        if let Some((_, p)) = self.products.iter_mut().find(|(r, _)| *r == product_ref)
+            && let Some(Value::Array(cis)) = p.get_mut("configurationItems")
+        {
+            cis.push(Value::Object(ci));
+        }
+        true
+    }
+
+    fn ci(
+        &self,
+        asset: &Asset,
+        basic: &crate::api::BasicInfo,
+        custom: &crate::api::Custom,
+        product_name: &str,
+    ) -> Map<String, Value> {
+        let mut ci = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                ci.insert(k.into(), v);
+            }
+        };
+        put("sourceID", asset.key.clone().map(Value::from));
+        put("serialNr", custom.serial_number.clone().map(Value::from));
+        put("systemID", asset.url.clone().map(Value::from));
+        put(
+            "status",
+            Some(json!(ci_status(custom.state_name.as_deref()))),
+        );
+        if self.generate_labels {
+            put("name", Some(json!(product_name)));
+            put("label", basic.name.clone().map(Value::from));
+        } else {
+            put("name", basic.name.clone().map(Value::from));
+        }
+        put("lastSeenAt", basic.last_seen.clone().map(Value::from));
+        let purchase = custom.purchase_date.as_deref().and_then(parse_time);
+        let warranty = custom.warranty_date.as_deref().and_then(parse_time);
+        put(
+            "inUseSince",
+            purchase.map(|t| json!(t.format("%Y-%m-%d").to_string())),
+        );
+        if let Some(w) = warranty
+            && purchase.is_none_or(|p| p <= w)
+        {
+            put(
+                "warrantyExpiryDate",
+                Some(json!(w.format("%Y-%m-%d").to_string())),
+            );
+        }
+        let ram: f64 = asset.memory_modules.iter().filter_map(|m| m.size).sum();
+        if ram > 0.0 {
+            put("ramAmount", Some(json!(bytes_to_gb(ram))));
+        }
+        if !asset.processors.is_empty() {
+            put("nrOfProcessors", Some(json!(asset.processors.len())));
+        }
+        let cores: f64 = asset
+            .processors
+            .iter()
+            .filter_map(|p| p.number_of_cores)
+            .sum();
+        if cores > 0.0 {
+            put("nrOfCores", Some(json!(cores as i64)));
+        }
+        ci
+    }
+
+    /// Whether no CI was added.
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    /// The `DiscoveredConfigurationItemsInput`.
+    pub fn into_input(self, installation: &str, installations: &[String]) -> Value {
+        let mut products: Map<String, Value> = self
+            .products
+            .into_iter()
+            .map(|(r, p)| (r, Value::Object(p)))
+            .collect();
+        let assets: Vec<Value> = self
+            .categories
+            .into_iter()
+            .map(|(_, mut c, refs)| {
+                let list: Vec<Value> = refs.iter().filter_map(|r| products.remove(r)).collect();
+                c.insert("products".into(), Value::Array(list));
+                Value::Object(c)
+            })
+            .collect();
+        let mut alternatives: Vec<String> = installations
+            .iter()
+            .filter(|n| n.as_str() != installation)
+            .map(|n| source_name(n))
+            .collect();
+        alternatives.push("Lansweeper".into());
+        json!({
+            "source": source_name(installation),
+            "alternativeSources": alternatives,
+            "referenceStrategies": {"ciUserIds": {"strategy": "APPEND"}},
+            "physicalAssets": assets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_sources_states_and_sizes_follow_the_original() {
+        assert_eq!(to_reference("ESXi server"), "esxi_server");
+        assert_eq!(to_reference("VMware, Inc."), "vmware_inc");
+        assert_eq!(to_reference("Café Noir"), "caf_noir");
+        assert_eq!(to_reference(&" a".repeat(65)), "a_".repeat(64));
+        assert_eq!(
+            source_name("a123456789012345678901234"),
+            "Lansweeper-a123456789012345678"
+        );
+        assert_eq!(ci_status(Some("Stolen")), "lost_or_stolen");
+        assert_eq!(ci_status(Some("whatever")), "installed");
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        assert_eq!(bytes_to_gb(16.0 * GIB), 16.0);
+        assert_eq!(bytes_to_gb(3.0 * GIB), 3.0);
+        assert_eq!(bytes_to_gb(6.8 * GIB), 7.0);
+        assert_eq!(bytes_to_gb(6.1 * GIB), 6.0);
+        assert_eq!(bytes_to_gb(0.5 * GIB), 0.5);
+    }
+
+    #[test]
+    fn groups_cis_by_category_and_product_and_skips_locations() {
+        let asset = |key: &str, kind: &str, brand: &str| -> Asset {
+            serde_json::from_value(json!({
+                "key": key, "url": format!("https://x/{key}"),
+                "assetBasicInfo": {"name": key.to_uppercase(), "type": kind},
+                "assetCustom": {"manufacturer": brand, "model": "M1", "stateName": "Active",
+                                 "purchaseDate": "2020-01-02T00:00:00Z", "warrantyDate": "2019-01-01T00:00:00Z"},
+                "processors": [{"numberOfCores": 4}, {"numberOfCores": 4}]
+            }))
+            .unwrap()
+        };
+        let mut batch = DiscoveryBatch::new(true);
+        assert!(batch.add(&asset("a", "Windows", "HP")));
+        assert!(batch.add(&asset("b", "Windows", "hp")));
+        assert!(batch.add(&asset("c", "Linux", "Dell")));
+        assert!(!batch.add(&asset("d", "Location", "Dell")));
+        assert!(!batch.add(&Asset::default()));
+        let input = batch.into_input("HQ", &["HQ".into(), "Branch".into()]);
+        assert_eq!(input["source"], "Lansweeper-HQ");
+        assert_eq!(
+            input["alternativeSources"],
+            json!(["Lansweeper-Branch", "Lansweeper"])
+        );
+        let cats = input["physicalAssets"].as_array().unwrap();
+        assert_eq!(cats.len(), 2);
+        let product = &cats[0]["products"][0];
+        assert_eq!(product["name"], "HP M1 Windows");
+        assert_eq!(product["sourceID"], "hp_m1_windows");
+        let cis = product["configurationItems"].as_array().unwrap();
+        assert_eq!(cis.len(), 2);
+        assert_eq!(cis[0]["name"], "HP M1 Windows");
+        assert_eq!(cis[0]["label"], "A");
+        assert_eq!(cis[0]["status"], "in_production");
+        assert_eq!(cis[0]["inUseSince"], "2020-01-02");
+        assert!(cis[0].get("warrantyExpiryDate").is_none());
+        assert_eq!(
+            (
+                cis[0]["nrOfProcessors"].clone(),
+                cis[0]["nrOfCores"].clone()
+            ),
+            (json!(2), json!(8))
+        );
+    }
+}

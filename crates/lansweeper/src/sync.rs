@@ -1,0 +1,538 @@
+//! One customer sync from an SQS message (spec §5.3.6–5.3.8, improved): assets are streamed
+//! page by page from Lansweeper, each page converted and uploaded with
+//! `discoveredConfigurationItems` and its async result awaited before the next page is fetched,
+//! so memory stays flat in the number of assets. Authorization failures suspend the instance;
+//! transient failures fail the SQS record (`ReportBatchItemFailures`) so SQS retries it and then
+//! moves it to the dead-letter queue.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use app_builder_core::events::batch_failures;
+use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
+use app_builder_core::fourme::{FourMeClient, FourMeError};
+use app_builder_core::secrets::SecretStore;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
+use crate::discovery::DiscoveryBatch;
+use crate::instance::{InstanceConfig, fields};
+use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
+
+const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
+
+/// Top-level key of the customer secret holding the end (RFC 3339) of the running sync's lease.
+pub const SYNC_LEASE_KEY: &str = "sync_lease_until";
+
+/// How long a sync may hold the lease (the function timeout, 900 s).
+const LEASE: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Retrying later may succeed (the SQS record fails).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying will not help (logged, the record is acknowledged).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+enum Failure {
+    Lansweeper(LansweeperError),
+    FourMe(FourMeError),
+}
+
+impl From<LansweeperError> for Failure {
+    fn from(e: LansweeperError) -> Self {
+        Failure::Lansweeper(e)
+    }
+}
+
+impl From<FourMeError> for Failure {
+    fn from(e: FourMeError) -> Self {
+        Failure::FourMe(e)
+    }
+}
+
+fn is_4me_authorization(e: &FourMeError) -> bool {
+    matches!(
+        e,
+        FourMeError::Authorization(_) | FourMeError::Unauthorized { .. }
+    )
+}
+
+/// `{uploadCounts, errorCounts, info, errors}` of one sync.
+#[derive(Debug, Default)]
+struct Summary {
+    upload_counts: BTreeMap<String, BTreeMap<String, u64>>,
+    error_counts: BTreeMap<String, BTreeMap<String, u64>>,
+    info: BTreeMap<String, String>,
+    errors: BTreeMap<String, Value>,
+}
+
+impl Summary {
+    fn to_json(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        if !self.upload_counts.is_empty() {
+            out.insert("uploadCounts".into(), json!(self.upload_counts));
+        }
+        if !self.error_counts.is_empty() {
+            out.insert("errorCounts".into(), json!(self.error_counts));
+        }
+        if !self.info.is_empty() {
+            out.insert("info".into(), json!(self.info));
+        }
+        if !self.errors.is_empty() {
+            out.insert("errors".into(), json!(self.errors));
+        }
+        Value::Object(out)
+    }
+}
+
+/// `formatSummary`: pretty JSON in a code fence, truncated beyond `max` characters.
+pub fn format_summary(summary: &Value, max: usize) -> String {
+    let json = serde_json::to_string_pretty(summary).unwrap_or_default();
+    if json.chars().count() > max {
+        let cut: String = json.chars().take(max).collect();
+        format!("Too much data to show! Truncated value:\n```\n{cut}\n```\n")
+    } else {
+        format!("```\n{json}\n```\n")
+    }
+}
+
+fn duration_text(seconds: f64) -> String {
+    let total = seconds.round() as u64;
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} seconds"),
+        (0, _) => format!("{m} minutes {s} seconds"),
+        _ => format!("{h} hours {m} minutes {s} seconds"),
+    }
+}
+
+impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+    /// Handles an SQS batch: one sync per record (body = customer account); transient failures
+    /// are reported as batch item failures.
+    pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
+        let mut failed = Vec::new();
+        for record in &event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let account = record.body.clone().unwrap_or_default();
+            let span = tracing::info_span!("sync", account = %account, message = %id, offering = %self.offering());
+            let _guard = span.enter();
+            match self.sync_account(account.trim()).await {
+                Ok(summary) => tracing::info!(summary = %summary, "sync done"),
+                Err(SyncError::Transient(e)) => {
+                    tracing::error!(error = %e, "sync failed, message will be retried");
+                    failed.push(id);
+                }
+                Err(e @ SyncError::Permanent(_)) => {
+                    tracing::error!(error = %e, "sync impossible, message dropped");
+                }
+            }
+        }
+        batch_failures(failed)
+    }
+
+    /// Syncs one customer unless a sync of it is already running (a lease in the customer
+    /// secret, [`SYNC_LEASE_KEY`], taken atomically and released at the end); returns the
+    /// summary stored in the instance, or `null` when skipped.
+    pub async fn sync_account(&self, account: &str) -> Result<Value, SyncError> {
+        let customer = self
+            .loader
+            .customer(account)
+            .await
+            .map_err(|e| SyncError::Permanent(format!("no customer context: {e}")))?;
+        let name = customer.secret_name().clone();
+        let now = Utc::now();
+        let until = (now + LEASE).to_rfc3339();
+        let taken = self
+            .loader
+            .store()
+            .update(&name, |current| {
+                let current = current?;
+                let held = current
+                    .get_str(SYNC_LEASE_KEY)
+                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                    .is_some_and(|t| t > now);
+                if held {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.insert(SYNC_LEASE_KEY, until.clone());
+                Some(next)
+            })
+            .await
+            .map_err(|e| SyncError::Transient(format!("sync lease: {e}")))?;
+        if taken.is_none() {
+            tracing::info!("a sync of this account is already running, message acknowledged");
+            return Ok(Value::Null);
+        }
+        let result = self.sync_leased(account).await;
+        let released = self
+            .loader
+            .store()
+            .update(&name, |current| {
+                let current = current?;
+                if current.get_str(SYNC_LEASE_KEY) != Some(until.as_str()) {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.remove(SYNC_LEASE_KEY);
+                Some(next)
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::error!(error = %e, "unable to release the sync lease (it expires by itself)");
+        }
+        result
+    }
+
+    async fn sync_leased(&self, account: &str) -> Result<Value, SyncError> {
+        let customer = self
+            .loader
+            .customer(account)
+            .await
+            .map_err(|e| SyncError::Permanent(format!("no customer context: {e}")))?;
+        let Some(refresh) = refresh_token(customer.secrets()) else {
+            return Err(SyncError::Permanent("no Lansweeper refresh token".into()));
+        };
+        let provider = self
+            .loader
+            .provider()
+            .await
+            .map_err(|e| SyncError::Transient(format!("provider context: {e}")))?;
+        let provider = provider
+            .client()
+            .map_err(|e| SyncError::Permanent(e.to_string()))?;
+        let instance = find_app_instance(provider, self.offering(), account)
+            .await
+            .map_err(|e| SyncError::Transient(e.to_string()))?;
+        let config = InstanceConfig::from(&instance);
+        let (Some(client_id), Some(secret)) =
+            (config.client_id.clone(), client_secret(customer.secrets()))
+        else {
+            return Err(SyncError::Permanent(
+                "client_id or client_secret missing".into(),
+            ));
+        };
+        let customer_client = customer
+            .client()
+            .map_err(|e| SyncError::Permanent(e.to_string()))?;
+        let start = Instant::now();
+        let set = |fields: Vec<(String, Value)>| InstanceUpdate {
+            custom_fields: fields,
+            ..InstanceUpdate::default()
+        };
+        update_app_instance(
+            provider,
+            &instance.id,
+            &set(vec![(
+                fields::SYNC_START_AT.into(),
+                json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            )]),
+        )
+        .await
+        .map_err(|e| SyncError::Transient(e.to_string()))?;
+
+        let mut session = self.api.session(
+            ClientCredentials {
+                client_id,
+                client_secret: secret,
+            },
+            refresh,
+        );
+        let mut summary = Summary::default();
+        let outcome = self
+            .process(
+                &mut session,
+                &config,
+                customer_client,
+                &customer,
+                &mut summary,
+            )
+            .await;
+        self.store_rotated(&mut session, &customer).await;
+        let suspend = |comment: String| InstanceUpdate {
+            suspended: Some(true),
+            suspension_comment: Some(comment),
+            ..InstanceUpdate::default()
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Lansweeper(e)) if e.is_authorization() => {
+                let message = match &e {
+                    LansweeperError::Unauthorized(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                update_app_instance(
+                    provider,
+                    &instance.id,
+                    &suspend(format!("Unable to connect to Lansweeper: {message}")),
+                )
+                .await
+                .map_err(|e| SyncError::Transient(e.to_string()))?;
+                return Err(SyncError::Permanent(format!(
+                    "Unable to connect to Lansweeper, suspended instance: {e}"
+                )));
+            }
+            Err(Failure::FourMe(e)) if is_4me_authorization(&e) => {
+                update_app_instance(
+                    provider,
+                    &instance.id,
+                    &suspend(ROTATE_TOKEN_COMMENT.into()),
+                )
+                .await
+                .map_err(|e| SyncError::Transient(e.to_string()))?;
+                return Err(SyncError::Permanent(format!(
+                    "Unable to connect to customer account, suspended instance: {e}"
+                )));
+            }
+            Err(Failure::Lansweeper(e)) => return Err(SyncError::Transient(e.to_string())),
+            Err(Failure::FourMe(e)) => return Err(SyncError::Transient(e.to_string())),
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let result = summary.to_json();
+        update_app_instance(
+            provider,
+            &instance.id,
+            &set(vec![
+                (
+                    "sync_end_at".into(),
+                    json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                ),
+                ("sync_duration".into(), json!(format!("{seconds:.3}"))),
+                ("sync_duration_text".into(), json!(duration_text(seconds))),
+                (
+                    "sync_summary".into(),
+                    json!(format_summary(&result, self.settings.max_summary_size)),
+                ),
+            ]),
+        )
+        .await
+        .map_err(|e| SyncError::Transient(e.to_string()))?;
+        Ok(result)
+    }
+
+    async fn store_rotated(
+        &self,
+        session: &mut Session,
+        customer: &app_builder_core::context::AccountContext,
+    ) {
+        if let Some(token) = session.take_rotated_refresh_token()
+            && let Err(e) = self
+                .store_refresh_token(customer, token.expose_secret())
+                .await
+        {
+            tracing::error!(error = %e, "unable to store the rotated Lansweeper refresh token");
+        }
+    }
+
+    async fn process(
+        &self,
+        session: &mut Session,
+        config: &InstanceConfig,
+        client: &FourMeClient,
+        customer: &app_builder_core::context::AccountContext,
+        summary: &mut Summary,
+    ) -> Result<(), Failure> {
+        session.authenticate().await?;
+        self.store_rotated(session, customer).await;
+        let sites = session.sites().await?;
+        let mut per_site = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for site in &sites {
+            match session.installations(&site.id).await {
+                Ok(list) => {
+                    for i in &list {
+                        if !names.contains(&i.name) {
+                            names.push(i.name.clone());
+                        }
+                    }
+                    per_site.push((site, Ok(list)));
+                }
+                Err(e) if e.is_authorization() || e.is_transient() => return Err(e.into()),
+                Err(e) => per_site.push((site, Err(e.to_string()))),
+            }
+        }
+        for extra in &config.installation_names {
+            if !names.contains(extra) {
+                names.push(extra.clone());
+            }
+        }
+        let (with_ip, asset_types) = match config.import_type.as_deref() {
+            Some("all") => (None, None),
+            Some("no_ip_only") => (Some(false), None),
+            Some("selected_types_only") => (
+                None,
+                Some(
+                    config
+                        .selected_asset_types
+                        .iter()
+                        .map(|t| t.to_lowercase())
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|t: &Vec<String>| !t.is_empty()),
+            ),
+            _ => (Some(true), None),
+        };
+        let labels = config.label_generator.as_deref() == Some("lansweeper_asset_name");
+        let cut_off = Utc::now() - chrono::Duration::days(i64::from(self.settings.last_seen_days));
+        for (site, installations) in per_site {
+            let installations = match installations {
+                Ok(list) => list,
+                Err(e) => {
+                    summary.errors.insert(site.name.clone(), json!(e));
+                    continue;
+                }
+            };
+            let selected: Vec<_> = installations
+                .into_iter()
+                .filter(|i| {
+                    config.installation_handling == "all"
+                        || config.installation_names.contains(&i.name)
+                })
+                .collect();
+            if selected.is_empty() {
+                summary.info.insert(
+                    site.name.clone(),
+                    "No installations in this site matched selection".into(),
+                );
+                continue;
+            }
+            for inst in selected {
+                let query = AssetQuery {
+                    site_id: site.id.clone(),
+                    cut_off,
+                    with_ip,
+                    installation_id: Some(inst.id.clone()),
+                    asset_types: asset_types.clone(),
+                };
+                let (count, errors) = self
+                    .upload_installation(session, client, query, &inst.name, &names, labels)
+                    .await?;
+                summary
+                    .upload_counts
+                    .entry(site.name.clone())
+                    .or_default()
+                    .insert(inst.name.clone(), count);
+                if !errors.is_empty() {
+                    summary
+                        .error_counts
+                        .entry(site.name.clone())
+                        .or_default()
+                        .insert(inst.name.clone(), errors.len() as u64);
+                    let entry = summary
+                        .errors
+                        .entry(site.name.clone())
+                        .or_insert_with(|| json!({}));
+                    if let Some(map) = entry.as_object_mut() {
+                        map.insert(inst.name.clone(), json!(errors));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload_installation(
+        &self,
+        session: &mut Session,
+        client: &FourMeClient,
+        query: AssetQuery,
+        installation: &str,
+        names: &[String],
+        labels: bool,
+    ) -> Result<(u64, Vec<String>), Failure> {
+        let mut count = 0;
+        let mut errors = Vec::new();
+        let mut pages = match session.assets(query) {
+            Ok(p) => p,
+            Err(e) => return Ok((0, vec![e.to_string()])),
+        };
+        loop {
+            let page = match pages.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) if e.is_authorization() || e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    break;
+                }
+            };
+            let mut batch = DiscoveryBatch::new(labels);
+            for asset in &page {
+                batch.add(asset);
+            }
+            drop(page);
+            if batch.is_empty() {
+                continue;
+            }
+            let input = batch.into_input(installation, names);
+            let payload: Value = match client.mutation(UPLOAD, &json!({"input": input})).await {
+                Ok(p) => p,
+                Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let result = match payload
+                .pointer("/asyncQuery/resultUrl")
+                .and_then(Value::as_str)
+            {
+                Some(url) => match client.async_result::<Value>(url).await {
+                    Ok(r) => r,
+                    Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        continue;
+                    }
+                },
+                None => payload,
+            };
+            count += result
+                .get("configurationItems")
+                .and_then(Value::as_array)
+                .map_or(0, |a| a.len() as u64);
+            for e in result
+                .get("errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                errors.push(
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| e.to_string(), str::to_owned),
+                );
+            }
+        }
+        Ok((count, errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_fenced_and_truncated() {
+        let v = json!({"site1": 1, "site2": 0});
+        assert_eq!(
+            format_summary(&v, 15_000),
+            "```\n{\n  \"site1\": 1,\n  \"site2\": 0\n}\n```\n"
+        );
+        let long = format_summary(&v, 5);
+        assert_eq!(
+            long,
+            "Too much data to show! Truncated value:\n```\n{\n  \"\n```\n"
+        );
+        assert_eq!(duration_text(1.001), "1 seconds");
+        assert_eq!(duration_text(3725.0), "1 hours 2 minutes 5 seconds");
+    }
+}
