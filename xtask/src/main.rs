@@ -6,10 +6,14 @@
 //!   whole workspace test suite (nextest, then doc tests) against it.
 //! - `build-lambdas` ([`lambdas`]): release builds (arm64 by default) of every Lambda binary
 //!   named in a SAM template, with cargo-lambda from a cached venv.
+//! - `bootstrap` and `deploy <integration>` ([`provision`]): in progress; input gathering
+//!   ([`input`]) is done.
 
 mod cfn_lint;
+mod input;
 mod lambdas;
 mod moto;
+mod provision;
 mod test;
 mod venv;
 
@@ -35,6 +39,10 @@ enum Command {
     Test(test::TestArgs),
     /// Build every Lambda binary of the SAM templates with cargo-lambda (release, arm64).
     BuildLambdas(lambdas::BuildLambdasArgs),
+    /// Set up the provider's 4me account and the engine stack (in progress: input only).
+    Bootstrap(provision::BootstrapArgs),
+    /// Deploy one integration (in progress: input only).
+    Deploy(provision::DeployArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,20 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask build-lambdas: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bootstrap(args) => match provision::bootstrap(&test::workspace_root(), &args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask bootstrap: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Deploy(args) => match provision::deploy(&test::workspace_root(), &args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask deploy: error: {err}");
                 ExitCode::FAILURE
             }
         },
