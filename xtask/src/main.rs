@@ -6,6 +6,7 @@
 //!   whole workspace test suite (nextest, then doc tests) against it.
 //! - `build-lambdas` ([`lambdas`]): release builds (arm64 by default) of every Lambda binary
 //!   named in a SAM template, with cargo-lambda from a cached venv.
+//! - `package` ([`lambdas`]): arm64 release zips of every function with a table of their sizes.
 //! - `bootstrap` and `deploy <integration>` ([`provision`]): in progress; input gathering
 //!   ([`input`]) is done.
 
@@ -39,6 +40,8 @@ enum Command {
     Test(test::TestArgs),
     /// Build every Lambda binary of the SAM templates with cargo-lambda (release, arm64).
     BuildLambdas(lambdas::BuildLambdasArgs),
+    /// Build the arm64 release zip of every function and print their sizes.
+    Package(lambdas::PackageArgs),
     /// Set up the provider's 4me account and the engine stack (in progress: input only).
     Bootstrap(provision::BootstrapArgs),
     /// Deploy one integration (in progress: input only).
@@ -59,6 +62,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask build-lambdas: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Package(args) => match lambdas::package(&test::workspace_root(), &args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask package: error: {err}");
                 ExitCode::FAILURE
             }
         },
