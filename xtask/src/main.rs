@@ -11,6 +11,7 @@
 //!   ([`input`]) is done.
 
 mod cfn_lint;
+mod config4me;
 mod input;
 mod lambdas;
 mod moto;

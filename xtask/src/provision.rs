@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::config4me;
 use crate::input::{self, Answers, InputArgs, Question, StdioPrompter};
 
 /// The integrations `cargo xtask deploy` knows, with their stack names.
@@ -60,6 +61,9 @@ pub enum ProvisionError {
         /// The known names, comma separated.
         known: String,
     },
+    /// A `config_4me/` template is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] config4me::ConfigError),
     /// The requested step is not implemented yet.
     #[error("{0} is not implemented yet (issue 5); use --dry-run to check the input")]
     NotImplemented(&'static str),
@@ -101,8 +105,18 @@ fn print_answers(command: &str, answers: &Answers) {
     }
 }
 
+/// Prints the records the command creates or updates (create/update/unchanged needs the 4me
+/// lookups, not implemented yet).
+fn print_plan(command: &str, lines: &[String]) {
+    eprintln!("xtask {command}: 4me records (create or update, found by source/sourceID)");
+    for line in lines {
+        eprintln!("xtask {command}:   {line}");
+    }
+}
+
 /// Runs `cargo xtask bootstrap`.
-pub fn bootstrap(_root: &Path, args: &BootstrapArgs) -> Result<ExitCode, ProvisionError> {
+pub fn bootstrap(root: &Path, args: &BootstrapArgs) -> Result<ExitCode, ProvisionError> {
+    let config = config4me::load_bootstrap(root)?;
     let answers = gather(&input::BOOTSTRAP_QUESTIONS, &args.input)?;
     print_answers("bootstrap", &answers);
     let secret_given = answers
@@ -113,6 +127,7 @@ pub fn bootstrap(_root: &Path, args: &BootstrapArgs) -> Result<ExitCode, Provisi
         input::CLIENT_SECRET.key,
         if secret_given { "(given)" } else { "(missing)" }
     );
+    print_plan("bootstrap", &config.plan_lines());
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
@@ -120,8 +135,9 @@ pub fn bootstrap(_root: &Path, args: &BootstrapArgs) -> Result<ExitCode, Provisi
 }
 
 /// Runs `cargo xtask deploy <integration>`.
-pub fn deploy(_root: &Path, args: &DeployArgs) -> Result<ExitCode, ProvisionError> {
+pub fn deploy(root: &Path, args: &DeployArgs) -> Result<ExitCode, ProvisionError> {
     let stack = integration_stack(&args.integration)?;
+    let config = config4me::load_integration(root, &args.integration)?;
     let answers = gather(&input::DEPLOY_QUESTIONS, &args.input)?;
     print_answers("deploy", &answers);
     eprintln!(
@@ -129,6 +145,7 @@ pub fn deploy(_root: &Path, args: &DeployArgs) -> Result<ExitCode, ProvisionErro
         answers.get(&input::ACCOUNT),
         answers.get(&input::DOMAIN)
     );
+    print_plan("deploy", &config.plan_lines());
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
