@@ -16,6 +16,7 @@ mod input;
 mod lambdas;
 mod moto;
 mod provision;
+mod sam;
 mod test;
 mod venv;
 

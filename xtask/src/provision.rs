@@ -1,8 +1,9 @@
 //! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` (in progress).
 //!
-//! What exists so far: the input gathering ([`crate::input`]) and the integration names. The
+//! What exists so far: the input gathering ([`crate::input`]), the templates
+//! ([`crate::config4me`]) and the SAM commands ([`crate::sam`]). The
 //! 4me record sync, Secrets Manager writes and the SAM deploys are not implemented yet, so both
-//! commands print the gathered input (never a secret) and stop: with `--dry-run` successfully,
+//! commands print the gathered input (never a secret), the records and the SAM commands, and stop: with `--dry-run` successfully,
 //! otherwise with an error saying what is missing.
 
 use std::path::Path;
@@ -12,13 +13,10 @@ use clap::Args;
 
 use crate::config4me;
 use crate::input::{self, Answers, InputArgs, Question, StdioPrompter};
+use crate::sam::{self, Stack};
 
-/// The integrations `cargo xtask deploy` knows, with their stack names.
-pub const INTEGRATIONS: [(&str, &str); 3] = [
-    ("note-dispatcher", "app-builder-note-dispatcher"),
-    ("typeform", "app-builder-typeform"),
-    ("lansweeper", "app-builder-lansweeper"),
-];
+/// The integrations `cargo xtask deploy` knows.
+pub const INTEGRATIONS: [&str; 3] = ["note-dispatcher", "typeform", "lansweeper"];
 
 /// Arguments of `cargo xtask bootstrap`.
 #[derive(Debug, Args)]
@@ -64,25 +62,27 @@ pub enum ProvisionError {
     /// A `config_4me/` template is missing or invalid.
     #[error(transparent)]
     Config(#[from] config4me::ConfigError),
+    /// A SAM command would be wrong.
+    #[error(transparent)]
+    Sam(#[from] sam::SamError),
+    /// The integration has no SAM template yet.
+    #[error("no SAM template for `{0}` yet")]
+    NoStack(String),
     /// The requested step is not implemented yet.
     #[error("{0} is not implemented yet (issue 5); use --dry-run to check the input")]
     NotImplemented(&'static str),
 }
 
-/// The stack of a known integration, or the error listing the known ones.
-pub fn integration_stack(name: &str) -> Result<&'static str, ProvisionError> {
-    INTEGRATIONS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, stack)| *stack)
-        .ok_or_else(|| ProvisionError::UnknownIntegration {
+/// Checks that `name` is a known integration, else the error listing the known ones.
+pub fn known_integration(name: &str) -> Result<(), ProvisionError> {
+    if INTEGRATIONS.contains(&name) {
+        Ok(())
+    } else {
+        Err(ProvisionError::UnknownIntegration {
             name: name.to_owned(),
-            known: INTEGRATIONS
-                .iter()
-                .map(|(known, _)| *known)
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: INTEGRATIONS.join(", "),
         })
+    }
 }
 
 /// Gathers the answers of `questions` from the process (current dir, environment, terminal).
@@ -114,6 +114,22 @@ fn print_plan(command: &str, lines: &[String]) {
     }
 }
 
+/// Prints the SAM commands the command runs.
+fn print_sam(command: &str, stack: &Stack, profile: &str, overrides: &[(String, String)]) {
+    eprintln!(
+        "xtask {command}: AWS stack {} (create or update)",
+        stack.name
+    );
+    eprintln!(
+        "xtask {command}:   sam {}",
+        sam::build_args(stack).join(" ")
+    );
+    eprintln!(
+        "xtask {command}:   sam {}",
+        sam::deploy_args(stack, profile, None, overrides).join(" ")
+    );
+}
+
 /// Runs `cargo xtask bootstrap`.
 pub fn bootstrap(root: &Path, args: &BootstrapArgs) -> Result<ExitCode, ProvisionError> {
     let config = config4me::load_bootstrap(root)?;
@@ -128,6 +144,18 @@ pub fn bootstrap(root: &Path, args: &BootstrapArgs) -> Result<ExitCode, Provisio
         if secret_given { "(given)" } else { "(missing)" }
     );
     print_plan("bootstrap", &config.plan_lines());
+    let overrides = sam::engine_overrides(
+        answers.get(&input::DOMAIN),
+        answers.get(&input::ACCOUNT),
+        answers.get(&input::ENABLED_OFFERINGS),
+    );
+    sam::check_overrides(root, &sam::ENGINE, &overrides)?;
+    print_sam(
+        "bootstrap",
+        &sam::ENGINE,
+        answers.get(&input::PROFILE),
+        &overrides,
+    );
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
@@ -136,15 +164,30 @@ pub fn bootstrap(root: &Path, args: &BootstrapArgs) -> Result<ExitCode, Provisio
 
 /// Runs `cargo xtask deploy <integration>`.
 pub fn deploy(root: &Path, args: &DeployArgs) -> Result<ExitCode, ProvisionError> {
-    let stack = integration_stack(&args.integration)?;
+    known_integration(&args.integration)?;
     let config = config4me::load_integration(root, &args.integration)?;
+    let stack = sam::integration_stack(&args.integration)
+        .ok_or_else(|| ProvisionError::NoStack(args.integration.clone()))?;
     let answers = gather(&input::DEPLOY_QUESTIONS, &args.input)?;
     print_answers("deploy", &answers);
     eprintln!(
-        "xtask deploy: stack {stack}, 4me account https://{}.{}",
+        "xtask deploy: 4me account https://{}.{}",
         answers.get(&input::ACCOUNT),
         answers.get(&input::DOMAIN)
     );
+    let reference = config
+        .offering
+        .input
+        .get("reference")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&args.integration);
+    let overrides = sam::integration_overrides(
+        answers.get(&input::DOMAIN),
+        answers.get(&input::ACCOUNT),
+        reference,
+    );
+    sam::check_overrides(root, &stack, &overrides)?;
+    print_sam("deploy", &stack, answers.get(&input::PROFILE), &overrides);
     print_plan("deploy", &config.plan_lines());
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
@@ -157,12 +200,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn known_integrations_have_their_stacks_and_unknown_ones_list_them() {
-        assert_eq!(
-            integration_stack("typeform").unwrap(),
-            "app-builder-typeform"
-        );
-        let err = integration_stack("slack").unwrap_err().to_string();
+    fn unknown_integrations_list_the_known_ones() {
+        known_integration("typeform").unwrap();
+        let err = known_integration("slack").unwrap_err().to_string();
         assert!(
             err.contains("note-dispatcher, typeform, lansweeper"),
             "{err}"
