@@ -1,10 +1,10 @@
 //! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` (in progress).
 //!
 //! What exists so far: the input gathering ([`crate::input`]), the templates
-//! ([`crate::config4me`]) and the SAM commands ([`crate::sam`]). The
-//! 4me record sync, Secrets Manager writes and the SAM deploys are not implemented yet, so both
-//! commands print the gathered input (never a secret), the records and the SAM commands, and stop: with `--dry-run` successfully,
-//! otherwise with an error saying what is missing.
+//! ([`crate::config4me`]) and the SAM commands ([`crate::sam`]). The 4me record sync, Secrets
+//! Manager writes and the SAM deploys are not implemented yet, so both commands print the
+//! gathered input (never a secret), the records and the SAM commands, and stop: with `--dry-run`
+//! successfully, otherwise with an error saying what is missing.
 
 use std::path::Path;
 use std::process::ExitCode;
