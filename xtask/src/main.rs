@@ -17,6 +17,11 @@ mod lambdas;
 mod moto;
 mod provision;
 mod sam;
+#[allow(
+    dead_code,
+    reason = "decisions of the 4me sync of bootstrap/deploy, whose 4me calls are not written yet"
+)]
+mod sync;
 mod test;
 mod venv;
 
