@@ -107,6 +107,9 @@ pub struct IntegrationConfig {
     pub ui_extension: Template,
     /// Configuration item of the integration's function.
     pub lambda_ci: Template,
+    /// Other configuration items of the integration's stack (e.g. its queues): every other
+    /// `<name>_*_ci.json`, by file name; their `systemID` comes from the stack outputs.
+    pub other_cis: Vec<Template>,
 }
 
 /// The `source` of an integration's records.
@@ -292,11 +295,33 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
         }
     };
     let ui_extension = load_ui_extension(&dir, "ui_extension_input")?;
-    let lambda_ci = load_template(
-        &dir,
-        &format!("{}_lambda_ci", integration.replace('-', "_")),
-        &CI_FIELDS,
-    )?;
+    let prefix = integration.replace('-', "_");
+    let lambda_ci_id = format!("{prefix}_lambda_ci");
+    let lambda_ci = load_template(&dir, &lambda_ci_id, &CI_FIELDS)?;
+    let mut other_ids = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|source| ConfigError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = file_name.strip_suffix(".json")
+            && id.starts_with(&format!("{prefix}_"))
+            && id.ends_with("_ci")
+            && id != lambda_ci_id
+        {
+            other_ids.push(id.to_owned());
+        }
+    }
+    other_ids.sort();
+    let other_cis = other_ids
+        .iter()
+        .map(|id| load_template(&dir, id, &CI_FIELDS))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(IntegrationConfig {
         integration: integration.to_owned(),
         source: integration_source(integration),
@@ -304,6 +329,7 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
         automation_rules,
         ui_extension,
         lambda_ci,
+        other_cis,
     })
 }
 
@@ -330,20 +356,23 @@ impl BootstrapConfig {
 impl IntegrationConfig {
     /// One line per record, for the `--dry-run` plan.
     pub fn plan_lines(&self) -> Vec<String> {
-        let mut lines = vec![
-            format!(
-                "configuration item {}/{}: {}",
-                self.source,
-                self.lambda_ci.source_id,
-                self.lambda_ci.name()
-            ),
-            format!(
-                "app offering {}/{}: {}",
-                self.source,
-                self.offering.source_id,
-                self.offering.name()
-            ),
-        ];
+        let mut lines: Vec<String> = std::iter::once(&self.lambda_ci)
+            .chain(&self.other_cis)
+            .map(|ci| {
+                format!(
+                    "configuration item {}/{}: {}",
+                    self.source,
+                    ci.source_id,
+                    ci.name()
+                )
+            })
+            .collect();
+        lines.extend([format!(
+            "app offering {}/{}: {}",
+            self.source,
+            self.offering.source_id,
+            self.offering.name()
+        )]);
         for rule in &self.automation_rules {
             let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
             lines.push(format!("automation rule of {}: {name}", self.integration));
@@ -385,7 +414,7 @@ mod tests {
                 }
             }
         }
-        assert!(count >= 17, "only {count} JSON files");
+        assert!(count >= 22, "only {count} JSON files");
     }
 
     #[test]
@@ -468,6 +497,43 @@ mod tests {
             fs::write(dir.join(name), text).unwrap();
         }
         root
+    }
+
+    #[test]
+    fn lansweeper_templates() {
+        let config = load_integration(&repo_root(), "lansweeper").unwrap();
+        assert_eq!(config.source, "4me-integration-lansweeper");
+        assert!(config.automation_rules.is_empty());
+        let ids: Vec<&str> = config
+            .other_cis
+            .iter()
+            .map(|ci| ci.source_id.as_str())
+            .collect();
+        assert_eq!(ids, ["lansweeper_dead_letter_sqs_ci", "lansweeper_sqs_ci"]);
+        let scopes = config.offering.input["newScopes"][0]["actions"]
+            .as_array()
+            .unwrap();
+        assert_eq!(scopes.len(), 8);
+        let html = config.ui_extension.input["html"].as_str().unwrap();
+        for field in [
+            "connection_status",
+            "client_id",
+            "client_secret",
+            "callback_url",
+            "label_generator",
+            "installation_handling",
+            "installations",
+            "import_type",
+            "asset_types",
+            "sync_start_at",
+            "sync_end_at",
+            "sync_duration_text",
+            "sync_duration",
+            "sync_summary",
+        ] {
+            assert!(html.contains(&format!("id=\"{field}\"")), "{field}");
+        }
+        assert_eq!(config.plan_lines().len(), 5);
     }
 
     #[test]
