@@ -1,4 +1,5 @@
-//! `cargo xtask build-lambdas`: release builds of every Lambda binary with cargo-lambda.
+//! `cargo xtask build-lambdas` and `cargo xtask package`: release builds of every Lambda binary
+//! with cargo-lambda (`package`: arm64 zips and a table of their sizes).
 //!
 //! The binaries are the `BuildProperties: Binary: <name>` entries of the SAM templates, so the
 //! templates stay the one list of deployable functions. cargo-lambda and zig (the arm64 cross
@@ -138,39 +139,55 @@ fn path_with(dir: &Path) -> OsString {
     std::env::join_paths(paths).unwrap_or_else(|_| dir.as_os_str().to_owned())
 }
 
-/// Builds the binaries and prints where they are and how large; returns the exit code.
-pub fn run(root: &Path, args: &BuildLambdasArgs) -> Result<ExitCode, BuildError> {
+/// Arguments of `cargo xtask package`.
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// Python interpreter used to create the cached cargo-lambda venv.
+    #[arg(long, env = "XTASK_PYTHON", default_value = "python3")]
+    python: String,
+}
+
+/// The Rust target of arm64 Lambda functions.
+pub const ARM64_TARGET: &str = "aarch64-unknown-linux-gnu";
+
+/// The binaries to build: `requested` (each must be declared), or every declared one.
+fn select_binaries(root: &Path, requested: &[String]) -> Result<Vec<String>, BuildError> {
     let declared = all_binaries(root)?;
     if declared.is_empty() {
         return Err(BuildError::NoBinaries);
     }
-    let bins = if args.bins.is_empty() {
-        declared
-    } else {
-        if let Some(unknown) = args.bins.iter().find(|bin| !declared.contains(bin)) {
-            return Err(BuildError::UnknownBinary(unknown.clone()));
-        }
-        args.bins.clone()
-    };
+    if requested.is_empty() {
+        return Ok(declared);
+    }
+    if let Some(unknown) = requested.iter().find(|bin| !declared.contains(bin)) {
+        return Err(BuildError::UnknownBinary(unknown.clone()));
+    }
+    Ok(requested.to_vec())
+}
 
-    let venv = venv::ensure(
-        &args.python,
-        &root.join("xtask").join("requirements-lambda.txt"),
-    )?;
+/// Runs `cargo lambda build --release` for `bins`; `Ok(false)` when the build failed.
+fn cargo_lambda_build(
+    root: &Path,
+    python: &str,
+    x86_64: bool,
+    zip: bool,
+    bins: &[String],
+) -> Result<bool, BuildError> {
+    let venv = venv::ensure(python, &root.join("xtask").join("requirements-lambda.txt"))?;
     let mut command = Command::new(cargo());
     command
         .current_dir(root)
         .env("PATH", path_with(&venv.dir().join("bin")))
         .args(["lambda", "build", "--release"]);
-    if args.x86_64 {
+    if x86_64 {
         command.args(["--x86-64", "--compiler", "cargo"]);
     } else {
         command.arg("--arm64");
     }
-    if args.zip {
+    if zip {
         command.args(["--output-format", "zip"]);
     }
-    for bin in &bins {
+    for bin in bins {
         command.args(["--bin", bin]);
     }
     eprintln!(
@@ -182,18 +199,25 @@ pub fn run(root: &Path, args: &BuildLambdasArgs) -> Result<ExitCode, BuildError>
         program: "cargo lambda build".into(),
         source,
     })?;
-    let elapsed = started.elapsed();
     if !status.success() {
         eprintln!("xtask: cargo lambda build failed ({status})");
+        return Ok(false);
+    }
+    eprintln!(
+        "xtask: built in {:.0} s ({})",
+        started.elapsed().as_secs_f64(),
+        if x86_64 { "x86_64" } else { "arm64" }
+    );
+    Ok(true)
+}
+
+/// Builds the binaries and prints where they are and how large; returns the exit code.
+pub fn run(root: &Path, args: &BuildLambdasArgs) -> Result<ExitCode, BuildError> {
+    let bins = select_binaries(root, &args.bins)?;
+    if !cargo_lambda_build(root, &args.python, args.x86_64, args.zip, &bins)? {
         return Ok(ExitCode::FAILURE);
     }
-
     let lambda_dir = target_directory(root)?.join("lambda");
-    eprintln!(
-        "xtask: built in {:.0} s ({}):",
-        elapsed.as_secs_f64(),
-        if args.x86_64 { "x86_64" } else { "arm64" }
-    );
     for bin in &bins {
         for file in ["bootstrap", "bootstrap.zip"] {
             let path = lambda_dir.join(bin).join(file);
@@ -206,9 +230,97 @@ pub fn run(root: &Path, args: &BuildLambdasArgs) -> Result<ExitCode, BuildError>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `rustup` reports `target` as installed; `None` when rustup cannot be asked (e.g. a
+/// toolchain not managed by rustup), in which case the build itself is the test.
+fn rustup_has_target(target: &str) -> Option<bool> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.trim() == target),
+    )
+}
+
+/// What to do when the arm64 package build cannot run or failed.
+pub fn arm64_fallback_message(target_installed: Option<bool>) -> String {
+    let mut message = String::new();
+    if target_installed == Some(false) {
+        message.push_str(&format!(
+            "the Rust target {ARM64_TARGET} is not installed: run `rustup target add {ARM64_TARGET}`.\n"
+        ));
+    }
+    message.push_str(
+        "arm64 packages need that target and zig (installed by xtask into its cargo-lambda venv \
+         from xtask/requirements-lambda.txt; check that `python3 -m venv` and pip work).\n\
+         Fallback: `cargo xtask build-lambdas --x86-64 --zip` builds x86_64 packages with the host \
+         toolchain; switch the templates' `Architectures` to [x86_64] to deploy them.",
+    );
+    message
+}
+
+/// The package table: one row per binary with its zip size (`None` when the zip is missing).
+pub fn package_table(rows: &[(String, Option<u64>)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(name, _)| name.len())
+        .chain(["function".len()])
+        .max()
+        .unwrap_or_default();
+    let mut table = format!("{:<width$}  {:>10}\n", "function", "zip size");
+    for (name, size) in rows {
+        let size = match size {
+            Some(bytes) => format!("{:.2} MiB", *bytes as f64 / (1024.0 * 1024.0)),
+            None => "missing".to_owned(),
+        };
+        table.push_str(&format!("{name:<width$}  {size:>10}\n"));
+    }
+    table
+}
+
+/// `cargo xtask package`: arm64 release zips of every function and a table of their sizes.
+pub fn package(root: &Path, args: &PackageArgs) -> Result<ExitCode, BuildError> {
+    let bins = select_binaries(root, &[])?;
+    let target_installed = rustup_has_target(ARM64_TARGET);
+    if target_installed == Some(false) {
+        eprintln!(
+            "xtask package: {}",
+            arm64_fallback_message(target_installed)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !cargo_lambda_build(root, &args.python, false, true, &bins)? {
+        eprintln!(
+            "xtask package: {}",
+            arm64_fallback_message(target_installed)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let lambda_dir = target_directory(root)?.join("lambda");
+    let rows: Vec<(String, Option<u64>)> = bins
+        .iter()
+        .map(|bin| {
+            let path = lambda_dir.join(bin).join("bootstrap.zip");
+            (bin.clone(), std::fs::metadata(path).ok().map(|m| m.len()))
+        })
+        .collect();
+    print!("{}", package_table(&rows));
+    eprintln!("xtask package: zips in {}", lambda_dir.display());
+    if rows.iter().any(|(_, size)| size.is_none()) {
+        eprintln!("xtask package: some zips are missing");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{all_binaries, template_binaries};
+    use super::{all_binaries, arm64_fallback_message, package_table, template_binaries};
     use std::fs;
 
     #[test]
@@ -308,5 +420,31 @@ mod tests {
         let names = all_binaries(&root).unwrap();
         let _ = fs::remove_dir_all(&root);
         assert_eq!(names, vec!["alpha".to_owned(), "zeta".to_owned()]);
+    }
+
+    #[test]
+    fn package_table_aligns_names_and_marks_missing_zips() {
+        let table = package_table(&[
+            ("note-dispatcher".to_owned(), Some(3 * 1024 * 1024 / 2)),
+            ("secrets".to_owned(), None),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("function "), "{table}");
+        assert!(lines[1].starts_with("note-dispatcher  "), "{table}");
+        assert!(lines[1].ends_with("1.50 MiB"), "{table}");
+        assert!(lines[2].starts_with("secrets          "), "{table}");
+        assert!(lines[2].ends_with("missing"), "{table}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{table}");
+    }
+
+    #[test]
+    fn fallback_message_names_the_missing_target_and_the_x86_64_route() {
+        let missing = arm64_fallback_message(Some(false));
+        assert!(missing.contains("rustup target add aarch64-unknown-linux-gnu"));
+        assert!(missing.contains("--x86-64 --zip"));
+        let unknown = arm64_fallback_message(None);
+        assert!(!unknown.contains("rustup target add"));
+        assert!(unknown.contains("zig"));
     }
 }

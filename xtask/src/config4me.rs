@@ -1,0 +1,595 @@
+//! Loader of the 4me record templates in `config_4me/` (see `config_4me/README.md`).
+//!
+//! Each template is a JSON object, found again in 4me by `source` + `sourceID` where the
+//! `sourceID` is the file's base name. Loading checks that every file parses and has the fields
+//! the bootstrap and the deploys need, so a broken template fails before anything is changed.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// Directory of the templates, relative to the workspace root.
+pub const CONFIG_DIR: &str = "config_4me";
+
+/// `source` of the records created by bootstrap (the original's value).
+pub const BOOTSTRAP_SOURCE: &str = "4me-app-bootstrap";
+
+/// Longest `source` 4me accepts.
+pub const SOURCE_MAX: usize = 30;
+
+/// Longest `sourceID` 4me accepts.
+pub const SOURCE_ID_MAX: usize = 128;
+
+/// Errors of template loading.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON.
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: serde_json::Error,
+    },
+    /// A file has the wrong shape or misses a field.
+    #[error("{path}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// One record template: its `sourceID` and its input fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// The file base name, used as `sourceID`.
+    pub source_id: String,
+    /// The record's input fields (without `source`/`sourceID`).
+    pub input: Map<String, Value>,
+}
+
+impl Template {
+    /// The `name` field (checked to be present by the loader).
+    pub fn name(&self) -> &str {
+        self.input
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// Templates of `cargo xtask bootstrap` (`config_4me/bootstrap`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootstrapConfig {
+    /// Product of the S3 bucket.
+    pub s3_product: Template,
+    /// UI extension of the Lambda product (`html` included).
+    pub lambda_ui_extension: Template,
+    /// Product of the Lambda functions.
+    pub lambda_product: Template,
+    /// UI extension of the SQS product (`html` included).
+    pub sqs_ui_extension: Template,
+    /// Product of the SQS queues.
+    pub sqs_product: Template,
+    /// Configuration item of the deployment bucket.
+    pub s3_ci: Template,
+    /// Configuration item of the secrets function.
+    pub secrets_lambda_ci: Template,
+    /// The `app_instance.secrets-update` webhook.
+    pub secrets_webhook: Template,
+    /// The webhook policy (`jwtAudience` holds `{account}` and `{domain}` placeholders).
+    pub secrets_webhook_policy: Template,
+}
+
+/// Templates of one integration (`config_4me/<integration>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationConfig {
+    /// The integration name (directory name).
+    pub integration: String,
+    /// The `source` of its records: `4me-integration-<name>` cut to [`SOURCE_MAX`] characters
+    /// (the original's value, so records it created are found again).
+    pub source: String,
+    /// The app offering.
+    pub offering: Template,
+    /// The automation rules of the offering (matched by name).
+    pub automation_rules: Vec<Map<String, Value>>,
+    /// The UI extension of the offering (`html`, and `css`/`javascript` when present).
+    pub ui_extension: Template,
+    /// Configuration item of the integration's function.
+    pub lambda_ci: Template,
+    /// Other configuration items of the integration's stack (e.g. its queues): every other
+    /// `<name>_*_ci.json`, by file name; their `systemID` comes from the stack outputs.
+    pub other_cis: Vec<Template>,
+}
+
+/// The `source` of an integration's records.
+pub fn integration_source(integration: &str) -> String {
+    format!("4me-integration-{integration}")
+        .chars()
+        .take(SOURCE_MAX)
+        .collect()
+}
+
+fn invalid(path: &Path, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_json(path: &Path) -> Result<Value, ConfigError> {
+    serde_json::from_str(&read_text(path)?).map_err(|source| ConfigError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Checks that `object` has a non-empty string for each of `fields`.
+fn require_strings(
+    path: &Path,
+    object: &Map<String, Value>,
+    fields: &[&str],
+) -> Result<(), ConfigError> {
+    for field in fields {
+        match object.get(*field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            _ => return Err(invalid(path, format!("missing non-empty string `{field}`"))),
+        }
+    }
+    Ok(())
+}
+
+/// Loads `<dir>/<source_id>.json` as an object with the `required` string fields.
+fn load_template(dir: &Path, source_id: &str, required: &[&str]) -> Result<Template, ConfigError> {
+    let path = dir.join(format!("{source_id}.json"));
+    if source_id.len() > SOURCE_ID_MAX {
+        return Err(invalid(
+            &path,
+            format!("sourceID longer than {SOURCE_ID_MAX}"),
+        ));
+    }
+    let Value::Object(input) = read_json(&path)? else {
+        return Err(invalid(&path, "not a JSON object"));
+    };
+    for reserved in ["source", "sourceID", "id"] {
+        if input.contains_key(reserved) {
+            return Err(invalid(&path, format!("`{reserved}` is set by the deploy")));
+        }
+    }
+    require_strings(&path, &input, required)?;
+    Ok(Template {
+        source_id: source_id.to_owned(),
+        input,
+    })
+}
+
+/// Loads a UI extension: the JSON, its `.html` (required) and optional `.css` and `.js`.
+fn load_ui_extension(dir: &Path, source_id: &str) -> Result<Template, ConfigError> {
+    let mut template = load_template(dir, source_id, &["name", "title", "category"])?;
+    let html_path = dir.join(format!("{source_id}.html"));
+    let html = read_text(&html_path)?;
+    if html.trim().is_empty() {
+        return Err(invalid(&html_path, "empty HTML"));
+    }
+    template.input.insert("html".into(), html.into());
+    for (extension, field) in [("css", "css"), ("js", "javascript")] {
+        let path = dir.join(format!("{source_id}.{extension}"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                template.input.insert(field.into(), text.into());
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        }
+    }
+    Ok(template)
+}
+
+const PRODUCT_FIELDS: [&str; 4] = ["name", "brand", "model", "category"];
+const CI_FIELDS: [&str; 3] = ["name", "label", "status"];
+
+/// Loads `<root>/config_4me/bootstrap`.
+pub fn load_bootstrap(root: &Path) -> Result<BootstrapConfig, ConfigError> {
+    let dir = root.join(CONFIG_DIR).join("bootstrap");
+    let config = BootstrapConfig {
+        s3_product: load_template(&dir, "s3_product", &PRODUCT_FIELDS)?,
+        lambda_ui_extension: load_ui_extension(&dir, "lambda_ui_extension")?,
+        lambda_product: load_template(&dir, "lambda_product", &PRODUCT_FIELDS)?,
+        sqs_ui_extension: load_ui_extension(&dir, "sqs_ui_extension")?,
+        sqs_product: load_template(&dir, "sqs_product", &PRODUCT_FIELDS)?,
+        s3_ci: load_template(&dir, "s3_ci", &CI_FIELDS)?,
+        secrets_lambda_ci: load_template(&dir, "secrets_lambda_ci", &CI_FIELDS)?,
+        secrets_webhook: load_template(&dir, "secrets_webhook", &["name", "event"])?,
+        secrets_webhook_policy: load_template(
+            &dir,
+            "secrets_webhook_policy",
+            &["name", "jwtAlg", "jwtAudience"],
+        )?,
+    };
+    let event = config
+        .secrets_webhook
+        .input
+        .get("event")
+        .and_then(Value::as_str);
+    if event != Some("app_instance.secrets-update") {
+        return Err(invalid(
+            &dir.join("secrets_webhook.json"),
+            "`event` must be app_instance.secrets-update",
+        ));
+    }
+    Ok(config)
+}
+
+/// Checks the automation rules file: an array of objects with unique names.
+fn check_rules(path: &Path, value: Value) -> Result<Vec<Map<String, Value>>, ConfigError> {
+    let Value::Array(items) = value else {
+        return Err(invalid(path, "not a JSON array"));
+    };
+    let mut rules = Vec::new();
+    for item in items {
+        let Value::Object(rule) = item else {
+            return Err(invalid(path, "a rule is not a JSON object"));
+        };
+        require_strings(path, &rule, &["name", "trigger", "condition", "generic"])?;
+        if rule
+            .get("actions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            return Err(invalid(path, "a rule has no `actions`"));
+        }
+        if rules
+            .iter()
+            .any(|other: &Map<String, Value>| other.get("name") == rule.get("name"))
+        {
+            return Err(invalid(
+                path,
+                "rule names must be unique (rules are matched by name)",
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// Loads `<root>/config_4me/<integration>`.
+pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationConfig, ConfigError> {
+    let dir = root.join(CONFIG_DIR).join(integration);
+    let offering = load_template(
+        &dir,
+        "app_offering_input",
+        &["name", "reference", "description"],
+    )?;
+    if offering.input.get("reference").and_then(Value::as_str) != Some(integration) {
+        return Err(invalid(
+            &dir.join("app_offering_input.json"),
+            format!("`reference` must be `{integration}`"),
+        ));
+    }
+    let rules_path = dir.join("app_offering_automation_rules_input.json");
+    let automation_rules = match std::fs::metadata(&rules_path) {
+        Ok(_) => check_rules(&rules_path, read_json(&rules_path)?)?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: rules_path,
+                source,
+            });
+        }
+    };
+    let ui_extension = load_ui_extension(&dir, "ui_extension_input")?;
+    let prefix = integration.replace('-', "_");
+    let lambda_ci_id = format!("{prefix}_lambda_ci");
+    let lambda_ci = load_template(&dir, &lambda_ci_id, &CI_FIELDS)?;
+    let mut other_ids = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|source| ConfigError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = file_name.strip_suffix(".json")
+            && id.starts_with(&format!("{prefix}_"))
+            && id.ends_with("_ci")
+            && id != lambda_ci_id
+        {
+            other_ids.push(id.to_owned());
+        }
+    }
+    other_ids.sort();
+    let other_cis = other_ids
+        .iter()
+        .map(|id| load_template(&dir, id, &CI_FIELDS))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IntegrationConfig {
+        integration: integration.to_owned(),
+        source: integration_source(integration),
+        offering,
+        automation_rules,
+        ui_extension,
+        lambda_ci,
+        other_cis,
+    })
+}
+
+impl BootstrapConfig {
+    /// One line per record, for the `--dry-run` plan.
+    pub fn plan_lines(&self) -> Vec<String> {
+        [
+            ("product", &self.s3_product),
+            ("UI extension", &self.lambda_ui_extension),
+            ("product", &self.lambda_product),
+            ("UI extension", &self.sqs_ui_extension),
+            ("product", &self.sqs_product),
+            ("webhook policy", &self.secrets_webhook_policy),
+            ("configuration item", &self.s3_ci),
+            ("configuration item", &self.secrets_lambda_ci),
+            ("webhook", &self.secrets_webhook),
+        ]
+        .iter()
+        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()))
+        .collect()
+    }
+}
+
+impl IntegrationConfig {
+    /// One line per record, for the `--dry-run` plan.
+    pub fn plan_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = std::iter::once(&self.lambda_ci)
+            .chain(&self.other_cis)
+            .map(|ci| {
+                format!(
+                    "configuration item {}/{}: {}",
+                    self.source,
+                    ci.source_id,
+                    ci.name()
+                )
+            })
+            .collect();
+        lines.extend([format!(
+            "app offering {}/{}: {}",
+            self.source,
+            self.offering.source_id,
+            self.offering.name()
+        )]);
+        for rule in &self.automation_rules {
+            let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
+            lines.push(format!("automation rule of {}: {name}", self.integration));
+        }
+        lines.push(format!(
+            "UI extension {}/{}: {}",
+            self.source,
+            self.ui_extension.source_id,
+            self.ui_extension.name()
+        ));
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    }
+
+    #[test]
+    fn every_json_file_of_config_4me_parses() {
+        let mut count = 0;
+        let mut dirs = vec![repo_root().join(CONFIG_DIR)];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "json") {
+                    read_json(&path).unwrap();
+                    count += 1;
+                }
+            }
+        }
+        assert!(count >= 22, "only {count} JSON files");
+    }
+
+    #[test]
+    fn bootstrap_templates_have_what_bootstrap_needs() {
+        let config = load_bootstrap(&repo_root()).unwrap();
+        assert_eq!(config.lambda_product.input["model"], "Lambda");
+        assert_eq!(config.sqs_product.input["model"], "SQS");
+        assert_eq!(config.s3_product.input["model"], "S3");
+        for ext in [&config.lambda_ui_extension, &config.sqs_ui_extension] {
+            assert_eq!(ext.input["category"], "product");
+            let html = ext.input["html"].as_str().unwrap();
+            assert!(html.contains("id=\"cloudformation_stack\""), "{html}");
+        }
+        let lambda_html = config.lambda_ui_extension.input["html"].as_str().unwrap();
+        assert!(lambda_html.contains("id=\"api_url\""));
+        assert_eq!(config.secrets_webhook_policy.input["jwtAlg"], "es512");
+        let audience = config.secrets_webhook_policy.input["jwtAudience"]
+            .as_str()
+            .unwrap();
+        assert!(audience.contains("{account}") && audience.contains("{domain}"));
+        assert_eq!(config.plan_lines().len(), 9);
+        assert!(config.plan_lines()[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
+    }
+
+    #[test]
+    fn note_dispatcher_templates() {
+        let config = load_integration(&repo_root(), "note-dispatcher").unwrap();
+        assert_eq!(config.source, "4me-integration-note-dispatche");
+        assert_eq!(config.offering.input["policyJwtAlg"], "rs512");
+        assert_eq!(config.lambda_ci.source_id, "note_dispatcher_lambda_ci");
+        assert_eq!(config.automation_rules.len(), 1);
+        let action = config.automation_rules[0]["actions"][0]["value"]
+            .as_str()
+            .unwrap();
+        assert!(action.contains("{app_offering_webhook}"));
+        let html = config.ui_extension.input["html"].as_str().unwrap();
+        assert!(html.contains("id=\"url\""));
+        assert!(config.ui_extension.input.get("css").is_none());
+        assert_eq!(config.plan_lines().len(), 4);
+    }
+
+    #[test]
+    fn typeform_templates() {
+        let config = load_integration(&repo_root(), "typeform").unwrap();
+        assert_eq!(config.source, "4me-integration-typeform");
+        let actions = &config.offering.input["newScopes"][0]["actions"];
+        assert_eq!(
+            actions,
+            &serde_json::json!(["request:Read", "request:Update"])
+        );
+        let html = config.ui_extension.input["html"].as_str().unwrap();
+        for field in ["form_url", "typeform_token", "request_id"] {
+            assert!(html.contains(&format!("id=\"{field}\"")), "{field}");
+        }
+        assert!(html.contains("data-secret"));
+        assert!(config.ui_extension.input["css"].as_str().is_some());
+        assert_eq!(config.lambda_ci.input["label"], "lambda-typeform-1");
+    }
+
+    fn integration_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(CONFIG_DIR).join("demo");
+        fs::create_dir_all(&dir).unwrap();
+        let defaults = [
+            (
+                "app_offering_input.json",
+                r#"{"name":"Demo","reference":"demo","description":"d"}"#,
+            ),
+            (
+                "ui_extension_input.json",
+                r#"{"name":"n","title":"t","category":"app_offering"}"#,
+            ),
+            ("ui_extension_input.html", "<form></form>"),
+            (
+                "demo_lambda_ci.json",
+                r#"{"name":"n","label":"l","status":"being_tested"}"#,
+            ),
+        ];
+        for (name, text) in defaults.iter().chain(files) {
+            fs::write(dir.join(name), text).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn lansweeper_templates() {
+        let config = load_integration(&repo_root(), "lansweeper").unwrap();
+        assert_eq!(config.source, "4me-integration-lansweeper");
+        assert!(config.automation_rules.is_empty());
+        let ids: Vec<&str> = config
+            .other_cis
+            .iter()
+            .map(|ci| ci.source_id.as_str())
+            .collect();
+        assert_eq!(ids, ["lansweeper_dead_letter_sqs_ci", "lansweeper_sqs_ci"]);
+        let scopes = config.offering.input["newScopes"][0]["actions"]
+            .as_array()
+            .unwrap();
+        assert_eq!(scopes.len(), 8);
+        let html = config.ui_extension.input["html"].as_str().unwrap();
+        for field in [
+            "connection_status",
+            "client_id",
+            "client_secret",
+            "callback_url",
+            "label_generator",
+            "installation_handling",
+            "installations",
+            "import_type",
+            "asset_types",
+            "sync_start_at",
+            "sync_end_at",
+            "sync_duration_text",
+            "sync_duration",
+            "sync_summary",
+        ] {
+            assert!(html.contains(&format!("id=\"{field}\"")), "{field}");
+        }
+        assert_eq!(config.plan_lines().len(), 5);
+    }
+
+    #[test]
+    fn minimal_integration_loads_without_rules() {
+        let root = integration_dir(&[]);
+        let config = load_integration(root.path(), "demo").unwrap();
+        assert!(config.automation_rules.is_empty());
+        assert_eq!(config.offering.source_id, "app_offering_input");
+    }
+
+    #[test]
+    fn broken_templates_are_rejected_with_the_file_named() {
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "app_offering_input.json",
+                r#"{"name":"Demo","reference":"other","description":"d"}"#,
+                "reference",
+            ),
+            (
+                "app_offering_input.json",
+                r#"{"name":"Demo","reference":"demo"}"#,
+                "description",
+            ),
+            (
+                "demo_lambda_ci.json",
+                r#"{"name":"n","label":"l","status":"x","sourceID":"s"}"#,
+                "sourceID",
+            ),
+            (
+                "app_offering_automation_rules_input.json",
+                r#"[{"name":"a","trigger":"t","condition":"c","generic":"request","actions":[{}]},{"name":"a","trigger":"t","condition":"c","generic":"request","actions":[{}]}]"#,
+                "unique",
+            ),
+            ("ui_extension_input.html", "  ", "empty HTML"),
+        ];
+        for (file, text, expected) in cases {
+            let root = integration_dir(&[(file, text)]);
+            let err = load_integration(root.path(), "demo")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(file), "{file}: {err}");
+            assert!(err.contains(expected), "{file}: {err}");
+        }
+        let root = integration_dir(&[("app_offering_input.json", "{")]);
+        assert!(matches!(
+            load_integration(root.path(), "demo"),
+            Err(ConfigError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn source_is_cut_to_thirty_characters() {
+        assert_eq!(
+            integration_source("lansweeper"),
+            "4me-integration-lansweeper"
+        );
+        assert_eq!(integration_source("note-dispatcher").len(), SOURCE_MAX);
+    }
+}
