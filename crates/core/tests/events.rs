@@ -370,3 +370,13 @@ fn cloudtrail_version_stage_move_is_an_update_of_the_secret() {
     assert_eq!(parsed.secret_id, SECRET_NAME);
     assert!(!parsed.is_new_installation());
 }
+
+#[test]
+fn function_arn_qualifiers_are_dropped() {
+    use app_builder_core::events::unqualified_function_arn;
+    let arn = "arn:aws:lambda:eu-west-1:123456789012:function:typeform-Fn";
+    assert_eq!(unqualified_function_arn(arn), arn);
+    assert_eq!(unqualified_function_arn(&format!("{arn}:live")), arn);
+    assert_eq!(unqualified_function_arn(&format!("{arn}:7")), arn);
+    assert_eq!(unqualified_function_arn("local"), "local");
+}

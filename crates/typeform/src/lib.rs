@@ -39,11 +39,12 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::ContextLoader;
-use app_builder_core::events::{EngineEvent, EventError, http_response_payload};
+use app_builder_core::events::{
+    EngineEvent, EventError, http_response_payload, status_payload, unqualified_function_arn,
+};
 use app_builder_core::fourme::settings::parse_millis;
 use app_builder_core::response::ApiError;
 use app_builder_core::secrets::SecretStore;
-use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
 pub use api::{TypeformApi, TypeformError};
@@ -179,48 +180,10 @@ impl<S: SecretStore> TypeformFunction<S> {
     }
 }
 
-/// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version
-/// or alias qualifier of the invoked ARN is dropped, as the configuration item's `systemID`
-/// holds the function's own ARN.
-pub fn unqualified_function_arn(invoked: &str) -> &str {
-    let parts: Vec<&str> = invoked.splitn(8, ':').collect();
-    if parts.len() == 8 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function" {
-        let qualifier_len = parts[7].len() + 1;
-        &invoked[..invoked.len() - qualifier_len]
-    } else {
-        invoked
-    }
-}
-
-/// `{"statusCode": <status>, "body": "<json text>"}` of a response (non-HTTP invocations).
-fn status_payload(response: Response<Body>) -> Value {
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        Body::Text(text) => text.clone(),
-        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        _ => String::new(),
-    };
-    if status == 200 {
-        tracing::info!(status, "done");
-    } else {
-        tracing::error!(status, "failed");
-    }
-    json!({ "statusCode": status, "body": body })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
-
-    #[test]
-    fn function_arn_qualifiers_are_dropped() {
-        let arn = "arn:aws:lambda:eu-west-1:123456789012:function:typeform-Fn";
-        assert_eq!(unqualified_function_arn(arn), arn);
-        assert_eq!(unqualified_function_arn(&format!("{arn}:live")), arn);
-        assert_eq!(unqualified_function_arn(&format!("{arn}:7")), arn);
-        assert_eq!(unqualified_function_arn("local"), "local");
-    }
 
     fn settings(pairs: &[(&str, &str)]) -> Settings<impl Fn(&str) -> Option<String>> {
         let map: HashMap<String, String> = pairs
