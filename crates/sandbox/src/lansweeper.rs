@@ -235,17 +235,7 @@ impl LansweeperFake {
             }),
         });
         let app = router(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("lansweeper fake stopped: {e}");
-            }
-        });
+        let tx = crate::serve::spawn(listener, app, "lansweeper fake");
         Ok(LansweeperFake {
             inner: Arc::new(Inner {
                 shared,

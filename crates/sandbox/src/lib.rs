@@ -11,6 +11,7 @@ pub mod fakes;
 mod keys;
 pub mod lansweeper;
 mod schema;
+mod serve;
 mod server;
 mod state;
 pub mod typeform;
@@ -204,18 +205,8 @@ impl Sandbox {
             domain: SANDBOX_DOMAIN.to_owned(),
             http,
         });
-        let (tx, rx) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
-        tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("sandbox server stopped: {e}");
-            }
-        });
+        let tx = serve::spawn(listener, app, "sandbox server");
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 shared,

@@ -161,17 +161,7 @@ impl TypeformFake {
         let app = Router::new()
             .route("/forms/{form_id}/webhooks/{tag}", put(put_webhook))
             .with_state(shared.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("typeform fake stopped: {e}");
-            }
-        });
+        let tx = crate::serve::spawn(listener, app, "typeform fake");
         Ok(TypeformFake {
             inner: Arc::new(Inner {
                 shared,

@@ -24,16 +24,6 @@ use tokio::sync::oneshot;
 async fn serve(router: axum::Router) -> std::io::Result<(String, oneshot::Sender<()>)> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!("fake server stopped: {e}");
-        }
-    });
+    let tx = crate::serve::spawn(listener, router, "fake server");
     Ok((url, tx))
 }
