@@ -68,7 +68,9 @@ impl Template {
     }
 }
 
-/// Templates of `cargo xtask bootstrap` (`config_4me/bootstrap`).
+/// Templates of `cargo xtask bootstrap` (`config_4me/bootstrap`). The webhook and its policy
+/// are not found by source (4me has no such fields on them) but by the ids bootstrap stores in
+/// the provider secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapConfig {
     /// Product of the S3 bucket.
@@ -336,20 +338,26 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
 impl BootstrapConfig {
     /// One line per record, for the `--dry-run` plan.
     pub fn plan_lines(&self) -> Vec<String> {
-        [
+        let by_source = [
             ("product", &self.s3_product),
             ("UI extension", &self.lambda_ui_extension),
             ("product", &self.lambda_product),
             ("UI extension", &self.sqs_ui_extension),
             ("product", &self.sqs_product),
-            ("webhook policy", &self.secrets_webhook_policy),
             ("configuration item", &self.s3_ci),
             ("configuration item", &self.secrets_lambda_ci),
+        ]
+        .into_iter()
+        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()));
+        // Webhooks and policies have no source fields in 4me: their ids are kept in the
+        // provider secret.
+        let by_secret = [
+            ("webhook policy", &self.secrets_webhook_policy),
             ("webhook", &self.secrets_webhook),
         ]
-        .iter()
-        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()))
-        .collect()
+        .into_iter()
+        .map(|(kind, t)| format!("{kind} (id kept in the provider secret): {}", t.name()));
+        by_source.chain(by_secret).collect()
     }
 }
 
@@ -436,7 +444,9 @@ mod tests {
             .unwrap();
         assert!(audience.contains("{account}") && audience.contains("{domain}"));
         assert_eq!(config.plan_lines().len(), 9);
-        assert!(config.plan_lines()[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
+        let plan = config.plan_lines();
+        assert!(plan[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
+        assert!(plan[8].starts_with("webhook (id kept in the provider secret)"));
     }
 
     #[test]
