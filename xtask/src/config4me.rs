@@ -68,7 +68,9 @@ impl Template {
     }
 }
 
-/// Templates of `cargo xtask bootstrap` (`config_4me/bootstrap`).
+/// Templates of `cargo xtask bootstrap` (`config_4me/bootstrap`). The webhook and its policy
+/// are not found by source (4me has no such fields on them) but by the ids bootstrap stores in
+/// the provider secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapConfig {
     /// Product of the S3 bucket.
@@ -336,20 +338,26 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
 impl BootstrapConfig {
     /// One line per record, for the `--dry-run` plan.
     pub fn plan_lines(&self) -> Vec<String> {
-        [
+        let by_source = [
             ("product", &self.s3_product),
             ("UI extension", &self.lambda_ui_extension),
             ("product", &self.lambda_product),
             ("UI extension", &self.sqs_ui_extension),
             ("product", &self.sqs_product),
-            ("webhook policy", &self.secrets_webhook_policy),
             ("configuration item", &self.s3_ci),
             ("configuration item", &self.secrets_lambda_ci),
+        ]
+        .into_iter()
+        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()));
+        // Webhooks and policies have no source fields in 4me: their ids are kept in the
+        // provider secret.
+        let by_secret = [
+            ("webhook policy", &self.secrets_webhook_policy),
             ("webhook", &self.secrets_webhook),
         ]
-        .iter()
-        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()))
-        .collect()
+        .into_iter()
+        .map(|(kind, t)| format!("{kind} (id kept in the provider secret): {}", t.name()));
+        by_source.chain(by_secret).collect()
     }
 }
 
@@ -436,7 +444,9 @@ mod tests {
             .unwrap();
         assert!(audience.contains("{account}") && audience.contains("{domain}"));
         assert_eq!(config.plan_lines().len(), 9);
-        assert!(config.plan_lines()[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
+        let plan = config.plan_lines();
+        assert!(plan[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
+        assert!(plan[8].starts_with("webhook (id kept in the provider secret)"));
     }
 
     #[test]
@@ -591,5 +601,66 @@ mod tests {
             "4me-integration-lansweeper"
         );
         assert_eq!(integration_source("note-dispatcher").len(), SOURCE_MAX);
+    }
+
+    /// The field names of `input <name> { ... }` in an SDL document.
+    fn input_fields(sdl: &str, name: &str) -> Vec<String> {
+        let start = sdl
+            .find(&format!("input {name} {{"))
+            .unwrap_or_else(|| panic!("no input {name}"));
+        let body = &sdl[start..];
+        // Descriptions may hold braces (`{account}`): the block ends at a line that is `}`.
+        let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
+        body.lines()
+            .filter_map(|line| line.trim().split_once(':'))
+            .map(|(field, _)| field.trim().to_owned())
+            .filter(|field| !field.is_empty() && !field.starts_with('#') && !field.starts_with('"'))
+            .collect()
+    }
+
+    fn assert_fields_in(template: &Map<String, Value>, fields: &[String], what: &str) {
+        for key in template.keys() {
+            assert!(fields.contains(key), "{what}: `{key}` not in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn every_template_field_is_an_input_field_of_the_sandbox_schema() {
+        let sdl = app_builder_sandbox::schema_sdl();
+        let product = input_fields(&sdl, "ProductCreateInput");
+        let ci = input_fields(&sdl, "ConfigurationItemCreateInput");
+        let ui = input_fields(&sdl, "UiExtensionCreateInput");
+        let offering = input_fields(&sdl, "AppOfferingCreateInput");
+        let rule = input_fields(&sdl, "AppOfferingAutomationRuleCreateInput");
+        let webhook = input_fields(&sdl, "WebhookCreateInput");
+        let policy = input_fields(&sdl, "WebhookPolicyCreateInput");
+
+        let boot = load_bootstrap(&repo_root()).unwrap();
+        for t in [&boot.s3_product, &boot.lambda_product, &boot.sqs_product] {
+            assert_fields_in(&t.input, &product, &t.source_id);
+        }
+        for t in [&boot.lambda_ui_extension, &boot.sqs_ui_extension] {
+            assert_fields_in(&t.input, &ui, &t.source_id);
+        }
+        for t in [&boot.s3_ci, &boot.secrets_lambda_ci] {
+            assert_fields_in(&t.input, &ci, &t.source_id);
+        }
+        assert_fields_in(&boot.secrets_webhook.input, &webhook, "secrets_webhook");
+        assert_fields_in(
+            &boot.secrets_webhook_policy.input,
+            &policy,
+            "secrets_webhook_policy",
+        );
+        for integration in ["note-dispatcher", "typeform", "lansweeper"] {
+            let config = load_integration(&repo_root(), integration).unwrap();
+            assert_fields_in(&config.offering.input, &offering, integration);
+            assert_fields_in(&config.ui_extension.input, &ui, integration);
+            for t in std::iter::once(&config.lambda_ci).chain(&config.other_cis) {
+                assert_fields_in(&t.input, &ci, &t.source_id);
+            }
+            for r in &config.automation_rules {
+                assert_fields_in(r, &rule, integration);
+            }
+        }
     }
 }

@@ -108,7 +108,7 @@ fn print_answers(command: &str, answers: &Answers) {
 /// Prints the records the command creates or updates (create/update/unchanged needs the 4me
 /// lookups, not implemented yet).
 fn print_plan(command: &str, lines: &[String]) {
-    eprintln!("xtask {command}: 4me records (create or update, found by source/sourceID)");
+    eprintln!("xtask {command}: 4me records (create or update)");
     for line in lines {
         eprintln!("xtask {command}:   {line}");
     }
