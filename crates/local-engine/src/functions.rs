@@ -1,0 +1,198 @@
+//! The engine's functions, built from their environment exactly as each `main.rs` builds them
+//! (`Settings::from_lookup` over the variables the template gives the function), and invoked
+//! with raw Lambda payloads as the Lambda runtime invokes them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use app_builder_core::config::{ConfigError, Settings};
+use app_builder_core::context::{ContextError, ContextLoader};
+use app_builder_core::events::http_response_payload;
+use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
+use futures::future::BoxFuture;
+use lansweeper::{QueueError, RefreshQueue};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::store::EventingStore;
+
+/// Why a function could not be built (its cold start would fail the same way in Lambda).
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// No handler is known for the template's `Binary`.
+    #[error(
+        "no local handler for binary `{0}` (known: secrets, note-dispatcher, typeform, lansweeper)"
+    )]
+    UnknownBinary(String),
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An endpoint override is malformed.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The context loader could not be built.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// Anything else the handler's constructor reported.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A deployed function: takes a Lambda payload, answers a Lambda result.
+pub trait LocalFunction: Send + Sync {
+    /// Invokes the function with `payload` as `function_arn`.
+    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value>;
+}
+
+/// The in-process stand-in for the function's SQS queue: `enqueue` sends the message body to the
+/// engine's consumer of that queue.
+#[derive(Debug, Clone)]
+pub struct LocalQueue {
+    sender: mpsc::UnboundedSender<String>,
+}
+
+impl LocalQueue {
+    /// A queue and the receiving end its consumer reads.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<String>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Self { sender }, receiver)
+    }
+}
+
+impl RefreshQueue for LocalQueue {
+    async fn enqueue(&self, account: &str) -> Result<(), QueueError> {
+        self.sender
+            .send(account.to_owned())
+            .map_err(|_| QueueError {
+                account: account.to_owned(),
+                message: "the local queue's consumer has stopped".into(),
+            })
+    }
+}
+
+/// A built function and, when it sends to a queue, the receiving end of that queue.
+pub struct Built {
+    /// The function.
+    pub function: Arc<dyn LocalFunction>,
+    /// The messages the function queues (consumed by the engine).
+    pub queue: Option<mpsc::UnboundedReceiver<String>>,
+}
+
+/// Builds the handler of `binary` from `environment` over `store`.
+pub fn build(
+    binary: &str,
+    environment: &BTreeMap<String, String>,
+    store: EventingStore,
+) -> Result<Built, FunctionError> {
+    let lookup = |name: &str| environment.get(name).cloned();
+    let settings = Settings::from_lookup(lookup);
+    let client_settings = ClientSettings::from_lookup(lookup);
+    match binary {
+        "secrets" => {
+            let config = secrets::FunctionConfig::from_settings(&settings)?;
+            let endpoints = Endpoints::from_lookup(&config.context.domain, lookup)?;
+            let loader = ContextLoader::new(config.context, store, endpoints, client_settings)?;
+            let handler =
+                secrets::SecretsHandler::new(loader, config.enabled, config.verify_timeout)
+                    .map_err(|e| FunctionError::Setup(e.to_string()))?;
+            Ok(only(Arc::new(Secrets(handler))))
+        }
+        "note-dispatcher" => {
+            let context = settings.context_config(true)?;
+            let endpoints = Endpoints::from_lookup(&context.domain, lookup)?;
+            let config = note_dispatcher::DispatcherConfig::from_settings(&settings)?;
+            let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
+            let dispatcher = note_dispatcher::NoteDispatcher::new(loader, config)
+                .map_err(|e| FunctionError::Setup(e.to_string()))?;
+            Ok(only(Arc::new(NoteDispatcher(dispatcher))))
+        }
+        "typeform" => {
+            let context = settings.context_config(true)?;
+            let endpoints = Endpoints::from_lookup(&context.domain, lookup)?;
+            let api = typeform::typeform_api_from_settings(&settings)?;
+            let function_settings = typeform::FunctionSettings::from_settings(&settings);
+            let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
+            let function = typeform::TypeformFunction::new(loader, api, function_settings);
+            Ok(only(Arc::new(Typeform(function))))
+        }
+        "lansweeper" => {
+            let config = lansweeper::FunctionConfig::from_settings(&settings)?;
+            let endpoints = Endpoints::from_lookup(&config.context.domain, lookup)?;
+            let (queue, receiver) = LocalQueue::new();
+            let loader = ContextLoader::new(config.context, store, endpoints, client_settings)?;
+            let api = lansweeper::LansweeperApi::new(config.api)
+                .map_err(|e| FunctionError::Setup(e.to_string()))?;
+            let function = lansweeper::LansweeperFunction::new(loader, api, queue, config.function);
+            Ok(Built {
+                function: Arc::new(Lansweeper(function)),
+                queue: Some(receiver),
+            })
+        }
+        other => Err(FunctionError::UnknownBinary(other.to_owned())),
+    }
+}
+
+fn only(function: Arc<dyn LocalFunction>) -> Built {
+    Built {
+        function,
+        queue: None,
+    }
+}
+
+/// Runs a `lambda_http` handler (`Request → Response`) on a payload: the payload is parsed as
+/// `lambda_http::run` parses it and the response encoded as it encodes it.
+async fn invoke_http<F, Fut>(payload: &Value, handle: F) -> Value
+where
+    F: FnOnce(lambda_http::Request) -> Fut,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
+{
+    let text = payload.to_string();
+    let (request, routed) = match (
+        lambda_http::request::from_str(&text),
+        lambda_http::request::from_str(&text),
+    ) {
+        (Ok(request), Ok(routed)) => (request, routed),
+        (Err(error), _) | (_, Err(error)) => {
+            // lambda_http::run fails such an invocation; API Gateway answers 502.
+            tracing::error!(%error, "not an HTTP event");
+            return json!({"errorType": "InvalidEvent", "errorMessage": error.to_string()});
+        }
+    };
+    let response = handle(request).await;
+    http_response_payload(&routed, response).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot encode the response");
+        json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
+    })
+}
+
+struct Secrets(secrets::SecretsHandler<EventingStore>);
+
+impl LocalFunction for Secrets {
+    fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {
+        Box::pin(async move { invoke_http(&payload, |request| self.0.handle(request)).await })
+    }
+}
+
+struct NoteDispatcher(note_dispatcher::NoteDispatcher<EventingStore>);
+
+impl LocalFunction for NoteDispatcher {
+    fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {
+        Box::pin(async move { invoke_http(&payload, |request| self.0.handle(request)).await })
+    }
+}
+
+struct Typeform(typeform::TypeformFunction<EventingStore>);
+
+impl LocalFunction for Typeform {
+    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
+        Box::pin(self.0.handle_payload(payload, function_arn))
+    }
+}
+
+struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue>);
+
+impl LocalFunction for Lansweeper {
+    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
+        Box::pin(self.0.handle_payload(payload, function_arn))
+    }
+}

@@ -1,0 +1,901 @@
+//! The whole engine on one machine, with no cloud account.
+//!
+//! [`LocalEngine`] runs every deployed function behind ONE HTTP server on `127.0.0.1`, playing
+//! the AWS services around them:
+//!
+//! - **API Gateway** ([`gateway`]): a request to `<engine>/<stack prefix><API path>` (e.g.
+//!   `/secrets/`, `/typeform/integration/`, `/lansweeper/integration/<account>/<secret>`)
+//!   becomes the REST (v1) proxy event of the template's `Api` event and goes to the same
+//!   handler the Lambda runs; its proxy response becomes the HTTP answer.
+//! - **Secrets Manager + CloudTrail + EventBridge** ([`store`]): the file store
+//!   ([`LocalSecretStore`](app_builder_core::secrets::LocalSecretStore)) announces every
+//!   successful write of a secret; the engine delivers it asynchronously, in write order, as the
+//!   CloudTrail event (`CreateSecret` / `PutSecretValue`) to every function whose template has
+//!   the Secrets Manager EventBridge rule (the functions ignore other offerings' secrets, as in
+//!   AWS).
+//! - **SQS**: a function that queues work (Lansweeper's refresh queue) gets an in-process
+//!   queue; each message is delivered as an SQS event to the same function, and a message
+//!   reported in `batchItemFailures` is delivered again with backoff ([`QUEUE_ATTEMPTS`]).
+//! - **EventBridge schedules**: with [`EngineOptions::schedule_interval`] set, every function
+//!   with a schedule event is invoked with the scheduled event at that interval (off by default).
+//!
+//! Functions are deployed at run time from their SAM template ([`LocalEngine::deploy`]): the
+//! template's parameters (defaults, overridden by the deploy's values) become the environment
+//! variables the template gives each function, plus the engine's own [`EngineOptions::environment`]
+//! (endpoints of the local 4me sandbox and fakes). The deploy answers the template's Outputs with
+//! local values: URLs of this server for the APIs, `arn:aws:lambda:local:000000000000:function:
+//! <stack>-<Function>` for functions.
+//!
+//! Everything the engine does is reported as [`Activity`] (what arrived, the answer, what was
+//! written — never a secret value), for progress output and tests.
+#![warn(missing_docs)]
+
+pub mod functions;
+pub mod gateway;
+pub mod store;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use app_builder_core::events::SecretWriteEvent;
+use app_builder_core::secrets::LocalSecretStore;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+pub use functions::{FunctionError, LocalFunction, LocalQueue};
+pub use store::EventingStore;
+pub use template::{Template, TemplateError};
+
+/// The region in local ARNs and events.
+pub const LOCAL_REGION: &str = "local";
+/// The AWS account id in local ARNs and events.
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+/// How often a queue message is delivered before it is dropped (SQS `maxReceiveCount`).
+pub const QUEUE_ATTEMPTS: u32 = 3;
+
+/// A stack's Outputs by name.
+pub type StackOutputs = BTreeMap<String, String>;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where the secret files live.
+    pub secrets_dir: PathBuf,
+    /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub listen: SocketAddr,
+    /// Variables added to every function's environment over the template's (endpoints of the
+    /// local 4me and fakes, `NOTE_DISPATCHER_ALLOW_PRIVATE_URLS`, shorter timeouts, ...).
+    pub environment: BTreeMap<String, String>,
+    /// Interval of the scheduled events; `None` disables the scheduler.
+    pub schedule_interval: Option<Duration>,
+    /// First wait before a failed queue message is delivered again (doubles per attempt).
+    pub queue_retry_delay: Duration,
+}
+
+impl EngineOptions {
+    /// Options with the secrets in `secrets_dir`, an ephemeral port, no extra environment and no
+    /// scheduler.
+    pub fn new(secrets_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            secrets_dir: secrets_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            environment: BTreeMap::new(),
+            schedule_interval: None,
+            queue_retry_delay: Duration::from_secs(1),
+        }
+    }
+
+    /// Adds one variable to every function's environment.
+    pub fn with_env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.environment.insert(name.to_owned(), value.into());
+        self
+    }
+}
+
+/// Why a deploy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The template cannot be read.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// An override names a parameter the template does not declare.
+    #[error("the template declares no parameter `{0}`")]
+    UnknownParameter(String),
+    /// A parameter without default got no value.
+    #[error("parameter `{0}` has no default and no value was given")]
+    MissingParameter(String),
+    /// A function could not be built.
+    #[error("function {function}: {source}")]
+    Function {
+        /// The function (`<stack>-<LogicalId>`).
+        function: String,
+        /// Why.
+        source: FunctionError,
+    },
+    /// The stack prefix is not a plain path segment.
+    #[error("invalid stack prefix `{0}`: use letters, digits and `-`")]
+    Prefix(String),
+}
+
+/// Something the engine did, for progress output and tests. Never holds a secret value: the
+/// messages are the handlers' public `message`s, secrets appear by name only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    /// An HTTP request reached a function.
+    Http {
+        /// The function (`<stack>-<LogicalId>`).
+        function: String,
+        /// Method and path as received.
+        request: String,
+        /// The webhook delivery id, if the request carried one.
+        delivery: Option<String>,
+        /// The status answered.
+        status: u16,
+        /// The answer's message.
+        message: String,
+    },
+    /// A secret was written (the CloudTrail event name and the secret's name).
+    SecretWritten {
+        /// `CreateSecret` or `PutSecretValue`.
+        event_name: String,
+        /// The secret's name.
+        secret: String,
+    },
+    /// A function handled the event of a secret write.
+    SecretEvent {
+        /// The function.
+        function: String,
+        /// `CreateSecret` or `PutSecretValue`.
+        event_name: String,
+        /// The secret's name.
+        secret: String,
+        /// The status answered.
+        status: u16,
+        /// The answer's message.
+        message: String,
+    },
+    /// A function handled a scheduled event.
+    Schedule {
+        /// The function.
+        function: String,
+        /// The status answered.
+        status: u16,
+        /// The answer's message.
+        message: String,
+    },
+    /// A function handled a queue message.
+    Queue {
+        /// The function.
+        function: String,
+        /// The message body (a customer account).
+        body: String,
+        /// Which delivery of the message this was (1 = first).
+        attempt: u32,
+        /// Whether the function reported it failed.
+        failed: bool,
+    },
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Activity::Http {
+                function,
+                request,
+                delivery,
+                status,
+                message,
+            } => {
+                write!(f, "{function} <- {request}")?;
+                if let Some(delivery) = delivery {
+                    write!(f, " (delivery {delivery})")?;
+                }
+                write!(f, " -> {status} {message}")
+            }
+            Activity::SecretWritten { event_name, secret } => {
+                write!(f, "secret store: {event_name} {secret}")
+            }
+            Activity::SecretEvent {
+                function,
+                event_name,
+                secret,
+                status,
+                message,
+            } => write!(
+                f,
+                "{function} <- {event_name} event of {secret} -> {status} {message}"
+            ),
+            Activity::Schedule {
+                function,
+                status,
+                message,
+            } => write!(f, "{function} <- schedule -> {status} {message}"),
+            Activity::Queue {
+                function,
+                body,
+                attempt,
+                failed,
+            } => write!(
+                f,
+                "{function} <- queue message {body} (attempt {attempt}) -> {}",
+                if *failed { "failed" } else { "done" }
+            ),
+        }
+    }
+}
+
+/// One deployed function.
+struct Deployed {
+    name: String,
+    arn: String,
+    prefix: String,
+    routes: Vec<template::ApiRoute>,
+    secret_events: bool,
+    scheduled: bool,
+    function: Arc<dyn LocalFunction>,
+}
+
+struct Inner {
+    url: String,
+    options: EngineOptions,
+    store: EventingStore,
+    /// Deployed functions by stack.
+    stacks: RwLock<BTreeMap<String, Vec<Arc<Deployed>>>>,
+    activity: broadcast::Sender<Activity>,
+    history: Mutex<Vec<Activity>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The running local engine (a cheap handle; the server and its tasks stop when the last handle
+/// is dropped or on [`LocalEngine::shutdown`]).
+#[derive(Clone)]
+pub struct LocalEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEngine")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalEngine {
+    /// Starts the server, the event delivery and (if configured) the scheduler.
+    pub async fn start(options: EngineOptions) -> std::io::Result<LocalEngine> {
+        let listener = tokio::net::TcpListener::bind(options.listen).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let store = EventingStore::new(LocalSecretStore::new(&options.secrets_dir), events_tx);
+        let (activity, _) = broadcast::channel(1024);
+        let schedule_interval = options.schedule_interval;
+        let inner = Arc::new(Inner {
+            url,
+            options,
+            store,
+            stacks: RwLock::new(BTreeMap::new()),
+            activity,
+            history: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let weak = weak.clone();
+                async move {
+                    match weak.upgrade() {
+                        Some(inner) => inner.serve(method, uri, headers, body).await,
+                        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    }
+                }
+            },
+        );
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "local engine server stopped");
+            }
+        });
+        let delivery = tokio::spawn(deliver_secret_events(Arc::downgrade(&inner), events_rx));
+        let mut tasks = vec![server, delivery];
+        if let Some(interval) = schedule_interval {
+            tasks.push(tokio::spawn(run_schedule(Arc::downgrade(&inner), interval)));
+        }
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
+        Ok(LocalEngine { inner })
+    }
+
+    /// The server's base URL (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The store every function uses (write provider secrets here; writes emit events).
+    pub fn store(&self) -> &EventingStore {
+        &self.inner.store
+    }
+
+    /// Deploys (or redeploys, replacing) `stack` from `template` with the parameter values
+    /// `overrides` under the URL prefix `/<prefix>` (empty: at the root). Returns the Outputs
+    /// the template declares, with local values. Deploying the same again changes nothing
+    /// visible: same URLs, same ARNs.
+    pub fn deploy(
+        &self,
+        stack: &str,
+        prefix: &str,
+        template: &Template,
+        overrides: &[(String, String)],
+    ) -> Result<StackOutputs, EngineError> {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(EngineError::Prefix(prefix.to_owned()));
+        }
+        let parameters = parameter_values(template, overrides)?;
+        let prefix_path = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("/{prefix}")
+        };
+        let resolver = Resolver {
+            stack,
+            url: &self.inner.url,
+            prefix: &prefix_path,
+            parameters: &parameters,
+            template,
+        };
+        let mut deployed = Vec::new();
+        let mut queues = Vec::new();
+        for function in &template.functions {
+            let name = format!("{stack}-{}", function.logical_id);
+            let mut environment: BTreeMap<String, String> = function
+                .environment
+                .iter()
+                .map(|(var, value)| (var.clone(), resolver.resolve(value)))
+                .collect();
+            environment.extend(self.inner.options.environment.clone());
+            let built = functions::build(&function.binary, &environment, self.inner.store.clone())
+                .map_err(|source| EngineError::Function {
+                    function: name.clone(),
+                    source,
+                })?;
+            let entry = Arc::new(Deployed {
+                arn: function_arn(&name),
+                name,
+                prefix: prefix_path.clone(),
+                routes: function.routes.clone(),
+                secret_events: function.secret_events,
+                scheduled: function.scheduled,
+                function: built.function,
+            });
+            if let Some(queue) = built.queue {
+                queues.push((Arc::downgrade(&entry), queue));
+            }
+            deployed.push(entry);
+        }
+        let outputs = template
+            .outputs
+            .iter()
+            .map(|output| (output.name.clone(), resolver.resolve(&output.value)))
+            .collect();
+        for (function, queue) in queues {
+            let task = tokio::spawn(consume_queue(
+                Arc::downgrade(&self.inner),
+                function,
+                queue,
+                self.inner.options.queue_retry_delay,
+            ));
+            self.inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task);
+        }
+        self.inner
+            .stacks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stack.to_owned(), deployed);
+        tracing::info!(stack, "deployed locally");
+        Ok(outputs)
+    }
+
+    /// The deployed stacks and their functions' URLs (`(function, METHOD URL)`), for display.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        let stacks = self.inner.stacks.read().unwrap_or_else(|e| e.into_inner());
+        stacks
+            .values()
+            .flatten()
+            .flat_map(|function| {
+                function.routes.iter().map(|route| {
+                    (
+                        function.name.clone(),
+                        format!(
+                            "{} {}{}{}",
+                            route.method, self.inner.url, function.prefix, route.path
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A receiver of everything the engine does from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Activity> {
+        self.inner.activity.subscribe()
+    }
+
+    /// Everything the engine did so far.
+    pub fn activity(&self) -> Vec<Activity> {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until an activity matching `predicate` happened (also before the call), at most
+    /// `timeout`; returns it.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&Activity) -> bool,
+    ) -> Option<Activity> {
+        let mut receiver = self.subscribe();
+        if let Some(found) = self.activity().into_iter().find(|a| predicate(a)) {
+            return Some(found);
+        }
+        tokio::time::timeout(timeout, async {
+            loop {
+                match receiver.recv().await {
+                    Ok(activity) if predicate(&activity) => return Some(activity),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Invokes every scheduled function once now (what one tick of the scheduler does).
+    pub async fn run_schedule_once(&self) {
+        self.inner.run_schedule_once().await;
+    }
+
+    /// Stops the server and every background task.
+    pub fn shutdown(&self) {
+        for task in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The ARN of a local function.
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{name}")
+}
+
+fn parameter_values(
+    template: &Template,
+    overrides: &[(String, String)],
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let mut values = BTreeMap::new();
+    for (name, value) in overrides {
+        if !template.parameters.contains_key(name) {
+            return Err(EngineError::UnknownParameter(name.clone()));
+        }
+        values.insert(name.clone(), value.clone());
+    }
+    for (name, default) in &template.parameters {
+        if !values.contains_key(name) {
+            let default = default
+                .clone()
+                .ok_or_else(|| EngineError::MissingParameter(name.clone()))?;
+            values.insert(name.clone(), default);
+        }
+    }
+    Ok(values)
+}
+
+/// Resolves template values to their local equivalents.
+struct Resolver<'a> {
+    stack: &'a str,
+    url: &'a str,
+    prefix: &'a str,
+    parameters: &'a BTreeMap<String, String>,
+    template: &'a Template,
+}
+
+impl Resolver<'_> {
+    fn resolve(&self, value: &template::TemplateValue) -> String {
+        use template::TemplateValue;
+        match value {
+            TemplateValue::Literal(text) => text.clone(),
+            TemplateValue::Ref(name) => self
+                .parameters
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| format!("local:{}-{name}", self.stack)),
+            TemplateValue::GetAtt {
+                resource,
+                attribute,
+            } => {
+                let name = format!("{}-{resource}", self.stack);
+                let is_function = self
+                    .template
+                    .functions
+                    .iter()
+                    .any(|f| &f.logical_id == resource);
+                match attribute.as_str() {
+                    "Arn" if is_function => function_arn(&name),
+                    "Arn" if resource.ends_with("Role") => {
+                        format!("arn:aws:iam::{LOCAL_ACCOUNT}:role/{name}")
+                    }
+                    "Arn" => format!("arn:aws:local:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{name}"),
+                    other => format!("local:{name}.{other}"),
+                }
+            }
+            TemplateValue::Sub(text) => {
+                // An API Gateway URL (`https://${ServerlessRestApi}.execute-api...
+                // /Prod/<path>`) is this server's URL of <prefix>/<path>.
+                let stage = format!("/{}/", gateway::STAGE);
+                if text.contains(".execute-api.")
+                    && let Some((_, path)) = text.split_once(&stage)
+                {
+                    return format!("{}{}/{path}", self.url, self.prefix);
+                }
+                self.substitute(text)
+            }
+        }
+    }
+
+    fn substitute(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let name = &rest[start + 2..start + end];
+            let value = match name {
+                "AWS::Region" => LOCAL_REGION.to_owned(),
+                "AWS::AccountId" => LOCAL_ACCOUNT.to_owned(),
+                "AWS::StackName" => self.stack.to_owned(),
+                "AWS::Partition" => "aws".to_owned(),
+                "AWS::URLSuffix" => "localhost".to_owned(),
+                other => self
+                    .parameters
+                    .get(other)
+                    .cloned()
+                    .unwrap_or_else(|| format!("local:{}-{other}", self.stack)),
+            };
+            out.push_str(&value);
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Matches `path` against the route `pattern` (`{name}` one segment, `{name+}` the rest, a
+/// trailing slash ignored); returns the path parameters.
+fn match_route(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut parameters = BTreeMap::new();
+    for (index, part) in pattern.iter().enumerate() {
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
+            let rest = segments.get(index..)?.join("/");
+            if rest.is_empty() {
+                return None;
+            }
+            parameters.insert(name.to_owned(), rest);
+            return Some(parameters);
+        }
+        let segment = segments.get(index)?;
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if segment.is_empty() {
+                return None;
+            }
+            parameters.insert(name.to_owned(), (*segment).to_owned());
+        } else if part != segment {
+            return None;
+        }
+    }
+    (segments.len() == pattern.len()).then_some(parameters)
+}
+
+impl Inner {
+    fn record(&self, activity: Activity) {
+        tracing::info!("{activity}");
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(activity.clone());
+        // No subscriber is fine: the history keeps it.
+        let _ = self.activity.send(activity);
+    }
+
+    fn functions(&self) -> Vec<Arc<Deployed>> {
+        self.stacks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    async fn serve(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> axum::response::Response {
+        let path = uri.path();
+        let mut method_mismatch = false;
+        for function in self.functions() {
+            let Some(local) = path.strip_prefix(function.prefix.as_str()) else {
+                continue;
+            };
+            if !function.prefix.is_empty() && !local.is_empty() && !local.starts_with('/') {
+                continue;
+            }
+            for route in &function.routes {
+                let Some(parameters) = match_route(&route.path, local) else {
+                    continue;
+                };
+                if route.method != "ANY" && route.method != method.as_str() {
+                    method_mismatch = true;
+                    continue;
+                }
+                let event = gateway::rest_event(&gateway::HttpRequest {
+                    resource: &route.path,
+                    path: local,
+                    path_parameters: &parameters,
+                    method: &method,
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                });
+                let result = function.function.invoke(event, &function.arn).await;
+                let delivery = app_builder_core::events::DELIVERY_HEADERS
+                    .iter()
+                    .find_map(|name| headers.get(*name))
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                self.record(Activity::Http {
+                    function: function.name.clone(),
+                    request: format!("{method} {}", uri.path()),
+                    delivery,
+                    status: status_of(&result),
+                    message: gateway::response_message(&result),
+                });
+                return gateway::proxy_response_into_http(&result);
+            }
+        }
+        // API Gateway's answers for unknown resources and methods.
+        let status = if method_mismatch {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        let message = format!("No function serves {method} {path}");
+        (
+            status,
+            [("content-type", "application/json")],
+            serde_json::json!({ "message": message }).to_string(),
+        )
+            .into_response()
+    }
+
+    async fn run_schedule_once(&self) {
+        for function in self.functions().into_iter().filter(|f| f.scheduled) {
+            let result = function
+                .function
+                .invoke(store::scheduled_event(&function.name), &function.arn)
+                .await;
+            self.record(Activity::Schedule {
+                function: function.name.clone(),
+                status: status_of(&result),
+                message: gateway::response_message(&result),
+            });
+        }
+    }
+}
+
+fn status_of(result: &Value) -> u16 {
+    result["statusCode"]
+        .as_u64()
+        .and_then(|status| u16::try_from(status).ok())
+        .unwrap_or(502)
+}
+
+/// The EventBridge rule: each secret write, in order, to every subscribed function.
+async fn deliver_secret_events(
+    inner: Weak<Inner>,
+    mut events: mpsc::UnboundedReceiver<SecretWriteEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        let event_name = event.event_name.as_str().to_owned();
+        engine.record(Activity::SecretWritten {
+            event_name: event_name.clone(),
+            secret: event.secret_id.clone(),
+        });
+        for function in engine.functions().into_iter().filter(|f| f.secret_events) {
+            let result = function
+                .function
+                .invoke(store::cloudtrail_event(&event), &function.arn)
+                .await;
+            engine.record(Activity::SecretEvent {
+                function: function.name.clone(),
+                event_name: event_name.clone(),
+                secret: event.secret_id.clone(),
+                status: status_of(&result),
+                message: gateway::response_message(&result),
+            });
+        }
+    }
+}
+
+async fn run_schedule(inner: Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the first schedule runs one interval after start.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        engine.run_schedule_once().await;
+    }
+}
+
+/// The SQS event source mapping of one function's queue: each message as a one-record batch;
+/// a message the function reports failed (`batchItemFailures`) is delivered again after a
+/// doubling delay, at most [`QUEUE_ATTEMPTS`] times in all.
+async fn consume_queue(
+    inner: Weak<Inner>,
+    function: Weak<Deployed>,
+    mut messages: mpsc::UnboundedReceiver<String>,
+    retry_delay: Duration,
+) {
+    while let Some(body) = messages.recv().await {
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let mut delay = retry_delay;
+        for attempt in 1..=QUEUE_ATTEMPTS {
+            let (Some(engine), Some(function)) = (inner.upgrade(), function.upgrade()) else {
+                return;
+            };
+            let queue_arn = format!(
+                "arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{}-queue",
+                function.name
+            );
+            let event = store::sqs_event(&queue_arn, &message_id, &body, attempt);
+            let result = function.function.invoke(event, &function.arn).await;
+            let failed = result["batchItemFailures"]
+                .as_array()
+                .is_some_and(|failures| !failures.is_empty());
+            engine.record(Activity::Queue {
+                function: function.name.clone(),
+                body: body.clone(),
+                attempt,
+                failed,
+            });
+            if !failed {
+                break;
+            }
+            drop((engine, function));
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn routes_match_like_api_gateway() {
+        assert_eq!(match_route("/secrets", "/secrets/"), Some(BTreeMap::new()));
+        assert_eq!(match_route("/secrets", "/secrets"), Some(BTreeMap::new()));
+        assert_eq!(match_route("/secrets", "/secrets/x"), None);
+        assert_eq!(match_route("/secrets", "/other"), None);
+        let params = match_route("/integration/{proxy+}", "/integration/acme/s3").unwrap();
+        assert_eq!(params["proxy"], "acme/s3");
+        assert_eq!(match_route("/integration/{proxy+}", "/integration/"), None);
+        let params = match_route("/a/{id}", "/a/7").unwrap();
+        assert_eq!(params["id"], "7");
+    }
+
+    #[test]
+    fn outputs_and_environment_resolve_to_local_values() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let template = Template::parse(
+            &std::fs::read_to_string(root.join("crates/typeform/template.yaml")).unwrap(),
+        )
+        .unwrap();
+        let parameters = parameter_values(
+            &template,
+            &[("OfferingReferenceParameter".into(), "tf".into())],
+        )
+        .unwrap();
+        let resolver = Resolver {
+            stack: "app-builder-typeform",
+            url: "http://127.0.0.1:9",
+            prefix: "/typeform",
+            parameters: &parameters,
+            template: &template,
+        };
+        let value = |name: &str| {
+            let output = template.outputs.iter().find(|o| o.name == name).unwrap();
+            resolver.resolve(&output.value)
+        };
+        assert_eq!(
+            value("IntegrationApi"),
+            "http://127.0.0.1:9/typeform/integration/"
+        );
+        assert_eq!(
+            value("IntegrationFunction"),
+            "arn:aws:lambda:local:000000000000:function:app-builder-typeform-IntegrationFunction"
+        );
+        assert!(value("IntegrationFunctionIamRole").starts_with("arn:aws:iam::000000000000:role/"));
+        let env = &template.functions[0].environment;
+        assert_eq!(resolver.resolve(&env["PARAM_OFFERING_REFERENCE"]), "tf");
+        assert_eq!(
+            resolver.resolve(&env["PARAM_4ME_DOMAIN"]),
+            "4me-demo.com",
+            "the default"
+        );
+        assert!(matches!(
+            parameter_values(
+                &template,
+                &[("offeringReferenceParameter".into(), "x".into())]
+            ),
+            Err(EngineError::UnknownParameter(_))
+        ));
+    }
+}
