@@ -1,6 +1,7 @@
 //! A local stand-in for API Gateway: serves a real Lambda HTTP handler on `127.0.0.1`, turning
 //! each HTTP request into the API Gateway REST (v1) proxy event Lambda would receive (parsed by
-//! `lambda_http` exactly as in Lambda) and the handler's `Response<Body>` back into HTTP.
+//! `lambda_http` exactly as in Lambda) and the handler's `Response<Body>` back into HTTP. The
+//! event and response conversions are the local engine's (`app_builder_local::gateway`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,18 +10,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use base64::Engine as _;
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// The stage API Gateway puts in front of every path (`/Prod/...`, as SAM deploys it).
-pub const STAGE: &str = "Prod";
-
-/// A request header (not passed on) asking the stand-in to deliver the body base64-encoded.
-pub const BASE64_BODY_HEADER: &str = "x-e2e-base64-body";
-
-/// The execute-api host the events name.
-const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
+#[allow(unused_imports, reason = "each test binary uses part of the support")]
+pub use app_builder_local::gateway::{BASE64_BODY_HEADER, STAGE};
 
 /// A served function: its public URL (`http://127.0.0.1:<port>/Prod<resource>`).
 #[derive(Debug, Clone)]
@@ -85,10 +79,8 @@ async fn listen(resource: &str, app: axum::Router) -> Served {
     Served { url }
 }
 
-/// The API Gateway REST (v1) proxy event for one HTTP request: headers (single and multi-value,
-/// names as sent), query string parameters, the path without the stage, the body as text or
-/// base64 (`isBase64Encoded`) when it is not UTF-8 or when the request carries the test header
-/// [`BASE64_BODY_HEADER`] (as API Gateway does for binary media types).
+/// The API Gateway REST (v1) proxy event for one HTTP request to `resource` (the local engine's
+/// API Gateway stand-in, with the stage `Prod` stripped from the path).
 pub fn rest_event(
     resource: &str,
     method: &Method,
@@ -96,91 +88,17 @@ pub fn rest_event(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Value {
-    let mut single = serde_json::Map::new();
-    let mut multi: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        let name = canonical_header(name.as_str());
-        if name == "Host" || name.eq_ignore_ascii_case(BASE64_BODY_HEADER) {
-            continue;
-        }
-        single.insert(name.clone(), json!(value));
-        multi.entry(name).or_default().push(json!(value));
-    }
-    single.insert("Host".into(), json!(API_HOST));
-    multi.insert("Host".into(), vec![json!(API_HOST)]);
-
-    let mut query_single = serde_json::Map::new();
-    let mut query_multi: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (name, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
-        query_single.insert(name.to_string(), json!(value));
-        query_multi
-            .entry(name.to_string())
-            .or_default()
-            .push(json!(value));
-    }
     let stage_prefix = format!("/{STAGE}");
-    let path = uri
-        .path()
-        .strip_prefix(&stage_prefix)
-        .unwrap_or(uri.path())
-        .to_owned();
-    let force_base64 = headers.contains_key(BASE64_BODY_HEADER);
-    let (body, is_base64) = match std::str::from_utf8(body) {
-        _ if body.is_empty() => (Value::Null, false),
-        Ok(text) if !force_base64 => (json!(text), false),
-        _ => (
-            json!(base64::engine::general_purpose::STANDARD.encode(body)),
-            true,
-        ),
-    };
-    json!({
-        "resource": resource,
-        "path": path,
-        "httpMethod": method.as_str(),
-        "headers": single,
-        "multiValueHeaders": multi,
-        "queryStringParameters": (!query_single.is_empty()).then_some(query_single),
-        "multiValueQueryStringParameters": (!query_multi.is_empty()).then_some(query_multi),
-        "pathParameters": null,
-        "stageVariables": null,
-        "requestContext": {
-            "resourceId": "k1m2n3",
-            "resourcePath": resource,
-            "httpMethod": method.as_str(),
-            "path": uri.path(),
-            "accountId": "123456789012",
-            "protocol": "HTTP/1.1",
-            "stage": STAGE,
-            "domainPrefix": "abc123defg",
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "identity": {"sourceIp": "203.0.113.7"},
-            "domainName": API_HOST,
-            "apiId": "abc123defg"
-        },
-        "body": body,
-        "isBase64Encoded": is_base64
+    let path = uri.path().strip_prefix(&stage_prefix).unwrap_or(uri.path());
+    app_builder_local::gateway::rest_event(&app_builder_local::gateway::HttpRequest {
+        resource,
+        path,
+        path_parameters: &BTreeMap::new(),
+        method,
+        uri,
+        headers,
+        body,
     })
-}
-
-/// Header names as clients send them (`X-4me-Delivery`, `Content-Type`): API Gateway passes the
-/// sender's spelling through, and hyper lower-cases it.
-fn canonical_header(name: &str) -> String {
-    match name {
-        "x-4me-delivery" => "X-4me-Delivery".to_owned(),
-        "x-xurrent-delivery" => "X-Xurrent-Delivery".to_owned(),
-        "typeform-signature" => "Typeform-Signature".to_owned(),
-        other => other
-            .split('-')
-            .map(|part| {
-                let mut chars = part.chars();
-                chars.next().map_or_else(String::new, |first| {
-                    first.to_ascii_uppercase().to_string() + chars.as_str()
-                })
-            })
-            .collect::<Vec<_>>()
-            .join("-"),
-    }
 }
 
 /// The handler's response as an HTTP response (status, headers, body bytes).
@@ -199,51 +117,11 @@ fn into_http(response: Response<Body>) -> axum::response::Response {
     (status, headers, body.as_ref().to_vec()).into_response()
 }
 
-/// An API Gateway proxy response (`statusCode`, headers, `body`, `isBase64Encoded`) as HTTP.
+/// An API Gateway proxy response as HTTP (a malformed one fails the test).
 fn proxy_response_into_http(response: &Value) -> axum::response::Response {
-    let status = response["statusCode"]
-        .as_u64()
-        .and_then(|code| u16::try_from(code).ok())
-        .and_then(|code| StatusCode::from_u16(code).ok())
-        .unwrap_or_else(|| panic!("not a proxy response: {response}"));
-    let mut headers = HeaderMap::new();
-    let single = response["headers"].as_object().into_iter().flatten();
-    for (name, value) in single {
-        if let (Ok(name), Some(value)) = (
-            axum::http::HeaderName::from_bytes(name.as_bytes()),
-            value.as_str(),
-        ) {
-            headers.insert(name, axum::http::HeaderValue::from_str(value).unwrap());
-        }
-    }
-    let multi = response["multiValueHeaders"]
-        .as_object()
-        .into_iter()
-        .flatten();
-    for (name, values) in multi {
-        let Ok(name) = axum::http::HeaderName::from_bytes(name.as_bytes()) else {
-            continue;
-        };
-        headers.remove(&name);
-        for value in values
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            headers.append(
-                name.clone(),
-                axum::http::HeaderValue::from_str(value).unwrap(),
-            );
-        }
-    }
-    let body = response["body"].as_str().unwrap_or_default();
-    let body = if response["isBase64Encoded"].as_bool().unwrap_or(false) {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap()
-    } else {
-        body.as_bytes().to_vec()
-    };
-    (status, headers, body).into_response()
+    assert!(
+        response["statusCode"].is_u64(),
+        "not a proxy response: {response}"
+    );
+    app_builder_local::gateway::proxy_response_into_http(response)
 }
