@@ -53,12 +53,23 @@ pub enum DeployError {
         message: String,
     },
     /// A failure of the local engine's deployer.
+    #[allow(
+        dead_code,
+        reason = "for the local engine's deployer of `cargo xtask demo`"
+    )]
     #[error("local deploy failed: {0}")]
     Local(String),
 }
 
+/// The stack SAM creates for `resolve_s3` (its `SourceBucket` output is the package bucket).
+pub const SAM_MANAGED_STACK: &str = "aws-sam-cli-managed-default";
+
+/// Output [`SamDeployer`] adds to a stack's outputs: the bucket SAM uploads packages to.
+pub const SOURCE_BUCKET: &str = "SourceBucket";
+
 /// Deploys with the AWS SAM CLI: `sam build`, `sam deploy` (the arguments of [`crate::sam`]),
-/// then `sam list stack-outputs` for the outputs. Runs without a shell in `root`.
+/// then `sam list stack-outputs` for the stack's outputs and for [`SAM_MANAGED_STACK`]'s
+/// [`SOURCE_BUCKET`]. Runs without a shell in `root`.
 #[derive(Debug, Clone)]
 pub struct SamDeployer {
     /// Workspace root (where `samconfig.toml` is).
@@ -86,13 +97,13 @@ impl SamDeployer {
         }
     }
 
-    /// Arguments of `sam list stack-outputs` for a stack.
-    pub fn outputs_args(&self, stack: &Stack) -> Vec<String> {
+    /// Arguments of `sam list stack-outputs` for the stack named `stack`.
+    pub fn outputs_args(&self, stack: &str) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "list".into(),
             "stack-outputs".into(),
             "--stack-name".into(),
-            stack.name.into(),
+            stack.into(),
             "--output".into(),
             "json".into(),
             "--profile".into(),
@@ -168,8 +179,14 @@ impl StackDeployer for SamDeployer {
             overrides,
         ))
         .await?;
-        let json = self.run(&self.outputs_args(stack)).await?;
-        parse_outputs(stack.name, &json)
+        let json = self.run(&self.outputs_args(stack.name)).await?;
+        let mut outputs = parse_outputs(stack.name, &json)?;
+        // The bucket `resolve_s3` uploads to: the systemID of bootstrap's S3 configuration item.
+        let json = self.run(&self.outputs_args(SAM_MANAGED_STACK)).await?;
+        if let Some(bucket) = parse_outputs(SAM_MANAGED_STACK, &json)?.remove(SOURCE_BUCKET) {
+            outputs.insert(SOURCE_BUCKET.to_owned(), bucket);
+        }
+        Ok(outputs)
     }
 }
 

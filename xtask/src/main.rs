@@ -12,19 +12,13 @@
 
 mod cfn_lint;
 mod config4me;
-#[allow(dead_code, reason = "seam skeleton: bootstrap/deploy bodies follow")]
 mod deployer;
-#[allow(dead_code, reason = "seam skeleton: bootstrap/deploy bodies follow")]
 mod input;
 mod lambdas;
 mod moto;
-#[allow(dead_code, reason = "seam skeleton: bootstrap/deploy bodies follow")]
 mod provision;
+mod records;
 mod sam;
-#[allow(
-    dead_code,
-    reason = "decisions of the 4me sync of bootstrap/deploy, whose 4me calls are not written yet"
-)]
 mod sync;
 mod test;
 mod venv;
