@@ -335,7 +335,19 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                     &config.secrets_lambda_ci.source_id,
                 )
                 .await?;
-            recorded_outputs(existing.as_ref(), "SecretsFunction", "SecretsApi")
+            let mut outputs = recorded_outputs(existing.as_ref(), "SecretsFunction", "SecretsApi");
+            let bucket = records
+                .find(&CONFIGURATION_ITEM, source, &config.s3_ci.source_id)
+                .await?
+                .and_then(|ci| {
+                    ci.get("systemID")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+            if let Some(bucket) = bucket {
+                outputs.insert(SOURCE_BUCKET.to_owned(), bucket);
+            }
+            outputs
         } else {
             self.deploy_stack(&mut report.steps, &sam::ENGINE, &overrides)
                 .await?
