@@ -335,66 +335,6 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
     })
 }
 
-impl BootstrapConfig {
-    /// One line per record, for the `--dry-run` plan.
-    pub fn plan_lines(&self) -> Vec<String> {
-        let by_source = [
-            ("product", &self.s3_product),
-            ("UI extension", &self.lambda_ui_extension),
-            ("product", &self.lambda_product),
-            ("UI extension", &self.sqs_ui_extension),
-            ("product", &self.sqs_product),
-            ("configuration item", &self.s3_ci),
-            ("configuration item", &self.secrets_lambda_ci),
-        ]
-        .into_iter()
-        .map(|(kind, t)| format!("{kind} {BOOTSTRAP_SOURCE}/{}: {}", t.source_id, t.name()));
-        // Webhooks and policies have no source fields in 4me: their ids are kept in the
-        // provider secret.
-        let by_secret = [
-            ("webhook policy", &self.secrets_webhook_policy),
-            ("webhook", &self.secrets_webhook),
-        ]
-        .into_iter()
-        .map(|(kind, t)| format!("{kind} (id kept in the provider secret): {}", t.name()));
-        by_source.chain(by_secret).collect()
-    }
-}
-
-impl IntegrationConfig {
-    /// One line per record, for the `--dry-run` plan.
-    pub fn plan_lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = std::iter::once(&self.lambda_ci)
-            .chain(&self.other_cis)
-            .map(|ci| {
-                format!(
-                    "configuration item {}/{}: {}",
-                    self.source,
-                    ci.source_id,
-                    ci.name()
-                )
-            })
-            .collect();
-        lines.extend([format!(
-            "app offering {}/{}: {}",
-            self.source,
-            self.offering.source_id,
-            self.offering.name()
-        )]);
-        for rule in &self.automation_rules {
-            let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
-            lines.push(format!("automation rule of {}: {name}", self.integration));
-        }
-        lines.push(format!(
-            "UI extension {}/{}: {}",
-            self.source,
-            self.ui_extension.source_id,
-            self.ui_extension.name()
-        ));
-        lines
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,10 +383,7 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(audience.contains("{account}") && audience.contains("{domain}"));
-        assert_eq!(config.plan_lines().len(), 9);
-        let plan = config.plan_lines();
-        assert!(plan[2].contains("4me-app-bootstrap/lambda_product: AWS Lambda"));
-        assert!(plan[8].starts_with("webhook (id kept in the provider secret)"));
+        assert_eq!(config.lambda_product.name(), "AWS Lambda");
     }
 
     #[test]
@@ -463,7 +400,6 @@ mod tests {
         let html = config.ui_extension.input["html"].as_str().unwrap();
         assert!(html.contains("id=\"url\""));
         assert!(config.ui_extension.input.get("css").is_none());
-        assert_eq!(config.plan_lines().len(), 4);
     }
 
     #[test]
@@ -543,7 +479,6 @@ mod tests {
         ] {
             assert!(html.contains(&format!("id=\"{field}\"")), "{field}");
         }
-        assert_eq!(config.plan_lines().len(), 5);
     }
 
     #[test]

@@ -12,15 +12,13 @@
 
 mod cfn_lint;
 mod config4me;
+mod deployer;
 mod input;
 mod lambdas;
 mod moto;
 mod provision;
+mod records;
 mod sam;
-#[allow(
-    dead_code,
-    reason = "decisions of the 4me sync of bootstrap/deploy, whose 4me calls are not written yet"
-)]
 mod sync;
 mod test;
 mod venv;
@@ -49,10 +47,18 @@ enum Command {
     BuildLambdas(lambdas::BuildLambdasArgs),
     /// Build the arm64 release zip of every function and print their sizes.
     Package(lambdas::PackageArgs),
-    /// Set up the provider's 4me account and the engine stack (in progress: input only).
+    /// Set up the provider's 4me account and the engine stack.
     Bootstrap(provision::BootstrapArgs),
-    /// Deploy one integration (in progress: input only).
+    /// Deploy one integration (its stack and its 4me records).
     Deploy(provision::DeployArgs),
+}
+
+/// The multi-thread runtime of the commands that talk to 4me and AWS.
+fn runtime() -> Result<tokio::runtime::Runtime, provision::ProvisionError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(provision::ProvisionError::Output)
 }
 
 fn main() -> ExitCode {
@@ -79,14 +85,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Bootstrap(args) => match provision::bootstrap(&test::workspace_root(), &args) {
+        Command::Bootstrap(args) => match runtime()
+            .and_then(|rt| rt.block_on(provision::bootstrap(&test::workspace_root(), &args)))
+        {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask bootstrap: error: {err}");
                 ExitCode::FAILURE
             }
         },
-        Command::Deploy(args) => match provision::deploy(&test::workspace_root(), &args) {
+        Command::Deploy(args) => match runtime()
+            .and_then(|rt| rt.block_on(provision::deploy(&test::workspace_root(), &args)))
+        {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask deploy: error: {err}");

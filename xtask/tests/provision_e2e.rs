@@ -1,0 +1,567 @@
+//! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` end to end: the real `xtask`
+//! binary against the sandbox 4me (started here), Secrets Manager on moto (`AWS_ENDPOINT_URL`
+//! must point at a moto server; these tests fail rather than skip without it) and a recording
+//! `sam` stand-in first on PATH (`sam deploy` cannot target moto).
+#![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_sandbox::fakes::CaptureServer;
+use app_builder_sandbox::{OAuthCredentials, Sandbox};
+use serde_json::{Value, json};
+
+const APP: &str = "4me-app-builder";
+const SERVICE_INSTANCE: &str = "Mainframe 1";
+
+fn require_moto() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
+    );
+}
+
+/// The `sam` stand-in: appends its arguments as one JSON line to `sam.log` next to it and answers
+/// `list stack-outputs --stack-name <s>` with `outputs.json[<s>]`.
+const SAM: &str = r#"#!/usr/bin/env python3
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "sam.log"), "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\n")
+if sys.argv[1:3] == ["list", "stack-outputs"]:
+    stack = sys.argv[sys.argv.index("--stack-name") + 1]
+    with open(os.path.join(here, "outputs.json")) as f:
+        outputs = json.load(f)
+    if stack not in outputs:
+        sys.stderr.write("Error: stack %s does not exist\n" % stack)
+        sys.exit(1)
+    print(json.dumps([{"OutputKey": k, "OutputValue": v} for k, v in outputs[stack].items()]))
+"#;
+
+/// One provider set-up: a sandbox account with an OAuth application and service instance, a
+/// unique account name (secrets in the shared moto do not collide) and the `sam` stand-in.
+struct World {
+    sandbox: Sandbox,
+    creds: OAuthCredentials,
+    account: String,
+    bin: tempfile::TempDir,
+    webhook_receiver: CaptureServer,
+}
+
+impl World {
+    async fn new() -> World {
+        require_moto();
+        let sandbox = Sandbox::start().await.unwrap();
+        let account = format!("prov{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let creds = sandbox.add_oauth_application(&account);
+        sandbox.seed_service_instance(&account, SERVICE_INSTANCE);
+        let bin = tempfile::tempdir().unwrap();
+        let sam = bin.path().join("sam");
+        std::fs::write(&sam, SAM).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sam, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let webhook_receiver = CaptureServer::start().await.unwrap();
+        let world = World {
+            sandbox,
+            creds,
+            account,
+            bin,
+            webhook_receiver,
+        };
+        world.set_outputs(&world.outputs());
+        world
+    }
+
+    /// The stack outputs the stand-in answers (as CloudFormation would after a deploy).
+    fn outputs(&self) -> Value {
+        let url = self.webhook_receiver.url();
+        let arn = |f: &str| format!("arn:aws:lambda:eu-west-1:123456789012:function:{f}");
+        json!({
+            "app-builder-engine": {
+                "SecretsApi": format!("{url}/Prod/secrets/"),
+                "SecretsFunction": arn("app-builder-engine-SecretsFunction-1"),
+                "SecretsFunctionIamRole": "arn:aws:iam::123456789012:role/secrets",
+            },
+            "app-builder-note-dispatcher": {
+                "IntegrationApi": format!("{url}/Prod/integration/"),
+                "IntegrationFunction": arn("app-builder-note-dispatcher-IntegrationFunction-1"),
+                "IntegrationFunctionIamRole": "arn:aws:iam::123456789012:role/nd",
+            },
+            "app-builder-typeform": {
+                "IntegrationApi": format!("{url}/Prod/typeform/"),
+                "IntegrationFunction": arn("app-builder-typeform-IntegrationFunction-1"),
+                "IntegrationFunctionIamRole": "arn:aws:iam::123456789012:role/tf",
+            },
+            "aws-sam-cli-managed-default": {
+                "SourceBucket": "aws-sam-cli-managed-default-samclisourcebucket-1",
+            },
+        })
+    }
+
+    fn set_outputs(&self, outputs: &Value) {
+        std::fs::write(self.bin.path().join("outputs.json"), outputs.to_string()).unwrap();
+    }
+
+    /// The `sam` calls so far, one argument list each.
+    fn sam_calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.bin.path().join("sam.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Runs `xtask <args> --yes ...` and returns (success, stdout, stderr).
+    async fn xtask(&self, args: &[&str]) -> (bool, String, String) {
+        let path = format!(
+            "{}:{}",
+            self.bin.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command
+            .args(args)
+            .args([
+                "--yes",
+                "--domain",
+                self.sandbox.domain(),
+                "--account",
+                &self.account,
+                "--service-instance",
+                SERVICE_INSTANCE,
+                "--profile",
+                "e2e",
+                "--region",
+                "eu-west-1",
+            ])
+            .current_dir(self.bin.path())
+            .env("PATH", path)
+            .env("FOURME_OAUTH_URL", self.sandbox.oauth_url())
+            .env("FOURME_GRAPHQL_URL", self.sandbox.graphql_url())
+            .env("FOURME_REST_URL", self.sandbox.rest_url())
+            .env("FOURME_CLIENT_SECRET", &self.creds.client_secret)
+            .env_remove("ENV_4ME")
+            .env_remove("AWS_PROFILE")
+            .stdin(std::process::Stdio::null());
+        if args[0] == "bootstrap" {
+            command.args(["--client-id", &self.creds.client_id]);
+        }
+        let output = command.output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    }
+
+    /// Runs the command and fails the test with its output when it fails.
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.xtask(args).await;
+        assert!(
+            ok,
+            "xtask {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            !stdout.contains(&self.creds.client_secret)
+                && !stderr.contains(&self.creds.client_secret),
+            "the client secret was printed"
+        );
+        stdout
+    }
+
+    fn client(&self) -> FourMeClient {
+        FourMeClient::new(
+            Endpoints::from_lookup(self.sandbox.domain(), |name| match name {
+                "FOURME_OAUTH_URL" => Some(self.sandbox.oauth_url()),
+                "FOURME_GRAPHQL_URL" => Some(self.sandbox.graphql_url()),
+                "FOURME_REST_URL" => Some(self.sandbox.rest_url()),
+                _ => None,
+            })
+            .unwrap(),
+            &self.account,
+            Credentials::new(&self.creds.client_id, &self.creds.client_secret),
+            ClientSettings::default(),
+        )
+        .unwrap()
+    }
+
+    async fn query(&self, query: &str) -> Value {
+        self.client().query(query, &json!({})).await.unwrap()
+    }
+
+    /// Every record bootstrap and deploy write, by kind (ids, in creation order).
+    async fn counts(&self) -> Value {
+        self.query(
+            "query All { products { nodes { id } } uiExtensions { nodes { id } } \
+                 configurationItems { nodes { id } } webhooks { nodes { id } } \
+                 appOfferings(filter: {published: false}) { nodes { id scopes { id } \
+                 automationRules { nodes { id } } } } }",
+        )
+        .await
+    }
+
+    fn secret_name(&self) -> String {
+        format!("{APP}/{}/{}", self.sandbox.domain(), self.account)
+    }
+
+    async fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_secretsmanager::Client::new(&config)
+    }
+
+    /// The provider secret and its number of versions (`None` when it does not exist).
+    async fn provider_secret(&self) -> Option<(Value, usize)> {
+        let client = self.secrets().await;
+        let value = client
+            .get_secret_value()
+            .secret_id(self.secret_name())
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .ok()?;
+        let versions = client
+            .list_secret_version_ids()
+            .secret_id(self.secret_name())
+            .include_deprecated(true)
+            .send()
+            .await
+            .unwrap();
+        Some((
+            serde_json::from_str(value.secret_string().unwrap()).unwrap(),
+            versions.versions().len(),
+        ))
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The exact `sam` calls of one deploy of `stack` (config env `env`).
+fn sam_deploy_calls(env: &str, stack: &str, overrides: &[String]) -> Vec<Vec<String>> {
+    let mut deploy = strings(&[
+        "deploy",
+        "--config-env",
+        env,
+        "--no-confirm-changeset",
+        "--profile",
+        "e2e",
+        "--region",
+        "eu-west-1",
+        "--parameter-overrides",
+    ]);
+    deploy.extend(overrides.iter().cloned());
+    let list = |name: &str| {
+        strings(&[
+            "list",
+            "stack-outputs",
+            "--stack-name",
+            name,
+            "--output",
+            "json",
+            "--profile",
+            "e2e",
+            "--region",
+            "eu-west-1",
+        ])
+    };
+    vec![
+        strings(&["build", "--config-env", env]),
+        deploy,
+        list(stack),
+        list("aws-sam-cli-managed-default"),
+    ]
+}
+
+fn nodes(data: &Value, field: &str) -> Vec<Value> {
+    data[field]["nodes"].as_array().cloned().unwrap_or_default()
+}
+
+/// The summary line of a real run.
+fn summary(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|line| line.contains(" created, "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
+    let world = World::new().await;
+    let domain = world.sandbox.domain().to_owned();
+    let account = world.account.clone();
+    let receiver = world.webhook_receiver.url();
+
+    // --- bootstrap, first run -----------------------------------------------------------------
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("10 created, 0 updated, 0 deleted, 0 unchanged"),
+        "{stdout}"
+    );
+    let overrides = [
+        format!("4MeDomainParameter={domain}"),
+        format!("BootstrapSecretApplicationParameter={APP}"),
+        format!("BootstrapSecretAccountParameter={account}"),
+        "BootstrapSecretEnabledReferencesParameter=*".to_owned(),
+    ];
+    assert_eq!(
+        world.sam_calls(),
+        sam_deploy_calls("default", "app-builder-engine", &overrides)
+    );
+
+    let data = world
+        .query(
+            "query B { products(filter: {source: {values: [\"4me-app-bootstrap\"]}}) { nodes { id name sourceID } } \
+             uiExtensions(filter: {source: {values: [\"4me-app-bootstrap\"]}}) { nodes { id name activeVersion { html } } } \
+             configurationItems(filter: {source: {values: [\"4me-app-bootstrap\"]}}) { nodes { id sourceID systemID customFields { id value } } } \
+             webhooks { nodes { id event uri webhookPolicy { id jwtAlg jwtAudience } } } }",
+        )
+        .await;
+    let products: Vec<Value> = nodes(&data, "products");
+    let product_ids: Vec<&str> = products
+        .iter()
+        .map(|p| p["sourceID"].as_str().unwrap())
+        .collect();
+    assert_eq!(product_ids, ["s3_product", "lambda_product", "sqs_product"]);
+    assert_eq!(nodes(&data, "uiExtensions").len(), 2);
+    let cis = nodes(&data, "configurationItems");
+    assert_eq!(cis.len(), 2);
+    assert_eq!(cis[0]["sourceID"], "s3_ci");
+    assert_eq!(
+        cis[0]["systemID"],
+        "aws-sam-cli-managed-default-samclisourcebucket-1"
+    );
+    assert_eq!(cis[1]["sourceID"], "secrets_lambda_ci");
+    assert_eq!(
+        cis[1]["systemID"],
+        "arn:aws:lambda:eu-west-1:123456789012:function:app-builder-engine-SecretsFunction-1"
+    );
+    assert!(
+        cis[1]["customFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"id": "api_url", "value": format!("{receiver}/Prod/secrets/")}))
+    );
+    let webhooks = nodes(&data, "webhooks");
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks[0]["event"], "app_instance.secrets-update");
+    assert_eq!(webhooks[0]["uri"], format!("{receiver}/Prod/secrets/"));
+    assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
+    assert_eq!(
+        webhooks[0]["webhookPolicy"]["jwtAudience"],
+        format!("integrations provided by {account}@{domain}")
+    );
+
+    let (secret, versions) = world.provider_secret().await.unwrap();
+    assert_eq!(secret["clientID"], world.creds.client_id.as_str());
+    assert_eq!(secret["token"], world.creds.client_secret.as_str());
+    assert_eq!(
+        secret["policy"]["id"], webhooks[0]["webhookPolicy"]["id"],
+        "{secret:#}"
+    );
+    assert!(
+        secret["policy"]["publicKeyPem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    assert_eq!(secret["webhook"]["id"], webhooks[0]["id"]);
+    assert_eq!(secret["webhook"]["uri"], webhooks[0]["uri"]);
+
+    // --- bootstrap, second run: nothing changes ---------------------------------------------
+    let before = world.counts().await;
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        "{stdout}"
+    );
+    assert_eq!(world.counts().await, before);
+    assert_eq!(world.provider_secret().await.unwrap().1, versions);
+    assert_eq!(
+        world.sam_calls().len(),
+        8,
+        "the stack is deployed again (SAM decides)"
+    );
+
+    // --- a moved API: the webhook is updated in place, not recreated --------------------------
+    let mut outputs = world.outputs();
+    outputs["app-builder-engine"]["SecretsApi"] = json!(format!("{receiver}/v2/secrets/"));
+    world.set_outputs(&outputs);
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("0 created, 2 updated, 0 deleted, 8 unchanged"),
+        "the secrets CI and the webhook: {stdout}"
+    );
+    let data = world
+        .query("query W { webhooks { nodes { id uri } } }")
+        .await;
+    let webhooks = nodes(&data, "webhooks");
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks[0]["uri"], format!("{receiver}/v2/secrets/"));
+    world.set_outputs(&world.outputs());
+    world.ok(&["bootstrap"]).await;
+
+    // --- a dry run after bootstrap plans nothing ----------------------------------------------
+    let calls = world.sam_calls().len();
+    let stdout = world.ok(&["bootstrap", "--dry-run"]).await;
+    assert!(
+        stdout
+            .contains("plan, nothing changed: 0 to create, 0 to update, 0 to delete, 10 unchanged"),
+        "{stdout}"
+    );
+    assert_eq!(
+        world.sam_calls().len(),
+        calls,
+        "a dry run runs no sam command"
+    );
+
+    // --- deploy note-dispatcher and typeform, twice each ------------------------------------
+    for (integration, stack, reference) in [
+        (
+            "note-dispatcher",
+            "app-builder-note-dispatcher",
+            "note-dispatcher",
+        ),
+        ("typeform", "app-builder-typeform", "typeform"),
+    ] {
+        let calls = world.sam_calls().len();
+        let stdout = world.ok(&["deploy", integration]).await;
+        assert!(
+            summary(&stdout).contains(" 0 updated, 0 deleted, 0 unchanged"),
+            "{stdout}"
+        );
+        let overrides = [
+            format!("4MeDomainParameter={domain}"),
+            format!("BootstrapSecretApplicationParameter={APP}"),
+            format!("BootstrapSecretAccountParameter={account}"),
+            format!("OfferingReferenceParameter={reference}"),
+        ];
+        assert_eq!(
+            world.sam_calls()[calls..],
+            sam_deploy_calls(integration, stack, &overrides)
+        );
+        let offering_line = stdout
+            .lines()
+            .find(|l| l.starts_with("Success. App offering is available at: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let before = world.counts().await;
+        let secret_versions = world.provider_secret().await.unwrap().1;
+        let stdout = world.ok(&["deploy", integration]).await;
+        assert!(
+            summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, "),
+            "{stdout}"
+        );
+        assert!(stdout.contains(offering_line), "{stdout}");
+        assert_eq!(world.counts().await, before, "{integration}");
+        assert_eq!(world.provider_secret().await.unwrap().1, secret_versions);
+    }
+
+    let data = world
+        .query(
+            "query O { appOfferings(filter: {published: false}) { nodes { id reference \
+             webhookUriTemplate policyJwtAlg scopes { actions } uiExtensionVersion { id html \
+             uiExtension { sourceID activeVersion { id } } } automationRules { nodes { name trigger } } } } \
+             configurationItems(filter: {sourceID: {values: [\"note_dispatcher_lambda_ci\", \"typeform_lambda_ci\"]}}) { nodes { sourceID systemID customFields { id value } } } }",
+        )
+        .await;
+    let offerings = nodes(&data, "appOfferings");
+    assert_eq!(offerings.len(), 2);
+    let nd = &offerings[0];
+    assert_eq!(nd["reference"], "note-dispatcher");
+    assert_eq!(
+        nd["webhookUriTemplate"],
+        format!("{receiver}/Prod/integration/?account={{account}}")
+    );
+    assert_eq!(nd["policyJwtAlg"], "rs512");
+    assert_eq!(nd["automationRules"]["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        nd["uiExtensionVersion"]["id"],
+        nd["uiExtensionVersion"]["uiExtension"]["activeVersion"]["id"]
+    );
+    assert_eq!(
+        nd["uiExtensionVersion"]["uiExtension"]["sourceID"],
+        "ui_extension_input"
+    );
+    let tf = &offerings[1];
+    assert_eq!(tf["reference"], "typeform");
+    assert_eq!(tf["webhookUriTemplate"], Value::Null);
+    assert_eq!(
+        tf["scopes"],
+        json!([{"actions": ["request:Read", "request:Update"]}])
+    );
+    assert_eq!(
+        tf["automationRules"]["nodes"][0]["name"],
+        "Ask customer to complete survey"
+    );
+    let cis = nodes(&data, "configurationItems");
+    assert_eq!(cis.len(), 2);
+    assert_eq!(
+        cis[1]["systemID"],
+        "arn:aws:lambda:eu-west-1:123456789012:function:app-builder-typeform-IntegrationFunction-1"
+    );
+    assert!(
+        cis[1]["customFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"id": "cloudformation_stack", "value": "app-builder-typeform"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_change_nothing() {
+    let world = World::new().await;
+    let before = world.counts().await;
+    let stdout = world.ok(&["bootstrap", "--dry-run"]).await;
+    assert!(
+        stdout.contains("  product AWS Lambda: would create"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  AWS stack app-builder-engine: would deploy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("    sam deploy --config-env default"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("plan, nothing changed: 10 to create, 0 to update, 0 to delete, 0 unchanged"),
+        "{stdout}"
+    );
+    assert_eq!(world.counts().await, before);
+    assert!(world.provider_secret().await.is_none(), "no secret written");
+    assert!(world.sam_calls().is_empty(), "no sam command run");
+
+    // Deploy needs bootstrap's provider secret, and says so.
+    let (ok, stdout, stderr) = world.xtask(&["deploy", "typeform", "--dry-run"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("run `cargo xtask bootstrap` first"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_integrations_are_listed() {
+    let world = World::new().await;
+    let (ok, _, stderr) = world.xtask(&["deploy", "slack"]).await;
+    assert!(!ok);
+    assert!(
+        stderr
+            .contains("unknown integration `slack`; known: note-dispatcher, typeform, lansweeper"),
+        "{stderr}"
+    );
+    assert!(world.sam_calls().is_empty());
+    assert!(repo_root().join("config_4me").is_dir());
+}
