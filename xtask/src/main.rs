@@ -7,11 +7,13 @@
 //! - `build-lambdas` ([`lambdas`]): release builds (arm64 by default) of every Lambda binary
 //!   named in a SAM template, with cargo-lambda from a cached venv.
 //! - `package` ([`lambdas`]): arm64 release zips of every function with a table of their sizes.
-//! - `bootstrap` and `deploy <integration>` ([`provision`]): in progress; input gathering
-//!   ([`input`]) is done.
+//! - `bootstrap` and `deploy <integration>` ([`provision`]).
+//! - `demo` and `local` ([`demo`]): the whole product on one machine (sandbox 4me, fakes, the
+//!   local engine), provisioned by the same bootstrap and deploy.
 
 mod cfn_lint;
 mod config4me;
+mod demo;
 mod deployer;
 mod input;
 mod lambdas;
@@ -51,6 +53,11 @@ enum Command {
     Bootstrap(provision::BootstrapArgs),
     /// Deploy one integration (its stack and its 4me records).
     Deploy(provision::DeployArgs),
+    /// The whole product locally: sandbox 4me, fakes and the local engine; bootstrap, deploy,
+    /// install both apps, add a note, submit a survey; exit 0 only if every effect was seen.
+    Demo(demo::DemoArgs),
+    /// Start what `demo` starts and keep it running for your own requests (Ctrl-C stops).
+    Local(demo::LocalArgs),
 }
 
 /// The multi-thread runtime of the commands that talk to 4me and AWS.
@@ -94,6 +101,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Demo(args) => {
+            match runtime()
+                .map_err(demo::DemoError::from)
+                .and_then(|rt| rt.block_on(demo::demo(&test::workspace_root(), &args)))
+            {
+                Ok(code) => code,
+                Err(err) => {
+                    eprintln!("xtask demo: error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Local(args) => {
+            match runtime()
+                .map_err(demo::DemoError::from)
+                .and_then(|rt| rt.block_on(demo::local(&test::workspace_root(), &args)))
+            {
+                Ok(code) => code,
+                Err(err) => {
+                    eprintln!("xtask local: error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Deploy(args) => match runtime()
             .and_then(|rt| rt.block_on(provision::deploy(&test::workspace_root(), &args)))
         {

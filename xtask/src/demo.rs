@@ -1,0 +1,625 @@
+//! `cargo xtask demo` and `cargo xtask local`: the whole product on one machine, no cloud.
+//!
+//! Both start the 4me sandbox (seeded like `sandbox --seed`: provider account `wdc` with an
+//! OAuth application and the service instance `Mainframe 1`), the Fun Translations and Typeform
+//! fakes, a capture server standing in for the customer's note URL, and the local engine
+//! ([`app_builder_local::LocalEngine`]) with its secrets in a temporary directory. They then run
+//! the SAME [`Provisioner`] bootstrap and deploys as against AWS, with [`LocalDeployer`] in place
+//! of SAM and the engine's store in place of Secrets Manager.
+//!
+//! `demo` then plays a customer: installs both apps, adds a note, submits a survey, printing each
+//! step and everything the engine does, and exits 0 only when every expected effect is seen in
+//! the sandbox, the fakes and the store. `local` keeps everything running for the developer's
+//! own requests until Ctrl-C.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use app_builder_core::fourme::Endpoints;
+use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name};
+use app_builder_local::{Activity, EngineOptions, LocalEngine, Template};
+use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
+use app_builder_sandbox::typeform::TypeformFake;
+use app_builder_sandbox::{InstallOptions, OAuthCredentials, Sandbox};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::deployer::{DeployError, StackDeployer, StackOutputs};
+use crate::input::{self, InputArgs, Sources, StdioPrompter};
+use crate::provision::{BootstrapReport, DeployReport, ProvisionError, Provisioner};
+use crate::sam::{self, Stack};
+
+/// The provider account of the demo (as `sandbox --seed`).
+const PROVIDER: &str = "wdc";
+/// The service instance of the engine (as `sandbox --seed`).
+const SERVICE_INSTANCE: &str = "Mainframe 1";
+/// The customer who installs the apps.
+const CUSTOMER: &str = "widget-data-center";
+/// The customer's Typeform form.
+const FORM_ID: &str = "u6nXL7";
+/// The Typeform tag of the webhook the function registers.
+const TYPEFORM_TAG: &str = "4me-webhook";
+/// How long the demo waits for any one effect.
+const WAIT: Duration = Duration::from_secs(20);
+/// The longest the whole demo may take.
+const DEMO_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Arguments of `cargo xtask demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Breaks one thing on purpose to see the demo name the missing effect.
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
+}
+
+/// A fault the demo can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fault {
+    /// The customer enters a Typeform token Typeform does not know: no webhook can be
+    /// registered, so no survey response can arrive.
+    WrongTypeformToken,
+}
+
+/// Arguments of `cargo xtask local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Address of the engine's HTTP server.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub engine_listen: std::net::SocketAddr,
+    /// Address of the sandbox 4me.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub sandbox_listen: std::net::SocketAddr,
+    /// Seconds between scheduled events (0: no scheduler).
+    #[arg(long, default_value_t = 300)]
+    pub schedule_secs: u64,
+}
+
+/// Errors that stop the demo before its checks.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A local server could not start.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// Which server.
+        what: &'static str,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Bootstrap or deploy failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The sandbox refused a step.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// A secret could not be read back.
+    #[error("secret store: {0}")]
+    Store(#[from] app_builder_core::secrets::SecretStoreError),
+    /// Output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    /// The demo ran out of time.
+    #[error("the demo did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+/// [`StackDeployer`] over the local engine: "deploys" a stack by building its functions from
+/// the stack's SAM template into the running engine, and answers the template's Outputs with
+/// local values (URLs of the engine, `arn:aws:lambda:local:...` ARNs the engine routes on).
+#[derive(Debug, Clone)]
+pub struct LocalDeployer<'a> {
+    /// Workspace root (the templates' paths are relative to it).
+    pub root: &'a Path,
+    /// The running engine.
+    pub engine: &'a LocalEngine,
+}
+
+impl LocalDeployer<'_> {
+    /// The URL prefix of a stack: the engine stack at the root (`/secrets/`), an integration
+    /// stack under its name (`/typeform/integration/`).
+    pub fn prefix(stack: &Stack) -> &'static str {
+        if stack.name == sam::ENGINE.name {
+            ""
+        } else {
+            stack
+                .name
+                .strip_prefix("app-builder-")
+                .unwrap_or(stack.name)
+        }
+    }
+}
+
+impl StackDeployer for LocalDeployer<'_> {
+    async fn deploy(
+        &self,
+        stack: &Stack,
+        overrides: &[(String, String)],
+    ) -> Result<StackOutputs, DeployError> {
+        let path = self.root.join(stack.template);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| DeployError::Local(format!("cannot read {}: {err}", path.display())))?;
+        let template = Template::parse(&text)
+            .map_err(|err| DeployError::Local(format!("{}: {err}", stack.template)))?;
+        self.engine
+            .deploy(stack.name, Self::prefix(stack), &template, overrides)
+            .map_err(|err| DeployError::Local(format!("{}: {err}", stack.name)))
+    }
+}
+
+/// Everything running locally, provisioned.
+struct Stage {
+    sandbox: Sandbox,
+    translations: FunTranslations,
+    typeform: TypeformFake,
+    customer_url: CaptureServer,
+    engine: LocalEngine,
+    bootstrap: BootstrapReport,
+    note_dispatcher: DeployReport,
+    typeform_deploy: DeployReport,
+    _secrets_dir: tempfile::TempDir,
+}
+
+impl Stage {
+    /// Starts the servers and runs bootstrap and both deploys, printing their progress.
+    async fn start(
+        root: &Path,
+        sandbox_listen: std::net::SocketAddr,
+        engine_listen: std::net::SocketAddr,
+        schedule: Option<Duration>,
+    ) -> Result<Stage, DemoError> {
+        let start = |what| move |source| DemoError::Start { what, source };
+        let sandbox = Sandbox::start_on(sandbox_listen)
+            .await
+            .map_err(start("the sandbox 4me"))?;
+        let credentials = sandbox.add_oauth_application(PROVIDER);
+        sandbox.seed_service_instance(PROVIDER, SERVICE_INSTANCE);
+        let translations = FunTranslations::start()
+            .await
+            .map_err(start("the Fun Translations fake"))?;
+        let typeform = TypeformFake::start()
+            .await
+            .map_err(start("the Typeform fake"))?;
+        let customer_url = CaptureServer::start()
+            .await
+            .map_err(start("the customer's note URL"))?;
+        let secrets_dir = tempfile::tempdir().map_err(start("the secrets directory"))?;
+        let mut options = EngineOptions::new(secrets_dir.path())
+            .with_env("FOURME_OAUTH_URL", sandbox.oauth_url())
+            .with_env("FOURME_GRAPHQL_URL", sandbox.graphql_url())
+            .with_env("FOURME_REST_URL", sandbox.rest_url())
+            .with_env("FUNTRANSLATIONS_API_URL", translations.url())
+            .with_env("TYPEFORM_API_URL", typeform.url())
+            // The customer's URL is on this machine.
+            .with_env("NOTE_DISPATCHER_ALLOW_PRIVATE_URLS", "true")
+            // The sandbox shows a new instance at once: no need for Lambda's 2 s retry wait.
+            .with_env("INSTANCE_RETRY_TIMEOUT", "100");
+        options.listen = engine_listen;
+        options.schedule_interval = schedule;
+        let engine = LocalEngine::start(options)
+            .await
+            .map_err(start("the local engine"))?;
+        println!("Started (all on 127.0.0.1, nothing in the cloud):");
+        println!(
+            "  sandbox 4me        {}  (domain {})",
+            sandbox.url(),
+            sandbox.domain()
+        );
+        println!("  Fun Translations   {}", translations.url());
+        println!("  Typeform API       {}", typeform.url());
+        println!("  customer note URL  {}", customer_url.url());
+        println!("  local engine       {}", engine.url());
+        println!("  secrets            {}", secrets_dir.path().display());
+
+        let answers = answers(&sandbox, &credentials)?;
+        let deployer = LocalDeployer {
+            root,
+            engine: &engine,
+        };
+        let endpoints = Endpoints::from_lookup(sandbox.domain(), |name| match name {
+            "FOURME_OAUTH_URL" => Some(sandbox.oauth_url()),
+            "FOURME_GRAPHQL_URL" => Some(sandbox.graphql_url()),
+            "FOURME_REST_URL" => Some(sandbox.rest_url()),
+            _ => None,
+        })
+        .map_err(|err| ProvisionError::Unexpected(err.to_string()))?;
+        let mut stdout = std::io::stdout();
+        let mut provisioner = Provisioner {
+            root,
+            answers: &answers,
+            endpoints,
+            store: engine.store(),
+            deployer: &deployer,
+            dry_run: false,
+            out: &mut stdout,
+        };
+        println!();
+        println!("== cargo xtask bootstrap (SAM replaced by the local engine)");
+        let bootstrap = provisioner.bootstrap().await?;
+        println!();
+        println!("== cargo xtask deploy note-dispatcher");
+        let note_dispatcher = provisioner.deploy("note-dispatcher").await?;
+        println!();
+        println!("== cargo xtask deploy typeform");
+        let typeform_deploy = provisioner.deploy("typeform").await?;
+        Ok(Stage {
+            sandbox,
+            translations,
+            typeform,
+            customer_url,
+            engine,
+            bootstrap,
+            note_dispatcher,
+            typeform_deploy,
+            _secrets_dir: secrets_dir,
+        })
+    }
+
+    fn output<'a>(report: &'a StackOutputs, name: &str) -> &'a str {
+        report.get(name).map_or("", String::as_str)
+    }
+
+    async fn customer_secret(&self, offering: &str) -> Result<Option<SecretDocument>, DemoError> {
+        let Ok(name) = customer_secret_name(
+            sam::SECRET_APPLICATION,
+            offering,
+            self.sandbox.domain(),
+            CUSTOMER,
+        ) else {
+            return Ok(None);
+        };
+        Ok(self.engine.store().get(&name).await?)
+    }
+}
+
+/// The bootstrap answers a provider would give, all known: nothing is asked.
+fn answers(
+    sandbox: &Sandbox,
+    credentials: &OAuthCredentials,
+) -> Result<input::Answers, ProvisionError> {
+    let args = InputArgs {
+        domain: Some(sandbox.domain().to_owned()),
+        account: Some(PROVIDER.to_owned()),
+        service_instance: Some(SERVICE_INSTANCE.to_owned()),
+        enabled_offerings: Some("*".to_owned()),
+        client_id: Some(credentials.client_id.clone()),
+        profile: Some("local".to_owned()),
+        yes: true,
+    };
+    let mut sources = Sources::default();
+    sources.env.insert(
+        input::CLIENT_SECRET.env.to_owned(),
+        credentials.client_secret.clone(),
+    );
+    Ok(input::gather(
+        &input::BOOTSTRAP_QUESTIONS,
+        &args,
+        &sources,
+        &mut StdioPrompter,
+    )?)
+}
+
+/// Prints everything the engine does as it happens.
+fn print_activity(engine: &LocalEngine) -> tokio::task::JoinHandle<()> {
+    let mut activity = engine.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match activity.recv().await {
+                Ok(entry) => println!("    engine | {entry}"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("    engine | ({n} more)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// One expected effect and whether it was observed.
+struct Check {
+    effect: String,
+    observed: bool,
+}
+
+/// Runs `cargo xtask demo`.
+pub async fn demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
+    match tokio::time::timeout(DEMO_TIMEOUT, run_demo(root, args)).await {
+        Ok(result) => result,
+        Err(_) => Err(DemoError::Timeout(DEMO_TIMEOUT)),
+    }
+}
+
+async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let stage = Stage::start(root, any, any, None).await?;
+    let printer = print_activity(&stage.engine);
+    let mut checks = Vec::new();
+    let mut check = |effect: String, observed: bool| {
+        println!("  {} {effect}", if observed { "[ok]" } else { "[MISSING]" });
+        checks.push(Check { effect, observed });
+    };
+
+    println!();
+    println!("== The provider's engine is live");
+    let secrets_url = stage.bootstrap.secrets_url.clone().unwrap_or_default();
+    let verified = stage
+        .sandbox
+        .deliveries()
+        .iter()
+        .any(|d| d.event == "webhook.verify" && d.uri == secrets_url && d.status == Some(200));
+    check(
+        format!("4me verified the secrets webhook at {secrets_url} (webhook.verify answered 200)"),
+        verified,
+    );
+    for report in [&stage.note_dispatcher, &stage.typeform_deploy] {
+        println!(
+            "  app offering {}: {}",
+            report.offering_reference, report.offering_url
+        );
+    }
+
+    println!();
+    println!("== Customer {CUSTOMER} installs the Log Note Dispatcher app");
+    let note_app = stage
+        .sandbox
+        .install_app("note-dispatcher", CUSTOMER, InstallOptions::default())
+        .await
+        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    print_deliveries(&note_app.deliveries);
+    let stored = stage.customer_secret("note-dispatcher").await?;
+    check(
+        "the secrets function stored the customer's application and webhook policy".into(),
+        stored
+            .as_ref()
+            .is_some_and(|doc| doc.get("application").is_some() && doc.get("policy").is_some()),
+    );
+
+    println!();
+    println!(
+        "== Customer {CUSTOMER} installs the Typeform app (form {FORM_ID}, a request for the answers)"
+    );
+    let token = match args.fault {
+        Some(Fault::WrongTypeformToken) => "tfp_not_known_to_typeform",
+        None => "tfp_widget_data_center",
+    };
+    stage.typeform.add_form(FORM_ID, "tfp_widget_data_center");
+    let request = stage.sandbox.seed_request(CUSTOMER, "Survey results");
+    let mut custom_fields = serde_json::Map::new();
+    custom_fields.insert(
+        "form_url".into(),
+        json!(format!("https://widget.typeform.com/to/{FORM_ID}")),
+    );
+    custom_fields.insert(
+        "request_id".into(),
+        request
+            .request_id
+            .parse::<u64>()
+            .map_or_else(|_| json!(request.request_id), |id| json!(id)),
+    );
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("typeform_token".into(), json!(token));
+    let typeform_app = stage
+        .sandbox
+        .install_app(
+            "typeform",
+            CUSTOMER,
+            InstallOptions {
+                secrets,
+                custom_fields,
+                ..InstallOptions::default()
+            },
+        )
+        .await
+        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    print_deliveries(&typeform_app.deliveries);
+    let api_url = Stage::output(&stage.typeform_deploy.outputs, "IntegrationApi");
+    let expected_url = format!("{api_url}?account={CUSTOMER}");
+    let typeform_stack = sam::integration_stack("typeform").map_or("", |stack| stack.name);
+    let settled = stage
+        .engine
+        .wait_for(WAIT, |activity| {
+            // Registered (OK), or the function has seen the write that carried the token and
+            // still failed: either way there is nothing more to wait for.
+            matches!(activity, Activity::SecretEvent { function, event_name, secret, status, message }
+                if function.starts_with(typeform_stack)
+                    && secret.ends_with(&format!("/typeform/{}/instances/{CUSTOMER}", stage.sandbox.domain()))
+                    && ((*status == 200 && message == "OK") || event_name == "PutSecretValue"))
+        })
+        .await
+        .is_some();
+    let webhook = stage.typeform.webhook(FORM_ID, TYPEFORM_TAG);
+    check(
+        format!(
+            "the installation event made the Typeform function register webhook `{TYPEFORM_TAG}` at Typeform for {expected_url}"
+        ),
+        settled
+            && webhook
+                .as_ref()
+                .is_some_and(|w| w.url == expected_url && w.enabled),
+    );
+    let stored = stage.customer_secret("typeform").await?;
+    check(
+        "the Typeform webhook's signing secret is kept in the customer secret (typeform_secret)"
+            .into(),
+        stored.as_ref().is_some_and(|doc| {
+            doc.get_str("typeform_secret").is_some()
+                && doc.get_str("typeform_secret")
+                    == webhook.as_ref().and_then(|w| w.secret.as_deref())
+        }),
+    );
+    let instance = stage.sandbox.record(&typeform_app.app_instance_id);
+    check(
+        "the Typeform app instance is active (not suspended)".into(),
+        instance
+            .as_ref()
+            .is_some_and(|record| record["suspended"] != json!(true)),
+    );
+
+    println!();
+    println!(
+        "== A note is added to a request of {CUSTOMER}: the app's automation rule calls the note-dispatcher"
+    );
+    let text = "The printer on floor 3 is working again.";
+    println!("  note: {text:?}");
+    let note_url = format!("{}/notes", stage.customer_url.url());
+    let delivery = stage
+        .sandbox
+        .trigger_app_webhook(
+            &note_app.app_instance_id,
+            json!({"text": text, "url": note_url}),
+        )
+        .await
+        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    println!(
+        "  4me -> {} ({}) answered {:?}",
+        delivery.uri, delivery.event, delivery.status
+    );
+    let posted = stage.customer_url.wait_for(1, WAIT).await;
+    let dispatched = posted.first().and_then(|request| request.json().ok());
+    if let Some(body) = &dispatched {
+        println!(
+            "  customer's URL received: {}",
+            body["translationResponse"]["translated"]
+                .as_str()
+                .unwrap_or("(no translation)")
+        );
+    }
+    let translated = stage
+        .translations
+        .calls()
+        .iter()
+        .any(|call| call.text.as_deref() == Some(text));
+    check("Fun Translations translated the note".into(), translated);
+    check(
+        format!("the translated note was posted to the customer's URL {note_url}"),
+        dispatched.as_ref().is_some_and(|body| {
+            body["input"]["payload"]["text"] == text
+                && body["translationResponse"]["translated"].is_string()
+        }),
+    );
+
+    println!();
+    println!("== The requester submits the Typeform survey");
+    let response = survey_response();
+    match stage.typeform.send_response(FORM_ID, response).await {
+        Ok(delivery) => println!(
+            "  Typeform -> {} (signed Typeform-Signature) answered {}",
+            delivery.url, delivery.status
+        ),
+        Err(err) => println!("  Typeform could not deliver: {err}"),
+    }
+    let notes = stage.sandbox.request_notes(&request.id);
+    for note in &notes {
+        println!("  note on request #{}: {note:?}", request.request_id);
+    }
+    check(
+        format!(
+            "the survey response was added as a note on request #{}",
+            request.request_id
+        ),
+        notes.iter().any(|note| note.contains("Customer survey")),
+    );
+
+    // Let the last events print before the summary.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    printer.abort();
+    stage.engine.shutdown();
+    println!();
+    println!("== Summary");
+    let missing: Vec<&Check> = checks.iter().filter(|c| !c.observed).collect();
+    for c in &checks {
+        println!(
+            "  {} {}",
+            if c.observed { "[ok]" } else { "[MISSING]" },
+            c.effect
+        );
+    }
+    println!(
+        "  engine handled {} requests and events",
+        stage
+            .engine
+            .activity()
+            .iter()
+            .filter(|a| !matches!(a, Activity::SecretWritten { .. }))
+            .count()
+    );
+    if missing.is_empty() {
+        println!(
+            "demo passed: all {} expected effects observed",
+            checks.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for c in &missing {
+            eprintln!("demo failed: missing effect: {}", c.effect);
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn print_deliveries(deliveries: &[app_builder_sandbox::Delivery]) {
+    for delivery in deliveries {
+        let parts: Vec<&str> = ["application", "policy", "secrets"]
+            .into_iter()
+            .filter(|key| delivery.data["payload"].get(*key).is_some())
+            .collect();
+        println!(
+            "  4me -> {} {} carrying {} answered {:?}",
+            delivery.uri,
+            delivery.event,
+            parts.join(" + "),
+            delivery.status
+        );
+    }
+}
+
+fn survey_response() -> Value {
+    json!({
+        "form_id": FORM_ID,
+        "token": uuid::Uuid::new_v4().simple().to_string(),
+        "submitted_at": "2026-11-23T10:00:00Z",
+        "definition": {"id": FORM_ID, "title": "Customer survey", "fields": [
+            {"id": "f1", "title": "Were you helped well?", "type": "yes_no", "ref": "happy"}
+        ]},
+        "answers": [{"type": "boolean", "boolean": true,
+                     "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
+    })
+}
+
+/// Runs `cargo xtask local`: provisions like the demo, prints the URLs and waits for Ctrl-C.
+pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError> {
+    let schedule = (args.schedule_secs > 0).then(|| Duration::from_secs(args.schedule_secs));
+    let stage = Stage::start(root, args.sandbox_listen, args.engine_listen, schedule).await?;
+    println!();
+    println!("== Running. Function URLs of the local engine:");
+    for (function, route) in stage.engine.routes() {
+        println!("  {route:<70} {function}");
+    }
+    println!();
+    println!(
+        "Provider account `{PROVIDER}` in the sandbox 4me at {}",
+        stage.sandbox.url()
+    );
+    for report in [&stage.note_dispatcher, &stage.typeform_deploy] {
+        println!(
+            "  app offering {:<16} {}",
+            report.offering_reference, report.offering_url
+        );
+    }
+    let secrets_url = stage.bootstrap.secrets_url.clone().unwrap_or_default();
+    let note_api = Stage::output(&stage.note_dispatcher.outputs, "IntegrationApi");
+    println!();
+    println!("Try (every request and event is printed below as the engine handles it):");
+    println!(
+        "  curl -i -X POST '{secrets_url}' -H 'content-type: application/json' -d '{{\"jwt\": \"not-a-token\"}}'"
+    );
+    println!(
+        "  curl -i -X POST '{note_api}?account=someone' -H 'content-type: application/json' -d '{{\"jwt\": \"x\"}}'"
+    );
+    println!("Stop with Ctrl-C.");
+    let printer = print_activity(&stage.engine);
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    printer.abort();
+    stage.engine.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
