@@ -1,0 +1,75 @@
+//! `cargo xtask demo` as a user runs it: the real binary, its exit status and its summary. It
+//! needs nothing but this machine (no AWS, no moto, no Python).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::process::Output;
+
+fn run(args: &[&str]) -> (Output, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        // The demo must not depend on AWS settings of the machine running it.
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+#[test]
+fn demo_observes_every_effect_and_exits_zero() {
+    let (output, stdout, stderr) = run(&["demo"]);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("demo passed: all 8 expected effects observed"),
+        "{stdout}"
+    );
+    let summary = stdout.split("== Summary").nth(1).unwrap();
+    assert_eq!(summary.matches("[ok]").count(), 8, "{summary}");
+    assert!(!summary.contains("[MISSING]"), "{summary}");
+    // The same bootstrap and deploys as against AWS, with the local engine as the stack.
+    for line in [
+        "AWS stack app-builder-engine: deployed",
+        "AWS stack app-builder-note-dispatcher: deployed",
+        "AWS stack app-builder-typeform: deployed",
+        "webhook 4me app builder secrets: created",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in\n{stdout}");
+    }
+    // What arrived and what was written, as it happened.
+    assert!(stdout.contains("-> 200 Secrets stored"), "{stdout}");
+    assert!(
+        stdout.contains("secret store: CreateSecret 4me-app-builder/typeform/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-> 200 note-dispatcher event handling complete"),
+        "{stdout}"
+    );
+    // Never a secret: the Typeform token the customer entered is not printed.
+    assert!(!stdout.contains("tfp_"), "a Typeform token was printed");
+    assert!(!stdout.contains("client_secret"), "{stdout}");
+}
+
+#[test]
+fn demo_names_the_missing_effect_and_fails_when_typeform_rejects_the_token() {
+    let (output, stdout, stderr) = run(&["demo", "--fault", "wrong-typeform-token"]);
+    assert!(!output.status.success(), "stdout:\n{stdout}");
+    assert!(
+        stderr.contains("demo failed: missing effect: the installation event made the Typeform function register webhook"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("demo failed: missing effect: the survey response was added as a note"),
+        "{stderr}"
+    );
+    // The rest of the engine still worked and says so.
+    assert!(
+        stdout.contains("[ok] the translated note was posted"),
+        "{stdout}"
+    );
+}
