@@ -348,6 +348,10 @@ mod tests {
                 "{expected} in {names:?}"
             );
         }
+        // The local engine is a library that hosts the functions, not a Lambda: no template,
+        // so it is neither built nor packaged.
+        assert!(!root.join("crates/local-engine/template.yaml").exists());
+        assert!(!names.iter().any(|n| n.contains("local")), "{names:?}");
     }
 
     /// The `[[bin]]` names of a Cargo manifest (line scan, as the templates).

@@ -78,6 +78,9 @@ pub struct Built {
     pub queue: Option<mpsc::UnboundedReceiver<String>>,
 }
 
+/// The binaries the engine has handlers for.
+pub const KNOWN_BINARIES: [&str; 4] = ["secrets", "note-dispatcher", "typeform", "lansweeper"];
+
 /// Builds the handler of `binary` from `environment` over `store`.
 pub fn build(
     binary: &str,
@@ -194,5 +197,37 @@ struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue>);
 impl LocalFunction for Lansweeper {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
         Box::pin(self.0.handle_payload(payload, function_arn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Every function a repository template declares can run in the local engine.
+    #[test]
+    fn every_template_binary_has_a_local_handler() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut templates = vec![root.join("template.yaml")];
+        for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+            let path = entry.unwrap().path().join("template.yaml");
+            if path.exists() {
+                templates.push(path);
+            }
+        }
+        assert!(templates.len() >= 3, "{templates:?}");
+        for path in templates {
+            let template =
+                crate::Template::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for function in template.functions {
+                assert!(
+                    KNOWN_BINARIES.contains(&function.binary.as_str()),
+                    "{}: no local handler for {}",
+                    path.display(),
+                    function.binary
+                );
+            }
+        }
     }
 }
