@@ -587,6 +587,8 @@ fn survey_response() -> Value {
 
 /// Runs `cargo xtask local`: provisions like the demo, prints the URLs and waits for Ctrl-C.
 pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError> {
+    // Listen for Ctrl-C from the start: one pressed during set-up stops cleanly too.
+    let stop = tokio::spawn(tokio::signal::ctrl_c());
     let schedule = (args.schedule_secs > 0).then(|| Duration::from_secs(args.schedule_secs));
     let stage = Stage::start(root, args.sandbox_listen, args.engine_listen, schedule).await?;
     println!();
@@ -617,7 +619,10 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
     );
     println!("Stop with Ctrl-C.");
     let printer = print_activity(&stage.engine);
-    tokio::signal::ctrl_c().await?;
+    match stop.await {
+        Ok(result) => result?,
+        Err(join) => return Err(DemoError::Output(std::io::Error::other(join))),
+    }
     println!("stopping");
     printer.abort();
     stage.engine.shutdown();

@@ -73,3 +73,63 @@ fn demo_names_the_missing_effect_and_fails_when_typeform_rejects_the_token() {
         "{stdout}"
     );
 }
+
+/// `cargo xtask local` serves the engine until Ctrl-C (SIGINT), then exits cleanly.
+#[cfg(unix)]
+#[test]
+fn local_serves_the_engine_until_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["local", "--schedule-secs", "0"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push(line.clone());
+        if line.starts_with("Stop with Ctrl-C") {
+            break;
+        }
+    }
+    let secrets_route = printed
+        .iter()
+        .find(|line| line.contains("app-builder-engine-SecretsFunction"))
+        .unwrap_or_else(|| panic!("no secrets function URL in {printed:#?}"));
+    let url = secrets_route.split_whitespace().nth(1).unwrap();
+    let (host, path) = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+
+    // A request of our own reaches the real secrets function through the engine.
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Expected jwt in body"), "{answer}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{rest:#?}");
+    assert!(rest.iter().any(|line| line == "stopping"), "{rest:#?}");
+    assert!(
+        rest.iter()
+            .any(|line| line.contains("SecretsFunction <- POST /secrets")),
+        "the request was printed as handled: {rest:#?}"
+    );
+}
