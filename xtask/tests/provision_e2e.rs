@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_core::secrets::{AwsSecretStore, SecretDocument, SecretName, SecretStore};
 use app_builder_sandbox::fakes::CaptureServer;
 use app_builder_sandbox::{OAuthCredentials, Sandbox};
 use serde_json::{Value, json};
@@ -158,6 +159,9 @@ impl World {
     /// Runs the command and fails the test with its output when it fails.
     async fn ok(&self, args: &[&str]) -> String {
         let (ok, stdout, stderr) = self.xtask(args).await;
+        if std::env::var_os("PROVISION_E2E_SHOW").is_some() {
+            eprintln!("--- xtask {args:?}\n{stdout}{stderr}");
+        }
         assert!(
             ok,
             "xtask {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -423,6 +427,78 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         world.sam_calls().len(),
         calls,
         "a dry run runs no sam command"
+    );
+
+    // --- an edit made in 4me is undone --------------------------------------------------------
+    let product_id = products[1]["id"].as_str().unwrap().to_owned();
+    let payload: Value = world
+        .client()
+        .mutation(
+            "mutation P($input: ProductUpdateInput!) { productUpdate(input: $input) { errors { message } product { id } } }",
+            &json!({"input": {"id": product_id, "name": "Renamed by hand"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(payload["product"]["id"], product_id.as_str());
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        stdout.contains(&format!("  product AWS Lambda: updated ({product_id})")),
+        "{stdout}"
+    );
+    assert!(
+        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 9 unchanged"),
+        "{stdout}"
+    );
+    let data = world
+        .query(&format!(
+            "query N {{ node(id: \"{product_id}\") {{ ... on Product {{ name }} }} }}"
+        ))
+        .await;
+    assert_eq!(data["node"]["name"], "AWS Lambda");
+
+    // --- a stored policy with another algorithm is replaced, the old one deleted ------------
+    let old = world
+        .sandbox
+        .create_webhook_policy(&account, "rs256", Some("old audience"))
+        .unwrap();
+    let store = AwsSecretStore::new(world.secrets().await);
+    let name = SecretName::new(world.secret_name()).unwrap();
+    let mut update = SecretDocument::new();
+    update.insert("policy", json!({"id": old.id, "jwtAlg": "rs256"}));
+    store.upsert(&name, update).await.unwrap();
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        stdout.contains("  webhook policy 4me app builder secrets: created ("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  webhook 4me app builder secrets: updated ("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(": deleted ({})", old.id)),
+        "{stdout}"
+    );
+    assert!(
+        summary(&stdout).starts_with("1 created, 1 updated, 1 deleted, 8 unchanged"),
+        "{stdout}"
+    );
+    let data = world
+        .query(&format!(
+            "query P {{ node(id: \"{}\") {{ id }} webhooks {{ nodes {{ id webhookPolicy {{ id jwtAlg }} }} }} }}",
+            old.id
+        ))
+        .await;
+    assert_eq!(data["node"], Value::Null, "the replaced policy is deleted");
+    let webhooks = nodes(&data, "webhooks");
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
+    let (secret, _) = world.provider_secret().await.unwrap();
+    assert_eq!(secret["policy"]["id"], webhooks[0]["webhookPolicy"]["id"]);
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        "{stdout}"
     );
 
     // --- deploy note-dispatcher and typeform, twice each ------------------------------------
