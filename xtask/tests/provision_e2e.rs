@@ -545,7 +545,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     let data = world
         .query(
             "query O { appOfferings(filter: {published: false}) { nodes { id reference \
-             webhookUriTemplate policyJwtAlg scopes { actions } uiExtensionVersion { id html \
+             webhookUriTemplate policyJwtAlg pictureUri scopes { actions } uiExtensionVersion { id html \
              uiExtension { sourceID activeVersion { id } } } automationRules { nodes { name trigger } } } } \
              configurationItems(filter: {sourceID: {values: [\"note_dispatcher_lambda_ci\", \"typeform_lambda_ci\"]}}) { nodes { sourceID systemID customFields { id value } } } }",
         )
@@ -559,6 +559,12 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         format!("{receiver}/Prod/integration/?account={{account}}")
     );
     assert_eq!(nd["policyJwtAlg"], "rs512");
+    assert!(
+        nd["pictureUri"]
+            .as_str()
+            .is_some_and(|uri| uri.contains("avatar.svg")),
+        "{nd}"
+    );
     assert_eq!(nd["automationRules"]["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(
         nd["uiExtensionVersion"]["id"],
