@@ -21,6 +21,13 @@ pub trait StackDeployer {
         stack: &Stack,
         overrides: &[(String, String)],
     ) -> impl Future<Output = Result<StackOutputs, DeployError>> + Send;
+
+    /// What [`StackDeployer::deploy`] would run, one line each, for `--dry-run` (e.g. the exact
+    /// `sam` commands). Nothing by default.
+    fn plan(&self, stack: &Stack, overrides: &[(String, String)]) -> Vec<String> {
+        let _ = (stack, overrides);
+        Vec::new()
+    }
 }
 
 /// Errors of a [`StackDeployer`].
@@ -166,6 +173,18 @@ pub fn parse_outputs(stack: &str, json: &str) -> Result<StackOutputs, DeployErro
 }
 
 impl StackDeployer for SamDeployer {
+    fn plan(&self, stack: &Stack, overrides: &[(String, String)]) -> Vec<String> {
+        let deploy = sam::deploy_args(stack, &self.profile, self.region.as_deref(), overrides);
+        [
+            sam::build_args(stack),
+            deploy,
+            self.outputs_args(stack.name),
+        ]
+        .into_iter()
+        .map(|args| format!("{} {}", self.program, args.join(" ")))
+        .collect()
+    }
+
     async fn deploy(
         &self,
         stack: &Stack,

@@ -668,7 +668,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         Ok(synced)
     }
 
-    /// Prints the SAM commands a dry run would run.
+    /// Prints what deploying the stack would run (the deployer's plan).
     fn plan_stack(
         &mut self,
         steps: &mut Vec<Step>,
@@ -682,12 +682,9 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             Action::Update(stack.name.to_owned()),
             "",
         )?;
-        writeln!(self.out, "    sam {}", sam::build_args(stack).join(" "))?;
-        writeln!(
-            self.out,
-            "    sam {}",
-            sam::deploy_args(stack, self.answers.get(&input::PROFILE), None, overrides).join(" ")
-        )?;
+        for line in self.deployer.plan(stack, overrides) {
+            writeln!(self.out, "    {line}")?;
+        }
         Ok(())
     }
 

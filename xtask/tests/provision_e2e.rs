@@ -612,10 +612,23 @@ async fn dry_runs_change_nothing() {
         stdout.contains("  AWS stack app-builder-engine: would deploy"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("    sam deploy --config-env default"),
-        "{stdout}"
-    );
+    let account = &world.account;
+    let domain = world.sandbox.domain();
+    let planned = [
+        "    sam build --config-env default".to_owned(),
+        format!(
+            "    sam deploy --config-env default --no-confirm-changeset --profile e2e --region \
+             eu-west-1 --parameter-overrides 4MeDomainParameter={domain} \
+             BootstrapSecretApplicationParameter={APP} BootstrapSecretAccountParameter={account} \
+             BootstrapSecretEnabledReferencesParameter=*"
+        ),
+        "    sam list stack-outputs --stack-name app-builder-engine --output json --profile e2e \
+         --region eu-west-1"
+            .to_owned(),
+    ];
+    for line in planned {
+        assert!(stdout.lines().any(|l| l == line), "{line}\n{stdout}");
+    }
     assert!(
         stdout
             .contains("plan, nothing changed: 10 to create, 0 to update, 0 to delete, 0 unchanged"),
