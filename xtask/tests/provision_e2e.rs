@@ -648,6 +648,30 @@ async fn dry_runs_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sam_command_fails_the_deploy_with_its_message() {
+    let world = World::new().await;
+    let mut outputs = world.outputs();
+    outputs
+        .as_object_mut()
+        .unwrap()
+        .remove("app-builder-engine");
+    world.set_outputs(&outputs);
+    let (ok, stdout, stderr) = world.xtask(&["bootstrap"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("sam list stack-outputs --stack-name app-builder-engine")
+            && stderr.contains("Error: stack app-builder-engine does not exist"),
+        "{stderr}"
+    );
+    // Nothing after the stack was written: no configuration items, no webhook.
+    let data = world
+        .query("query C { configurationItems { nodes { id } } webhooks { nodes { id } } }")
+        .await;
+    assert!(nodes(&data, "configurationItems").is_empty(), "{data}");
+    assert!(nodes(&data, "webhooks").is_empty(), "{data}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_integrations_are_listed() {
     let world = World::new().await;
     let (ok, _, stderr) = world.xtask(&["deploy", "slack"]).await;
