@@ -502,18 +502,21 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     );
 
     // --- deploy note-dispatcher and typeform, twice each ------------------------------------
-    for (integration, stack, reference) in [
+    // note-dispatcher: CI, UI extension, offering, automation rule, avatar; typeform: no avatar.
+    for (integration, stack, reference, records) in [
         (
             "note-dispatcher",
             "app-builder-note-dispatcher",
             "note-dispatcher",
+            5,
         ),
-        ("typeform", "app-builder-typeform", "typeform"),
+        ("typeform", "app-builder-typeform", "typeform", 4),
     ] {
         let calls = world.sam_calls().len();
         let stdout = world.ok(&["deploy", integration]).await;
-        assert!(
-            summary(&stdout).contains(" 0 updated, 0 deleted, 0 unchanged"),
+        assert_eq!(
+            summary(&stdout),
+            format!("{records} created, 0 updated, 0 deleted, 0 unchanged"),
             "{stdout}"
         );
         let overrides = [
@@ -533,13 +536,33 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         let before = world.counts().await;
         let secret_versions = world.provider_secret().await.unwrap().1;
         let stdout = world.ok(&["deploy", integration]).await;
-        assert!(
-            summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, "),
+        assert_eq!(
+            summary(&stdout),
+            format!("0 created, 0 updated, 0 deleted, {records} unchanged"),
             "{stdout}"
         );
         assert!(stdout.contains(offering_line), "{stdout}");
         assert_eq!(world.counts().await, before, "{integration}");
         assert_eq!(world.provider_secret().await.unwrap().1, secret_versions);
+        if integration == "note-dispatcher" {
+            assert!(
+                stdout.contains("  avatar avatar.svg: unchanged"),
+                "{stdout}"
+            );
+        }
+
+        let stdout = world.ok(&["deploy", integration, "--dry-run"]).await;
+        assert!(
+            stdout.contains(&format!(
+                "plan, nothing changed: 0 to create, 0 to update, 0 to delete, {records} unchanged"
+            )),
+            "{stdout}"
+        );
+        assert_eq!(
+            world.sam_calls().len(),
+            calls + 8,
+            "a dry run runs no sam command"
+        );
     }
 
     let data = world
