@@ -130,6 +130,16 @@ impl LocalDeployer<'_> {
 }
 
 impl StackDeployer for LocalDeployer<'_> {
+    fn plan(&self, stack: &Stack, _overrides: &[(String, String)]) -> Vec<String> {
+        vec![format!(
+            "deploy {} from {} into the local engine at {}/{}",
+            stack.name,
+            stack.template,
+            self.engine.url(),
+            Self::prefix(stack)
+        )]
+    }
+
     async fn deploy(
         &self,
         stack: &Stack,
@@ -519,10 +529,21 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         notes.iter().any(|note| note.contains("Customer survey")),
     );
 
-    // Let the last events print before the summary.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    printer.abort();
-    stage.engine.shutdown();
+    let handled = stage
+        .engine
+        .activity()
+        .iter()
+        .filter(|a| !matches!(a, Activity::SecretWritten { .. }))
+        .count();
+    // Stopping everything closes the engine's activity channel: the printer prints what is
+    // left and ends, so the summary comes last.
+    drop(stage);
+    if tokio::time::timeout(Duration::from_secs(5), printer)
+        .await
+        .is_err()
+    {
+        println!("    engine | (stopped printing)");
+    }
     println!();
     println!("== Summary");
     let missing: Vec<&Check> = checks.iter().filter(|c| !c.observed).collect();
@@ -533,15 +554,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             c.effect
         );
     }
-    println!(
-        "  engine handled {} requests and events",
-        stage
-            .engine
-            .activity()
-            .iter()
-            .filter(|a| !matches!(a, Activity::SecretWritten { .. }))
-            .count()
-    );
+    println!("  the local engine handled {handled} requests and events");
     if missing.is_empty() {
         println!(
             "demo passed: all {} expected effects observed",
@@ -624,7 +637,8 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         Err(join) => return Err(DemoError::Output(std::io::Error::other(join))),
     }
     println!("stopping");
-    printer.abort();
-    stage.engine.shutdown();
+    drop(stage);
+    // The printer ends once the engine is gone and what it reported is printed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,13 @@ pub trait StackDeployer {
         stack: &Stack,
         overrides: &[(String, String)],
     ) -> impl Future<Output = Result<StackOutputs, DeployError>> + Send;
+
+    /// What [`StackDeployer::deploy`] would run, one line each, for `--dry-run` (e.g. the exact
+    /// `sam` commands). Nothing by default.
+    fn plan(&self, stack: &Stack, overrides: &[(String, String)]) -> Vec<String> {
+        let _ = (stack, overrides);
+        Vec::new()
+    }
 }
 
 /// Errors of a [`StackDeployer`].
@@ -41,7 +48,7 @@ pub enum DeployError {
         command: String,
         /// Its exit status.
         status: std::process::ExitStatus,
-        /// The end of its standard error.
+        /// The end of its standard error (or where to find it).
         stderr: String,
     },
     /// The stack outputs could not be read.
@@ -115,35 +122,60 @@ impl SamDeployer {
         args
     }
 
+    /// Runs `sam <args>` with its output on the terminal (the build and deploy progress).
+    async fn run_shown(&self, args: &[String]) -> Result<(), DeployError> {
+        let status = self
+            .command(args)
+            .status()
+            .await
+            .map_err(|source| self.spawn_error(source))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(DeployError::Failed {
+                command: format!("{} {}", self.program, args.join(" ")),
+                status,
+                stderr: "see its output above".to_owned(),
+            })
+        }
+    }
+
     /// Runs `sam <args>` and returns its standard output.
-    async fn run(&self, args: &[String]) -> Result<String, DeployError> {
-        let output = tokio::process::Command::new(&self.program)
-            .args(args)
-            .current_dir(&self.root)
-            .stdin(std::process::Stdio::null())
+    async fn run_captured(&self, args: &[String]) -> Result<String, DeployError> {
+        let output = self
+            .command(args)
             .output()
             .await
-            .map_err(|source| DeployError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let start = stderr.len().saturating_sub(2000);
+            let start = (start..stderr.len())
+                .find(|i| stderr.is_char_boundary(*i))
+                .unwrap_or(stderr.len());
             return Err(DeployError::Failed {
                 command: format!("{} {}", self.program, args.join(" ")),
                 status: output.status,
-                stderr: tail,
+                stderr: stderr[start..].to_owned(),
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn command(&self, args: &[String]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(args)
+            .current_dir(&self.root)
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> DeployError {
+        DeployError::Spawn {
+            program: self.program.clone(),
+            source,
+        }
     }
 }
 
@@ -166,23 +198,37 @@ pub fn parse_outputs(stack: &str, json: &str) -> Result<StackOutputs, DeployErro
 }
 
 impl StackDeployer for SamDeployer {
+    fn plan(&self, stack: &Stack, overrides: &[(String, String)]) -> Vec<String> {
+        let deploy = sam::deploy_args(stack, &self.profile, self.region.as_deref(), overrides);
+        [
+            sam::build_args(stack),
+            deploy,
+            self.outputs_args(stack.name),
+        ]
+        .into_iter()
+        .map(|args| format!("{} {}", self.program, args.join(" ")))
+        .collect()
+    }
+
     async fn deploy(
         &self,
         stack: &Stack,
         overrides: &[(String, String)],
     ) -> Result<StackOutputs, DeployError> {
-        self.run(&sam::build_args(stack)).await?;
-        self.run(&sam::deploy_args(
+        self.run_shown(&sam::build_args(stack)).await?;
+        self.run_shown(&sam::deploy_args(
             stack,
             &self.profile,
             self.region.as_deref(),
             overrides,
         ))
         .await?;
-        let json = self.run(&self.outputs_args(stack.name)).await?;
+        let json = self.run_captured(&self.outputs_args(stack.name)).await?;
         let mut outputs = parse_outputs(stack.name, &json)?;
         // The bucket `resolve_s3` uploads to: the systemID of bootstrap's S3 configuration item.
-        let json = self.run(&self.outputs_args(SAM_MANAGED_STACK)).await?;
+        let json = self
+            .run_captured(&self.outputs_args(SAM_MANAGED_STACK))
+            .await?;
         if let Some(bucket) = parse_outputs(SAM_MANAGED_STACK, &json)?.remove(SOURCE_BUCKET) {
             outputs.insert(SOURCE_BUCKET.to_owned(), bucket);
         }
@@ -193,6 +239,34 @@ impl StackDeployer for SamDeployer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_missing_sam_is_a_clear_error() {
+        let mut deployer = SamDeployer::new(".", "p", None);
+        deployer.program = "/nonexistent/sam".to_owned();
+        let err = deployer.deploy(&sam::ENGINE, &[]).await.unwrap_err();
+        assert!(matches!(err, DeployError::Spawn { .. }), "{err:?}");
+        assert!(err.to_string().contains("AWS SAM CLI"), "{err}");
+    }
+
+    #[test]
+    fn plans_the_exact_commands() {
+        let deployer = SamDeployer::new(".", "prod", Some("eu-west-1".into()));
+        let plan = deployer.plan(
+            &sam::ENGINE,
+            &[("4MeDomainParameter".into(), "4me.com".into())],
+        );
+        assert_eq!(
+            plan,
+            [
+                "sam build --config-env default",
+                "sam deploy --config-env default --no-confirm-changeset --profile prod --region \
+                 eu-west-1 --parameter-overrides 4MeDomainParameter=4me.com",
+                "sam list stack-outputs --stack-name app-builder-engine --output json --profile \
+                 prod --region eu-west-1",
+            ]
+        );
+    }
 
     #[test]
     fn parses_sam_outputs() {

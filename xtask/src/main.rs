@@ -7,7 +7,8 @@
 //! - `build-lambdas` ([`lambdas`]): release builds (arm64 by default) of every Lambda binary
 //!   named in a SAM template, with cargo-lambda from a cached venv.
 //! - `package` ([`lambdas`]): arm64 release zips of every function with a table of their sizes.
-//! - `bootstrap` and `deploy <integration>` ([`provision`]).
+//! - `bootstrap` and `deploy <integration>` ([`provision`]): input ([`input`]), the 4me records
+//!   ([`records`], decisions in [`sync`]), Secrets Manager and SAM ([`deployer`]).
 //! - `demo` and `local` ([`demo`]): the whole product on one machine (sandbox 4me, fakes, the
 //!   local engine), provisioned by the same bootstrap and deploy.
 

@@ -668,7 +668,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         Ok(synced)
     }
 
-    /// Prints the SAM commands a dry run would run.
+    /// Prints what deploying the stack would run (the deployer's plan).
     fn plan_stack(
         &mut self,
         steps: &mut Vec<Step>,
@@ -682,12 +682,9 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             Action::Update(stack.name.to_owned()),
             "",
         )?;
-        writeln!(self.out, "    sam {}", sam::build_args(stack).join(" "))?;
-        writeln!(
-            self.out,
-            "    sam {}",
-            sam::deploy_args(stack, self.answers.get(&input::PROFILE), None, overrides).join(" ")
-        )?;
+        for line in self.deployer.plan(stack, overrides) {
+            writeln!(self.out, "    {line}")?;
+        }
         Ok(())
     }
 
@@ -986,7 +983,8 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             .and_then(Value::as_array)
             .map(|items| items.iter().filter_map(Value::as_object).cloned().collect())
             .unwrap_or_default();
-        // Compare what can be read back: scope actions by position, the linked version.
+        // Compare what can be read back: scope actions by position (as the `_scopes` marker,
+        // true when they match), the linked version.
         let mut found = existing.clone().map(|mut offering| {
             let version = offering
                 .get("uiExtensionVersion")
@@ -1007,7 +1005,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let mut compared = input.clone();
         compared.insert("_scopes".into(), true.into());
         let action = records.decide(found.as_ref(), &compared);
-        let fingerprint_input = input.clone();
         let name = config.offering.name().to_owned();
         let payload = format!("errors {{ path message }} appOffering {{ {FIELDS} }}");
         let offering = match (&action, self.dry_run) {
@@ -1041,7 +1038,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         };
         let id = records::id_of(&offering).unwrap_or_default();
         if !self.dry_run {
-            records.remember(&id, &compared_without_marker(fingerprint_input));
+            records.remember(&id, &compared);
         }
         self.step(steps, "app offering", &name, action, &id)?;
         Ok(offering)
@@ -1248,12 +1245,6 @@ fn obj<const N: usize>(entries: [(&str, Value); N]) -> Map<String, Value> {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
-}
-
-fn compared_without_marker(input: Map<String, Value>) -> Map<String, Value> {
-    let mut input = input;
-    input.insert("_scopes".into(), true.into());
-    input
 }
 
 /// A stack output; a missing one is an error, except in a dry run (empty).

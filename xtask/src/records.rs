@@ -150,6 +150,35 @@ fn flatten(mut record: Map<String, Value>) -> Map<String, Value> {
     record
 }
 
+/// The decision for `existing` (if any) against the whole `input`: unchanged only when every
+/// field that was read back equals the input's and the fingerprint stored for the record matches
+/// the input's.
+pub fn decide(
+    fingerprints: &BTreeMap<String, String>,
+    existing: Option<&Map<String, Value>>,
+    input: &Map<String, Value>,
+) -> Action {
+    let Some(existing) = existing else {
+        return sync::record_action(None, input);
+    };
+    let mut compared: Map<String, Value> = input
+        .iter()
+        .filter(|(key, _)| existing.contains_key(*key))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    compared.insert(
+        "_fingerprint".into(),
+        Value::String(fingerprint(&Value::Object(input.clone()))),
+    );
+    let mut found = existing.clone();
+    if let Some(id) = id_of(existing)
+        && let Some(stored) = fingerprints.get(&id)
+    {
+        found.insert("_fingerprint".into(), Value::String(stored.clone()));
+    }
+    sync::record_action(Some(&found), &compared)
+}
+
 /// The 4me operations of one bootstrap or deploy run.
 pub struct Records {
     /// The provider's 4me client.
@@ -161,32 +190,13 @@ pub struct Records {
 }
 
 impl Records {
-    /// The decision for `existing` (if any) against the whole `input`: unchanged only when every
-    /// field that was read back equals the input's and the fingerprint matches.
+    /// [`decide`] with this run's fingerprints.
     pub fn decide(
         &self,
         existing: Option<&Map<String, Value>>,
         input: &Map<String, Value>,
     ) -> Action {
-        let Some(existing) = existing else {
-            return sync::record_action(None, input);
-        };
-        let mut compared: Map<String, Value> = input
-            .iter()
-            .filter(|(key, _)| existing.contains_key(*key))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut found = existing.clone();
-        compared.insert(
-            "_fingerprint".into(),
-            Value::String(fingerprint(&Value::Object(input.clone()))),
-        );
-        if let Some(id) = id_of(existing)
-            && let Some(stored) = self.fingerprints.get(&id)
-        {
-            found.insert("_fingerprint".into(), Value::String(stored.clone()));
-        }
-        sync::record_action(Some(&found), &compared)
+        decide(&self.fingerprints, existing, input)
     }
 
     /// Remembers the input written to record `id`.
@@ -356,6 +366,36 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&json!({"b": 2})));
         assert_eq!(fingerprint(&a).len(), 64);
+    }
+
+    #[test]
+    fn unchanged_needs_equal_read_back_fields_and_fingerprint() {
+        let input = object(json!({"name": "AWS Lambda", "remarks": "not readable"}));
+        assert_eq!(decide(&BTreeMap::new(), None, &input), Action::Create);
+        let found = object(json!({"id": "P1", "name": "AWS Lambda", "model": "x"}));
+        // Never written by us (no fingerprint): update once.
+        assert_eq!(
+            decide(&BTreeMap::new(), Some(&found), &input),
+            Action::Update("P1".into())
+        );
+        let prints =
+            BTreeMap::from([("P1".to_owned(), fingerprint(&Value::Object(input.clone())))]);
+        assert_eq!(
+            decide(&prints, Some(&found), &input),
+            Action::Unchanged("P1".into())
+        );
+        // A template change of a field 4me does not return.
+        let changed = object(json!({"name": "AWS Lambda", "remarks": "new"}));
+        assert_eq!(
+            decide(&prints, Some(&found), &changed),
+            Action::Update("P1".into())
+        );
+        // An edit made in 4me.
+        let edited = object(json!({"id": "P1", "name": "Renamed"}));
+        assert_eq!(
+            decide(&prints, Some(&edited), &input),
+            Action::Update("P1".into())
+        );
     }
 
     #[test]

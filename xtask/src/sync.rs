@@ -1,6 +1,6 @@
 //! Record-sync decisions of bootstrap and deploy (original-spec §6.4), as pure functions: given
-//! what 4me has and what the templates want, what to create, update, delete or leave alone. The
-//! 4me calls that carry the decisions out are not written yet; `--dry-run` prints these plans.
+//! what 4me has and what the templates want, what to create, update, delete or leave alone.
+//! [`crate::records`] and [`crate::provision`] carry them out (or, with `--dry-run`, print them).
 
 use serde_json::{Map, Value};
 

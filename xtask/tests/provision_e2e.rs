@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_core::secrets::{AwsSecretStore, SecretDocument, SecretName, SecretStore};
 use app_builder_sandbox::fakes::CaptureServer;
 use app_builder_sandbox::{OAuthCredentials, Sandbox};
 use serde_json::{Value, json};
@@ -158,6 +159,9 @@ impl World {
     /// Runs the command and fails the test with its output when it fails.
     async fn ok(&self, args: &[&str]) -> String {
         let (ok, stdout, stderr) = self.xtask(args).await;
+        if std::env::var_os("PROVISION_E2E_SHOW").is_some() {
+            eprintln!("--- xtask {args:?}\n{stdout}{stderr}");
+        }
         assert!(
             ok,
             "xtask {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -425,19 +429,94 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         "a dry run runs no sam command"
     );
 
+    // --- an edit made in 4me is undone --------------------------------------------------------
+    let product_id = products[1]["id"].as_str().unwrap().to_owned();
+    let payload: Value = world
+        .client()
+        .mutation(
+            "mutation P($input: ProductUpdateInput!) { productUpdate(input: $input) { errors { message } product { id } } }",
+            &json!({"input": {"id": product_id, "name": "Renamed by hand"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(payload["product"]["id"], product_id.as_str());
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        stdout.contains(&format!("  product AWS Lambda: updated ({product_id})")),
+        "{stdout}"
+    );
+    assert!(
+        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 9 unchanged"),
+        "{stdout}"
+    );
+    let data = world
+        .query(&format!(
+            "query N {{ node(id: \"{product_id}\") {{ ... on Product {{ name }} }} }}"
+        ))
+        .await;
+    assert_eq!(data["node"]["name"], "AWS Lambda");
+
+    // --- a stored policy with another algorithm is replaced, the old one deleted ------------
+    let old = world
+        .sandbox
+        .create_webhook_policy(&account, "rs256", Some("old audience"))
+        .unwrap();
+    let store = AwsSecretStore::new(world.secrets().await);
+    let name = SecretName::new(world.secret_name()).unwrap();
+    let mut update = SecretDocument::new();
+    update.insert("policy", json!({"id": old.id, "jwtAlg": "rs256"}));
+    store.upsert(&name, update).await.unwrap();
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        stdout.contains("  webhook policy 4me app builder secrets: created ("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  webhook 4me app builder secrets: updated ("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(": deleted ({})", old.id)),
+        "{stdout}"
+    );
+    assert!(
+        summary(&stdout).starts_with("1 created, 1 updated, 1 deleted, 8 unchanged"),
+        "{stdout}"
+    );
+    let data = world
+        .query(&format!(
+            "query P {{ node(id: \"{}\") {{ id }} webhooks {{ nodes {{ id webhookPolicy {{ id jwtAlg }} }} }} }}",
+            old.id
+        ))
+        .await;
+    assert_eq!(data["node"], Value::Null, "the replaced policy is deleted");
+    let webhooks = nodes(&data, "webhooks");
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
+    let (secret, _) = world.provider_secret().await.unwrap();
+    assert_eq!(secret["policy"]["id"], webhooks[0]["webhookPolicy"]["id"]);
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        "{stdout}"
+    );
+
     // --- deploy note-dispatcher and typeform, twice each ------------------------------------
-    for (integration, stack, reference) in [
+    // note-dispatcher: CI, UI extension, offering, automation rule, avatar; typeform: no avatar.
+    for (integration, stack, reference, records) in [
         (
             "note-dispatcher",
             "app-builder-note-dispatcher",
             "note-dispatcher",
+            5,
         ),
-        ("typeform", "app-builder-typeform", "typeform"),
+        ("typeform", "app-builder-typeform", "typeform", 4),
     ] {
         let calls = world.sam_calls().len();
         let stdout = world.ok(&["deploy", integration]).await;
-        assert!(
-            summary(&stdout).contains(" 0 updated, 0 deleted, 0 unchanged"),
+        assert_eq!(
+            summary(&stdout),
+            format!("{records} created, 0 updated, 0 deleted, 0 unchanged"),
             "{stdout}"
         );
         let overrides = [
@@ -457,19 +536,39 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         let before = world.counts().await;
         let secret_versions = world.provider_secret().await.unwrap().1;
         let stdout = world.ok(&["deploy", integration]).await;
-        assert!(
-            summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, "),
+        assert_eq!(
+            summary(&stdout),
+            format!("0 created, 0 updated, 0 deleted, {records} unchanged"),
             "{stdout}"
         );
         assert!(stdout.contains(offering_line), "{stdout}");
         assert_eq!(world.counts().await, before, "{integration}");
         assert_eq!(world.provider_secret().await.unwrap().1, secret_versions);
+        if integration == "note-dispatcher" {
+            assert!(
+                stdout.contains("  avatar avatar.svg: unchanged"),
+                "{stdout}"
+            );
+        }
+
+        let stdout = world.ok(&["deploy", integration, "--dry-run"]).await;
+        assert!(
+            stdout.contains(&format!(
+                "plan, nothing changed: 0 to create, 0 to update, 0 to delete, {records} unchanged"
+            )),
+            "{stdout}"
+        );
+        assert_eq!(
+            world.sam_calls().len(),
+            calls + 8,
+            "a dry run runs no sam command"
+        );
     }
 
     let data = world
         .query(
             "query O { appOfferings(filter: {published: false}) { nodes { id reference \
-             webhookUriTemplate policyJwtAlg scopes { actions } uiExtensionVersion { id html \
+             webhookUriTemplate policyJwtAlg pictureUri scopes { actions } uiExtensionVersion { id html \
              uiExtension { sourceID activeVersion { id } } } automationRules { nodes { name trigger } } } } \
              configurationItems(filter: {sourceID: {values: [\"note_dispatcher_lambda_ci\", \"typeform_lambda_ci\"]}}) { nodes { sourceID systemID customFields { id value } } } }",
         )
@@ -483,6 +582,12 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         format!("{receiver}/Prod/integration/?account={{account}}")
     );
     assert_eq!(nd["policyJwtAlg"], "rs512");
+    assert!(
+        nd["pictureUri"]
+            .as_str()
+            .is_some_and(|uri| uri.contains("avatar.svg")),
+        "{nd}"
+    );
     assert_eq!(nd["automationRules"]["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(
         nd["uiExtensionVersion"]["id"],
@@ -530,10 +635,23 @@ async fn dry_runs_change_nothing() {
         stdout.contains("  AWS stack app-builder-engine: would deploy"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("    sam deploy --config-env default"),
-        "{stdout}"
-    );
+    let account = &world.account;
+    let domain = world.sandbox.domain();
+    let planned = [
+        "    sam build --config-env default".to_owned(),
+        format!(
+            "    sam deploy --config-env default --no-confirm-changeset --profile e2e --region \
+             eu-west-1 --parameter-overrides 4MeDomainParameter={domain} \
+             BootstrapSecretApplicationParameter={APP} BootstrapSecretAccountParameter={account} \
+             BootstrapSecretEnabledReferencesParameter=*"
+        ),
+        "    sam list stack-outputs --stack-name app-builder-engine --output json --profile e2e \
+         --region eu-west-1"
+            .to_owned(),
+    ];
+    for line in planned {
+        assert!(stdout.lines().any(|l| l == line), "{line}\n{stdout}");
+    }
     assert!(
         stdout
             .contains("plan, nothing changed: 10 to create, 0 to update, 0 to delete, 0 unchanged"),
@@ -550,6 +668,30 @@ async fn dry_runs_change_nothing() {
         stderr.contains("run `cargo xtask bootstrap` first"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sam_command_fails_the_deploy_with_its_message() {
+    let world = World::new().await;
+    let mut outputs = world.outputs();
+    outputs
+        .as_object_mut()
+        .unwrap()
+        .remove("app-builder-engine");
+    world.set_outputs(&outputs);
+    let (ok, stdout, stderr) = world.xtask(&["bootstrap"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("sam list stack-outputs --stack-name app-builder-engine")
+            && stderr.contains("Error: stack app-builder-engine does not exist"),
+        "{stderr}"
+    );
+    // Nothing after the stack was written: no configuration items, no webhook.
+    let data = world
+        .query("query C { configurationItems { nodes { id } } webhooks { nodes { id } } }")
+        .await;
+    assert!(nodes(&data, "configurationItems").is_empty(), "{data}");
+    assert!(nodes(&data, "webhooks").is_empty(), "{data}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
