@@ -460,9 +460,15 @@ async fn unknown_paths_and_methods_are_refused_and_bad_deploys_name_the_problem(
     let engine = LocalEngine::start(EngineOptions::new(dir.path()))
         .await
         .unwrap();
-    engine
+    let first = engine
         .deploy("app-builder-engine", "", &template("template.yaml"), &[])
         .unwrap();
+    // Deploying the same again changes nothing visible: same outputs, one set of routes.
+    let second = engine
+        .deploy("app-builder-engine", "", &template("template.yaml"), &[])
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(engine.routes().len(), 1, "{:?}", engine.routes());
     let client = reqwest::Client::new();
     let missing = client
         .post(format!("{}/nothing", engine.url()))
