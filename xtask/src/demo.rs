@@ -480,8 +480,14 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         .await
         .map_err(|err| DemoError::Sandbox(err.to_string()))?;
     println!(
-        "  4me -> {} ({}) answered {:?}",
-        delivery.uri, delivery.event, delivery.status
+        "  4me -> {} {} (JWT signed {} with the customer's webhook policy) answered {}",
+        delivery.uri,
+        delivery.event,
+        jwt_alg(&delivery.jwt),
+        answered(
+            delivery.status,
+            "signature verified with the policy stored at installation, note dispatched"
+        )
     );
     let posted = stage.customer_url.wait_for(1, WAIT).await;
     let dispatched = posted.first().and_then(|request| request.json().ok());
@@ -512,8 +518,9 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     let response = survey_response();
     match stage.typeform.send_response(FORM_ID, response).await {
         Ok(delivery) => println!(
-            "  Typeform -> {} (signed Typeform-Signature) answered {}",
-            delivery.url, delivery.status
+            "  Typeform -> {} (Typeform-Signature: HMAC-SHA256 with the registered secret) answered {}",
+            delivery.url,
+            answered(Some(delivery.status), "signature verified, note added")
         ),
         Err(err) => println!("  Typeform could not deliver: {err}"),
     }
@@ -569,6 +576,8 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     }
 }
 
+/// The deliveries of an installation: what they carried and how they were signed; a 200 means
+/// the secrets function verified the signature with the provider's policy before storing.
 fn print_deliveries(deliveries: &[app_builder_sandbox::Delivery]) {
     for delivery in deliveries {
         let parts: Vec<&str> = ["application", "policy", "secrets"]
@@ -576,13 +585,38 @@ fn print_deliveries(deliveries: &[app_builder_sandbox::Delivery]) {
             .filter(|key| delivery.data["payload"].get(*key).is_some())
             .collect();
         println!(
-            "  4me -> {} {} carrying {} answered {:?}",
+            "  4me -> {} {} carrying {} (JWT signed {} with the provider's webhook policy) answered {}",
             delivery.uri,
             delivery.event,
             parts.join(" + "),
-            delivery.status
+            jwt_alg(&delivery.jwt),
+            answered(delivery.status, "signature verified, stored")
         );
     }
+}
+
+/// `200 (<meaning>)`, or the status (or transport failure) otherwise.
+fn answered(status: Option<u16>, meaning: &str) -> String {
+    match status {
+        Some(200) => format!("200 ({meaning})"),
+        Some(status) => status.to_string(),
+        None => "nothing (no connection)".to_owned(),
+    }
+}
+
+/// The `alg` of a JWS header (`?` when unreadable).
+fn jwt_alg(jwt: &str) -> String {
+    use base64::Engine as _;
+    jwt.split('.')
+        .next()
+        .and_then(|header| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .ok()
+        })
+        .and_then(|header| serde_json::from_slice::<Value>(&header).ok())
+        .and_then(|header| header["alg"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn survey_response() -> Value {
