@@ -748,34 +748,54 @@ fn status_of(result: &Value) -> u16 {
         .unwrap_or(502)
 }
 
-/// The EventBridge rule: each secret write, in order, to every subscribed function.
+/// The EventBridge rule: each secret write is reported at once, then delivered, in write
+/// order, to every subscribed function (a slow function delays the next delivery, not the
+/// report).
 async fn deliver_secret_events(
     inner: Weak<Inner>,
     mut events: mpsc::UnboundedReceiver<SecretWriteEvent>,
 ) {
-    while let Some(event) = events.recv().await {
-        let Some(engine) = inner.upgrade() else {
-            return;
-        };
-        let event_name = event.event_name.as_str().to_owned();
-        engine.record(Activity::SecretWritten {
-            event_name: event_name.clone(),
-            secret: event.secret_id.clone(),
-        });
-        for function in engine.functions().into_iter().filter(|f| f.secret_events) {
-            let result = function
-                .function
-                .invoke(store::cloudtrail_event(&event), &function.arn)
-                .await;
-            engine.record(Activity::SecretEvent {
-                function: function.name.clone(),
-                event_name: event_name.clone(),
-                secret: event.secret_id.clone(),
-                status: status_of(&result),
-                message: gateway::response_message(&result),
-            });
+    let (deliveries, mut pending) = mpsc::unbounded_channel::<SecretWriteEvent>();
+    let deliver = {
+        let inner = inner.clone();
+        async move {
+            while let Some(event) = pending.recv().await {
+                let Some(engine) = inner.upgrade() else {
+                    return;
+                };
+                let event_name = event.event_name.as_str().to_owned();
+                for function in engine.functions().into_iter().filter(|f| f.secret_events) {
+                    let result = function
+                        .function
+                        .invoke(store::cloudtrail_event(&event), &function.arn)
+                        .await;
+                    engine.record(Activity::SecretEvent {
+                        function: function.name.clone(),
+                        event_name: event_name.clone(),
+                        secret: event.secret_id.clone(),
+                        status: status_of(&result),
+                        message: gateway::response_message(&result),
+                    });
+                }
+            }
         }
-    }
+    };
+    let report = async move {
+        while let Some(event) = events.recv().await {
+            let Some(engine) = inner.upgrade() else {
+                return;
+            };
+            engine.record(Activity::SecretWritten {
+                event_name: event.event_name.as_str().to_owned(),
+                secret: event.secret_id.clone(),
+            });
+            if deliveries.send(event).is_err() {
+                return;
+            }
+        }
+    };
+    // Both end with the engine (the store's sender goes with it).
+    futures::join!(report, deliver);
 }
 
 async fn run_schedule(inner: Weak<Inner>, interval: Duration) {
