@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use app_builder_core::fourme::Endpoints;
+use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name};
 use app_builder_local::{Activity, EngineOptions, LocalEngine, Template};
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
@@ -163,6 +163,7 @@ struct Stage {
     typeform: TypeformFake,
     customer_url: CaptureServer,
     engine: LocalEngine,
+    endpoints: Endpoints,
     bootstrap: BootstrapReport,
     note_dispatcher: DeployReport,
     typeform_deploy: DeployReport,
@@ -236,7 +237,7 @@ impl Stage {
         let mut provisioner = Provisioner {
             root,
             answers: &answers,
-            endpoints,
+            endpoints: endpoints.clone(),
             store: engine.store(),
             deployer: &deployer,
             dry_run: false,
@@ -257,6 +258,7 @@ impl Stage {
             typeform,
             customer_url,
             engine,
+            endpoints,
             bootstrap,
             note_dispatcher,
             typeform_deploy,
@@ -369,9 +371,20 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
 
     println!();
     println!("== Customer {CUSTOMER} installs the Log Note Dispatcher app");
+    // The customer's settings in the app's form: where the translated notes go.
+    let note_url = format!("{}/notes", stage.customer_url.url());
+    let mut note_fields = serde_json::Map::new();
+    note_fields.insert("url".into(), json!(note_url));
     let note_app = stage
         .sandbox
-        .install_app("note-dispatcher", CUSTOMER, InstallOptions::default())
+        .install_app(
+            "note-dispatcher",
+            CUSTOMER,
+            InstallOptions {
+                custom_fields: note_fields,
+                ..InstallOptions::default()
+            },
+        )
         .await
         .map_err(|err| DemoError::Sandbox(err.to_string()))?;
     print_deliveries(&note_app.deliveries);
@@ -469,13 +482,59 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         "== A note is added to a request of {CUSTOMER}: the app's automation rule calls the note-dispatcher"
     );
     let text = "The printer on floor 3 is working again.";
-    println!("  note: {text:?}");
-    let note_url = format!("{}/notes", stage.customer_url.url());
+    let incident = stage.sandbox.seed_request(CUSTOMER, "Printer on floor 3");
+    let customer_client = FourMeClient::new(
+        stage.endpoints.clone(),
+        CUSTOMER,
+        Credentials::new(
+            note_app.customer_credentials.client_id.clone(),
+            note_app.customer_credentials.client_secret.clone(),
+        ),
+        ClientSettings::default(),
+    )
+    .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    let added: Value = customer_client
+        .mutation(
+            "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id } } }",
+            &json!({"input": {"id": incident.id, "note": text}}),
+        )
+        .await
+        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    if added["errors"]
+        .as_array()
+        .is_some_and(|errors| !errors.is_empty())
+    {
+        return Err(DemoError::Sandbox(format!(
+            "requestUpdate: {}",
+            added["errors"]
+        )));
+    }
+    let last_note = stage
+        .sandbox
+        .request_notes(&incident.id)
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "  note added to request #{}: {last_note:?}",
+        incident.request_id
+    );
+    // The sandbox does not evaluate automation rules: the demo fires the deployed rule
+    // "Trigger webhook for each note added" with the payload it computes
+    // (text = notes[last].text, url = the instance's `url` field).
+    let rule_url = stage
+        .sandbox
+        .record(&note_app.app_instance_id)
+        .and_then(|instance| custom_field(&instance, "url"))
+        .unwrap_or_default();
+    println!(
+        "  automation rule \"Trigger webhook for each note added\" fires with payload {{text, url}}"
+    );
     let delivery = stage
         .sandbox
         .trigger_app_webhook(
             &note_app.app_instance_id,
-            json!({"text": text, "url": note_url}),
+            json!({"text": last_note, "url": rule_url}),
         )
         .await
         .map_err(|err| DemoError::Sandbox(err.to_string()))?;
@@ -617,6 +676,15 @@ fn jwt_alg(jwt: &str) -> String {
         .and_then(|header| serde_json::from_slice::<Value>(&header).ok())
         .and_then(|header| header["alg"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "?".to_owned())
+}
+
+/// The value of custom field `id` of a sandbox record (`customFields: [{id, value}]`).
+fn custom_field(record: &Value, id: &str) -> Option<String> {
+    record["customFields"]
+        .as_array()?
+        .iter()
+        .find(|field| field["id"] == id)
+        .and_then(|field| field["value"].as_str().map(str::to_owned))
 }
 
 fn survey_response() -> Value {
