@@ -744,3 +744,73 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
     let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stack of the repository deploys into the engine and answers every Output its
+    /// template declares, with local values the engine serves.
+    #[tokio::test]
+    async fn local_deployer_answers_every_template_output() {
+        let root = crate::test::workspace_root();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::start(EngineOptions::new(dir.path()))
+            .await
+            .unwrap();
+        let deployer = LocalDeployer {
+            root: &root,
+            engine: &engine,
+        };
+        let mut stacks = vec![sam::ENGINE];
+        stacks.extend(["note-dispatcher", "typeform"].map(|i| sam::integration_stack(i).unwrap()));
+        for stack in stacks {
+            let overrides = if stack == sam::ENGINE {
+                sam::engine_overrides("4me-demo.com", "wdc", "*")
+            } else {
+                sam::integration_overrides("4me-demo.com", "wdc", stack.config_env)
+            };
+            let outputs = deployer.deploy(&stack, &overrides).await.unwrap();
+            let template =
+                Template::parse(&std::fs::read_to_string(root.join(stack.template)).unwrap())
+                    .unwrap();
+            let declared: Vec<&str> = template.outputs.iter().map(|o| o.name.as_str()).collect();
+            assert_eq!(
+                outputs.keys().map(String::as_str).collect::<Vec<_>>(),
+                {
+                    let mut sorted = declared.clone();
+                    sorted.sort_unstable();
+                    sorted
+                },
+                "{}",
+                stack.name
+            );
+            for (name, value) in &outputs {
+                if name.ends_with("Api") {
+                    assert!(value.starts_with(engine.url()), "{name} = {value}");
+                } else if !name.ends_with("Role") {
+                    assert_eq!(
+                        value,
+                        &format!(
+                            "arn:aws:lambda:local:000000000000:function:{}-{name}",
+                            stack.name
+                        )
+                    );
+                }
+            }
+            // The same deploy again: the same outputs.
+            assert_eq!(deployer.deploy(&stack, &overrides).await.unwrap(), outputs);
+        }
+        let wrong = deployer
+            .deploy(
+                &sam::ENGINE,
+                &[("OfferingReferenceParameter".into(), "x".into())],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            wrong.to_string().contains("OfferingReferenceParameter"),
+            "{wrong}"
+        );
+    }
+}
