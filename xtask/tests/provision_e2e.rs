@@ -1,7 +1,8 @@
 //! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` end to end: the real `xtask`
 //! binary against the sandbox 4me (started here), Secrets Manager on moto (`AWS_ENDPOINT_URL`
 //! must point at a moto server; these tests fail rather than skip without it) and a recording
-//! `sam` stand-in first on PATH (`sam deploy` cannot target moto).
+//! `sam` stand-in first on PATH (`sam deploy` cannot target moto). `PROVISION_E2E_SHOW=1` prints
+//! each command's output.
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
