@@ -1207,7 +1207,9 @@ fn describe(step: &Step, dry_run: bool) -> String {
             "deployed (SAM applies only what changed)".to_owned()
         }
         (Action::Update(id), true) => format!("would update ({id})"),
+        (Action::Update(id), false) if *id == step.name => "updated".to_owned(),
         (Action::Update(id), false) => format!("updated ({id})"),
+        (Action::Unchanged(id), _) if *id == step.name => "unchanged".to_owned(),
         (Action::Unchanged(id), _) => format!("unchanged ({id})"),
         (Action::Delete(id), true) => format!("would delete ({id})"),
         (Action::Delete(id), false) => format!("deleted ({id})"),

@@ -1,7 +1,8 @@
 //! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` end to end: the real `xtask`
 //! binary against the sandbox 4me (started here), Secrets Manager on moto (`AWS_ENDPOINT_URL`
 //! must point at a moto server; these tests fail rather than skip without it) and a recording
-//! `sam` stand-in first on PATH (`sam deploy` cannot target moto).
+//! `sam` stand-in first on PATH (`sam deploy` cannot target moto). `PROVISION_E2E_SHOW=1` prints
+//! each command's output.
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,15 @@ impl World {
                 "IntegrationApi": format!("{url}/Prod/typeform/"),
                 "IntegrationFunction": arn("app-builder-typeform-IntegrationFunction-1"),
                 "IntegrationFunctionIamRole": "arn:aws:iam::123456789012:role/tf",
+            },
+            "app-builder-lansweeper": {
+                "IntegrationApi": format!("{url}/Prod/integration/"),
+                "IntegrationFunction": arn("app-builder-lansweeper-IntegrationFunction-1"),
+                "IntegrationFunctionIamRole": "arn:aws:iam::123456789012:role/ls",
+                "RefreshQueueArn": "arn:aws:sqs:eu-west-1:123456789012:app-builder-lansweeper-refresh",
+                "RefreshQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/app-builder-lansweeper-refresh",
+                "DeadLetterQueueArn": "arn:aws:sqs:eu-west-1:123456789012:app-builder-lansweeper-dlq",
+                "DeadLetterQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/app-builder-lansweeper-dlq",
             },
             "aws-sam-cli-managed-default": {
                 "SourceBucket": "aws-sam-cli-managed-default-samclisourcebucket-1",
@@ -619,6 +629,76 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
             .as_array()
             .unwrap()
             .contains(&json!({"id": "cloudformation_stack", "value": "app-builder-typeform"}))
+    );
+}
+
+/// `deploy lansweeper` once the repository has its stack: the function CI, both queue CIs (SQS
+/// product, queue ARNs), UI extension and offering; twice, the second run changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lansweeper_deploys_twice_when_its_stack_exists() {
+    let world = World::new().await;
+    if !repo_root().join("crates/lansweeper/template.yaml").exists() {
+        let (ok, _, stderr) = world.xtask(&["deploy", "lansweeper"]).await;
+        assert!(!ok);
+        assert!(
+            stderr.contains("no SAM template for `lansweeper` yet"),
+            "{stderr}"
+        );
+        return;
+    }
+    world.ok(&["bootstrap"]).await;
+    let stdout = world.ok(&["deploy", "lansweeper"]).await;
+    assert_eq!(
+        summary(&stdout),
+        "5 created, 0 updated, 0 deleted, 0 unchanged",
+        "{stdout}"
+    );
+    let before = world.counts().await;
+    let stdout = world.ok(&["deploy", "lansweeper"]).await;
+    assert_eq!(
+        summary(&stdout),
+        "0 created, 0 updated, 0 deleted, 5 unchanged",
+        "{stdout}"
+    );
+    assert_eq!(world.counts().await, before);
+    let data = world
+        .query(
+            "query L { configurationItems(filter: {source: {values: [\"4me-integration-lansweeper\"]}}) \
+             { nodes { sourceID systemID product { sourceID } } } \
+             appOfferings(filter: {published: false}) { nodes { reference scopes { actions } } } }",
+        )
+        .await;
+    let cis: Vec<(String, String, String)> = nodes(&data, "configurationItems")
+        .iter()
+        .map(|ci| {
+            (
+                ci["sourceID"].as_str().unwrap().to_owned(),
+                ci["systemID"].as_str().unwrap().to_owned(),
+                ci["product"]["sourceID"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let arn =
+        |name: &str| format!("arn:aws:sqs:eu-west-1:123456789012:app-builder-lansweeper-{name}");
+    assert_eq!(
+        cis,
+        [
+            (
+                "lansweeper_lambda_ci".to_owned(),
+                "arn:aws:lambda:eu-west-1:123456789012:function:app-builder-lansweeper-IntegrationFunction-1".to_owned(),
+                "lambda_product".to_owned(),
+            ),
+            ("lansweeper_dead_letter_sqs_ci".to_owned(), arn("dlq"), "sqs_product".to_owned()),
+            ("lansweeper_sqs_ci".to_owned(), arn("refresh"), "sqs_product".to_owned()),
+        ]
+    );
+    let offering = &nodes(&data, "appOfferings")[0];
+    assert_eq!(offering["reference"], "lansweeper");
+    assert!(
+        offering["scopes"][0]["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ci:Create"))
     );
 }
 
