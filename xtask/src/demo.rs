@@ -164,6 +164,7 @@ struct Stage {
     customer_url: CaptureServer,
     engine: LocalEngine,
     endpoints: Endpoints,
+    answers: input::Answers,
     bootstrap: BootstrapReport,
     note_dispatcher: DeployReport,
     typeform_deploy: DeployReport,
@@ -259,11 +260,39 @@ impl Stage {
             customer_url,
             engine,
             endpoints,
+            answers,
             bootstrap,
             note_dispatcher,
             typeform_deploy,
             _secrets_dir: secrets_dir,
         })
+    }
+
+    /// Runs bootstrap and both deploys again (progress into `out`); returns whether anything
+    /// was created, updated or deleted.
+    async fn provision_again(
+        &self,
+        root: &Path,
+        out: &mut dyn std::io::Write,
+    ) -> Result<bool, DemoError> {
+        let deployer = LocalDeployer {
+            root,
+            engine: &self.engine,
+        };
+        let mut provisioner = Provisioner {
+            root,
+            answers: &self.answers,
+            endpoints: self.endpoints.clone(),
+            store: self.engine.store(),
+            deployer: &deployer,
+            dry_run: false,
+            out,
+        };
+        let mut changed = provisioner.bootstrap().await?.changed();
+        for integration in ["note-dispatcher", "typeform"] {
+            changed |= provisioner.deploy(integration).await?.changed();
+        }
+        Ok(changed)
     }
 
     fn output<'a>(report: &'a StackOutputs, name: &str) -> &'a str {
@@ -368,6 +397,21 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             report.offering_reference, report.offering_url
         );
     }
+
+    println!();
+    println!("== bootstrap and both deploys once more: nothing may change");
+    let mut again = Vec::new();
+    let changed = stage.provision_again(root, &mut again).await?;
+    for line in String::from_utf8_lossy(&again)
+        .lines()
+        .filter(|line| line.contains(" created, "))
+    {
+        println!("  {line}");
+    }
+    check(
+        "running bootstrap and deploy again changed nothing (every record found unchanged)".into(),
+        !changed,
+    );
 
     println!();
     println!("== Customer {CUSTOMER} installs the Log Note Dispatcher app");

@@ -25,11 +25,11 @@ fn demo_observes_every_effect_and_exits_zero() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("demo passed: all 8 expected effects observed"),
+        stdout.contains("demo passed: all 9 expected effects observed"),
         "{stdout}"
     );
     let summary = stdout.split("== Summary").nth(1).unwrap();
-    assert_eq!(summary.matches("[ok]").count(), 8, "{summary}");
+    assert_eq!(summary.matches("[ok]").count(), 9, "{summary}");
     assert!(!summary.contains("[MISSING]"), "{summary}");
     // The same bootstrap and deploys as against AWS, with the local engine as the stack.
     for line in [
