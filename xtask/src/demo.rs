@@ -165,6 +165,8 @@ struct Stage {
     engine: LocalEngine,
     endpoints: Endpoints,
     answers: input::Answers,
+    /// Prints the engine's activity (when asked for at start).
+    printer: Option<tokio::task::JoinHandle<()>>,
     bootstrap: BootstrapReport,
     note_dispatcher: DeployReport,
     typeform_deploy: DeployReport,
@@ -178,6 +180,7 @@ impl Stage {
         sandbox_listen: std::net::SocketAddr,
         engine_listen: std::net::SocketAddr,
         schedule: Option<Duration>,
+        print_from_start: bool,
     ) -> Result<Stage, DemoError> {
         let start = |what| move |source| DemoError::Start { what, source };
         let sandbox = Sandbox::start_on(sandbox_listen)
@@ -222,6 +225,7 @@ impl Stage {
         println!("  local engine       {}", engine.url());
         println!("  secrets            {}", secrets_dir.path().display());
 
+        let printer = print_from_start.then(|| print_activity(&engine));
         let answers = answers(&sandbox, &credentials)?;
         let deployer = LocalDeployer {
             root,
@@ -261,6 +265,7 @@ impl Stage {
             engine,
             endpoints,
             answers,
+            printer,
             bootstrap,
             note_dispatcher,
             typeform_deploy,
@@ -371,8 +376,8 @@ pub async fn demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
 
 async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let stage = Stage::start(root, any, any, None).await?;
-    let printer = print_activity(&stage.engine);
+    let mut stage = Stage::start(root, any, any, None, true).await?;
+    let printer = stage.printer.take();
     let mut checks = Vec::new();
     let mut check = |effect: String, observed: bool| {
         println!("  {} {effect}", if observed { "[ok]" } else { "[MISSING]" });
@@ -648,9 +653,10 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     // Stopping everything closes the engine's activity channel: the printer prints what is
     // left and ends, so the summary comes last.
     drop(stage);
-    if tokio::time::timeout(Duration::from_secs(5), printer)
-        .await
-        .is_err()
+    if let Some(printer) = printer
+        && tokio::time::timeout(Duration::from_secs(5), printer)
+            .await
+            .is_err()
     {
         println!("    engine | (stopped printing)");
     }
@@ -749,7 +755,14 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
     // Listen for Ctrl-C from the start: one pressed during set-up stops cleanly too.
     let stop = tokio::spawn(tokio::signal::ctrl_c());
     let schedule = (args.schedule_secs > 0).then(|| Duration::from_secs(args.schedule_secs));
-    let stage = Stage::start(root, args.sandbox_listen, args.engine_listen, schedule).await?;
+    let stage = Stage::start(
+        root,
+        args.sandbox_listen,
+        args.engine_listen,
+        schedule,
+        false,
+    )
+    .await?;
     println!();
     println!("== Running. Function URLs of the local engine:");
     for (function, route) in stage.engine.routes() {

@@ -150,6 +150,8 @@ where
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
 {
     let text = payload.to_string();
+    // The handler consumes the request and `http_response_payload` needs one to pick the
+    // response format (REST or HTTP API); `Request` is not `Clone`, so it is parsed twice.
     let (request, routed) = match (
         lambda_http::request::from_str(&text),
         lambda_http::request::from_str(&text),
