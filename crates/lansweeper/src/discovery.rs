@@ -1,11 +1,12 @@
-//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12). Software, people
-//! and OS references are not resolved yet (the CIs carry no `userIds`, `ciRelations` or
+//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12), with the software,
+//! people and OS references resolved by [`References`] (`userIds`, `ciRelations`,
 //! `operatingSystemId`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::api::Asset;
+use crate::references::References;
 
 /// `toReference`: lower-case, runs outside `[a-z0-9]` → `_`, one leading/trailing `_` removed,
 /// at most 128 characters.
@@ -116,9 +117,10 @@ impl DiscoveryBatch {
         }
     }
 
-    /// Adds an asset; assets without `assetCustom` and `Location` assets are skipped. Returns
-    /// whether a CI was added.
-    pub fn add(&mut self, asset: &Asset) -> bool {
+    /// Adds an asset with its references (looked up beforehand with
+    /// [`References::prepare`]); assets without `assetCustom` and `Location` assets are skipped.
+    /// Returns whether a CI was added.
+    pub fn add(&mut self, asset: &Asset, refs: &References) -> bool {
         let Some(custom) = &asset.asset_custom else {
             return false;
         };
@@ -170,7 +172,7 @@ impl DiscoveryBatch {
                 }
             }
         }
-        let ci = self.ci(asset, &basic, custom, &product_name);
+        let ci = self.ci(asset, &basic, custom, &product_name, refs);
         if let Some((_, p)) = self.products.iter_mut().find(|(r, _)| *r == product_ref)
             && let Some(Value::Array(cis)) = p.get_mut("configurationItems")
         {
@@ -185,6 +187,7 @@ impl DiscoveryBatch {
         basic: &crate::api::BasicInfo,
         custom: &crate::api::Custom,
         product_name: &str,
+        refs: &References,
     ) -> Map<String, Value> {
         let mut ci = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
@@ -220,6 +223,18 @@ impl DiscoveryBatch {
                 Some(json!(w.format("%Y-%m-%d").to_string())),
             );
         }
+        let users = refs.user_ids(asset);
+        if !users.is_empty() {
+            put("userIds", Some(json!(users)));
+        }
+        let software = refs.software_ids(asset);
+        if !software.is_empty() {
+            put("ciRelations", Some(json!({"childIds": software})));
+        }
+        put(
+            "operatingSystemId",
+            refs.operating_system_id(asset).map(Value::from),
+        );
         let ram: f64 = asset.memory_modules.iter().filter_map(|m| m.size).sum();
         if ram > 0.0 {
             put("ramAmount", Some(json!(bytes_to_gb(ram))));
@@ -310,12 +325,13 @@ mod tests {
             }))
             .unwrap()
         };
+        let refs = References::new("");
         let mut batch = DiscoveryBatch::new(true);
-        assert!(batch.add(&asset("a", "Windows", "HP")));
-        assert!(batch.add(&asset("b", "Windows", "hp")));
-        assert!(batch.add(&asset("c", "Linux", "Dell")));
-        assert!(!batch.add(&asset("d", "Location", "Dell")));
-        assert!(!batch.add(&Asset::default()));
+        assert!(batch.add(&asset("a", "Windows", "HP"), &refs));
+        assert!(batch.add(&asset("b", "Windows", "hp"), &refs));
+        assert!(batch.add(&asset("c", "Linux", "Dell"), &refs));
+        assert!(!batch.add(&asset("d", "Location", "Dell"), &refs));
+        assert!(!batch.add(&Asset::default(), &refs));
         let input = batch.into_input("HQ", &["HQ".into(), "Branch".into()]);
         assert_eq!(input["source"], "Lansweeper-HQ");
         assert_eq!(

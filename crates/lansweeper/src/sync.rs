@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
 use crate::discovery::DiscoveryBatch;
 use crate::instance::{InstanceConfig, fields};
+use crate::references::{ReferenceError, References};
 use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
@@ -382,7 +383,26 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         };
         let labels = config.label_generator.as_deref() == Some("lansweeper_asset_name");
         let cut_off = Utc::now() - chrono::Duration::days(i64::from(self.settings.last_seen_days));
+        let mut refs = References::new(&self.settings.users_to_ignore);
         for (site, installations) in per_site {
+            let site_types = match &asset_types {
+                Some(configured) => match available_asset_types(
+                    session,
+                    &site.id,
+                    configured,
+                    self.api.settings().max_filter_field_length,
+                )
+                .await
+                {
+                    Ok(types) => Some(types),
+                    Err(SiteFailure::Fatal(e)) => return Err(e.into()),
+                    Err(SiteFailure::Site(message)) => {
+                        summary.errors.insert(site.name.clone(), json!(message));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let installations = match installations {
                 Ok(list) => list,
                 Err(e) => {
@@ -410,10 +430,21 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                     cut_off,
                     with_ip,
                     installation_id: Some(inst.id.clone()),
-                    asset_types: asset_types.clone(),
+                    asset_types: site_types.clone(),
                 };
                 let (count, errors) = self
-                    .upload_installation(session, client, query, &inst.name, &names, labels)
+                    .upload_installation(
+                        session,
+                        client,
+                        query,
+                        Upload {
+                            installation: &inst.name,
+                            names: &names,
+                            labels,
+                            cut_off,
+                        },
+                        &mut refs,
+                    )
                     .await?;
                 summary
                     .upload_counts
@@ -436,6 +467,22 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 }
             }
         }
+        if let Some(os) = refs.update_end_of_support(client).await {
+            if !os.errored.is_empty() {
+                summary.errors.insert(
+                    OPERATING_SYSTEMS.into(),
+                    json!(format!(
+                        "Unable to store end-of-support for: {}",
+                        os.errored.join(", ")
+                    )),
+                );
+            } else {
+                summary.info.insert(
+                    OPERATING_SYSTEMS.into(),
+                    format!("Stored end-of-support for {} item(s)", os.updated.len()),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -444,9 +491,8 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         session: &mut Session,
         client: &FourMeClient,
         query: AssetQuery,
-        installation: &str,
-        names: &[String],
-        labels: bool,
+        upload: Upload<'_>,
+        refs: &mut References,
     ) -> Result<(u64, Vec<String>), Failure> {
         let mut count = 0;
         let mut errors = Vec::new();
@@ -464,15 +510,33 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                     break;
                 }
             };
-            let mut batch = DiscoveryBatch::new(labels);
-            for asset in &page {
-                batch.add(asset);
+            let recent: Vec<_> = page
+                .into_iter()
+                .filter(|a| is_recent(a, upload.cut_off))
+                .collect();
+            if recent.is_empty() {
+                continue;
             }
-            drop(page);
+            match refs.prepare(client, &recent).await {
+                Ok(()) => {}
+                Err(e) if is_4me_authorization(e.cause()) || e.cause().is_transient() => {
+                    return Err(Failure::FourMe(reference_cause(e)));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, cause = %e.cause(), "reference lookup failed");
+                    errors.push(UPLOAD_FAILED.into());
+                    continue;
+                }
+            }
+            let mut batch = DiscoveryBatch::new(upload.labels);
+            for asset in &recent {
+                batch.add(asset, refs);
+            }
+            drop(recent);
             if batch.is_empty() {
                 continue;
             }
-            let input = batch.into_input(installation, names);
+            let input = batch.into_input(upload.installation, upload.names);
             let payload: Value = match client.mutation(UPLOAD, &json!({"input": input})).await {
                 Ok(p) => p,
                 Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
@@ -514,6 +578,77 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         }
         Ok((count, errors))
     }
+}
+
+/// Summary key of the OS end-of-support outcome.
+const OPERATING_SYSTEMS: &str = "operatingSystems";
+
+/// Batch error when a page cannot be uploaded (as the original).
+const UPLOAD_FAILED: &str = "Unable to upload assets to 4me.";
+
+/// What one installation's pages are uploaded as.
+struct Upload<'a> {
+    installation: &'a str,
+    names: &'a [String],
+    labels: bool,
+    cut_off: chrono::DateTime<Utc>,
+}
+
+fn reference_cause(e: ReferenceError) -> FourMeError {
+    match e {
+        ReferenceError::Software(e) | ReferenceError::People(e) => e,
+    }
+}
+
+/// Assets without `lastSeen`, or seen after the cut-off, are synced (`recentAssets`).
+fn is_recent(asset: &crate::api::Asset, cut_off: chrono::DateTime<Utc>) -> bool {
+    asset
+        .asset_basic_info
+        .as_ref()
+        .and_then(|b| b.last_seen.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| t > cut_off)
+}
+
+enum SiteFailure {
+    /// Authorization or transient: the whole sync fails.
+    Fatal(LansweeperError),
+    /// Only this site fails (its summary error).
+    Site(String),
+}
+
+/// The configured asset types (lower-cased, configured order) that the site knows
+/// case-insensitively (`getSelectedAssetTypes`); none → a site error listing the available ones.
+async fn available_asset_types(
+    session: &mut Session,
+    site_id: &str,
+    configured: &[String],
+    max: usize,
+) -> Result<Vec<String>, SiteFailure> {
+    let all = match session.asset_types(site_id).await {
+        Ok(all) => all,
+        Err(e) if e.is_authorization() || e.is_transient() => return Err(SiteFailure::Fatal(e)),
+        Err(e) => return Err(SiteFailure::Site(e.to_string())),
+    };
+    for long in all.iter().filter(|t| t.chars().count() > max) {
+        tracing::warn!(asset_type = %long, max, "asset type too long to filter on");
+    }
+    let lower: Vec<String> = all.iter().map(|t| t.to_lowercase()).collect();
+    let kept: Vec<String> = configured
+        .iter()
+        .map(|t| t.to_lowercase())
+        .filter(|t| lower.contains(t))
+        .collect();
+    if kept.is_empty() {
+        return Err(SiteFailure::Site(format!(
+            "No assets matched selected asset types. Available types: {}",
+            all.join("; ")
+        )));
+    }
+    if kept.len() < configured.len() {
+        tracing::warn!(kept = ?kept, configured = ?configured, "some selected asset types are not in this site");
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]

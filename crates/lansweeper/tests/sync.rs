@@ -4,56 +4,12 @@
 
 mod support;
 
-use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
-use aws_lambda_events::sqs::SqsEvent;
-use serde_json::{Value, json};
-use support::{API_URL, Env, PROVIDER};
 
-fn sqs_event(account: &str) -> SqsEvent {
-    serde_json::from_value(json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r", "body": account,
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
-        "awsRegion": "eu-west-1"
-    }]}))
-    .unwrap()
-}
-
-/// An authorized customer with import type `all`.
-async fn authorized(env: &Env<LocalSecretStore>, account: &str) -> support::Customer {
-    let customer = env.install(account).await;
-    assert_eq!(env.installation("CreateSecret", account).await.0, 200);
-    let secret = env
-        .secret(account)
-        .await
-        .get_str("callback_secret")
-        .unwrap()
-        .to_owned();
-    let code = env.lansweeper.authorize(
-        &customer.lansweeper_app.client_id,
-        &format!("{API_URL}{account}/{secret}"),
-    );
-    let resp = env
-        .get(&format!("{account}/{secret}"), &[("code", &code)])
-        .await;
-    assert_eq!(resp.status(), 302);
-    update_app_instance(
-        &env.provider,
-        &customer.instance_id,
-        &InstanceUpdate {
-            custom_fields: vec![("import_type".into(), json!("all"))],
-            ..InstanceUpdate::default()
-        },
-    )
-    .await
-    .unwrap();
-    customer
-}
+use support::{Env, PROVIDER, sqs_event};
 
 #[tokio::test]
 async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
@@ -62,7 +18,7 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
     let mut spec = SiteSpec::new("HQ", 1_000);
     spec.installations = vec!["Main".into(), "Branch".into()];
     let site = env.lansweeper.add_site(spec);
-    let customer = authorized(&env, "wdc-sync").await;
+    let customer = env.authorized("wdc-sync").await;
 
     let response = env.function.handle_sqs(&sqs_event("wdc-sync")).await;
     assert!(response.batch_item_failures.is_empty());
@@ -88,14 +44,7 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
             })
             .count() as u64
     };
-    let summary = env.custom_field(&customer.instance_id, "sync_summary");
-    let summary = summary.as_str().unwrap();
-    let json_text = summary
-        .strip_prefix("```\n")
-        .unwrap()
-        .strip_suffix("\n```\n")
-        .unwrap();
-    let result: Value = serde_json::from_str(json_text).unwrap();
+    let result = env.summary(&customer.instance_id);
     assert_eq!(
         result["uploadCounts"]["HQ"]["Main"],
         expected("Main"),
@@ -121,7 +70,7 @@ async fn a_lansweeper_401_suspends_the_instance_and_drops_the_message() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-401").await;
+    let customer = env.authorized("wdc-401").await;
     env.lansweeper.revoke_all_tokens();
     let response = env.function.handle_sqs(&sqs_event("wdc-401")).await;
     assert!(response.batch_item_failures.is_empty());
@@ -141,7 +90,7 @@ async fn a_lansweeper_5xx_fails_the_sqs_record_for_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-5xx").await;
+    let customer = env.authorized("wdc-5xx").await;
     env.lansweeper.inject_fault(LansweeperFault {
         target: LansweeperEndpoint::GraphQl,
         kind: LansweeperFaultKind::ServerError { status: 503 },
@@ -158,7 +107,7 @@ async fn never_two_overlapping_syncs_for_one_account() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-lease").await;
+    let customer = env.authorized("wdc-lease").await;
     // A running sync holds the lease.
     let until = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
     env.store
