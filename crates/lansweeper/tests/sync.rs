@@ -9,6 +9,7 @@ use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
 
+use serde_json::{Value, json};
 use support::{Env, PROVIDER, sqs_event};
 
 #[tokio::test]
@@ -66,7 +67,7 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
 }
 
 #[tokio::test]
-async fn a_lansweeper_401_suspends_the_instance_and_drops_the_message() {
+async fn errors_suspends_on_lansweeper_authorization_error() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
@@ -148,5 +149,113 @@ async fn never_two_overlapping_syncs_for_one_account() {
             .await
             .get("sync_lease_until")
             .is_none()
+    );
+}
+
+/// Assets of `site` the sync must upload when only `keep` assets qualify.
+fn expected_count(
+    env: &Env<LocalSecretStore>,
+    site: &str,
+    total: u64,
+    keep: impl Fn(&Value) -> bool,
+) -> usize {
+    let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    (0..total)
+        .map(|i| env.lansweeper.asset(site, i).unwrap())
+        .filter(|a| {
+            a.get("assetCustom").is_some()
+                && a["assetBasicInfo"]["type"] != "Location"
+                && a["assetBasicInfo"]["lastSeen"]
+                    .as_str()
+                    .is_none_or(|l| l > cut_off.as_str())
+                && keep(a)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn handles_refresh_sqs_call_without_import_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 300));
+    let customer = env.authorized("wdc-ip").await;
+    env.set_fields(&customer.instance_id, &[("import_type", Value::Null)])
+        .await;
+    let response = env.function.handle_sqs(&sqs_event("wdc-ip")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let with_ip = expected_count(&env, &site, 300, |a| {
+        a["assetBasicInfo"].get("ipAddress").is_some()
+    });
+    let all = expected_count(&env, &site, 300, |_| true);
+    assert!(with_ip > 10 && with_ip < all, "{with_ip} of {all}");
+    let summary = env.summary(&customer.instance_id);
+    assert_eq!(
+        summary["uploadCounts"]["HQ"]["HQ installation"], with_ip,
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn handles_refresh_get_call_with_label_generator_lansweeper_asset_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 50));
+    let customer = env.authorized("wdc-labels").await;
+    env.set_fields(
+        &customer.instance_id,
+        &[("label_generator", json!("lansweeper_asset_name"))],
+    )
+    .await;
+    let response = env.function.handle_sqs(&sqs_event("wdc-labels")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let client = env.customer_client("wdc-labels").await;
+    let nodes: Vec<Value> = client
+        .paged_all(
+            "query Cis($previousEndCursor: String) { configurationItems(first: 100, after: $previousEndCursor, filter: {ruleSet: {values: [physical_asset]}}) { pageInfo { hasNextPage endCursor } nodes { id name label sourceID product { name } } } }",
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), expected_count(&env, &site, 50, |_| true));
+    for ci in &nodes {
+        let index: u64 = ci["sourceID"]
+            .as_str()
+            .unwrap()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let asset = env.lansweeper.asset(&site, index).unwrap();
+        assert_eq!(ci["label"], asset["assetBasicInfo"]["name"], "{ci}");
+        assert_eq!(ci["name"], ci["product"]["name"], "{ci}");
+    }
+}
+
+#[tokio::test]
+async fn errors_suspends_on_4me_customer_authorization_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.lansweeper.add_site(SiteSpec::new("HQ", 20));
+    let customer = env.authorized("wdc-4me401").await;
+    // The customer's 4me token no longer works.
+    env.store
+        .update(&env.secret_name("wdc-4me401"), |current| {
+            let mut next = current.cloned()?;
+            let mut app = next.get("application").cloned()?;
+            app["client_secret"] = json!("revoked");
+            next.insert("application", app);
+            Some(next)
+        })
+        .await
+        .unwrap();
+    let response = env.function.handle_sqs(&sqs_event("wdc-4me401")).await;
+    assert!(response.batch_item_failures.is_empty(), "not retried");
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], true);
+    assert_eq!(
+        instance["suspensionComment"],
+        "Unable to connect to customer account. Please rotate the token and unsuspend."
     );
 }
