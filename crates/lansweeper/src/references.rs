@@ -322,6 +322,13 @@ impl ReferenceError {
             ReferenceError::Software(e) | ReferenceError::People(e) => e,
         }
     }
+
+    /// The 4me error behind the failure, owned.
+    pub fn into_cause(self) -> FourMeError {
+        match self {
+            ReferenceError::Software(e) | ReferenceError::People(e) => e,
+        }
+    }
 }
 
 async fn load_software(client: &FourMeClient) -> Result<HashMap<String, String>, ReferenceError> {

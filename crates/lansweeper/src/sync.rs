@@ -1,7 +1,8 @@
 //! One customer sync from an SQS message (spec §5.3.6–5.3.8, improved): assets are streamed
-//! page by page from Lansweeper, each page converted and uploaded with
-//! `discoveredConfigurationItems` and its async result awaited before the next page is fetched,
-//! so memory stays flat in the number of assets. Authorization failures suspend the instance;
+//! page by page from Lansweeper, each page's software/people/OS references looked up
+//! ([`References`]), the page converted and uploaded with `discoveredConfigurationItems` and its
+//! async result awaited before the next page is fetched, so memory stays flat in the number of
+//! assets; OS end-of-support dates are stored at the end. Authorization failures suspend the instance;
 //! transient failures fail the SQS record (`ReportBatchItemFailures`) so SQS retries it and then
 //! moves it to the dead-letter queue.
 
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
 use crate::discovery::DiscoveryBatch;
 use crate::instance::{InstanceConfig, fields};
-use crate::references::{ReferenceError, References};
+use crate::references::References;
 use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
@@ -505,7 +506,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             match refs.prepare(client, &recent).await {
                 Ok(()) => {}
                 Err(e) if is_4me_authorization(e.cause()) || e.cause().is_transient() => {
-                    return Err(Failure::FourMe(reference_cause(e)));
+                    return Err(Failure::FourMe(e.into_cause()));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, cause = %e.cause(), "reference lookup failed");
@@ -607,12 +608,6 @@ struct Upload<'a> {
     names: &'a [String],
     labels: bool,
     cut_off: chrono::DateTime<Utc>,
-}
-
-fn reference_cause(e: ReferenceError) -> FourMeError {
-    match e {
-        ReferenceError::Software(e) | ReferenceError::People(e) => e,
-    }
 }
 
 /// Assets without `lastSeen`, or seen after the cut-off, are synced (`recentAssets`).

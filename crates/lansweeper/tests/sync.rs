@@ -261,3 +261,41 @@ async fn errors_suspends_on_4me_customer_authorization_error() {
         "Unable to connect to customer account. Please rotate the token and unsuspend."
     );
 }
+
+#[tokio::test]
+async fn handles_failure_on_download_for_first_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 300));
+    let customer = env.authorized("wdc-download").await;
+    // The first page's async result cannot be read (a 4me error, not a transient one).
+    env.sandbox
+        .inject_fault(app_builder_sandbox::Fault::ServerError {
+            target: app_builder_sandbox::FaultTarget::AsyncResult,
+            status: 400,
+            times: 1,
+        });
+    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let all = expected_count(&env, &site, 300, |_| true);
+    let summary = env.summary(&customer.instance_id);
+    let uploaded = summary["uploadCounts"]["HQ"]["HQ installation"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(uploaded < all && uploaded + 100 >= all, "{summary}");
+    assert_eq!(
+        summary["errorCounts"]["HQ"]["HQ installation"], 1,
+        "{summary}"
+    );
+    let errors = summary["errors"]["HQ"]["HQ installation"]
+        .as_array()
+        .unwrap();
+    assert!(errors[0].as_str().unwrap().contains("400"), "{summary}");
+
+    // The next sync reports every CI again (the upload itself went through).
+    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let summary = env.summary(&customer.instance_id);
+    assert_eq!(summary["uploadCounts"]["HQ"]["HQ installation"], all);
+    assert!(summary.get("errors").is_none(), "{summary}");
+}
