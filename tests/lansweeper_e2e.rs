@@ -25,7 +25,7 @@ use app_builder_sandbox::lansweeper::{
 use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
 use serde_json::{Value, json};
 use support::gateway::{API_HOST, STAGE, serve_payload};
-use support::{PROVIDER, Provider, cloudtrail_event, moto_store, unique_app};
+use support::{Provider, cloudtrail_event, moto_store, unique_app};
 
 const OFFERING: &str = "lansweeper";
 const FUNCTION_ARN: &str =
@@ -108,40 +108,16 @@ impl World {
         })
         .await;
 
-        // Bootstrap and deployment: the offering and the function's configuration item, whose
-        // `api_url` is the public API Gateway URL (the stand-in's host in the events).
-        provider.sandbox.seed_app_offering(
-            PROVIDER,
-            OFFERING,
-            json!({"name": "Lansweeper", "policyJwtAlg": "es256"}),
-        );
-        let client = FourMeClient::new(
-            endpoints,
-            PROVIDER,
-            Credentials::new(
-                provider.credentials.client_id.clone(),
-                provider.credentials.client_secret.clone(),
-            ),
-            ClientSettings::default(),
-        )
-        .unwrap();
-        let created: Value = client
-            .mutation(
-                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
-                &json!({"input": {
-                    "name": "Lansweeper integration Authorize / Refresh service",
-                    "label": format!("lambda-lansweeper-{}", uuid::Uuid::new_v4().simple()),
-                    "systemID": FUNCTION_ARN,
-                    "customFields": [{"id": "api_url", "value": format!("https://{API_HOST}/{STAGE}/integration/")}],
-                }}),
+        // The function's `api_url` is the public API Gateway URL (the stand-in's host in events).
+        provider
+            .deploy_integration(
+                OFFERING,
+                "Lansweeper",
+                "Lansweeper integration Authorize / Refresh service",
+                FUNCTION_ARN,
+                &format!("https://{API_HOST}/{STAGE}/integration/"),
             )
-            .await
-            .unwrap();
-        assert_eq!(
-            created["errors"].as_array().map_or(0, Vec::len),
-            0,
-            "{created}"
-        );
+            .await;
         World {
             provider,
             lansweeper,

@@ -184,6 +184,51 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
         customer_secret_name(&self.app, offering, self.sandbox.domain(), customer).unwrap()
     }
 
+    /// What the provider's bootstrap and deployment set up for an integration: the app offering
+    /// `offering` (named `offering_name`) and the function's configuration item (`name`,
+    /// `systemID` = `function_arn`, custom field `api_url`).
+    pub async fn deploy_integration(
+        &self,
+        offering: &str,
+        offering_name: &str,
+        ci_name: &str,
+        function_arn: &str,
+        api_url: &str,
+    ) {
+        self.sandbox.seed_app_offering(
+            PROVIDER,
+            offering,
+            json!({"name": offering_name, "policyJwtAlg": "es256"}),
+        );
+        let client = app_builder_core::fourme::FourMeClient::new(
+            FunctionEnv::new(&self.sandbox, &self.app).endpoints(self.sandbox.domain()),
+            PROVIDER,
+            app_builder_core::fourme::Credentials::new(
+                self.credentials.client_id.clone(),
+                self.credentials.client_secret.clone(),
+            ),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let created: Value = client
+            .mutation(
+                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
+                &json!({"input": {
+                    "name": ci_name,
+                    "label": format!("lambda-{offering}-{}", uuid::Uuid::new_v4().simple()),
+                    "systemID": function_arn,
+                    "customFields": [{"id": "api_url", "value": api_url}],
+                }}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            created["errors"].as_array().map_or(0, Vec::len),
+            0,
+            "{created}"
+        );
+    }
+
     /// The function environment of an integration of `offering`.
     pub fn integration_env(&self, offering: &str) -> FunctionEnv {
         FunctionEnv::new(&self.sandbox, &self.app).with("PARAM_OFFERING_REFERENCE", offering)
