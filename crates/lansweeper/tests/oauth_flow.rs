@@ -332,13 +332,13 @@ async fn success_and_lansweeper_authorization_error_moves_back_to_pending_author
 
 /// A connected customer (authorized, `success`) whose next secret write is validated again (its
 /// validated-credentials fingerprint is gone, as after a change of the Lansweeper credentials),
-/// after `change` was applied to the customer secret. Returns the instance record before the
-/// installation event and the event's (status, message).
-async fn revalidated(
+/// after `change` was applied to the customer secret. Returns the customer and the instance
+/// record before the installation event.
+async fn revalidating(
     env: &Env<LocalSecretStore>,
     account: &str,
     change: impl Fn(&mut app_builder_core::secrets::SecretDocument) + Send + Sync,
-) -> (support::Customer, Value, (u16, String)) {
+) -> (support::Customer, Value) {
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
     let customer = env.authorized(account).await;
@@ -353,31 +353,24 @@ async fn revalidated(
         .unwrap();
     let before = env.instance(&customer.instance_id);
     assert_eq!(before["suspended"], false);
-    let result = env.installation("PutSecretValue", account).await;
-    (customer, before, result)
+    (customer, before)
 }
 
 #[tokio::test]
 async fn success_and_valid_credentials_changes_nothing() {
     let (env, _dir) = env().await;
-    let (customer, before, result) = revalidated(&env, "test-account", |_| {}).await;
-    assert_eq!(result, (200, "OK".to_owned()));
+    let (customer, before) = revalidating(&env, "test-account", |_| {}).await;
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await,
+        (200, "OK".to_owned())
+    );
     assert_eq!(env.instance(&customer.instance_id), before);
 }
 
 #[tokio::test]
 async fn success_and_validation_throws_generic_error_changes_nothing() {
     let (env, _dir) = env().await;
-    let customer = env.authorized("test-account").await;
-    env.store
-        .update(&env.secret_name("test-account"), |current| {
-            let mut next = current.cloned()?;
-            next.remove(lansweeper::VALIDATED_CREDENTIALS_KEY);
-            Some(next)
-        })
-        .await
-        .unwrap();
-    let before = env.instance(&customer.instance_id);
+    let (customer, before) = revalidating(&env, "test-account", |_| {}).await;
     // Lansweeper's API keeps failing: validation cannot tell, so the credentials are assumed OK.
     env.lansweeper
         .inject_fault(app_builder_sandbox::lansweeper::LansweeperFault {
@@ -395,13 +388,16 @@ async fn success_and_validation_throws_generic_error_changes_nothing() {
 #[tokio::test]
 async fn success_and_js4me_authorization_error_suspends_with_rotate_token_comment() {
     let (env, _dir) = env().await;
-    let (customer, _, result) = revalidated(&env, "test-account", |doc| {
+    let (customer, _) = revalidating(&env, "test-account", |doc| {
         let mut app = doc.get("application").cloned().unwrap();
         app["client_secret"] = json!("revoked");
         doc.insert("application", app);
     })
     .await;
-    assert_eq!(result.0, 200);
+    assert_eq!(
+        env.installation("PutSecretValue", "test-account").await.0,
+        200
+    );
     let instance = env.instance(&customer.instance_id);
     assert_eq!(instance["suspended"], true);
     assert_eq!(

@@ -77,26 +77,6 @@ async fn seed_software(client: &FourMeClient) -> HashMap<&'static str, String> {
     ids
 }
 
-/// The discovered CIs of the account (raw sandbox records) by `sourceID`.
-async fn discovered(env: &Env<LocalSecretStore>, client: &FourMeClient) -> HashMap<String, Value> {
-    #[derive(serde::Deserialize)]
-    struct Node {
-        id: String,
-    }
-    let nodes: Vec<Node> = client
-        .paged_all(
-            "query Cis($previousEndCursor: String) { configurationItems(first: 100, after: $previousEndCursor, filter: {ruleSet: {values: [physical_asset]}}) { pageInfo { hasNextPage endCursor } nodes { id } } }",
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    nodes
-        .into_iter()
-        .map(|n| env.sandbox.record(&n.id).unwrap())
-        .map(|r| (r["sourceID"].as_str().unwrap().to_owned(), r))
-        .collect()
-}
-
 fn users_of(asset: &Value) -> Vec<(String, Option<String>)> {
     asset["users"]
         .as_array()
@@ -113,9 +93,9 @@ fn users_of(asset: &Value) -> Vec<(String, Option<String>)> {
 
 struct Synced {
     env: Env<LocalSecretStore>,
+    /// The local secret store's directory (removed when dropped).
     _dir: tempfile::TempDir,
     site: String,
-    client: FourMeClient,
     software: HashMap<&'static str, String>,
     summary: Value,
     people: [String; 3],
@@ -149,7 +129,6 @@ async fn synced_with_references() -> Synced {
         env,
         _dir: dir,
         site,
-        client,
         software,
         summary,
         people: [john, bruce, clark],
@@ -161,12 +140,12 @@ async fn lookup_4me_references() {
     let Synced {
         env,
         site,
-        client,
         software,
         people: [john, bruce, clark],
+        _dir,
         ..
     } = synced_with_references().await;
-    let cis = discovered(&env, &client).await;
+    let cis = env.discovered("wdc-refs").await;
     let (mut with_os, mut with_users, mut with_software) = (0, 0, 0);
     for index in 0..SITE_ASSETS {
         let asset = env.lansweeper.asset(&site, index).unwrap();
@@ -241,6 +220,7 @@ async fn updates_end_of_support_dates() {
         env,
         software,
         summary,
+        _dir,
         ..
     } = synced_with_references().await;
     assert_eq!(
@@ -273,25 +253,16 @@ async fn finds_matching_configured_asset_types_case_insensitive() {
     let response = env.function.handle_sqs(&sqs_event("wdc-types")).await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
-    let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let expected = (0..SITE_ASSETS)
-        .map(|i| env.lansweeper.asset(&site, i).unwrap())
-        .filter(|a| {
-            matches!(a["assetBasicInfo"]["type"].as_str(), Some("iPad" | "Linux"))
-                && a.get("assetCustom").is_some()
-                && a["assetBasicInfo"]["lastSeen"]
-                    .as_str()
-                    .is_none_or(|l| l > cut_off.as_str())
-        })
-        .count();
+    let expected = env.expected_uploads(&site, SITE_ASSETS, |a| {
+        matches!(a["assetBasicInfo"]["type"].as_str(), Some("iPad" | "Linux"))
+    });
     assert!(expected > 10);
     assert_eq!(
         summary["uploadCounts"]["HQ"]["HQ installation"], expected,
         "{summary}"
     );
-    let client = env.customer_client("wdc-types").await;
-    let kinds: std::collections::BTreeSet<String> = discovered(&env, &client)
+    let kinds: std::collections::BTreeSet<String> = env
+        .discovered("wdc-types")
         .await
         .values()
         .map(|ci| {

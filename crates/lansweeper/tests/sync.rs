@@ -24,8 +24,6 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
     let response = env.function.handle_sqs(&sqs_event("wdc-sync")).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let expected = |installation: &str| {
         let inst = env
             .lansweeper
@@ -33,17 +31,7 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
             .into_iter()
             .find(|i| i.name == installation)
             .unwrap();
-        (0..1_000)
-            .map(|i| env.lansweeper.asset(&site, i).unwrap())
-            .filter(|a| {
-                a["installationId"] == inst.id.as_str()
-                    && a.get("assetCustom").is_some()
-                    && a["assetBasicInfo"]["type"] != "Location"
-                    && a["assetBasicInfo"]["lastSeen"]
-                        .as_str()
-                        .is_none_or(|l| l > cut_off.as_str())
-            })
-            .count() as u64
+        env.expected_uploads(&site, 1_000, |a| a["installationId"] == inst.id.as_str())
     };
     let result = env.summary(&customer.instance_id);
     assert_eq!(
@@ -152,28 +140,6 @@ async fn never_two_overlapping_syncs_for_one_account() {
     );
 }
 
-/// Assets of `site` the sync must upload when only `keep` assets qualify.
-fn expected_count(
-    env: &Env<LocalSecretStore>,
-    site: &str,
-    total: u64,
-    keep: impl Fn(&Value) -> bool,
-) -> usize {
-    let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    (0..total)
-        .map(|i| env.lansweeper.asset(site, i).unwrap())
-        .filter(|a| {
-            a.get("assetCustom").is_some()
-                && a["assetBasicInfo"]["type"] != "Location"
-                && a["assetBasicInfo"]["lastSeen"]
-                    .as_str()
-                    .is_none_or(|l| l > cut_off.as_str())
-                && keep(a)
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn handles_refresh_sqs_call_without_import_type() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,10 +150,10 @@ async fn handles_refresh_sqs_call_without_import_type() {
         .await;
     let response = env.function.handle_sqs(&sqs_event("wdc-ip")).await;
     assert!(response.batch_item_failures.is_empty());
-    let with_ip = expected_count(&env, &site, 300, |a| {
+    let with_ip = env.expected_uploads(&site, 300, |a| {
         a["assetBasicInfo"].get("ipAddress").is_some()
     });
-    let all = expected_count(&env, &site, 300, |_| true);
+    let all = env.expected_uploads(&site, 300, |_| true);
     assert!(with_ip > 10 && with_ip < all, "{with_ip} of {all}");
     let summary = env.summary(&customer.instance_id);
     assert_eq!(
@@ -211,27 +177,17 @@ async fn handles_refresh_get_call_with_label_generator_lansweeper_asset_name() {
     .await;
     let response = env.function.handle_sqs(&sqs_event("wdc-labels")).await;
     assert!(response.batch_item_failures.is_empty());
-    let client = env.customer_client("wdc-labels").await;
-    let nodes: Vec<Value> = client
-        .paged_all(
-            "query Cis($previousEndCursor: String) { configurationItems(first: 100, after: $previousEndCursor, filter: {ruleSet: {values: [physical_asset]}}) { pageInfo { hasNextPage endCursor } nodes { id name label sourceID product { name } } } }",
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(nodes.len(), expected_count(&env, &site, 50, |_| true));
-    for ci in &nodes {
-        let index: u64 = ci["sourceID"]
-            .as_str()
-            .unwrap()
-            .rsplit('-')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+    let cis = env.discovered("wdc-labels").await;
+    assert_eq!(cis.len(), env.expected_uploads(&site, 50, |_| true));
+    for (key, ci) in &cis {
+        let index: u64 = key.rsplit('-').next().unwrap().parse().unwrap();
         let asset = env.lansweeper.asset(&site, index).unwrap();
+        let product = env
+            .sandbox
+            .record(ci["productId"].as_str().unwrap())
+            .unwrap();
         assert_eq!(ci["label"], asset["assetBasicInfo"]["name"], "{ci}");
-        assert_eq!(ci["name"], ci["product"]["name"], "{ci}");
+        assert_eq!(ci["name"], product["name"], "{ci}");
     }
 }
 
@@ -277,7 +233,7 @@ async fn handles_failure_on_download_for_first_page() {
         });
     let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
     assert!(response.batch_item_failures.is_empty());
-    let all = expected_count(&env, &site, 300, |_| true);
+    let all = env.expected_uploads(&site, 300, |_| true);
     let summary = env.summary(&customer.instance_id);
     let uploaded = summary["uploadCounts"]["HQ"]["HQ installation"]
         .as_u64()

@@ -290,6 +290,47 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         .unwrap();
     }
 
+    /// How many of the `total` assets of `site` a sync uploads when `keep` selects them: those
+    /// with inventory data (`assetCustom`), not `Location`s, seen in the last 30 days.
+    pub fn expected_uploads(&self, site: &str, total: u64, keep: impl Fn(&Value) -> bool) -> usize {
+        let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        (0..total)
+            .map(|i| self.lansweeper.asset(site, i).unwrap())
+            .filter(|a| {
+                a.get("assetCustom").is_some()
+                    && a["assetBasicInfo"]["type"] != "Location"
+                    && a["assetBasicInfo"]["lastSeen"]
+                        .as_str()
+                        .is_none_or(|l| l > cut_off.as_str())
+                    && keep(a)
+            })
+            .count()
+    }
+
+    /// The discovered (physical asset) CIs of `account` as raw sandbox records, by `sourceID`,
+    /// found through the customer's own 4me API.
+    pub async fn discovered(&self, account: &str) -> std::collections::HashMap<String, Value> {
+        #[derive(serde::Deserialize)]
+        struct Node {
+            id: String,
+        }
+        let nodes: Vec<Node> = self
+            .customer_client(account)
+            .await
+            .paged_all(
+                "query Cis($previousEndCursor: String) { configurationItems(first: 100, after: $previousEndCursor, filter: {ruleSet: {values: [physical_asset]}}) { pageInfo { hasNextPage endCursor } nodes { id } } }",
+                &json!({}),
+            )
+            .await
+            .unwrap();
+        nodes
+            .into_iter()
+            .map(|n| self.sandbox.record(&n.id).unwrap())
+            .map(|r| (r["sourceID"].as_str().unwrap().to_owned(), r))
+            .collect()
+    }
+
     /// A 4me client of the customer account (its credentials from the customer secret).
     pub async fn customer_client(&self, account: &str) -> FourMeClient {
         let secret = self.secret(account).await;
