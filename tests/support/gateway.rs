@@ -20,7 +20,7 @@ pub const STAGE: &str = "Prod";
 pub const BASE64_BODY_HEADER: &str = "x-e2e-base64-body";
 
 /// The execute-api host the events name.
-const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
+pub const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
 
 /// A served function: its public URL (`http://127.0.0.1:<port>/Prod<resource>`).
 #[derive(Debug, Clone)]
@@ -77,10 +77,9 @@ where
 
 async fn listen(resource: &str, app: axum::Router) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/{STAGE}{resource}",
-        listener.local_addr().unwrap()
-    );
+    // A greedy resource (`/integration/{proxy+}`) is served below its base (`/integration/`).
+    let base = resource.strip_suffix("{proxy+}").unwrap_or(resource);
+    let url = format!("http://{}/{STAGE}{base}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Served { url }
 }
@@ -134,6 +133,11 @@ pub fn rest_event(
             true,
         ),
     };
+    // A greedy proxy resource passes the rest of the path as `pathParameters.proxy`.
+    let path_parameters = resource
+        .strip_suffix("{proxy+}")
+        .and_then(|base| path.strip_prefix(base))
+        .map(|proxy| json!({ "proxy": proxy }));
     json!({
         "resource": resource,
         "path": path,
@@ -142,7 +146,7 @@ pub fn rest_event(
         "multiValueHeaders": multi,
         "queryStringParameters": (!query_single.is_empty()).then_some(query_single),
         "multiValueQueryStringParameters": (!query_multi.is_empty()).then_some(query_multi),
-        "pathParameters": null,
+        "pathParameters": path_parameters,
         "stageVariables": null,
         "requestContext": {
             "resourceId": "k1m2n3",
