@@ -13,13 +13,13 @@ mod support;
 use std::sync::Arc;
 
 use app_builder_core::context::ContextLoader;
-use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient};
+use app_builder_core::fourme::ClientSettings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
 use app_builder_sandbox::typeform::{TypeformDelivery, TypeformFake, sign};
 use app_builder_sandbox::{InstallOptions, SeededRequest};
 use serde_json::{Value, json};
 use support::gateway::serve_payload;
-use support::{PROVIDER, Provider, moto_store, unique_app};
+use support::{Provider, cloudtrail_event, moto_store, unique_app};
 use typeform::{
     FunctionSettings, TYPEFORM_SECRET_KEY, TypeformFunction, typeform_api_from_settings,
 };
@@ -81,40 +81,15 @@ impl World {
         })
         .await;
 
-        // What the provider's bootstrap and deployment set up: the offering and the function's
-        // configuration item (`systemID` = function ARN, custom field `api_url`).
-        provider.sandbox.seed_app_offering(
-            PROVIDER,
-            OFFERING,
-            json!({"name": "Typeform Integration", "policyJwtAlg": "es256"}),
-        );
-        let client = FourMeClient::new(
-            endpoints,
-            PROVIDER,
-            Credentials::new(
-                provider.credentials.client_id.clone(),
-                provider.credentials.client_secret.clone(),
-            ),
-            ClientSettings::default(),
-        )
-        .unwrap();
-        let created: Value = client
-            .mutation(
-                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
-                &json!({"input": {
-                    "name": "Typeform integration Typeform webhook",
-                    "label": format!("lambda-typeform-{}", uuid::Uuid::new_v4().simple()),
-                    "systemID": FUNCTION_ARN,
-                    "customFields": [{"id": "api_url", "value": served.url}],
-                }}),
+        provider
+            .deploy_integration(
+                OFFERING,
+                "Typeform Integration",
+                "Typeform integration Typeform webhook",
+                FUNCTION_ARN,
+                &served.url,
             )
-            .await
-            .unwrap();
-        assert_eq!(
-            created["errors"].as_array().map_or(0, Vec::len),
-            0,
-            "{created}"
-        );
+            .await;
         World {
             provider,
             typeform,
@@ -294,44 +269,6 @@ impl World {
         assert_eq!(self.notes(&customer).len(), 1);
         (customer, delivery)
     }
-}
-
-/// A CloudTrail event of Secrets Manager as EventBridge delivers it (shape of
-/// crates/core/tests/fixtures/events/cloudtrail-*.json).
-fn cloudtrail_event(event_name: &str, request_parameters: Value) -> Value {
-    json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-11-23T09:30:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "AssumedRole",
-                "principalId": "AROAEXAMPLEID:app-builder-secrets-SecretsFunction-AbC123",
-                "accountId": "123456789012"
-            },
-            "eventTime": "2026-11-23T09:30:00Z",
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": event_name,
-            "awsRegion": "eu-west-1",
-            "sourceIPAddress": "203.0.113.30",
-            "userAgent": "aws-sdk-rust/1.3",
-            "requestParameters": request_parameters,
-            "responseElements": null,
-            "requestID": uuid::Uuid::new_v4().to_string(),
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": "123456789012",
-            "eventCategory": "Management"
-        }
-    })
 }
 
 /// A `form_response` of a one-question (yes/no) survey.

@@ -14,7 +14,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 #[allow(unused_imports, reason = "each test binary uses part of the support")]
-pub use app_builder_local::gateway::{BASE64_BODY_HEADER, STAGE};
+pub use app_builder_local::gateway::{API_HOST, BASE64_BODY_HEADER, STAGE};
 
 /// A served function: its public URL (`http://127.0.0.1:<port>/Prod<resource>`).
 #[derive(Debug, Clone)]
@@ -71,10 +71,9 @@ where
 
 async fn listen(resource: &str, app: axum::Router) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/{STAGE}{resource}",
-        listener.local_addr().unwrap()
-    );
+    // A greedy resource (`/integration/{proxy+}`) is served below its base (`/integration/`).
+    let base = resource.strip_suffix("{proxy+}").unwrap_or(resource);
+    let url = format!("http://{}/{STAGE}{base}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Served { url }
 }
@@ -90,10 +89,16 @@ pub fn rest_event(
 ) -> Value {
     let stage_prefix = format!("/{STAGE}");
     let path = uri.path().strip_prefix(&stage_prefix).unwrap_or(uri.path());
+    // A greedy proxy resource passes the rest of the path as `pathParameters.proxy`.
+    let path_parameters: BTreeMap<String, String> = resource
+        .strip_suffix("{proxy+}")
+        .and_then(|base| path.strip_prefix(base))
+        .map(|proxy| BTreeMap::from([("proxy".to_owned(), proxy.to_owned())]))
+        .unwrap_or_default();
     app_builder_local::gateway::rest_event(&app_builder_local::gateway::HttpRequest {
         resource,
         path,
-        path_parameters: &BTreeMap::new(),
+        path_parameters: &path_parameters,
         method,
         uri,
         headers,

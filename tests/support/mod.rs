@@ -18,7 +18,7 @@ use app_builder_core::secrets::{
     provider_secret_name,
 };
 use app_builder_sandbox::{OAuthCredentials, PolicyInfo, Sandbox};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The provider account of every scenario.
 pub const PROVIDER: &str = "wdc";
@@ -184,8 +184,91 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
         customer_secret_name(&self.app, offering, self.sandbox.domain(), customer).unwrap()
     }
 
+    /// What the provider's bootstrap and deployment set up for an integration: the app offering
+    /// `offering` (named `offering_name`) and the function's configuration item (`name`,
+    /// `systemID` = `function_arn`, custom field `api_url`).
+    pub async fn deploy_integration(
+        &self,
+        offering: &str,
+        offering_name: &str,
+        ci_name: &str,
+        function_arn: &str,
+        api_url: &str,
+    ) {
+        self.sandbox.seed_app_offering(
+            PROVIDER,
+            offering,
+            json!({"name": offering_name, "policyJwtAlg": "es256"}),
+        );
+        let client = app_builder_core::fourme::FourMeClient::new(
+            FunctionEnv::new(&self.sandbox, &self.app).endpoints(self.sandbox.domain()),
+            PROVIDER,
+            app_builder_core::fourme::Credentials::new(
+                self.credentials.client_id.clone(),
+                self.credentials.client_secret.clone(),
+            ),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let created: Value = client
+            .mutation(
+                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
+                &json!({"input": {
+                    "name": ci_name,
+                    "label": format!("lambda-{offering}-{}", uuid::Uuid::new_v4().simple()),
+                    "systemID": function_arn,
+                    "customFields": [{"id": "api_url", "value": api_url}],
+                }}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            created["errors"].as_array().map_or(0, Vec::len),
+            0,
+            "{created}"
+        );
+    }
+
     /// The function environment of an integration of `offering`.
     pub fn integration_env(&self, offering: &str) -> FunctionEnv {
         FunctionEnv::new(&self.sandbox, &self.app).with("PARAM_OFFERING_REFERENCE", offering)
     }
+}
+
+/// A CloudTrail event of Secrets Manager as EventBridge delivers it (shape of
+/// crates/core/tests/fixtures/events/cloudtrail-*.json).
+pub fn cloudtrail_event(event_name: &str, request_parameters: Value) -> Value {
+    json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": "2026-11-23T09:30:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "AssumedRole",
+                "principalId": "AROAEXAMPLEID:app-builder-secrets-SecretsFunction-AbC123",
+                "accountId": "123456789012"
+            },
+            "eventTime": "2026-11-23T09:30:00Z",
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": "eu-west-1",
+            "sourceIPAddress": "203.0.113.30",
+            "userAgent": "aws-sdk-rust/1.3",
+            "requestParameters": request_parameters,
+            "responseElements": null,
+            "requestID": uuid::Uuid::new_v4().to_string(),
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": false,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": "123456789012",
+            "eventCategory": "Management"
+        }
+    })
 }

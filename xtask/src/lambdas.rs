@@ -342,7 +342,7 @@ mod tests {
             .unwrap()
             .to_path_buf();
         let names = all_binaries(&root).unwrap();
-        for expected in ["note-dispatcher", "secrets", "typeform"] {
+        for expected in ["note-dispatcher", "secrets", "typeform", "lansweeper"] {
             assert!(
                 names.iter().any(|n| n == expected),
                 "{expected} in {names:?}"

@@ -43,6 +43,11 @@ pub fn integration_stack(integration: &str) -> Option<Stack> {
             name: "app-builder-typeform",
             template: "crates/typeform/template.yaml",
         }),
+        "lansweeper" => Some(Stack {
+            config_env: "lansweeper",
+            name: "app-builder-lansweeper",
+            template: "crates/lansweeper/template.yaml",
+        }),
         _ => None,
     }
 }
@@ -213,11 +218,11 @@ mod tests {
     fn overrides_match_the_repository_templates() {
         let root = repo_root();
         check_overrides(&root, &ENGINE, &engine_overrides("d", "a", "*")).unwrap();
-        for integration in ["note-dispatcher", "typeform"] {
+        for integration in ["note-dispatcher", "typeform", "lansweeper"] {
             let stack = integration_stack(integration).unwrap();
             check_overrides(&root, &stack, &integration_overrides("d", "a", integration)).unwrap();
         }
-        assert!(integration_stack("lansweeper").is_none());
+        assert!(integration_stack("slack").is_none());
     }
 
     #[test]
@@ -241,6 +246,7 @@ mod tests {
             ENGINE,
             integration_stack("note-dispatcher").unwrap(),
             integration_stack("typeform").unwrap(),
+            integration_stack("lansweeper").unwrap(),
         ];
         for stack in stacks {
             let section = format!("[{}.deploy.parameters]", stack.config_env);

@@ -1,11 +1,12 @@
-//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12). Software, people
-//! and OS references are not resolved yet (the CIs carry no `userIds`, `ciRelations` or
+//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12), with the software,
+//! people and OS references resolved by [`References`] (`userIds`, `ciRelations`,
 //! `operatingSystemId`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::api::Asset;
+use crate::references::References;
 
 /// `toReference`: lower-case, runs outside `[a-z0-9]` → `_`, one leading/trailing `_` removed,
 /// at most 128 characters.
@@ -116,9 +117,10 @@ impl DiscoveryBatch {
         }
     }
 
-    /// Adds an asset; assets without `assetCustom` and `Location` assets are skipped. Returns
-    /// whether a CI was added.
-    pub fn add(&mut self, asset: &Asset) -> bool {
+    /// Adds an asset with its references (looked up beforehand with
+    /// [`References::prepare`]); assets without `assetCustom` and `Location` assets are skipped.
+    /// Returns whether a CI was added.
+    pub fn add(&mut self, asset: &Asset, refs: &References) -> bool {
         let Some(custom) = &asset.asset_custom else {
             return false;
         };
@@ -170,7 +172,7 @@ impl DiscoveryBatch {
                 }
             }
         }
-        let ci = self.ci(asset, &basic, custom, &product_name);
+        let ci = self.ci(asset, &basic, custom, &product_name, refs);
         if let Some((_, p)) = self.products.iter_mut().find(|(r, _)| *r == product_ref)
             && let Some(Value::Array(cis)) = p.get_mut("configurationItems")
         {
@@ -185,6 +187,7 @@ impl DiscoveryBatch {
         basic: &crate::api::BasicInfo,
         custom: &crate::api::Custom,
         product_name: &str,
+        refs: &References,
     ) -> Map<String, Value> {
         let mut ci = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
@@ -220,6 +223,18 @@ impl DiscoveryBatch {
                 Some(json!(w.format("%Y-%m-%d").to_string())),
             );
         }
+        let users = refs.user_ids(asset);
+        if !users.is_empty() {
+            put("userIds", Some(json!(users)));
+        }
+        let software = refs.software_ids(asset);
+        if !software.is_empty() {
+            put("ciRelations", Some(json!({"childIds": software})));
+        }
+        put(
+            "operatingSystemId",
+            refs.operating_system_id(asset).map(Value::from),
+        );
         let ram: f64 = asset.memory_modules.iter().filter_map(|m| m.size).sum();
         if ram > 0.0 {
             put("ramAmount", Some(json!(bytes_to_gb(ram))));
@@ -288,8 +303,6 @@ mod tests {
             source_name("a123456789012345678901234"),
             "Lansweeper-a123456789012345678"
         );
-        assert_eq!(ci_status(Some("Stolen")), "lost_or_stolen");
-        assert_eq!(ci_status(Some("whatever")), "installed");
         const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
         assert_eq!(bytes_to_gb(16.0 * GIB), 16.0);
         assert_eq!(bytes_to_gb(3.0 * GIB), 3.0);
@@ -299,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn groups_cis_by_category_and_product_and_skips_locations() {
+    fn generates_labels_when_requested_and_skips_locations() {
         let asset = |key: &str, kind: &str, brand: &str| -> Asset {
             serde_json::from_value(json!({
                 "key": key, "url": format!("https://x/{key}"),
@@ -310,12 +323,13 @@ mod tests {
             }))
             .unwrap()
         };
+        let refs = References::new("");
         let mut batch = DiscoveryBatch::new(true);
-        assert!(batch.add(&asset("a", "Windows", "HP")));
-        assert!(batch.add(&asset("b", "Windows", "hp")));
-        assert!(batch.add(&asset("c", "Linux", "Dell")));
-        assert!(!batch.add(&asset("d", "Location", "Dell")));
-        assert!(!batch.add(&Asset::default()));
+        assert!(batch.add(&asset("a", "Windows", "HP"), &refs));
+        assert!(batch.add(&asset("b", "Windows", "hp"), &refs));
+        assert!(batch.add(&asset("c", "Linux", "Dell"), &refs));
+        assert!(!batch.add(&asset("d", "Location", "Dell"), &refs));
+        assert!(!batch.add(&Asset::default(), &refs));
         let input = batch.into_input("HQ", &["HQ".into(), "Branch".into()]);
         assert_eq!(input["source"], "Lansweeper-HQ");
         assert_eq!(
@@ -340,6 +354,95 @@ mod tests {
                 cis[0]["nrOfCores"].clone()
             ),
             (json!(2), json!(8))
+        );
+    }
+
+    #[test]
+    fn maps_state_names() {
+        for (state, status) in [
+            ("Active", "in_production"),
+            ("Non-active", "installed"),
+            ("Sold", "removed"),
+            ("Stolen", "lost_or_stolen"),
+            ("Broken", "broken_down"),
+            ("Don't show", "to_be_removed"),
+            ("Spare", "standby_for_continuity"),
+            ("In repair", "being_repaired"),
+            ("Stock", "in_stock"),
+        ] {
+            assert_eq!(ci_status(Some(state)), status);
+        }
+        assert_eq!(ci_status(Some("whatever")), "installed");
+        assert_eq!(ci_status(None), "installed");
+    }
+
+    fn dated(purchase: Option<&str>, warranty: Option<&str>) -> Value {
+        let asset: Asset = serde_json::from_value(json!({
+            "key": "k", "assetBasicInfo": {"name": "PC", "type": "Windows"},
+            "assetCustom": {"purchaseDate": purchase, "warrantyDate": warranty}
+        }))
+        .unwrap();
+        let mut batch = DiscoveryBatch::new(false);
+        assert!(batch.add(&asset, &References::new("")));
+        batch.into_input("a", &[])["physicalAssets"][0]["products"][0]["configurationItems"][0]
+            .clone()
+    }
+
+    #[test]
+    fn check_dates() {
+        let ci = dated(Some("1969-12-31T00:00:00Z"), Some("1960-01-01T00:00:00Z"));
+        assert!(ci.get("inUseSince").is_none() && ci.get("warrantyExpiryDate").is_none());
+        let ci = dated(Some("2021-05-01T10:00:00Z"), Some("2020-01-01T00:00:00Z"));
+        assert_eq!(ci["inUseSince"], "2021-05-01");
+        assert!(
+            ci.get("warrantyExpiryDate").is_none(),
+            "warranty before purchase"
+        );
+        let ci = dated(None, Some("2024-03-02T00:00:00Z"));
+        assert_eq!(ci["warrantyExpiryDate"], "2024-03-02");
+        assert!(ci.get("inUseSince").is_none());
+    }
+
+    #[test]
+    fn generates_object_without_resolved_references() {
+        let asset: Asset = serde_json::from_value(json!({
+            "key": "k1", "url": "https://app.lansweeper.com/s/asset/k1/summary",
+            "assetBasicInfo": {"name": "PC-1", "type": "Windows", "userName": "jdoe",
+                               "lastSeen": "2024-01-01T00:00:00.000Z"},
+            "assetCustom": {"manufacturer": "Dell Inc.", "model": "OptiPlex", "sku": "X1",
+                            "stateName": "Spare", "serialNumber": "SN1"},
+            "operatingSystem": {"name": "Windows 11"},
+            "softwares": [{"name": "Zoom"}],
+            "users": [{"name": "jdoe"}],
+            "memoryModules": [{"size": 17179869184.0}, {"size": 17179869184.0}],
+            "processors": [{"numberOfCores": 12}]
+        }))
+        .unwrap();
+        let mut batch = DiscoveryBatch::new(false);
+        assert!(batch.add(&asset, &References::new("")));
+        let input = batch.into_input("a", &["a".into()]);
+        assert_eq!(input["source"], "Lansweeper-a");
+        assert_eq!(input["alternativeSources"], json!(["Lansweeper"]));
+        assert_eq!(
+            input["referenceStrategies"],
+            json!({"ciUserIds": {"strategy": "APPEND"}})
+        );
+        let category = &input["physicalAssets"][0];
+        assert_eq!(category["reference"], "windows");
+        let product = &category["products"][0];
+        assert_eq!(product["name"], "Dell Inc. OptiPlex X1 Windows");
+        assert_eq!(product["sourceID"], "dell_inc_optiplex_x1_windows");
+        assert_eq!(product["productID"], "X1");
+        let ci = &product["configurationItems"][0];
+        assert_eq!(
+            ci,
+            &json!({
+                "sourceID": "k1", "serialNr": "SN1",
+                "systemID": "https://app.lansweeper.com/s/asset/k1/summary",
+                "status": "standby_for_continuity", "name": "PC-1",
+                "lastSeenAt": "2024-01-01T00:00:00.000Z",
+                "ramAmount": 32.0, "nrOfProcessors": 1, "nrOfCores": 12
+            })
         );
     }
 }

@@ -5,7 +5,7 @@ use app_builder_core::context::AccountContext;
 use app_builder_core::events::SecretWriteEvent;
 use app_builder_core::fourme::FourMeClient;
 use app_builder_core::fourme::instances::{
-    InstanceUpdate, find_app_instance, lambda_api_url, update_app_instance,
+    InstanceUpdate, find_app_instance_with_retry, lambda_api_url, update_app_instance,
 };
 use app_builder_core::response::ApiResponse;
 use app_builder_core::secrets::{SecretStore, parse_customer_secret_id};
@@ -92,14 +92,13 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         let callback_secret = self.ensure_callback_secret(&customer).await?;
         let provider = self.loader.provider().await?;
         let provider_client = provider.client()?;
-        let instance = match find_app_instance(provider_client, self.offering(), account).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::info!(error = %e, "Too quick after app offering installation?");
-                tokio::time::sleep(self.settings.instance_retry_wait).await;
-                find_app_instance(provider_client, self.offering(), account).await?
-            }
-        };
+        let instance = find_app_instance_with_retry(
+            provider_client,
+            self.offering(),
+            account,
+            self.settings.instance_retry_wait,
+        )
+        .await?;
         let config = InstanceConfig::from(&instance);
         if config.connection_status.as_deref() != Some(status::PENDING_CALLBACK_URL)
             && credentials_unchanged(&config, &customer)

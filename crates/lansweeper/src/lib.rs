@@ -14,6 +14,7 @@ pub mod discovery;
 mod install;
 pub mod instance;
 pub mod queue;
+pub mod references;
 mod schedule;
 pub mod sync;
 
@@ -53,6 +54,9 @@ pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
 pub const ENV_LAST_SEEN_DAYS: &str = "LAST_SEEN_DAYS";
 /// Longest sync summary stored in the instance (default 15000).
 pub const ENV_MAX_SUMMARY_SIZE: &str = "MAX_SUMMARY_SIZE";
+/// `;`-separated Lansweeper user names never linked to 4me people
+/// (default [`references::DEFAULT_USERS_TO_IGNORE`]).
+pub const ENV_USERS_TO_IGNORE: &str = "USERS_TO_IGNORE";
 
 /// Tunables of the function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,8 @@ pub struct FunctionSettings {
     pub last_seen_days: u32,
     /// Longest `sync_summary` before truncation (`MAX_SUMMARY_SIZE`).
     pub max_summary_size: usize,
+    /// `;`-separated user names not linked to people (`USERS_TO_IGNORE`).
+    pub users_to_ignore: String,
 }
 
 impl Default for FunctionSettings {
@@ -74,13 +80,14 @@ impl Default for FunctionSettings {
             sync_interval: Duration::from_secs(8 * 3600),
             last_seen_days: 30,
             max_summary_size: 15_000,
+            users_to_ignore: references::DEFAULT_USERS_TO_IGNORE.to_owned(),
         }
     }
 }
 
 impl FunctionSettings {
-    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8), `LAST_SEEN_DAYS` (30) and
-    /// `MAX_SUMMARY_SIZE` (15000).
+    /// Settings from `SYNC_INTERVAL` (hours, positive; default 8), `LAST_SEEN_DAYS` (30),
+    /// `MAX_SUMMARY_SIZE` (15000) and `USERS_TO_IGNORE`.
     pub fn from_settings<L: Fn(&str) -> Option<String>>(
         settings: &app_builder_core::config::Settings<L>,
     ) -> Result<Self, app_builder_core::config::ConfigError> {
@@ -99,6 +106,9 @@ impl FunctionSettings {
         }
         if let Some(size) = settings.parsed::<usize>(ENV_MAX_SUMMARY_SIZE)? {
             out.max_summary_size = size;
+        }
+        if let Some(users) = settings.optional(ENV_USERS_TO_IGNORE) {
+            out.users_to_ignore = users;
         }
         Ok(out)
     }

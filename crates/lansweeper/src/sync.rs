@@ -1,7 +1,8 @@
 //! One customer sync from an SQS message (spec §5.3.6–5.3.8, improved): assets are streamed
-//! page by page from Lansweeper, each page converted and uploaded with
-//! `discoveredConfigurationItems` and its async result awaited before the next page is fetched,
-//! so memory stays flat in the number of assets. Authorization failures suspend the instance;
+//! page by page from Lansweeper, each page's software/people/OS references looked up
+//! ([`References`]), the page converted and uploaded with `discoveredConfigurationItems` and its
+//! async result awaited before the next page is fetched, so memory stays flat in the number of
+//! assets; OS end-of-support dates are stored at the end. Authorization failures suspend the instance;
 //! transient failures fail the SQS record (`ReportBatchItemFailures`) so SQS retries it and then
 //! moves it to the dead-letter queue.
 
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
 use crate::discovery::DiscoveryBatch;
 use crate::instance::{InstanceConfig, fields};
+use crate::references::References;
 use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
@@ -364,25 +366,29 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 names.push(extra.clone());
             }
         }
-        let (with_ip, asset_types) = match config.import_type.as_deref() {
-            Some("all") => (None, None),
-            Some("no_ip_only") => (Some(false), None),
-            Some("selected_types_only") => (
-                None,
-                Some(
-                    config
-                        .selected_asset_types
-                        .iter()
-                        .map(|t| t.to_lowercase())
-                        .collect::<Vec<_>>(),
-                )
-                .filter(|t: &Vec<String>| !t.is_empty()),
-            ),
-            _ => (Some(true), None),
-        };
-        let labels = config.label_generator.as_deref() == Some("lansweeper_asset_name");
-        let cut_off = Utc::now() - chrono::Duration::days(i64::from(self.settings.last_seen_days));
+        let (with_ip, asset_types) = asset_filter(config);
+        let labels = generate_labels(config);
+        let cut_off = last_seen_cut_off(Utc::now(), self.settings.last_seen_days);
+        let mut refs = References::new(&self.settings.users_to_ignore);
         for (site, installations) in per_site {
+            let site_types = match &asset_types {
+                Some(configured) => match available_asset_types(
+                    session,
+                    &site.id,
+                    configured,
+                    self.api.settings().max_filter_field_length,
+                )
+                .await
+                {
+                    Ok(types) => Some(types),
+                    Err(SiteFailure::Fatal(e)) => return Err(e.into()),
+                    Err(SiteFailure::Site(message)) => {
+                        summary.errors.insert(site.name.clone(), json!(message));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let installations = match installations {
                 Ok(list) => list,
                 Err(e) => {
@@ -410,10 +416,21 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                     cut_off,
                     with_ip,
                     installation_id: Some(inst.id.clone()),
-                    asset_types: asset_types.clone(),
+                    asset_types: site_types.clone(),
                 };
                 let (count, errors) = self
-                    .upload_installation(session, client, query, &inst.name, &names, labels)
+                    .upload_installation(
+                        session,
+                        client,
+                        query,
+                        Upload {
+                            installation: &inst.name,
+                            names: &names,
+                            labels,
+                            cut_off,
+                        },
+                        &mut refs,
+                    )
                     .await?;
                 summary
                     .upload_counts
@@ -436,6 +453,22 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 }
             }
         }
+        if let Some(os) = refs.update_end_of_support(client).await {
+            if !os.errored.is_empty() {
+                summary.errors.insert(
+                    OPERATING_SYSTEMS.into(),
+                    json!(format!(
+                        "Unable to store end-of-support for: {}",
+                        os.errored.join(", ")
+                    )),
+                );
+            } else {
+                summary.info.insert(
+                    OPERATING_SYSTEMS.into(),
+                    format!("Stored end-of-support for {} item(s)", os.updated.len()),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -444,9 +477,8 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         session: &mut Session,
         client: &FourMeClient,
         query: AssetQuery,
-        installation: &str,
-        names: &[String],
-        labels: bool,
+        upload: Upload<'_>,
+        refs: &mut References,
     ) -> Result<(u64, Vec<String>), Failure> {
         let mut count = 0;
         let mut errors = Vec::new();
@@ -464,15 +496,33 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                     break;
                 }
             };
-            let mut batch = DiscoveryBatch::new(labels);
-            for asset in &page {
-                batch.add(asset);
+            let recent: Vec<_> = page
+                .into_iter()
+                .filter(|a| is_recent(a, upload.cut_off))
+                .collect();
+            if recent.is_empty() {
+                continue;
             }
-            drop(page);
+            match refs.prepare(client, &recent).await {
+                Ok(()) => {}
+                Err(e) if is_4me_authorization(e.cause()) || e.cause().is_transient() => {
+                    return Err(Failure::FourMe(e.into_cause()));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, cause = %e.cause(), "reference lookup failed");
+                    errors.push(UPLOAD_FAILED.into());
+                    continue;
+                }
+            }
+            let mut batch = DiscoveryBatch::new(upload.labels);
+            for asset in &recent {
+                batch.add(asset, refs);
+            }
+            drop(recent);
             if batch.is_empty() {
                 continue;
             }
-            let input = batch.into_input(installation, names);
+            let input = batch.into_input(upload.installation, upload.names);
             let payload: Value = match client.mutation(UPLOAD, &json!({"input": input})).await {
                 Ok(p) => p,
                 Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
@@ -516,23 +566,203 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
     }
 }
 
+/// `(networkedAssetsOnly, assetTypes)` of the import type (`performUpload` step 4): absent,
+/// `ip_only` or unknown → assets with an IP address only; `all` → no filter; `no_ip_only` →
+/// assets without one; `selected_types_only` → the selected types, lower-cased (none selected:
+/// no filter).
+pub fn asset_filter(config: &InstanceConfig) -> (Option<bool>, Option<Vec<String>>) {
+    match config.import_type.as_deref() {
+        Some("all") => (None, None),
+        Some("no_ip_only") => (Some(false), None),
+        Some("selected_types_only") => {
+            let types: Vec<String> = config
+                .selected_asset_types
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect();
+            (None, Some(types).filter(|t| !t.is_empty()))
+        }
+        _ => (Some(true), None),
+    }
+}
+
+/// Whether CI names are product names and labels the Lansweeper asset names.
+pub fn generate_labels(config: &InstanceConfig) -> bool {
+    config.label_generator.as_deref() == Some("lansweeper_asset_name")
+}
+
+/// Assets last seen before this are not synced (`now − LAST_SEEN_DAYS days`).
+pub fn last_seen_cut_off(now: chrono::DateTime<Utc>, days: u32) -> chrono::DateTime<Utc> {
+    now - chrono::Duration::days(i64::from(days))
+}
+
+/// Summary key of the OS end-of-support outcome.
+const OPERATING_SYSTEMS: &str = "operatingSystems";
+
+/// Batch error when a page cannot be uploaded (as the original).
+const UPLOAD_FAILED: &str = "Unable to upload assets to 4me.";
+
+/// What one installation's pages are uploaded as.
+struct Upload<'a> {
+    installation: &'a str,
+    names: &'a [String],
+    labels: bool,
+    cut_off: chrono::DateTime<Utc>,
+}
+
+/// Assets without `lastSeen`, or seen after the cut-off, are synced (`recentAssets`).
+fn is_recent(asset: &crate::api::Asset, cut_off: chrono::DateTime<Utc>) -> bool {
+    asset
+        .asset_basic_info
+        .as_ref()
+        .and_then(|b| b.last_seen.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| t > cut_off)
+}
+
+enum SiteFailure {
+    /// Authorization or transient: the whole sync fails.
+    Fatal(LansweeperError),
+    /// Only this site fails (its summary error).
+    Site(String),
+}
+
+/// The configured asset types (lower-cased, configured order) that the site knows
+/// case-insensitively (`getSelectedAssetTypes`); none → a site error listing the available ones.
+async fn available_asset_types(
+    session: &mut Session,
+    site_id: &str,
+    configured: &[String],
+    max: usize,
+) -> Result<Vec<String>, SiteFailure> {
+    let all = match session.asset_types(site_id).await {
+        Ok(all) => all,
+        Err(e) if e.is_authorization() || e.is_transient() => return Err(SiteFailure::Fatal(e)),
+        Err(e) => return Err(SiteFailure::Site(e.to_string())),
+    };
+    for long in all.iter().filter(|t| t.chars().count() > max) {
+        tracing::warn!(asset_type = %long, max, "asset type too long to filter on");
+    }
+    let lower: Vec<String> = all.iter().map(|t| t.to_lowercase()).collect();
+    let kept: Vec<String> = configured
+        .iter()
+        .map(|t| t.to_lowercase())
+        .filter(|t| lower.contains(t))
+        .collect();
+    if kept.is_empty() {
+        return Err(SiteFailure::Site(format!(
+            "No assets matched selected asset types. Available types: {}",
+            all.join("; ")
+        )));
+    }
+    if kept.len() < configured.len() {
+        tracing::warn!(kept = ?kept, configured = ?configured, "some selected asset types are not in this site");
+    }
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn config(import_type: Option<&str>, labels: Option<&str>) -> InstanceConfig {
+        InstanceConfig {
+            instance_id: "i".into(),
+            client_id: None,
+            connection_status: None,
+            suspended: false,
+            suspension_comment: None,
+            import_type: import_type.map(str::to_owned),
+            selected_asset_types: vec!["iPad".into(), "LINUX".into()],
+            installation_handling: "all".into(),
+            installation_names: vec![],
+            label_generator: labels.map(str::to_owned),
+            last_sync_start: None,
+        }
+    }
+
     #[test]
-    fn summaries_are_fenced_and_truncated() {
+    fn import_type_ip_only_all_no_ip_only_selected_types_only() {
+        assert_eq!(asset_filter(&config(None, None)), (Some(true), None));
+        assert_eq!(
+            asset_filter(&config(Some("ip_only"), None)),
+            (Some(true), None)
+        );
+        assert_eq!(
+            asset_filter(&config(Some("bogus"), None)),
+            (Some(true), None)
+        );
+        assert_eq!(asset_filter(&config(Some("all"), None)), (None, None));
+        assert_eq!(
+            asset_filter(&config(Some("no_ip_only"), None)),
+            (Some(false), None)
+        );
+        assert_eq!(
+            asset_filter(&config(Some("selected_types_only"), None)),
+            (None, Some(vec!["ipad".to_owned(), "linux".to_owned()]))
+        );
+        let mut none_selected = config(Some("selected_types_only"), None);
+        none_selected.selected_asset_types.clear();
+        assert_eq!(asset_filter(&none_selected), (None, None));
+    }
+
+    #[test]
+    fn label_generator_lansweeper_asset_name_and_autogenerated() {
+        assert!(generate_labels(&config(
+            None,
+            Some("lansweeper_asset_name")
+        )));
+        assert!(!generate_labels(&config(None, Some("autogenerated"))));
+        assert!(!generate_labels(&config(None, None)));
+    }
+
+    #[test]
+    fn determines_cut_off_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2021-09-30T07:12:33Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            last_seen_cut_off(now, 30).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "2021-08-31T07:12:33.000Z"
+        );
+    }
+
+    #[test]
+    fn filters_out_assets_with_old_last_seen_date() {
+        let cut_off = chrono::DateTime::parse_from_rfc3339("2021-08-31T07:12:33Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let asset = |last_seen: Option<&str>| -> crate::api::Asset {
+            serde_json::from_value(json!({"assetBasicInfo": {"lastSeen": last_seen}})).unwrap()
+        };
+        assert!(is_recent(&asset(Some("2021-09-01T00:00:00.000Z")), cut_off));
+        assert!(!is_recent(
+            &asset(Some("2021-08-31T07:12:33.000Z")),
+            cut_off
+        ));
+        assert!(!is_recent(&asset(Some("2020-01-01T00:00:00Z")), cut_off));
+        assert!(is_recent(&asset(None), cut_off));
+        assert!(is_recent(&crate::api::Asset::default(), cut_off));
+    }
+
+    #[test]
+    fn summary_formatting_basic() {
         let v = json!({"site1": 1, "site2": 0});
         assert_eq!(
             format_summary(&v, 15_000),
             "```\n{\n  \"site1\": 1,\n  \"site2\": 0\n}\n```\n"
         );
+        assert_eq!(duration_text(1.001), "1 seconds");
+        assert_eq!(duration_text(3725.0), "1 hours 2 minutes 5 seconds");
+    }
+
+    #[test]
+    fn summary_formatting_too_long() {
+        let v = json!({"site1": 1, "site2": 0});
         let long = format_summary(&v, 5);
         assert_eq!(
             long,
             "Too much data to show! Truncated value:\n```\n{\n  \"\n```\n"
         );
-        assert_eq!(duration_text(1.001), "1 seconds");
-        assert_eq!(duration_text(3725.0), "1 hours 2 minutes 5 seconds");
     }
 }

@@ -40,7 +40,7 @@ fn at(t: chrono::DateTime<Utc>) -> String {
 }
 
 #[tokio::test]
-async fn handles_scheduled_event_queueing_accounts_last_synced_before_the_interval() {
+async fn handles_scheduled_event() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     let now = Utc::now();

@@ -4,56 +4,13 @@
 
 mod support;
 
-use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
-use aws_lambda_events::sqs::SqsEvent;
+
 use serde_json::{Value, json};
-use support::{API_URL, Env, PROVIDER};
-
-fn sqs_event(account: &str) -> SqsEvent {
-    serde_json::from_value(json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r", "body": account,
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
-        "awsRegion": "eu-west-1"
-    }]}))
-    .unwrap()
-}
-
-/// An authorized customer with import type `all`.
-async fn authorized(env: &Env<LocalSecretStore>, account: &str) -> support::Customer {
-    let customer = env.install(account).await;
-    assert_eq!(env.installation("CreateSecret", account).await.0, 200);
-    let secret = env
-        .secret(account)
-        .await
-        .get_str("callback_secret")
-        .unwrap()
-        .to_owned();
-    let code = env.lansweeper.authorize(
-        &customer.lansweeper_app.client_id,
-        &format!("{API_URL}{account}/{secret}"),
-    );
-    let resp = env
-        .get(&format!("{account}/{secret}"), &[("code", &code)])
-        .await;
-    assert_eq!(resp.status(), 302);
-    update_app_instance(
-        &env.provider,
-        &customer.instance_id,
-        &InstanceUpdate {
-            custom_fields: vec![("import_type".into(), json!("all"))],
-            ..InstanceUpdate::default()
-        },
-    )
-    .await
-    .unwrap();
-    customer
-}
+use support::{Env, PROVIDER, sqs_event};
 
 #[tokio::test]
 async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
@@ -62,13 +19,11 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
     let mut spec = SiteSpec::new("HQ", 1_000);
     spec.installations = vec!["Main".into(), "Branch".into()];
     let site = env.lansweeper.add_site(spec);
-    let customer = authorized(&env, "wdc-sync").await;
+    let customer = env.authorized("wdc-sync").await;
 
     let response = env.function.handle_sqs(&sqs_event("wdc-sync")).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let expected = |installation: &str| {
         let inst = env
             .lansweeper
@@ -76,26 +31,9 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
             .into_iter()
             .find(|i| i.name == installation)
             .unwrap();
-        (0..1_000)
-            .map(|i| env.lansweeper.asset(&site, i).unwrap())
-            .filter(|a| {
-                a["installationId"] == inst.id.as_str()
-                    && a.get("assetCustom").is_some()
-                    && a["assetBasicInfo"]["type"] != "Location"
-                    && a["assetBasicInfo"]["lastSeen"]
-                        .as_str()
-                        .is_none_or(|l| l > cut_off.as_str())
-            })
-            .count() as u64
+        env.expected_uploads(&site, 1_000, |a| a["installationId"] == inst.id.as_str())
     };
-    let summary = env.custom_field(&customer.instance_id, "sync_summary");
-    let summary = summary.as_str().unwrap();
-    let json_text = summary
-        .strip_prefix("```\n")
-        .unwrap()
-        .strip_suffix("\n```\n")
-        .unwrap();
-    let result: Value = serde_json::from_str(json_text).unwrap();
+    let result = env.summary(&customer.instance_id);
     assert_eq!(
         result["uploadCounts"]["HQ"]["Main"],
         expected("Main"),
@@ -117,11 +55,11 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
 }
 
 #[tokio::test]
-async fn a_lansweeper_401_suspends_the_instance_and_drops_the_message() {
+async fn errors_suspends_on_lansweeper_authorization_error() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-401").await;
+    let customer = env.authorized("wdc-401").await;
     env.lansweeper.revoke_all_tokens();
     let response = env.function.handle_sqs(&sqs_event("wdc-401")).await;
     assert!(response.batch_item_failures.is_empty());
@@ -141,7 +79,7 @@ async fn a_lansweeper_5xx_fails_the_sqs_record_for_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-5xx").await;
+    let customer = env.authorized("wdc-5xx").await;
     env.lansweeper.inject_fault(LansweeperFault {
         target: LansweeperEndpoint::GraphQl,
         kind: LansweeperFaultKind::ServerError { status: 503 },
@@ -158,7 +96,7 @@ async fn never_two_overlapping_syncs_for_one_account() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
-    let customer = authorized(&env, "wdc-lease").await;
+    let customer = env.authorized("wdc-lease").await;
     // A running sync holds the lease.
     let until = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
     env.store
@@ -200,4 +138,120 @@ async fn never_two_overlapping_syncs_for_one_account() {
             .get("sync_lease_until")
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn handles_refresh_sqs_call_without_import_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 300));
+    let customer = env.authorized("wdc-ip").await;
+    env.set_fields(&customer.instance_id, &[("import_type", Value::Null)])
+        .await;
+    let response = env.function.handle_sqs(&sqs_event("wdc-ip")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let with_ip = env.expected_uploads(&site, 300, |a| {
+        a["assetBasicInfo"].get("ipAddress").is_some()
+    });
+    let all = env.expected_uploads(&site, 300, |_| true);
+    assert!(with_ip > 10 && with_ip < all, "{with_ip} of {all}");
+    let summary = env.summary(&customer.instance_id);
+    assert_eq!(
+        summary["uploadCounts"]["HQ"]["HQ installation"], with_ip,
+        "{summary}"
+    );
+    // No OS CI known in 4me: no end-of-support updates, nothing reported (§5.3.11).
+    assert!(summary.get("info").is_none(), "{summary}");
+}
+
+#[tokio::test]
+async fn handles_refresh_get_call_with_label_generator_lansweeper_asset_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 50));
+    let customer = env.authorized("wdc-labels").await;
+    env.set_fields(
+        &customer.instance_id,
+        &[("label_generator", json!("lansweeper_asset_name"))],
+    )
+    .await;
+    let response = env.function.handle_sqs(&sqs_event("wdc-labels")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let cis = env.discovered("wdc-labels").await;
+    assert_eq!(cis.len(), env.expected_uploads(&site, 50, |_| true));
+    for (key, ci) in &cis {
+        let index: u64 = key.rsplit('-').next().unwrap().parse().unwrap();
+        let asset = env.lansweeper.asset(&site, index).unwrap();
+        let product = env
+            .sandbox
+            .record(ci["productId"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(ci["label"], asset["assetBasicInfo"]["name"], "{ci}");
+        assert_eq!(ci["name"], product["name"], "{ci}");
+    }
+}
+
+#[tokio::test]
+async fn errors_suspends_on_4me_customer_authorization_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.lansweeper.add_site(SiteSpec::new("HQ", 20));
+    let customer = env.authorized("wdc-4me401").await;
+    // The customer's 4me token no longer works.
+    env.store
+        .update(&env.secret_name("wdc-4me401"), |current| {
+            let mut next = current.cloned()?;
+            let mut app = next.get("application").cloned()?;
+            app["client_secret"] = json!("revoked");
+            next.insert("application", app);
+            Some(next)
+        })
+        .await
+        .unwrap();
+    let response = env.function.handle_sqs(&sqs_event("wdc-4me401")).await;
+    assert!(response.batch_item_failures.is_empty(), "not retried");
+    let instance = env.instance(&customer.instance_id);
+    assert_eq!(instance["suspended"], true);
+    assert_eq!(
+        instance["suspensionComment"],
+        "Unable to connect to customer account. Please rotate the token and unsuspend."
+    );
+}
+
+#[tokio::test]
+async fn handles_failure_on_download_for_first_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    let site = env.lansweeper.add_site(SiteSpec::new("HQ", 300));
+    let customer = env.authorized("wdc-download").await;
+    // The first page's async result cannot be read (a 4me error, not a transient one).
+    env.sandbox
+        .inject_fault(app_builder_sandbox::Fault::ServerError {
+            target: app_builder_sandbox::FaultTarget::AsyncResult,
+            status: 400,
+            times: 1,
+        });
+    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let all = env.expected_uploads(&site, 300, |_| true);
+    let summary = env.summary(&customer.instance_id);
+    let uploaded = summary["uploadCounts"]["HQ"]["HQ installation"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(uploaded < all && uploaded + 100 >= all, "{summary}");
+    assert_eq!(
+        summary["errorCounts"]["HQ"]["HQ installation"], 1,
+        "{summary}"
+    );
+    let errors = summary["errors"]["HQ"]["HQ installation"]
+        .as_array()
+        .unwrap();
+    assert!(errors[0].as_str().unwrap().contains("400"), "{summary}");
+
+    // The next sync reports every CI again (the upload itself went through).
+    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let summary = env.summary(&customer.instance_id);
+    assert_eq!(summary["uploadCounts"]["HQ"]["HQ installation"], all);
+    assert!(summary.get("errors").is_none(), "{summary}");
 }

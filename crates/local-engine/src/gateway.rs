@@ -17,7 +17,7 @@ pub const STAGE: &str = "Prod";
 pub const BASE64_BODY_HEADER: &str = "x-e2e-base64-body";
 
 /// The execute-api host the events name.
-const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
+pub const API_HOST: &str = "abc123defg.execute-api.eu-west-1.amazonaws.com";
 
 /// One HTTP request as API Gateway sees it, before it becomes an event.
 #[derive(Debug, Clone, Copy)]

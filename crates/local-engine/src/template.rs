@@ -402,6 +402,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_lansweeper_template() {
+        let template = repository_template("crates/lansweeper/template.yaml");
+        let function = &template.functions[0];
+        assert_eq!(function.binary, "lansweeper");
+        assert!(function.secret_events && function.scheduled && function.queue_consumer);
+        assert_eq!(
+            function.routes,
+            vec![ApiRoute {
+                path: "/integration/{proxy+}".into(),
+                method: "ANY".into()
+            }]
+        );
+        assert!(matches!(
+            &function.environment["REFRESH_QUEUE_URL"],
+            TemplateValue::Ref(queue) if !template.parameters.contains_key(queue)
+        ));
+    }
+
+    #[test]
     fn comments_and_quotes_are_not_values() {
         assert_eq!(scalar(" \"a # b\" # comment"), "a # b");
         assert_eq!(scalar(" 'x' "), "x");

@@ -343,58 +343,6 @@ async fn automation_rule_reaches_note_dispatcher_which_translates_and_posts() {
     assert_eq!(world.target.requests().len(), 1);
 }
 
-/// A Lansweeper-like stack: the real Lansweeper function with its API route, the Secrets
-/// Manager rule, a schedule and a queue (the repository has no Lansweeper template yet).
-const LANSWEEPER_TEMPLATE: &str = r#"
-Parameters:
-  4MeDomainParameter:
-    Type: String
-  BootstrapSecretApplicationParameter:
-    Type: String
-  BootstrapSecretAccountParameter:
-    Type: String
-  OfferingReferenceParameter:
-    Type: String
-    Default: lansweeper
-Resources:
-  IntegrationFunction:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildProperties:
-        Binary: lansweeper
-    Properties:
-      Environment:
-        Variables:
-          PARAM_4ME_DOMAIN: !Ref 4MeDomainParameter
-          PARAM_BOOTSTRAP_APP: !Ref BootstrapSecretApplicationParameter
-          PARAM_BOOTSTRAP_ACCOUNT: !Ref BootstrapSecretAccountParameter
-          PARAM_OFFERING_REFERENCE: !Ref OfferingReferenceParameter
-          REFRESH_QUEUE_URL: !Ref RefreshQueue
-      Events:
-        Callback:
-          Type: Api
-          Properties:
-            Path: /integration/{proxy+}
-            Method: get
-        Sync:
-          Type: SQS
-          Properties:
-            Queue: !GetAtt RefreshQueue.Arn
-        Every8Hours:
-          Type: Schedule
-          Properties:
-            Schedule: rate(8 hours)
-        SecretsEventListener:
-          Type: EventBridgeRule
-          Properties:
-            Pattern:
-              source:
-                - aws.secretsmanager
-Outputs:
-  IntegrationApi:
-    Value: !Sub "https://${ServerlessRestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/Prod/integration/"
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_queues_due_accounts_and_the_queue_feeds_the_sync_handler() {
     let world = World::start().await;
@@ -403,7 +351,7 @@ async fn schedule_queues_due_accounts_and_the_queue_feeds_the_sync_handler() {
         .deploy(
             "app-builder-lansweeper",
             "lansweeper",
-            &Template::parse(LANSWEEPER_TEMPLATE).unwrap(),
+            &template("crates/lansweeper/template.yaml"),
             &overrides(&world.sandbox, &[]),
         )
         .unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::events::{EngineEvent, SecretWriteEvent};
+use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
@@ -235,6 +236,117 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             .unwrap_or(Value::Null)
     }
 
+    /// The stored `sync_summary` of an instance, parsed (it is JSON in a code fence).
+    pub fn summary(&self, instance_id: &str) -> Value {
+        let summary = self.custom_field(instance_id, "sync_summary");
+        let text = summary
+            .as_str()
+            .unwrap()
+            .strip_prefix("```\n")
+            .unwrap()
+            .strip_suffix("\n```\n")
+            .unwrap();
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// A customer installed, authorized through the OAuth callback and set to import type
+    /// `all`.
+    pub async fn authorized(&self, account: &str) -> Customer {
+        let customer = self.install(account).await;
+        assert_eq!(self.installation("CreateSecret", account).await.0, 200);
+        let secret = self
+            .secret(account)
+            .await
+            .get_str("callback_secret")
+            .unwrap()
+            .to_owned();
+        let code = self.lansweeper.authorize(
+            &customer.lansweeper_app.client_id,
+            &format!("{API_URL}{account}/{secret}"),
+        );
+        let resp = self
+            .get(&format!("{account}/{secret}"), &[("code", &code)])
+            .await;
+        assert_eq!(resp.status(), 302);
+        self.set_fields(&customer.instance_id, &[("import_type", json!("all"))])
+            .await;
+        customer
+    }
+
+    /// Sets custom fields of an app instance (provider client).
+    pub async fn set_fields(&self, instance_id: &str, fields: &[(&str, Value)]) {
+        update_app_instance(
+            &self.provider,
+            instance_id,
+            &InstanceUpdate {
+                custom_fields: fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+                ..InstanceUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    /// How many of the `total` assets of `site` a sync uploads when `keep` selects them: those
+    /// with inventory data (`assetCustom`), not `Location`s, seen in the last 30 days.
+    pub fn expected_uploads(&self, site: &str, total: u64, keep: impl Fn(&Value) -> bool) -> usize {
+        let cut_off = (chrono::Utc::now() - chrono::Duration::days(30))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        (0..total)
+            .map(|i| self.lansweeper.asset(site, i).unwrap())
+            .filter(|a| {
+                a.get("assetCustom").is_some()
+                    && a["assetBasicInfo"]["type"] != "Location"
+                    && a["assetBasicInfo"]["lastSeen"]
+                        .as_str()
+                        .is_none_or(|l| l > cut_off.as_str())
+                    && keep(a)
+            })
+            .count()
+    }
+
+    /// The discovered (physical asset) CIs of `account` as raw sandbox records, by `sourceID`,
+    /// found through the customer's own 4me API.
+    pub async fn discovered(&self, account: &str) -> std::collections::HashMap<String, Value> {
+        #[derive(serde::Deserialize)]
+        struct Node {
+            id: String,
+        }
+        let nodes: Vec<Node> = self
+            .customer_client(account)
+            .await
+            .paged_all(
+                "query Cis($previousEndCursor: String) { configurationItems(first: 100, after: $previousEndCursor, filter: {ruleSet: {values: [physical_asset]}}) { pageInfo { hasNextPage endCursor } nodes { id } } }",
+                &json!({}),
+            )
+            .await
+            .unwrap();
+        nodes
+            .into_iter()
+            .map(|n| self.sandbox.record(&n.id).unwrap())
+            .map(|r| (r["sourceID"].as_str().unwrap().to_owned(), r))
+            .collect()
+    }
+
+    /// A 4me client of the customer account (its credentials from the customer secret).
+    pub async fn customer_client(&self, account: &str) -> FourMeClient {
+        let secret = self.secret(account).await;
+        let app = secret.get("application").unwrap();
+        FourMeClient::new(
+            endpoints(&self.sandbox),
+            account,
+            Credentials::new(
+                app["client_id"].as_str().unwrap(),
+                app["client_secret"].as_str().unwrap(),
+            ),
+            fast_settings(),
+        )
+        .unwrap()
+    }
+
     /// GET through the HTTP handler as API Gateway delivers it.
     pub async fn get(
         &self,
@@ -256,6 +368,18 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         };
         self.function.handle_http(&req).await
     }
+}
+
+/// An SQS event with one message (`m-1`) whose body is `account`.
+pub fn sqs_event(account: &str) -> aws_lambda_events::sqs::SqsEvent {
+    serde_json::from_value(json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "r", "body": account,
+        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
+        "awsRegion": "eu-west-1"
+    }]}))
+    .unwrap()
 }
 
 pub fn response_parts(resp: lambda_http::Response<lambda_http::Body>) -> (u16, String) {
