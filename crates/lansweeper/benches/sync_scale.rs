@@ -474,7 +474,12 @@ fn sync() -> BoxResult<()> {
     if cis != expected {
         return Err(format!("4me holds {cis} CIs, expected {expected}").into());
     }
-    let delta = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    let delta = |key: &str| {
+        after[key]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[key].as_u64().unwrap_or(0))
+    };
     let client = api.counts();
     let result = json!({
         "mode": mode,
