@@ -513,6 +513,52 @@ async fn discovered_configuration_items_publish_async_results() {
 }
 
 #[tokio::test]
+async fn discovered_configuration_items_upsert_by_source_id_within_and_across_uploads() {
+    let (sb, t) = setup().await;
+    let upload = |source: &str, cis: Value| {
+        json!({"input": {
+            "source": source,
+            "alternativeSources": ["Lansweeper"],
+            "physicalAssets": [{
+                "reference": "windows", "name": "Windows",
+                "products": [{"sourceID": "p1", "name": "Product 1", "configurationItems": cis}]
+            }]
+        }})
+    };
+    // The same sourceID twice in one upload: created once, then updated.
+    let cis = json!([{"sourceID": "d1", "name": "first"}, {"sourceID": "d1", "name": "second"}]);
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, upload("Lansweeper", cis)).await;
+    assert_eq!(
+        body["data"]["discoveredConfigurationItems"]["asyncQuery"]["resultCount"],
+        2
+    );
+    // A later upload from another source finds it through `alternativeSources`.
+    let cis = json!([{"sourceID": "d1", "name": "third"}, {"sourceID": "d2", "name": "new"}]);
+    gql_ok(&sb, &t, "wdc", DISCOVERED, upload("Lansweeper-site", cis)).await;
+    let q = "{ configurationItems(first: 100) { nodes { name sourceID } } }";
+    let body = gql_ok(&sb, &t, "wdc", q, json!({})).await;
+    let mut names: Vec<(String, String)> = body["data"]["configurationItems"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["sourceID"].as_str().unwrap().to_owned(),
+                n["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("d1".to_owned(), "third".to_owned()),
+            ("d2".to_owned(), "new".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
 async fn server_stops_when_last_handle_drops() {
     let sb = Sandbox::start().await.unwrap();
     let clone = sb.clone();

@@ -1,6 +1,8 @@
 //! `discoveredConfigurationItems`: upserts products and CIs by source/sourceID and publishes the
 //! result as an async query result.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
@@ -195,6 +197,59 @@ fn path_error(path: Vec<String>, message: &str) -> Value {
     json!({"path": path, "message": message})
 }
 
+/// Existing records by (type, `sourceID`): the lowest-numbered match and its node id.
+type Known = HashMap<(&'static str, String), (u64, String)>;
+
+/// The `Product` and `ConfigurationItem` records of `account` created from one of `sources`
+/// whose `sourceID` occurs in `input`, found in one pass over the records per upload rather than
+/// one per item, so that a 100,000-asset sync costs the sandbox linear, not quadratic, time.
+fn existing_by_source_id(
+    state: &crate::state::State,
+    account: &str,
+    sources: &[String],
+    input: &DiscoveredConfigurationItemsInput,
+) -> Known {
+    let mut wanted: HashSet<&str> = HashSet::new();
+    for product in input
+        .physical_assets
+        .iter()
+        .flatten()
+        .flat_map(|c| c.products.iter().flatten())
+    {
+        wanted.extend(product.source_id.as_deref());
+        wanted.extend(
+            product
+                .configuration_items
+                .iter()
+                .flatten()
+                .filter_map(|ci| ci.source_id.as_deref()),
+        );
+    }
+    let mut known = Known::new();
+    for r in state.records.values() {
+        if r.account != account || !matches!(r.kind, "Product" | "ConfigurationItem") {
+            continue;
+        }
+        let source_id = match r.fields.get("sourceID") {
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+            _ => continue,
+        };
+        if !wanted.contains(source_id.as_ref())
+            || !r.str("source").is_some_and(|s| sources.contains(&s))
+        {
+            continue;
+        }
+        let entry = known
+            .entry((r.kind, source_id.into_owned()))
+            .or_insert((u64::MAX, String::new()));
+        if r.num < entry.0 {
+            *entry = (r.num, r.id.clone());
+        }
+    }
+    known
+}
+
 /// Runs the upload and stores the async result.
 pub(crate) fn process(
     shared: &Arc<Shared>,
@@ -224,15 +279,11 @@ pub(crate) fn process(
     let mut state = shared.lock();
     let mut results: Vec<Value> = Vec::new();
     let mut errors: Vec<Value> = Vec::new();
-    let find = |state: &crate::state::State, kind: &str, source_id: &str| {
-        state
-            .all(kind, account)
-            .into_iter()
-            .find(|r| {
-                r.str("sourceID").as_deref() == Some(source_id)
-                    && r.str("source").is_some_and(|s| sources.contains(&s))
-            })
-            .map(|r| r.id)
+    let mut known = existing_by_source_id(&state, account, &sources, &input);
+    let find = |known: &Known, kind: &'static str, source_id: &str| {
+        known
+            .get(&(kind, source_id.to_owned()))
+            .map(|(_, id)| id.clone())
     };
     for (i, category) in input.physical_assets.iter().flatten().enumerate() {
         for (j, product) in category.products.iter().flatten().enumerate() {
@@ -257,14 +308,18 @@ pub(crate) fn process(
             if let Some(name) = &category.name {
                 fields.insert("category".into(), Value::String(name.clone()));
             }
-            let product_id = match find(&state, "Product", &product_source_id) {
+            let product_id = match find(&known, "Product", &product_source_id) {
                 Some(id) => {
                     if let Some(r) = state.records.get_mut(&id) {
                         merge_fields(&mut r.fields, fields);
                     }
                     id
                 }
-                None => state.insert(&shared.domain, "Product", account, fields),
+                None => {
+                    let id = state.insert(&shared.domain, "Product", account, fields);
+                    known.insert(("Product", product_source_id), (u64::MAX, id.clone()));
+                    id
+                }
             };
             for (k, ci) in product.configuration_items.iter().flatten().enumerate() {
                 let mut path = base.clone();
@@ -284,7 +339,7 @@ pub(crate) fn process(
                 fields.insert("source".into(), Value::String(input.source.clone()));
                 fields.insert("productId".into(), Value::String(product_id.clone()));
                 fields.insert("ruleSet".into(), Value::String("physical_asset".into()));
-                let id = match find(&state, "ConfigurationItem", &source_id) {
+                let id = match find(&known, "ConfigurationItem", &source_id) {
                     Some(id) => {
                         if let Some(r) = state.records.get_mut(&id) {
                             merge_fields(&mut r.fields, fields);
@@ -295,7 +350,12 @@ pub(crate) fn process(
                         fields
                             .entry("status")
                             .or_insert(Value::String("in_production".into()));
-                        state.insert(&shared.domain, "ConfigurationItem", account, fields)
+                        let id = state.insert(&shared.domain, "ConfigurationItem", account, fields);
+                        known.insert(
+                            ("ConfigurationItem", source_id.clone()),
+                            (u64::MAX, id.clone()),
+                        );
+                        id
                     }
                 };
                 results.push(json!({"id": id, "sourceID": source_id}));
