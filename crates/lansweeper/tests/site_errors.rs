@@ -16,17 +16,18 @@ use support::{Env, PROVIDER, sqs_event};
 
 const SITE_ASSETS: u64 = 300;
 
-/// Two sites, "Site A" (installations "a1", "a2") and "Site B" (installation "b1"), and an
-/// authorized customer; returns the environment, the site ids and the instance id.
+/// Two sites, "Site A" (installation "a1") and "Site B" (installations "b1", "b2"), and an
+/// authorized customer; returns the environment, the site ids and the instance id. The tests
+/// fail the second site, so a fault not scoped to it would hit site A first.
 async fn two_sites(
     dir: &tempfile::TempDir,
     account: &str,
 ) -> (Env<LocalSecretStore>, String, String, String) {
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     let mut a = SiteSpec::new("Site A", SITE_ASSETS);
-    a.installations = vec!["a1".into(), "a2".into()];
+    a.installations = vec!["a1".into()];
     let mut b = SiteSpec::new("Site B", SITE_ASSETS);
-    b.installations = vec!["b1".into()];
+    b.installations = vec!["b1".into(), "b2".into()];
     b.seed = 11;
     let site_a = env.lansweeper.add_site(a);
     let site_b = env.lansweeper.add_site(b);
@@ -64,11 +65,11 @@ fn expected(env: &Env<LocalSecretStore>, site: &str, installation: &str) -> usiz
     env.expected_uploads(site, SITE_ASSETS, |a| a["installationId"] == id.as_str())
 }
 
-fn assert_site_b_synced(env: &Env<LocalSecretStore>, site_b: &str, summary: &Value) {
-    let b1 = expected(env, site_b, "b1");
-    assert!(b1 > 50);
-    assert_eq!(summary["uploadCounts"]["Site B"]["b1"], b1, "{summary}");
-    assert!(summary["errors"].get("Site B").is_none(), "{summary}");
+fn assert_site_a_synced(env: &Env<LocalSecretStore>, site_a: &str, summary: &Value) {
+    let a1 = expected(env, site_a, "a1");
+    assert!(a1 > 50);
+    assert_eq!(summary["uploadCounts"]["Site A"]["a1"], a1, "{summary}");
+    assert!(summary["errors"].get("Site A").is_none(), "{summary}");
 }
 
 #[tokio::test]
@@ -77,7 +78,7 @@ async fn handles_lansweeper_error_when_retrieving_installations_for_one_site() {
     let (env, site_a, site_b, instance) = two_sites(&dir, "wdc-inst").await;
     let (scope, fault) = scoped(
         "allInstallations",
-        &site_a,
+        &site_b,
         LansweeperFaultKind::GraphQlError,
     );
     env.lansweeper.inject_scoped_fault(scope, fault);
@@ -85,20 +86,20 @@ async fn handles_lansweeper_error_when_retrieving_installations_for_one_site() {
     let response = env.function.handle_sqs(&sqs_event("wdc-inst")).await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
-    let error = summary["errors"]["Site A"].as_str().unwrap();
+    let error = summary["errors"]["Site B"].as_str().unwrap();
     assert!(error.starts_with("Unable to query "), "{summary}");
-    assert!(summary["uploadCounts"].get("Site A").is_none(), "{summary}");
-    assert_site_b_synced(&env, &site_b, &summary);
+    assert!(summary["uploadCounts"].get("Site B").is_none(), "{summary}");
+    assert_site_a_synced(&env, &site_a, &summary);
     assert_eq!(env.lansweeper.stats().faults_served, 1);
 }
 
 #[tokio::test]
 async fn a_transient_lansweeper_error_for_one_site_fails_the_record_for_a_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let (env, site_a, _, instance) = two_sites(&dir, "wdc-inst5xx").await;
+    let (env, _, site_b, instance) = two_sites(&dir, "wdc-inst5xx").await;
     let (scope, mut fault) = scoped(
         "allInstallations",
-        &site_a,
+        &site_b,
         LansweeperFaultKind::ServerError { status: 503 },
     );
     fault.times = 100;
@@ -114,10 +115,10 @@ async fn a_transient_lansweeper_error_for_one_site_fails_the_record_for_a_retry(
 async fn handles_lansweeper_error_when_retrieving_assets_for_one_site() {
     let dir = tempfile::tempdir().unwrap();
     let (env, site_a, site_b, instance) = two_sites(&dir, "wdc-assets").await;
-    // The first asset page of site A (installation a1) fails; a2 and site B are unaffected.
+    // The first asset page of site B (installation b1) fails; b2 and site A are unaffected.
     let (scope, fault) = scoped(
         "getAssetResources",
-        &site_a,
+        &site_b,
         LansweeperFaultKind::GraphQlError,
     );
     env.lansweeper.inject_scoped_fault(scope, fault);
@@ -125,18 +126,18 @@ async fn handles_lansweeper_error_when_retrieving_assets_for_one_site() {
     let response = env.function.handle_sqs(&sqs_event("wdc-assets")).await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
-    assert_eq!(summary["uploadCounts"]["Site A"]["a1"], 0, "{summary}");
-    assert_eq!(summary["errorCounts"]["Site A"]["a1"], 1, "{summary}");
-    let errors = summary["errors"]["Site A"]["a1"].as_array().unwrap();
+    assert_eq!(summary["uploadCounts"]["Site B"]["b1"], 0, "{summary}");
+    assert_eq!(summary["errorCounts"]["Site B"]["b1"], 1, "{summary}");
+    let errors = summary["errors"]["Site B"]["b1"].as_array().unwrap();
     assert!(
         errors[0].as_str().unwrap().starts_with("Unable to query "),
         "{summary}"
     );
-    let a2 = expected(&env, &site_a, "a2");
-    assert!(a2 > 50);
-    assert_eq!(summary["uploadCounts"]["Site A"]["a2"], a2, "{summary}");
-    assert!(summary["errors"]["Site A"].get("a2").is_none(), "{summary}");
-    assert_site_b_synced(&env, &site_b, &summary);
+    let b2 = expected(&env, &site_b, "b2");
+    assert!(b2 > 50);
+    assert_eq!(summary["uploadCounts"]["Site B"]["b2"], b2, "{summary}");
+    assert!(summary["errors"]["Site B"].get("b2").is_none(), "{summary}");
+    assert_site_a_synced(&env, &site_a, &summary);
 }
 
 #[tokio::test]
@@ -151,23 +152,23 @@ async fn handles_lansweeper_error_when_retrieving_asset_types_for_one_site() {
         ],
     )
     .await;
-    let (scope, fault) = scoped("assetTypes", &site_a, LansweeperFaultKind::GraphQlError);
+    let (scope, fault) = scoped("assetTypes", &site_b, LansweeperFaultKind::GraphQlError);
     env.lansweeper.inject_scoped_fault(scope, fault);
 
     let response = env.function.handle_sqs(&sqs_event("wdc-types")).await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
-    let error = summary["errors"]["Site A"].as_str().unwrap();
+    let error = summary["errors"]["Site B"].as_str().unwrap();
     assert!(error.starts_with("Unable to query "), "{summary}");
-    assert!(summary["uploadCounts"].get("Site A").is_none(), "{summary}");
-    let b1 = env.expected_uploads(&site_b, SITE_ASSETS, |a| {
+    assert!(summary["uploadCounts"].get("Site B").is_none(), "{summary}");
+    let a1 = env.expected_uploads(&site_a, SITE_ASSETS, |a| {
         matches!(
             a["assetBasicInfo"]["type"].as_str(),
             Some("Windows" | "Linux")
         )
     });
-    assert!(b1 > 10);
-    assert_eq!(summary["uploadCounts"]["Site B"]["b1"], b1, "{summary}");
+    assert!(a1 > 10);
+    assert_eq!(summary["uploadCounts"]["Site A"]["a1"], a1, "{summary}");
 }
 
 #[tokio::test]
