@@ -11,8 +11,8 @@
 //!   `server` child, runs [`LansweeperFunction::handle_sqs`] against it and reports its own peak
 //!   RSS (`VmHWM`), so the emulators' memory (the 4me sandbox stores every uploaded CI) is never
 //!   counted;
-//! - `server` runs the 4me sandbox and the Lansweeper fake (seeded with N assets, and the customer account with the software and people they refer to), prints the
-//!   setup as one JSON line and then answers each `stats` line on its stdin with the request
+//! - `server` runs the 4me sandbox and the Lansweeper fake (seeded with N assets; the customer
+//!   account with the software and people they refer to), prints the setup as one JSON line and then answers each `stats` line on its stdin with the request
 //!   counters of both servers; it exits when its stdin closes.
 //!
 //! `paced` uses the production pacing (Lansweeper 150 requests/min, 4me 20 per 2 s) with both
