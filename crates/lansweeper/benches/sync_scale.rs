@@ -11,8 +11,8 @@
 //!   `server` child, runs [`LansweeperFunction::handle_sqs`] against it and reports its own peak
 //!   RSS (`VmHWM`), so the emulators' memory (the 4me sandbox stores every uploaded CI) is never
 //!   counted;
-//! - `server` runs the 4me sandbox and the Lansweeper fake (seeded with N assets), prints the
-//!   setup as one JSON line and then answers each `stats` line on its stdin with the request
+//! - `server` runs the 4me sandbox and the Lansweeper fake (seeded with N assets; the customer
+//!   account with the software and people they refer to), prints the setup as one JSON line and then answers each `stats` line on its stdin with the request
 //!   counters of both servers; it exits when its stdin closes.
 //!
 //! `paced` uses the production pacing (Lansweeper 150 requests/min, 4me 20 per 2 s) with both
@@ -164,7 +164,7 @@ fn server() -> BoxResult<()> {
     let n = env_assets()?;
     let paced = env_paced()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let (sandbox, fake, setup) = runtime.block_on(seed_servers(n, paced))?;
+    let (sandbox, fake, setup, operating_systems) = runtime.block_on(seed_servers(n, paced))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{setup}")?;
     out.flush()?;
@@ -183,6 +183,10 @@ fn server() -> BoxResult<()> {
                 "fourme_graphql": s.graphql_requests,
                 "fourme_rest": s.rest_requests,
                 "fourme_async_results": s.async_result_requests,
+                "os_end_of_support_stored": operating_systems
+                    .iter()
+                    .filter(|id| sandbox.record(id).is_some_and(|r| !r["endOfSupportDate"].is_null()))
+                    .count(),
                 "cpu_ns": cpu_ns()?,
             });
             writeln!(out, "{stats}")?;
@@ -194,7 +198,10 @@ fn server() -> BoxResult<()> {
 
 /// Starts both servers and seeds the provider, the installed offering and a site of `n` assets;
 /// returns the setup the `sync` process needs.
-async fn seed_servers(n: u64, paced: bool) -> BoxResult<(Sandbox, LansweeperFake, Value)> {
+async fn seed_servers(
+    n: u64,
+    paced: bool,
+) -> BoxResult<(Sandbox, LansweeperFake, Value, Vec<String>)> {
     let sandbox = Sandbox::start().await?;
     let fake = LansweeperFake::start().await?;
     if paced {
@@ -225,6 +232,7 @@ async fn seed_servers(n: u64, paced: bool) -> BoxResult<(Sandbox, LansweeperFake
             },
         )
         .await?;
+    let references = seed_references(&sandbox, &installed.customer_credentials).await?;
     let site = fake.add_site(SiteSpec {
         name: "HQ".into(),
         asset_count: n,
@@ -261,8 +269,102 @@ async fn seed_servers(n: u64, paced: bool) -> BoxResult<(Sandbox, LansweeperFake
             "refresh_token": fake.issue_refresh_token(&app.client_id),
         },
         "expected_cis": expected,
+        "seeded_cis": references.software_cis,
     });
-    Ok((sandbox, fake, setup))
+    Ok((sandbox, fake, setup, references.operating_systems))
+}
+
+/// Software and people of the customer account that the generated assets refer to.
+struct SeededReferences {
+    software_cis: usize,
+    /// Node ids of the Windows OS CIs, whose end-of-support date the sync stores.
+    operating_systems: Vec<String>,
+}
+
+/// Seeds what the fake's assets refer to (its software, operating systems and users), so the
+/// sync makes the reference lookups and OS end-of-support updates of a real account.
+async fn seed_references(
+    sandbox: &Sandbox,
+    customer: &app_builder_sandbox::OAuthCredentials,
+) -> BoxResult<SeededReferences> {
+    const SOFTWARE: &[&str] = &[
+        "Microsoft Office 365",
+        "Google Chrome",
+        "Mozilla Firefox",
+        "7-Zip 19.00",
+        "Adobe Acrobat Reader DC",
+        "Visual Studio Code",
+        "Zoom",
+        "Slack",
+        "Notepad++",
+        "VLC media player",
+        "Git",
+        "Python 3.11",
+        "OpenSSL",
+        "curl",
+        "Microsoft Teams",
+        "TeamViewer",
+        "Ubuntu 22.04.3 LTS",
+        "Debian GNU/Linux 12",
+        "Rocky Linux 9.2",
+    ];
+    const WINDOWS: &[&str] = &[
+        "Microsoft Windows 10 Enterprise",
+        "Microsoft Windows 11 Pro",
+        "Microsoft Windows Server 2012 R2 Standard",
+    ];
+    let client = FourMeClient::new(
+        Endpoints {
+            oauth: sandbox.oauth_url().parse()?,
+            graphql: sandbox.graphql_url().parse()?,
+            rest: sandbox.rest_url().parse()?,
+        },
+        CUSTOMER,
+        Credentials::new(&customer.client_id, &customer.client_secret),
+        ClientSettings::from_env(),
+    )?;
+    let created = |payload: Value| -> BoxResult<String> {
+        payload
+            .pointer("/product/id")
+            .or(payload.pointer("/configurationItem/id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("nothing created: {payload}").into())
+    };
+    let product = created(
+        client
+            .mutation(
+                "mutation($input: ProductCreateInput!) { productCreate(input: $input) { errors { path message } product { id } } }",
+                &json!({"input": {"name": "Software", "ruleSet": "software", "category": "software"}}),
+            )
+            .await?,
+    )?;
+    let mut operating_systems = Vec::new();
+    for name in SOFTWARE.iter().chain(WINDOWS) {
+        let id = created(
+            client
+                .mutation(
+                    "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
+                    &json!({"input": {"name": name, "productId": product, "status": "in_production"}}),
+                )
+                .await?,
+        )?;
+        if WINDOWS.contains(name) {
+            operating_systems.push(id);
+        }
+    }
+    for person in [
+        json!({"name": "John Doe", "primaryEmail": "john.doe@example.com"}),
+        json!({"name": "Anna Smith", "primaryEmail": "anna.smith@example.com"}),
+        json!({"name": "Bruce Wayne", "authenticationID": "bwayne"}),
+        json!({"name": "Clark Kent", "primaryEmail": "clark.kent@example.com"}),
+    ] {
+        sandbox.seed_person(CUSTOMER, person);
+    }
+    Ok(SeededReferences {
+        software_cis: SOFTWARE.len() + WINDOWS.len(),
+        operating_systems,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,9 +572,16 @@ fn sync() -> BoxResult<()> {
         .pointer("/configurationItems/totalCount")
         .and_then(Value::as_u64)
         .ok_or("no totalCount")?;
+    // The seeded software CIs are counted with the discovered ones.
+    let cis = cis.saturating_sub(setup["seeded_cis"].as_u64().ok_or("no seeded_cis")?);
     let expected = setup["expected_cis"].as_u64().ok_or("no expected_cis")?;
     if cis != expected {
         return Err(format!("4me holds {cis} CIs, expected {expected}").into());
+    }
+    // The seeded OS CIs got their end-of-support dates: the references were exercised.
+    let os_stored = after["os_end_of_support_stored"].as_u64().unwrap_or(0);
+    if os_stored == 0 {
+        return Err("no OS end-of-support date was stored".into());
     }
     let delta = |key: &str| {
         after[key]
@@ -491,6 +600,7 @@ fn sync() -> BoxResult<()> {
         "peak_rss_kib": peak,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
+        "os_end_of_support_stored": os_stored,
         "requests": {
             "lansweeper_token": delta("lansweeper_token"),
             "lansweeper_graphql": delta("lansweeper_graphql"),

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use app_builder_core::fourme::FourMeClient;
 use app_builder_core::secrets::LocalSecretStore;
 use app_builder_sandbox::lansweeper::SiteSpec;
+use app_builder_sandbox::{OperationAnswer, OperationFault};
 use serde_json::{Value, json};
 use support::{Env, PROVIDER, sqs_event};
 
@@ -103,6 +104,11 @@ struct Synced {
 
 /// A 300-asset site synced into an account with software CIs and people to link.
 async fn synced_with_references() -> Synced {
+    synced_with_references_after(|_| {}).await
+}
+
+/// As [`synced_with_references`], `prepare` run on the environment just before the sync.
+async fn synced_with_references_after(prepare: impl FnOnce(&Env<LocalSecretStore>)) -> Synced {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     let site = env.lansweeper.add_site(SiteSpec::new("HQ", SITE_ASSETS));
@@ -122,6 +128,7 @@ async fn synced_with_references() -> Synced {
         json!({"name": "Clark Kent", "primaryEmail": "clark.kent@example.com", "disabled": true}),
     );
 
+    prepare(&env);
     let response = env.function.handle_sqs(&sqs_event("wdc-refs")).await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
@@ -234,6 +241,53 @@ async fn updates_end_of_support_dates() {
     );
     assert_eq!(eos("Windows 10"), "2025-10-14");
     assert_eq!(eos("Google Chrome"), Value::Null);
+}
+
+/// `os_ci_mutation_helper` errors: a failed end-of-support update is reported in the summary,
+/// the other OS CI is still updated and the sync succeeds.
+#[tokio::test]
+async fn os_ci_mutation_helper_errors() {
+    let Synced {
+        env,
+        software,
+        summary,
+        _dir,
+        ..
+    } = synced_with_references_after(|env| {
+        env.sandbox.inject_operation_fault(OperationFault {
+            account: "wdc-refs".into(),
+            operation: "configurationItemUpdate".into(),
+            answer: OperationAnswer::GraphQlError {
+                message: "Validation failed".into(),
+            },
+            times: 1,
+        });
+    })
+    .await;
+    let eos = |name: &str| env.sandbox.record(&software[name]).unwrap()["endOfSupportDate"].clone();
+    let (failed, stored) = if eos("Windows 10").is_null() {
+        ("Windows 10", "Microsoft Windows Server 2012 R2 Standard")
+    } else {
+        ("Microsoft Windows Server 2012 R2 Standard", "Windows 10")
+    };
+    assert!(eos(failed).is_null());
+    assert!(eos(stored).is_string());
+    assert_eq!(
+        summary["errors"]["operatingSystems"],
+        format!("Unable to store end-of-support for: {}", software[failed]),
+        "{summary}"
+    );
+    assert!(
+        summary["info"].get("operatingSystems").is_none(),
+        "{summary}"
+    );
+    assert!(
+        summary["uploadCounts"]["HQ"]["HQ installation"]
+            .as_u64()
+            .unwrap()
+            > 100
+    );
+    assert_eq!(env.sandbox.stats().faults_served, 1);
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub enum LansweeperFaultKind {
         /// HTTP status.
         status: u16,
     },
+    /// 200 with a GraphQL `errors` array and no data (a query Lansweeper cannot answer).
+    GraphQlError,
 }
 
 /// A fault served to the next `times` matching requests, before authentication.
@@ -64,6 +66,26 @@ pub struct LansweeperFault {
     pub kind: LansweeperFaultKind,
     /// Number of requests affected.
     pub times: u32,
+}
+
+/// Limits a fault to some GraphQL requests ([`LansweeperFake::inject_scoped_fault`]); `None`
+/// matches any request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LansweeperScope {
+    /// Operation name of the request (`allInstallations`, `getAssetResources`, `assetTypes`,
+    /// `authorizedSites`) or one of its root fields.
+    pub operation: Option<String>,
+    /// The request's `siteId` variable.
+    pub site_id: Option<String>,
+}
+
+impl LansweeperScope {
+    fn matches(&self, operations: &[String], site_id: Option<&str>) -> bool {
+        self.operation
+            .as_ref()
+            .is_none_or(|o| operations.contains(o))
+            && self.site_id.as_deref().is_none_or(|s| site_id == Some(s))
+    }
 }
 
 /// Request counters of the fake (every request received counts, including rejected ones).
@@ -137,6 +159,7 @@ pub(crate) struct LsState {
     rotate: bool,
     pub(crate) sites: Vec<assets::SiteData>,
     faults: Vec<LansweeperFault>,
+    scoped_faults: Vec<(LansweeperScope, LansweeperFault)>,
     pub(crate) stats: LansweeperStats,
     pub(crate) totals: HashMap<String, u64>,
     rate_limit: Option<(u32, Duration)>,
@@ -163,6 +186,25 @@ impl LsState {
         self.faults[pos].times -= 1;
         if self.faults[pos].times == 0 {
             self.faults.remove(pos);
+        }
+        self.stats.faults_served += 1;
+        Some(fault)
+    }
+
+    /// Takes the first scoped fault matching a GraphQL request (authenticated, parsed).
+    fn take_scoped_fault(
+        &mut self,
+        operations: &[String],
+        site_id: Option<&str>,
+    ) -> Option<LansweeperFault> {
+        let pos = self
+            .scoped_faults
+            .iter()
+            .position(|(scope, f)| f.times > 0 && scope.matches(operations, site_id))?;
+        let fault = self.scoped_faults[pos].1;
+        self.scoped_faults[pos].1.times -= 1;
+        if self.scoped_faults[pos].1.times == 0 {
+            self.scoped_faults.remove(pos);
         }
         self.stats.faults_served += 1;
         Some(fault)
@@ -226,6 +268,7 @@ impl LansweeperFake {
                 rotate: true,
                 sites: Vec::new(),
                 faults: Vec::new(),
+                scoped_faults: Vec::new(),
                 stats: LansweeperStats::default(),
                 totals: HashMap::new(),
                 rate_limit: None,
@@ -391,6 +434,13 @@ impl LansweeperFake {
         self.lock().faults.push(fault);
     }
 
+    /// Queues a fault for the next GraphQL requests within `scope` (FIFO among scoped faults),
+    /// served after authentication so that other requests, e.g. another site's, are unaffected;
+    /// `fault.target` is ignored.
+    pub fn inject_scoped_fault(&self, scope: LansweeperScope, fault: LansweeperFault) {
+        self.lock().scoped_faults.push((scope, fault));
+    }
+
     /// Request counters so far.
     pub fn stats(&self) -> LansweeperStats {
         self.lock().stats
@@ -435,6 +485,28 @@ fn too_many(retry_after: u64) -> Response {
     resp
 }
 
+/// The answer of an injected fault.
+fn fault_response(kind: LansweeperFaultKind) -> Response {
+    match kind {
+        LansweeperFaultKind::TooManyRequests { retry_after_secs } => too_many(retry_after_secs),
+        LansweeperFaultKind::Unauthorized => json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"errors": [{"message": "Unauthorized"}]}),
+        ),
+        LansweeperFaultKind::ServerError { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_response(
+                status,
+                json!({"errors": [{"message": status.canonical_reason().unwrap_or("Error")}]}),
+            )
+        }
+        LansweeperFaultKind::GraphQlError => json_response(
+            StatusCode::OK,
+            json!({"data": null, "errors": [{"message": "Injected fault", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}),
+        ),
+    }
+}
+
 /// Counts the request, serves a queued fault and checks the integration header.
 fn gate(shared: &LsShared, endpoint: LansweeperEndpoint, headers: &HeaderMap) -> Option<Response> {
     let fault = {
@@ -446,21 +518,7 @@ fn gate(shared: &LsShared, endpoint: LansweeperEndpoint, headers: &HeaderMap) ->
         s.take_fault(endpoint)
     };
     if let Some(fault) = fault {
-        return Some(match fault.kind {
-            LansweeperFaultKind::TooManyRequests { retry_after_secs } => too_many(retry_after_secs),
-            LansweeperFaultKind::Unauthorized => json_response(
-                StatusCode::UNAUTHORIZED,
-                json!({"errors": [{"message": "Unauthorized"}]}),
-            ),
-            LansweeperFaultKind::ServerError { status } => {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                json_response(
-                    status,
-                    json!({"errors": [{"message": status.canonical_reason().unwrap_or("Error")}]}),
-                )
-            }
-        });
+        return Some(fault_response(fault.kind));
     }
     if !headers.contains_key(INTEGRATION_ID_HEADER) {
         return Some(json_response(
@@ -598,6 +656,22 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
             );
         }
     };
+    let scoped = {
+        let mut s = app.shared.lock();
+        if s.scoped_faults.is_empty() {
+            None
+        } else {
+            let operations = crate::operation_names(&request);
+            let site_id = request.variables.get("siteId").and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.clone()),
+                _ => None,
+            });
+            s.take_scoped_fault(&operations, site_id.as_deref())
+        }
+    };
+    if let Some(fault) = scoped {
+        return fault_response(fault.kind);
+    }
     let response = app.schema.execute(request).await;
     let body = serde_json::to_value(&response)
         .unwrap_or_else(|e| json!({"errors": [{"message": e.to_string()}]}));

@@ -110,6 +110,54 @@ pub enum Fault {
     },
 }
 
+/// A fault of one GraphQL operation of one account ([`Sandbox::inject_operation_fault`]): the
+/// next `times` GraphQL requests of `account` naming `operation` get `answer`; the requests of
+/// other accounts (e.g. the provider's) and other operations are served normally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationFault {
+    /// Account of the requests affected (the account of the caller's token).
+    pub account: String,
+    /// The request's operation name (`Discovered`) or one of its root fields
+    /// (`discoveredConfigurationItems`, `configurationItemUpdate`, `people`, ...).
+    pub operation: String,
+    /// The answer.
+    pub answer: OperationAnswer,
+    /// Number of requests affected.
+    pub times: u32,
+}
+
+/// What an [`OperationFault`] answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperationAnswer {
+    /// The given HTTP status (e.g. 500).
+    ServerError {
+        /// HTTP status code to answer with.
+        status: u16,
+    },
+    /// 200 with a GraphQL `errors` array holding `message` and no data.
+    GraphQlError {
+        /// The error message.
+        message: String,
+    },
+}
+
+/// The operation name and the root field names of a GraphQL request (nothing when unparsable).
+pub(crate) fn operation_names(request: &async_graphql::Request) -> Vec<String> {
+    use async_graphql::parser::types::Selection;
+    let mut names: Vec<String> = request.operation_name.iter().cloned().collect();
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        for (name, operation) in document.operations.iter() {
+            names.extend(name.map(|n| n.to_string()));
+            for selection in &operation.node.selection_set.node.items {
+                if let Selection::Field(field) = &selection.node {
+                    names.push(field.node.name.node.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
 impl Fault {
     pub(crate) fn target(&self) -> FaultTarget {
         match self {
@@ -279,6 +327,11 @@ impl Sandbox {
     /// Queues a fault for the next matching requests (faults are consumed in insertion order).
     pub fn inject_fault(&self, fault: Fault) {
         self.shared().lock().faults.push(fault);
+    }
+
+    /// Queues a fault of one account's GraphQL operation (faults are consumed in insertion order).
+    pub fn inject_operation_fault(&self, fault: OperationFault) {
+        self.shared().lock().operation_faults.push(fault);
     }
 
     /// Request counters so far.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::schema::{self, RequestCtx, SandboxSchema};
 use crate::state::RateInfo;
-use crate::{Fault, FaultTarget, RATE_LIMIT, Shared};
+use crate::{Fault, FaultTarget, OperationAnswer, RATE_LIMIT, Shared};
 
 #[derive(Clone)]
 struct App {
@@ -245,6 +245,34 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
             );
         }
     };
+    let injected = {
+        let mut state = app.shared.lock();
+        if state.operation_faults.is_empty() {
+            None
+        } else {
+            state.take_operation_fault(&account, &crate::operation_names(&request))
+        }
+    };
+    match injected {
+        Some(OperationAnswer::ServerError { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = status.canonical_reason().unwrap_or("Server Error");
+            return with_rate(
+                json_response(status, json!({"errors": [{"message": message}]})),
+                info,
+            );
+        }
+        Some(OperationAnswer::GraphQlError { message }) => {
+            return with_rate(
+                json_response(
+                    StatusCode::OK,
+                    json!({"data": null, "errors": [{"message": message}]}),
+                ),
+                info,
+            );
+        }
+        None => {}
+    }
     let response = app
         .schema
         .execute(request.data(RequestCtx { account }))

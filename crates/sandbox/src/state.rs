@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::keys::PolicyKey;
 use crate::webhooks::Delivery;
-use crate::{Fault, FaultTarget, RATE_LIMIT, RATE_WINDOW, Stats};
+use crate::{Fault, FaultTarget, OperationAnswer, OperationFault, RATE_LIMIT, RATE_WINDOW, Stats};
 
 /// A registered OAuth application.
 #[derive(Clone)]
@@ -91,6 +91,7 @@ pub(crate) struct State {
     pub tokens: HashMap<String, TokenInfo>,
     pub token_lifetime: Duration,
     pub faults: Vec<Fault>,
+    pub operation_faults: Vec<OperationFault>,
     pub stats: Stats,
     pub windows: HashMap<String, VecDeque<Instant>>,
     pub rate_window: Duration,
@@ -132,6 +133,7 @@ impl State {
             tokens: HashMap::new(),
             token_lifetime: Duration::from_secs(3600),
             faults: Vec::new(),
+            operation_faults: Vec::new(),
             stats: Stats::default(),
             windows: HashMap::new(),
             rate_window: RATE_WINDOW,
@@ -216,6 +218,25 @@ impl State {
         }
         self.stats.faults_served += 1;
         Some(fault)
+    }
+
+    /// Takes the next operation fault of `account` naming one of `operations`, if any.
+    pub fn take_operation_fault(
+        &mut self,
+        account: &str,
+        operations: &[String],
+    ) -> Option<OperationAnswer> {
+        let index = self.operation_faults.iter().position(|f| {
+            f.times > 0 && f.account == account && operations.contains(&f.operation)
+        })?;
+        let fault = &mut self.operation_faults[index];
+        fault.times -= 1;
+        let answer = fault.answer.clone();
+        if fault.times == 0 {
+            self.operation_faults.remove(index);
+        }
+        self.stats.faults_served += 1;
+        Some(answer)
     }
 
     /// Counts a request against the window of `key` (unless `consume` is false) and reports.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use app_builder_sandbox::{Fault, FaultTarget, OAuthCredentials, Sandbox};
+use app_builder_sandbox::{
+    Fault, FaultTarget, OAuthCredentials, OperationAnswer, OperationFault, Sandbox,
+};
 use serde_json::{Value, json};
 
 async fn token(sb: &Sandbox, creds: &OAuthCredentials) -> String {
@@ -375,6 +377,41 @@ async fn faults_are_served_to_matching_requests_only() {
     });
     assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), 200);
     assert_eq!(sb.stats().faults_served, 5);
+}
+
+#[tokio::test]
+async fn operation_faults_hit_one_account_and_operation_only() {
+    let (sb, wdc) = setup().await;
+    let acme = token(&sb, &sb.add_oauth_application("acme")).await;
+    let cis = "{ configurationItems(first: 1) { nodes { id } } }";
+    let people = "query Named { people(first: 1) { nodes { id } } }";
+    sb.inject_operation_fault(OperationFault {
+        account: "acme".into(),
+        operation: "configurationItems".into(),
+        answer: OperationAnswer::GraphQlError {
+            message: "boom".into(),
+        },
+        times: 1,
+    });
+    sb.inject_operation_fault(OperationFault {
+        account: "acme".into(),
+        operation: "Named".into(),
+        answer: OperationAnswer::ServerError { status: 502 },
+        times: 1,
+    });
+    // Another account's request of that operation is served normally.
+    let body = gql_ok(&sb, &wdc, "wdc", cis, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let body = gql_ok(&sb, &acme, "acme", cis, json!({})).await;
+    assert_eq!(body, json!({"data": null, "errors": [{"message": "boom"}]}));
+    assert!(gql_ok(&sb, &acme, "acme", cis, json!({})).await["data"].is_object());
+    // By operation name.
+    assert_eq!(
+        gql(&sb, &acme, "acme", people, json!({})).await.status(),
+        502
+    );
+    assert!(gql_ok(&sb, &acme, "acme", people, json!({})).await["data"].is_object());
+    assert_eq!(sb.stats().faults_served, 2);
 }
 
 #[tokio::test]

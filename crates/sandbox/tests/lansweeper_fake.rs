@@ -4,7 +4,8 @@
 
 use app_builder_sandbox::OAuthCredentials;
 use app_builder_sandbox::lansweeper::{
-    LansweeperEndpoint, LansweeperFake, LansweeperFault, LansweeperFaultKind, SiteSpec,
+    LansweeperEndpoint, LansweeperFake, LansweeperFault, LansweeperFaultKind, LansweeperScope,
+    SiteSpec,
 };
 use serde_json::{Value, json};
 
@@ -474,4 +475,41 @@ async fn injected_faults_and_rate_limit_answer_before_authentication_and_are_cou
     assert_eq!(gql(&fake, &token, q, json!({})).await.0, 200);
     assert_eq!(gql(&fake, &token, q, json!({})).await.0, 429);
     assert_eq!(fake.stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn scoped_faults_hit_one_site_and_operation_only() {
+    let fake = LansweeperFake::start().await.unwrap();
+    let creds = fake.add_client();
+    let token = access_token(&fake, &creds).await;
+    let a = fake.add_site(SiteSpec::new("A", 5));
+    let b = fake.add_site(SiteSpec::new("B", 5));
+    let installations = "query allInstallations($siteId: ID!) { site(id: $siteId) { allInstallations { id name } } }";
+    let types = "query assetTypes($siteId: ID!) { site(id: $siteId) { assetTypes } }";
+    fake.inject_scoped_fault(
+        LansweeperScope {
+            operation: Some("allInstallations".into()),
+            site_id: Some(b.clone()),
+        },
+        LansweeperFault {
+            target: LansweeperEndpoint::Any,
+            kind: LansweeperFaultKind::GraphQlError,
+            times: 1,
+        },
+    );
+    // Another site, another operation: served normally.
+    let (status, body) = gql(&fake, &token, installations, json!({"siteId": a})).await;
+    assert_eq!((status, body.get("errors")), (200, None), "{body}");
+    let (status, body) = gql(&fake, &token, types, json!({"siteId": b})).await;
+    assert_eq!((status, body.get("errors")), (200, None), "{body}");
+    // The scoped request: 200 with errors and no data, once.
+    let (status, body) = gql(&fake, &token, installations, json!({"siteId": b})).await;
+    assert_eq!(status, 200);
+    assert!(
+        body["data"].is_null() && body["errors"][0]["message"].is_string(),
+        "{body}"
+    );
+    let (status, body) = gql(&fake, &token, installations, json!({"siteId": b})).await;
+    assert_eq!((status, body.get("errors")), (200, None), "{body}");
+    assert_eq!(fake.stats().faults_served, 1);
 }
