@@ -10,6 +10,7 @@
 pub mod fakes;
 mod keys;
 pub mod lansweeper;
+mod rules;
 mod schema;
 mod serve;
 mod server;
@@ -335,7 +336,7 @@ impl Sandbox {
             &shared.domain,
             "Request",
             account_id,
-            fields(json!({"subject": subject, "notes": []})),
+            fields(json!({"subject": subject, "status": "assigned", "notes": []})),
         );
         let request_id = state
             .records
@@ -530,7 +531,7 @@ impl Sandbox {
         app_instance_id: &str,
         payload: Value,
     ) -> Result<Delivery, WebhookError> {
-        webhooks::trigger_app_webhook(self.shared(), app_instance_id, payload).await
+        webhooks::call_app_webhook(self.shared(), app_instance_id, payload, None).await
     }
 
     /// All deliveries sent so far (in completion order).
