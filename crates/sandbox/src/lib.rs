@@ -539,6 +539,29 @@ impl Sandbox {
         self.shared().lock().deliveries.clone()
     }
 
+    /// Waits until a delivery matching `wanted` was sent (the first such is returned) or
+    /// `timeout` passed (`None`).
+    pub async fn wait_for_delivery(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&Delivery) -> bool,
+    ) -> Option<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self
+                .shared()
+                .lock()
+                .deliveries
+                .iter()
+                .find(|d| wanted(d))
+                .cloned();
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits until at least `count` deliveries were sent or `timeout` passed; returns them.
     pub async fn wait_for_deliveries(&self, count: usize, timeout: Duration) -> Vec<Delivery> {
         let deadline = tokio::time::Instant::now() + timeout;
