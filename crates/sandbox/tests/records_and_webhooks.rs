@@ -976,9 +976,8 @@ async fn adding_a_note_runs_the_rules_of_the_installed_apps() {
     assert_eq!(data["requestUpdate"]["request"]["status"], "assigned");
     assert_eq!(wait_for_texts(&app_receiver, 1).await, ["hello"]);
     let delivery = sb
-        .deliveries()
-        .into_iter()
-        .find(|d| d.event == "automation_rule")
+        .wait_for_delivery(Duration::from_secs(5), |d| d.event == "automation_rule")
+        .await
         .unwrap();
     assert_eq!(delivery.uri, format!("{app_url}?account=cust"));
     assert_eq!(delivery.status, Some(200));
