@@ -130,6 +130,10 @@ impl LocalDeployer<'_> {
 }
 
 impl StackDeployer for LocalDeployer<'_> {
+    fn describe(&self) -> &'static str {
+        "local engine: its functions rebuilt from the SAM template"
+    }
+
     fn plan(&self, stack: &Stack, _overrides: &[(String, String)]) -> Vec<String> {
         vec![format!(
             "deploy {} from {} into the local engine at {}/{}",
@@ -486,6 +490,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     let api_url = Stage::output(&stage.typeform_deploy.outputs, "IntegrationApi");
     let expected_url = format!("{api_url}?account={CUSTOMER}");
     let typeform_stack = sam::integration_stack("typeform").map_or("", |stack| stack.name);
+    let typeform_secret = format!("/typeform/{}/instances/{CUSTOMER}", stage.sandbox.domain());
     let settled = stage
         .engine
         .wait_for(WAIT, |activity| {
@@ -493,11 +498,29 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             // still failed: either way there is nothing more to wait for.
             matches!(activity, Activity::SecretEvent { function, event_name, secret, status, message }
                 if function.starts_with(typeform_stack)
-                    && secret.ends_with(&format!("/typeform/{}/instances/{CUSTOMER}", stage.sandbox.domain()))
+                    && secret.ends_with(&typeform_secret)
                     && ((*status == 200 && message == "OK") || event_name == "PutSecretValue"))
         })
         .await
         .is_some();
+    // Real 4me delivers the application and the customer's secrets separately (spec §2.2), so
+    // the first installation event cannot register anything yet: expected, not a failure.
+    let first_without_token = typeform_app
+        .deliveries
+        .first()
+        .is_some_and(|d| d.data["payload"].get("secrets").is_none());
+    let answered_missing_token = stage.engine.activity().iter().any(|activity| {
+        matches!(activity, Activity::SecretEvent { function, event_name, secret, status, .. }
+            if function.starts_with(typeform_stack)
+                && event_name == "CreateSecret"
+                && secret.ends_with(&typeform_secret)
+                && *status == 500)
+    });
+    if first_without_token && answered_missing_token {
+        println!(
+            "  waiting for the token: the first event had only the application, so the Typeform function answered 500 and suspended the instance until the token arrived"
+        );
+    }
     let webhook = stage.typeform.webhook(FORM_ID, TYPEFORM_TAG);
     check(
         format!(
@@ -528,24 +551,24 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
 
     println!();
     println!(
-        "== A note is added to a request of {CUSTOMER}: the app's automation rule calls the note-dispatcher"
+        "== {CUSTOMER} completes a request with a note: 4me runs the automation rules of both apps"
     );
     let text = "The printer on floor 3 is working again.";
     let incident = stage.sandbox.seed_request(CUSTOMER, "Printer on floor 3");
+    // The customer's own API client (not one of the apps'), as a person of the customer would
+    // use 4me.
+    let own = stage.sandbox.add_oauth_application(CUSTOMER);
     let customer_client = FourMeClient::new(
         stage.endpoints.clone(),
         CUSTOMER,
-        Credentials::new(
-            note_app.customer_credentials.client_id.clone(),
-            note_app.customer_credentials.client_secret.clone(),
-        ),
+        Credentials::new(own.client_id.clone(), own.client_secret.clone()),
         ClientSettings::default(),
     )
     .map_err(|err| DemoError::Sandbox(err.to_string()))?;
     let added: Value = customer_client
         .mutation(
-            "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id } } }",
-            &json!({"input": {"id": incident.id, "note": text}}),
+            "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id status } } }",
+            &json!({"input": {"id": incident.id, "note": text, "status": "completed"}}),
         )
         .await
         .map_err(|err| DemoError::Sandbox(err.to_string()))?;
@@ -558,44 +581,34 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             added["errors"]
         )));
     }
-    let last_note = stage
-        .sandbox
-        .request_notes(&incident.id)
-        .last()
-        .cloned()
-        .unwrap_or_default();
     println!(
-        "  note added to request #{}: {last_note:?}",
+        "  {CUSTOMER} -> requestUpdate on request #{}: note {text:?}, status completed",
         incident.request_id
     );
-    // The sandbox does not evaluate automation rules: the demo fires the deployed rule
-    // "Trigger webhook for each note added" with the payload it computes
-    // (text = notes[last].text, url = the instance's `url` field).
-    let rule_url = stage
+    let rule_call = stage
         .sandbox
-        .record(&note_app.app_instance_id)
-        .and_then(|instance| custom_field(&instance, "url"))
-        .unwrap_or_default();
-    println!(
-        "  automation rule \"Trigger webhook for each note added\" fires with payload {{text, url}}"
-    );
-    let delivery = stage
-        .sandbox
-        .trigger_app_webhook(
-            &note_app.app_instance_id,
-            json!({"text": last_note, "url": rule_url}),
-        )
-        .await
-        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
-    println!(
-        "  4me -> {} {} (JWT signed {} with the customer's webhook policy) answered {}",
-        delivery.uri,
-        delivery.event,
-        jwt_alg(&delivery.jwt),
-        answered(
-            delivery.status,
-            "signature verified with the policy stored at installation, note dispatched"
-        )
+        .wait_for_delivery(WAIT, |d| {
+            d.event == "automation_rule" && d.data["payload"]["text"] == text
+        })
+        .await;
+    match &rule_call {
+        Some(delivery) => print_rule_call(delivery, "note dispatched"),
+        None => println!("  4me did not call the note-dispatcher's webhook"),
+    }
+    let survey_link =
+        format!("Please complete our [survey at: https://widget.typeform.com/to/{FORM_ID}]");
+    let incident_notes = stage.sandbox.request_notes(&incident.id);
+    if let Some(note) = incident_notes.iter().find(|n| n.starts_with(&survey_link)) {
+        println!(
+            "  4me ran the Typeform app's rule (status became completed): added note {note:?}"
+        );
+    }
+    check(
+        format!(
+            "the Typeform app's automation rule asked for the survey on the completed request #{}",
+            incident.request_id
+        ),
+        incident_notes.iter().any(|n| n.starts_with(&survey_link)),
     );
     let posted = stage.customer_url.wait_for(1, WAIT).await;
     let dispatched = posted.first().and_then(|request| request.json().ok());
@@ -612,7 +625,10 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         .calls()
         .iter()
         .any(|call| call.text.as_deref() == Some(text));
-    check("Fun Translations translated the note".into(), translated);
+    check(
+        "4me's rule called the note-dispatcher, which verified the customer's signature and had Fun Translations translate the note".into(),
+        rule_call.as_ref().is_some_and(|d| d.status == Some(200)) && translated,
+    );
     check(
         format!("the translated note was posted to the customer's URL {note_url}"),
         dispatched.as_ref().is_some_and(|body| {
@@ -636,12 +652,42 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     for note in &notes {
         println!("  note on request #{}: {note:?}", request.request_id);
     }
+    let survey_note = notes
+        .iter()
+        .find(|note| note.contains("Customer survey"))
+        .cloned();
     check(
         format!(
             "the survey response was added as a note on request #{}",
             request.request_id
         ),
-        notes.iter().any(|note| note.contains("Customer survey")),
+        survey_note.is_some(),
+    );
+    // A note like any other: the note-dispatcher's rule runs for it too.
+    let survey_dispatched = match &survey_note {
+        Some(note) => {
+            let call = stage
+                .sandbox
+                .wait_for_delivery(WAIT, |d| {
+                    d.event == "automation_rule" && d.data["payload"]["text"] == note.as_str()
+                })
+                .await;
+            if let Some(delivery) = &call {
+                print_rule_call(delivery, "note dispatched");
+            }
+            let posted = stage.customer_url.wait_for(2, WAIT).await;
+            call.is_some_and(|d| d.status == Some(200))
+                && posted.iter().any(|request| {
+                    request
+                        .json()
+                        .is_ok_and(|body| body["input"]["payload"]["text"] == note.as_str())
+                })
+        }
+        None => false,
+    };
+    check(
+        "the survey note, like every note, was dispatched to the customer's URL too".into(),
+        survey_dispatched,
     );
 
     let handled = stage
@@ -704,6 +750,26 @@ fn print_deliveries(deliveries: &[app_builder_sandbox::Delivery]) {
     }
 }
 
+/// A webhook call of an automation rule: where it went, what it carried, how it was signed.
+fn print_rule_call(delivery: &app_builder_sandbox::Delivery, meaning: &str) {
+    let names: Vec<&str> = delivery.data["payload"]
+        .as_object()
+        .map(|payload| payload.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    println!(
+        "  4me ran the rule of {:?}: -> {} {} with payload {{{}}} (JWT signed {} with the customer's webhook policy) answered {}",
+        delivery.data["name"].as_str().unwrap_or_default(),
+        delivery.uri,
+        delivery.event,
+        names.join(", "),
+        jwt_alg(&delivery.jwt),
+        answered(
+            delivery.status,
+            &format!("signature verified with the policy stored at installation, {meaning}")
+        )
+    );
+}
+
 /// `200 (<meaning>)`, or the status (or transport failure) otherwise.
 fn answered(status: Option<u16>, meaning: &str) -> String {
     match status {
@@ -726,15 +792,6 @@ fn jwt_alg(jwt: &str) -> String {
         .and_then(|header| serde_json::from_slice::<Value>(&header).ok())
         .and_then(|header| header["alg"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "?".to_owned())
-}
-
-/// The value of custom field `id` of a sandbox record (`customFields: [{id, value}]`).
-fn custom_field(record: &Value, id: &str) -> Option<String> {
-    record["customFields"]
-        .as_array()?
-        .iter()
-        .find(|field| field["id"] == id)
-        .and_then(|field| field["value"].as_str().map(str::to_owned))
 }
 
 fn survey_response() -> Value {

@@ -22,6 +22,12 @@ pub trait StackDeployer {
         overrides: &[(String, String)],
     ) -> impl Future<Output = Result<StackOutputs, DeployError>> + Send;
 
+    /// How progress lines describe a deploy by this deployer: where the stack goes and what
+    /// changes.
+    fn describe(&self) -> &'static str {
+        "SAM applies only what changed"
+    }
+
     /// What [`StackDeployer::deploy`] would run, one line each, for `--dry-run` (e.g. the exact
     /// `sam` commands). Nothing by default.
     fn plan(&self, stack: &Stack, overrides: &[(String, String)]) -> Vec<String> {

@@ -642,7 +642,8 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             action,
             created,
         };
-        writeln!(self.out, "{}", describe(&step, self.dry_run))?;
+        let line = describe(&step, self.dry_run, self.deployer.describe());
+        writeln!(self.out, "{line}")?;
         steps.push(step);
         Ok(())
     }
@@ -1193,7 +1194,7 @@ struct Policy {
 }
 
 /// One progress line.
-fn describe(step: &Step, dry_run: bool) -> String {
+fn describe(step: &Step, dry_run: bool, deployer: &str) -> String {
     let verb_id = match (&step.action, dry_run) {
         (Action::Create, false) => match &step.created {
             Some(id) => format!("created ({id})"),
@@ -1201,11 +1202,9 @@ fn describe(step: &Step, dry_run: bool) -> String {
         },
         (Action::Create, true) => "would create".to_owned(),
         (Action::Update(_), true) if step.kind == STACK_KIND => {
-            "would deploy (SAM applies only what changed)".to_owned()
+            format!("would deploy ({deployer})")
         }
-        (Action::Update(_), false) if step.kind == STACK_KIND => {
-            "deployed (SAM applies only what changed)".to_owned()
-        }
+        (Action::Update(_), false) if step.kind == STACK_KIND => format!("deployed ({deployer})"),
         (Action::Update(id), true) => format!("would update ({id})"),
         (Action::Update(id), false) if *id == step.name => "updated".to_owned(),
         (Action::Update(id), false) => format!("updated ({id})"),

@@ -25,11 +25,11 @@ fn demo_observes_every_effect_and_exits_zero() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("demo passed: all 9 expected effects observed"),
+        stdout.contains("demo passed: all 11 expected effects observed"),
         "{stdout}"
     );
     let summary = stdout.split("== Summary").nth(1).unwrap();
-    assert_eq!(summary.matches("[ok]").count(), 9, "{summary}");
+    assert_eq!(summary.matches("[ok]").count(), 11, "{summary}");
     assert!(!summary.contains("[MISSING]"), "{summary}");
     // The same bootstrap and deploys as against AWS, with the local engine as the stack.
     for line in [
@@ -40,6 +40,31 @@ fn demo_observes_every_effect_and_exits_zero() {
     ] {
         assert!(stdout.contains(line), "missing `{line}` in\n{stdout}");
     }
+    // The deployer says what it is.
+    assert!(
+        stdout.contains("AWS stack app-builder-engine: deployed (local engine"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("SAM applies"), "{stdout}");
+    // The sandbox ran the deployed rules for the customer's note (the demo fires none itself):
+    // twice the note-dispatcher's (the customer's note, then the survey note), once Typeform's.
+    assert_eq!(
+        stdout
+            .matches("4me ran the rule of \"Log Note Dispatcher Integration\"")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("with payload {text, url} (JWT signed RS512 with the customer's webhook policy) answered 200"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("4me ran the Typeform app's rule (status became completed): added note \"Please complete our [survey at: https://widget.typeform.com/to/u6nXL7]"),
+        "{stdout}"
+    );
+    // The first Typeform installation event is explained, not shown as a failure.
+    assert!(stdout.contains("waiting for the token:"), "{stdout}");
     // What arrived and what was written, as it happened.
     assert!(stdout.contains("-> 200 Secrets stored"), "{stdout}");
     assert!(

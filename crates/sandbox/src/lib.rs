@@ -10,6 +10,7 @@
 pub mod fakes;
 mod keys;
 pub mod lansweeper;
+mod rules;
 mod schema;
 mod serve;
 mod server;
@@ -388,7 +389,7 @@ impl Sandbox {
             &shared.domain,
             "Request",
             account_id,
-            fields(json!({"subject": subject, "notes": []})),
+            fields(json!({"subject": subject, "status": "assigned", "notes": []})),
         );
         let request_id = state
             .records
@@ -583,12 +584,35 @@ impl Sandbox {
         app_instance_id: &str,
         payload: Value,
     ) -> Result<Delivery, WebhookError> {
-        webhooks::trigger_app_webhook(self.shared(), app_instance_id, payload).await
+        webhooks::call_app_webhook(self.shared(), app_instance_id, payload, None).await
     }
 
     /// All deliveries sent so far (in completion order).
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared().lock().deliveries.clone()
+    }
+
+    /// Waits until a delivery matching `wanted` was sent (the first such is returned) or
+    /// `timeout` passed (`None`).
+    pub async fn wait_for_delivery(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&Delivery) -> bool,
+    ) -> Option<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self
+                .shared()
+                .lock()
+                .deliveries
+                .iter()
+                .find(|d| wanted(d))
+                .cloned();
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until at least `count` deliveries were sent or `timeout` passed; returns them.

@@ -319,6 +319,22 @@ impl State {
             .filter(|r| r.kind == kind && r.account == account)
     }
 
+    /// Adds a note to request `request_id`; returns whether the request exists.
+    pub fn add_note(&mut self, domain: &str, request_id: &str, text: &str, internal: bool) -> bool {
+        let note_id = node_id(domain, "Note", self.next_num());
+        let Some(request) = self.records.get_mut(request_id) else {
+            return false;
+        };
+        let notes = request
+            .fields
+            .entry("notes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = notes.as_array_mut() {
+            list.push(serde_json::json!({"id": note_id, "text": text, "internal": internal}));
+        }
+        true
+    }
+
     /// All records of type `kind` in `account`, in creation order.
     pub fn all(&self, kind: &str, account: &str) -> Vec<Record> {
         let mut list: Vec<Record> = self

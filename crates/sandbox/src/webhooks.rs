@@ -488,11 +488,14 @@ pub(crate) async fn install_app(
     })
 }
 
-/// See [`crate::Sandbox::trigger_app_webhook`].
-pub(crate) async fn trigger_app_webhook(
+/// Calls the app-offering webhook of app instance `app_instance_id` as an automation rule on
+/// `object` (`(number, node id)`; the instance itself when `None`) does: the offering's URI
+/// template with `{account}` filled, signed with the customer-side policy.
+pub(crate) async fn call_app_webhook(
     shared: &Arc<Shared>,
     app_instance_id: &str,
     payload: Value,
+    object: Option<(u64, String)>,
 ) -> Result<Delivery, WebhookError> {
     let (instance, offering) = {
         let state = shared.lock();
@@ -522,8 +525,8 @@ pub(crate) async fn trigger_app_webhook(
             webhook_node_id: &instance.id,
             name: &name,
             event: "automation_rule",
-            object_num: instance.num,
-            object_node_id: &instance.id,
+            object_num: object.as_ref().map_or(instance.num, |o| o.0),
+            object_node_id: object.as_ref().map_or(&instance.id, |o| &o.1),
             payload,
         },
     );

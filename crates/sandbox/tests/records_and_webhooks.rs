@@ -208,7 +208,7 @@ async fn automation_rules_and_rest_calls() {
             RULE_CREATE,
             json!({"input": {"appOfferingId": off["id"], "name": "Call webhook",
         "generic": "request", "trigger": "on note added", "condition": "true",
-        "expressions": [{"name": "text", "value": "note.text"}],
+        "expressions": [{"name": "text", "value": "notes[last].text"}],
         "actions": [{"value": "call webhook '{app_offering_webhook}' with payload 'text'"}]}}),
         )
         .await;
@@ -857,4 +857,262 @@ async fn webhook_update_reverifies_and_nodes_are_per_account() {
         assert_eq!(policy["jwtAlg"], alg);
         assert!(policy["publicKeyPem"].is_null());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Automation rules: evaluated when a note is added
+
+/// The rules of `config_4me/<integration>`, as the deploy creates them.
+fn repository_rules(integration: &str) -> Vec<Value> {
+    let path = format!(
+        "{}/../../config_4me/{integration}/app_offering_automation_rules_input.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn create_rules(c: &Client, offering_id: &Value, rules: Vec<Value>) {
+    for mut rule in rules {
+        rule["appOfferingId"] = offering_id.clone();
+        let data = c.gql(RULE_CREATE, json!({"input": rule})).await;
+        assert_eq!(
+            data["appOfferingAutomationRuleCreate"]["errors"],
+            json!([]),
+            "{data}"
+        );
+    }
+}
+
+/// Texts of the `text` payloads the app receiver got, in arrival order.
+fn received_texts(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            decode_claims(body["jwt"].as_str().unwrap())["data"]["payload"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+async fn wait_for_texts(receiver: &Receiver, count: usize) -> Vec<String> {
+    for _ in 0..500 {
+        if receiver.received.lock().unwrap().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    received_texts(receiver)
+}
+
+#[tokio::test]
+async fn adding_a_note_runs_the_rules_of_the_installed_apps() {
+    let sb = Sandbox::start().await.unwrap();
+    let provider = Client::new(&sb, "wdc").await;
+    let (app_url, app_receiver) = start_receiver(0).await;
+    let note_offering = offering(
+        &provider,
+        "note-dispatcher",
+        json!({"webhookUriTemplate": format!("{app_url}?account={{account}}")}),
+    )
+    .await;
+    create_rules(
+        &provider,
+        &note_offering["id"],
+        repository_rules("note-dispatcher"),
+    )
+    .await;
+    let survey_offering = offering(&provider, "typeform", json!({})).await;
+    create_rules(
+        &provider,
+        &survey_offering["id"],
+        repository_rules("typeform"),
+    )
+    .await;
+
+    let install = |account: &'static str, field: &'static str, value: &'static str| {
+        let sb = sb.clone();
+        async move {
+            let mut custom_fields = serde_json::Map::new();
+            custom_fields.insert(field.into(), json!(value));
+            let offering = if field == "url" {
+                "note-dispatcher"
+            } else {
+                "typeform"
+            };
+            sb.install_app(
+                offering,
+                account,
+                InstallOptions {
+                    custom_fields,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let notes_app = install("cust", "url", "https://cust.example/notes").await;
+    install("cust", "form_url", "https://forms.example/cust").await;
+    // Another customer's installation is not run for notes of `cust`.
+    install("other", "url", "https://other.example/notes").await;
+    let customer = Client::with(&sb, "cust", &notes_app.customer_credentials).await;
+    let request = sb.seed_request("cust", "Printer broken");
+    let update = "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id status } } }";
+
+    // The note-dispatcher rule calls the offering's webhook for the customer, signed with the
+    // customer's policy; the survey rule's condition (status became completed) does not hold.
+    let data = customer
+        .gql(
+            update,
+            json!({"input": {"id": request.id, "note": "hello"}}),
+        )
+        .await;
+    assert_eq!(data["requestUpdate"]["errors"], json!([]));
+    assert_eq!(data["requestUpdate"]["request"]["status"], "assigned");
+    assert_eq!(wait_for_texts(&app_receiver, 1).await, ["hello"]);
+    let delivery = sb
+        .wait_for_delivery(Duration::from_secs(5), |d| d.event == "automation_rule")
+        .await
+        .unwrap();
+    assert_eq!(delivery.uri, format!("{app_url}?account=cust"));
+    assert_eq!(delivery.status, Some(200));
+    let pem = notes_app.customer_policy.public_key_pem.clone().unwrap();
+    let (header, claims) = verify(&delivery.jwt, &pem);
+    assert_eq!(header["alg"], "RS512");
+    assert_eq!(claims["iss"], "https://cust.4me-sandbox.test");
+    let data = &claims["data"];
+    assert_eq!(data["event"], "automation_rule");
+    assert_eq!(data["account_id"], "cust");
+    assert_eq!(data["object_nodeID"], request.id.as_str());
+    assert_eq!(
+        data["payload"],
+        json!({"text": "hello", "url": "https://cust.example/notes"})
+    );
+    assert_eq!(sb.request_notes(&request.id), ["hello"]);
+
+    // Completing the request with a note: the survey rule adds its note (which runs no rules),
+    // the note-dispatcher rule sends the customer's note.
+    let data = customer
+        .gql(
+            update,
+            json!({"input": {"id": request.id, "note": "Fixed", "status": "completed"}}),
+        )
+        .await;
+    assert_eq!(data["requestUpdate"]["request"]["status"], "completed");
+    assert_eq!(
+        sb.request_notes(&request.id),
+        [
+            "hello",
+            "Fixed",
+            "Please complete our [survey at: https://forms.example/cust](https://forms.example/cust)"
+        ]
+    );
+    assert_eq!(wait_for_texts(&app_receiver, 2).await, ["hello", "Fixed"]);
+    // Already completed: no second survey note.
+    customer
+        .gql(
+            update,
+            json!({"input": {"id": request.id, "note": "Thanks", "status": "completed"}}),
+        )
+        .await;
+    assert_eq!(sb.request_notes(&request.id).len(), 4);
+    assert_eq!(
+        wait_for_texts(&app_receiver, 3).await,
+        ["hello", "Fixed", "Thanks"]
+    );
+
+    // A suspended instance runs no rules.
+    let suspend = "mutation($input: AppInstanceUpdateInput!) { appInstanceUpdate(input: $input) { errors { path message } } }";
+    for suspended in [true, false] {
+        provider
+            .gql(
+                suspend,
+                json!({"input": {"id": notes_app.app_instance_id, "suspended": suspended}}),
+            )
+            .await;
+        let note = if suspended { "unheard" } else { "heard" };
+        customer
+            .gql(update, json!({"input": {"id": request.id, "note": note}}))
+            .await;
+    }
+    assert_eq!(
+        wait_for_texts(&app_receiver, 4).await,
+        ["hello", "Fixed", "Thanks", "heard"]
+    );
+    assert!(
+        sb.deliveries()
+            .iter()
+            .all(|d| !d.uri.ends_with("account=other"))
+    );
+}
+
+#[tokio::test]
+async fn rules_the_sandbox_cannot_evaluate_are_refused() {
+    let sb = Sandbox::start().await.unwrap();
+    let c = Client::new(&sb, "wdc").await;
+    let off = offering(&c, "note-dispatcher", json!({})).await;
+    let valid = repository_rules("note-dispatcher").remove(0);
+    let cases = [
+        ("trigger", json!({"trigger": "on status changed"})),
+        ("generic", json!({"generic": "problem"})),
+        (
+            "expressions",
+            json!({"expressions": [{"name": "text", "value": "note.text"}]}),
+        ),
+        (
+            "expressions",
+            json!({"expressions": [{"name": "done", "value": "status = finished"}]}),
+        ),
+        ("condition", json!({"condition": "text"})),
+        (
+            "actions",
+            json!({"actions": [{"name": "a1", "value": "call webhook 'https://example.com' with payload 'text url'"}]}),
+        ),
+        (
+            "actions",
+            json!({"actions": [{"name": "a1", "value": "call webhook '{app_offering_webhook}' with payload 'text subject'"}]}),
+        ),
+        (
+            "actions",
+            json!({"actions": [{"name": "a1", "value": "set impact to 'top'"}]}),
+        ),
+    ];
+    for (attribute, change) in cases {
+        let mut rule = valid.clone();
+        for (key, value) in change.as_object().unwrap() {
+            rule[key] = value.clone();
+        }
+        rule["appOfferingId"] = off["id"].clone();
+        let data = c.gql(RULE_CREATE, json!({"input": rule})).await;
+        let payload = &data["appOfferingAutomationRuleCreate"];
+        assert_eq!(payload["errors"][0]["path"], json!([attribute]), "{change}");
+        assert!(
+            payload["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not"),
+            "{payload}"
+        );
+        assert_eq!(payload["appOfferingAutomationRule"], Value::Null);
+    }
+    // An update that would make a rule unsupported is refused and changes nothing.
+    create_rules(&c, &off["id"], vec![valid]).await;
+    let query = "query($id: ID!) { node(id: $id) { ... on AppOffering { automationRules(first: 100) { nodes { id trigger } } } } }";
+    let rules =
+        c.gql(query, json!({"id": off["id"]})).await["node"]["automationRules"]["nodes"].clone();
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    let data = c.gql("mutation($input: AppOfferingAutomationRuleUpdateInput!) { appOfferingAutomationRuleUpdate(input: $input) { errors { path message } appOfferingAutomationRule { id } } }",
+        json!({"input": {"id": rules[0]["id"], "trigger": "on status changed"}})).await;
+    assert_eq!(
+        data["appOfferingAutomationRuleUpdate"]["errors"][0]["path"],
+        json!(["trigger"])
+    );
+    let after =
+        c.gql(query, json!({"id": off["id"]})).await["node"]["automationRules"]["nodes"].clone();
+    assert_eq!(after, rules);
 }

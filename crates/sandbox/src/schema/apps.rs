@@ -1047,6 +1047,12 @@ impl AppsMutation {
                 "App offering not found",
             ));
         }
+        let fields = to_fields(&input);
+        if errors.is_empty()
+            && let Err(err) = crate::rules::Rule::parse(&fields)
+        {
+            errors.push(MutationError::new(&[err.attribute], err.message));
+        }
         if !errors.is_empty() {
             return Ok(AppOfferingAutomationRulePayload {
                 client_mutation_id: input.client_mutation_id,
@@ -1054,7 +1060,6 @@ impl AppsMutation {
                 app_offering_automation_rule: None,
             });
         }
-        let fields = to_fields(&input);
         let id = state.insert(&shared.domain, "AppOfferingAutomationRule", account, fields);
         let record = state.records.get(&id).cloned();
         Ok(AppOfferingAutomationRulePayload {
@@ -1085,8 +1090,18 @@ impl AppsMutation {
             }
             Some(_) if !errors.is_empty() => None,
             Some(r) => {
-                merge_fields(&mut r.fields, fields);
-                Some(r.clone())
+                let mut merged = r.fields.clone();
+                merge_fields(&mut merged, fields);
+                match crate::rules::Rule::parse(&merged) {
+                    Ok(_) => {
+                        r.fields = merged;
+                        Some(r.clone())
+                    }
+                    Err(err) => {
+                        errors.push(MutationError::new(&[err.attribute], err.message));
+                        None
+                    }
+                }
             }
         };
         Ok(AppOfferingAutomationRulePayload {

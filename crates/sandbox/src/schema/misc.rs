@@ -170,6 +170,10 @@ impl Request {
     async fn subject(&self) -> Option<String> {
         self.0.str("subject")
     }
+    /// Status.
+    async fn status(&self) -> Option<RequestStatus> {
+        self.0.get("status")
+    }
     /// Notes, oldest first.
     async fn notes(&self, first: Option<i32>, after: Option<String>) -> Result<NoteConnection> {
         let notes: Vec<Note> = self
@@ -222,6 +226,27 @@ pub struct RequestUpdateInput {
     pub internal_note: Option<bool>,
     /// Subject.
     pub subject: Option<String>,
+    /// Status.
+    pub status: Option<RequestStatus>,
+}
+
+/// Status of a request.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[graphql(rename_items = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum RequestStatus {
+    Declined,
+    OnBackorder,
+    Assigned,
+    Accepted,
+    InProgress,
+    WaitingFor,
+    WaitingForCustomer,
+    ReservationPending,
+    WorkflowPending,
+    ProjectPending,
+    Completed,
 }
 
 /// Payload of `requestUpdate`.
@@ -496,12 +521,11 @@ impl MiscMutation {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
-        let note_num = state.next_num();
-        let note_id = crate::state::node_id(&shared.domain, "Note", note_num);
         let mut errors = Vec::new();
         if input.note.as_deref().is_some_and(|n| n.trim().is_empty()) {
             errors.push(MutationError::new(&["note"], "Note can't be blank"));
         }
+        let mut calls = Vec::new();
         let record = match state.find_mut("Request", account, input.id.as_str()) {
             None => {
                 errors.push(MutationError::new(&["id"], "Request not found"));
@@ -509,22 +533,43 @@ impl MiscMutation {
             }
             Some(_) if !errors.is_empty() => None,
             Some(r) => {
+                let status_was = r.str("status").unwrap_or_default();
                 if let Some(subject) = &input.subject {
                     r.fields.insert("subject".into(), json!(subject));
                 }
-                if let Some(note) = &input.note {
-                    let notes = r.fields.entry("notes").or_insert_with(|| json!([]));
-                    if let Some(list) = notes.as_array_mut() {
-                        list.push(json!({
-                            "id": note_id,
-                            "text": note,
-                            "internal": input.internal_note.unwrap_or(false),
-                        }));
-                    }
+                if let Some(status) = input.status {
+                    r.fields.insert("status".into(), json!(status));
                 }
-                Some(r.clone())
+                if let Some(note) = &input.note {
+                    let internal = input.internal_note.unwrap_or(false);
+                    state.add_note(&shared.domain, input.id.as_str(), note, internal);
+                    calls = crate::rules::note_added(
+                        &mut state,
+                        &shared.domain,
+                        input.id.as_str(),
+                        &status_was,
+                    );
+                }
+                state.records.get(input.id.as_str()).cloned()
             }
         };
+        drop(state);
+        // 4me calls the webhooks of automation rules after the update, not within it.
+        for call in calls {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(err) = crate::webhooks::call_app_webhook(
+                    &shared,
+                    &call.app_instance_id,
+                    call.payload,
+                    Some(call.object),
+                )
+                .await
+                {
+                    tracing::error!("automation rule webhook not called: {err}");
+                }
+            });
+        }
         Ok(RequestUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors,
