@@ -106,13 +106,24 @@ fn local_serves_the_engine_until_ctrl_c() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::time::Duration;
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["local", "--schedule-secs", "0"])
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    /// Kills `xtask local` if the test fails before it stops it with Ctrl-C.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["local", "--schedule-secs", "0"])
+            .env_remove("AWS_ENDPOINT_URL")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -121,12 +132,13 @@ fn local_serves_the_engine_until_ctrl_c() {
             }
         }
     });
-    // Lines up to (and including) the first one matching `until`; fails after a minute.
+    // Lines up to (and including) the first one matching `until`; a hang guard of two minutes
+    // per line, generous because the suite's other tests load the same cores.
     let read_until = |until: &dyn Fn(&str) -> bool| {
         let mut read = Vec::new();
         loop {
             let line = lines
-                .recv_timeout(Duration::from_secs(60))
+                .recv_timeout(Duration::from_secs(120))
                 .unwrap_or_else(|_| panic!("no such line in {read:#?}"));
             let done = until(&line);
             read.push(line);
@@ -162,11 +174,11 @@ fn local_serves_the_engine_until_ctrl_c() {
     read_until(&|line| line.contains("SecretsFunction <- POST /secrets") && line.contains("400"));
 
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     read_until(&|line| line == "stopping");
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
