@@ -690,6 +690,11 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         survey_dispatched,
     );
 
+    // Secret writes of the last steps may still be announcing installation events; stopping
+    // the sandbox under their handlers would make them fail for no reason of their own.
+    if !stage.engine.settle(WAIT).await {
+        println!("    engine | (installation events still running after {WAIT:?})");
+    }
     let handled = stage
         .engine
         .activity()

@@ -460,6 +460,20 @@ impl LocalEngine {
             .clone()
     }
 
+    /// Waits, at most `timeout`, until every announced secret event (and every event the
+    /// handlers' own writes announced meanwhile) was delivered; `false` on timeout. Stopping
+    /// the sandbox or the engine before that would fail the handlers still running.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.inner.store.events_in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Waits until an activity matching `predicate` happened (also before the call), at most
     /// `timeout`; returns it.
     pub async fn wait_for(
@@ -777,6 +791,7 @@ async fn deliver_secret_events(
                         message: gateway::response_message(&result),
                     });
                 }
+                engine.store.event_delivered();
             }
         }
     };

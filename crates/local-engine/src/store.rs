@@ -4,6 +4,7 @@
 //! otherwise), for the engine to deliver asynchronously to the functions that subscribe.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use app_builder_core::events::{SecretEventName, SecretWriteEvent};
 use app_builder_core::secrets::{
@@ -17,6 +18,8 @@ use tokio::sync::mpsc;
 pub struct EventingStore {
     inner: LocalSecretStore,
     events: Arc<mpsc::UnboundedSender<SecretWriteEvent>>,
+    /// Events announced and not yet delivered to every subscriber ([`Self::event_delivered`]).
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl EventingStore {
@@ -25,7 +28,21 @@ impl EventingStore {
         Self {
             inner,
             events: Arc::new(events),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// How many announced events have not been delivered to every subscriber yet.
+    pub fn events_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Marks one announced event as delivered to every subscriber.
+    pub fn event_delivered(&self) {
+        // Saturating: a delivery is never counted below zero.
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// The file store underneath.
@@ -63,11 +80,17 @@ impl SecretStore for EventingStore {
             } else {
                 SecretEventName::CreateSecret
             };
-            // A closed receiver means the engine is shutting down: nobody is left to notify.
-            let _ = self.events.send(SecretWriteEvent {
+            // Counted before it is sent, so a write made while an event is being handled
+            // keeps the engine unsettled until its own event is delivered too.
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let sent = self.events.send(SecretWriteEvent {
                 event_name,
                 secret_id: name.as_str().to_owned(),
             });
+            // A closed receiver means the engine is shutting down: nobody is left to notify.
+            if sent.is_err() {
+                self.event_delivered();
+            }
         }
         Ok(stored)
     }
@@ -172,6 +195,11 @@ mod tests {
         assert_eq!(second.event_name, SecretEventName::PutSecretValue);
         assert_eq!(second.secret_id, name.as_str());
         assert!(rx.try_recv().is_err(), "a declined update writes nothing");
+        assert_eq!(store.events_in_flight(), 2, "announced, not yet delivered");
+        store.event_delivered();
+        store.event_delivered();
+        store.event_delivered();
+        assert_eq!(store.events_in_flight(), 0, "never below zero");
 
         // The events are what EventBridge delivers: the engine's own classifier reads them back.
         for event in [first, second] {
