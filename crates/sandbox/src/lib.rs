@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod fakes;
+mod contract;
 mod keys;
 pub mod lansweeper;
 mod rules;
@@ -37,8 +38,8 @@ pub const RATE_LIMIT: u32 = 20;
 /// Length of the rate-limit window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 
-/// Maximum page size of a GraphQL connection (`first`).
-pub const MAX_PAGE_SIZE: i32 = 100;
+/// Maximum page size of a GraphQL connection (`first`), as 4me documents it.
+pub const MAX_PAGE_SIZE: i32 = app_builder_schema::limits::MAX_PAGE_SIZE;
 
 /// Client credentials of an OAuth application registered in the sandbox.
 #[derive(Clone, PartialEq, Eq)]
@@ -446,7 +447,6 @@ impl Sandbox {
             account_id,
             jwt_alg,
             audience.map(str::to_owned),
-            None,
         )?;
         let state = shared.lock();
         let record = state

@@ -164,20 +164,58 @@ pub(crate) use connection;
 // ---------------------------------------------------------------------------------------------
 // Filters
 
-/// Filter on a string field.
-#[derive(InputObject, Clone, Debug)]
-pub struct StringFilter {
-    /// Accepted values (`null` matches an empty field).
-    pub values: Option<Vec<Option<String>>>,
-    /// Invert the filter.
-    pub negate: Option<bool>,
+/// 4me's `Decimal`: a number, sent as a JSON number or a numeric string.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Decimal(pub f64);
+
+#[async_graphql::Scalar(name = "Decimal")]
+impl async_graphql::ScalarType for Decimal {
+    fn parse(value: async_graphql::Value) -> async_graphql::InputValueResult<Self> {
+        let parsed = match &value {
+            async_graphql::Value::Number(n) => n.as_f64(),
+            async_graphql::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        parsed
+            .filter(|f| f.is_finite())
+            .map(Decimal)
+            .ok_or_else(|| async_graphql::InputValueError::expected_type(value))
+    }
+
+    fn to_value(&self) -> async_graphql::Value {
+        serde_json::Number::from_f64(self.0)
+            .map_or(async_graphql::Value::Null, async_graphql::Value::Number)
+    }
 }
 
-/// Filter on an id field.
+/// A value of a filter. 4me's filters take lists of values whose item type depends on the
+/// filtered attribute (strings, ids, enum values); the schema snapshot names them all
+/// `FilterValue`, and so does the sandbox: a string, enum, number or boolean literal.
+#[derive(Clone, Debug, Serialize)]
+pub struct FilterValue(pub String);
+
+#[async_graphql::Scalar(name = "FilterValue")]
+impl async_graphql::ScalarType for FilterValue {
+    fn parse(value: async_graphql::Value) -> async_graphql::InputValueResult<Self> {
+        match value {
+            async_graphql::Value::String(s) => Ok(FilterValue(s)),
+            async_graphql::Value::Enum(name) => Ok(FilterValue(name.to_string())),
+            async_graphql::Value::Number(n) => Ok(FilterValue(n.to_string())),
+            async_graphql::Value::Boolean(b) => Ok(FilterValue(b.to_string())),
+            other => Err(async_graphql::InputValueError::expected_type(other)),
+        }
+    }
+
+    fn to_value(&self) -> async_graphql::Value {
+        async_graphql::Value::String(self.0.clone())
+    }
+}
+
+/// Filter on an attribute by a list of accepted values (4me's `ValuesFilter`).
 #[derive(InputObject, Clone, Debug)]
-pub struct IdFilter {
-    /// Accepted ids.
-    pub values: Option<Vec<Option<ID>>>,
+pub struct ValuesFilter {
+    /// Accepted values (`null` matches an empty field).
+    pub values: Option<Vec<Option<FilterValue>>>,
     /// Invert the filter.
     pub negate: Option<bool>,
 }
@@ -211,20 +249,14 @@ pub(crate) fn filter_matches<T: Serialize>(
     hit != negate.unwrap_or(false)
 }
 
-impl StringFilter {
-    pub(crate) fn matches(&self, actual: Option<&str>) -> bool {
-        filter_matches(&self.values, self.negate, actual)
-    }
-}
-
-impl IdFilter {
+impl ValuesFilter {
     pub(crate) fn matches(&self, actual: Option<&str>) -> bool {
         filter_matches(&self.values, self.negate, actual)
     }
 }
 
 /// `Some(filter)` must match; `None` matches everything.
-pub(crate) fn opt_str(filter: &Option<StringFilter>, record: &Record, key: &str) -> bool {
+pub(crate) fn opt_str(filter: &Option<ValuesFilter>, record: &Record, key: &str) -> bool {
     filter
         .as_ref()
         .is_none_or(|f| f.matches(record.str(key).as_deref()))
@@ -235,20 +267,101 @@ pub(crate) fn opt_str(filter: &Option<StringFilter>, record: &Record, key: &str)
 
 /// A validation error of a mutation (in the payload, not a GraphQL error).
 #[derive(SimpleObject, Clone, Debug)]
-pub struct MutationError {
+pub struct ValidationError {
     /// Path of the offending input attribute.
     pub path: Option<Vec<String>>,
     /// Human-readable message.
     pub message: String,
 }
 
-impl MutationError {
-    pub(crate) fn new(path: &[&str], message: impl Into<String>) -> MutationError {
-        MutationError {
+impl ValidationError {
+    pub(crate) fn new(path: &[&str], message: impl Into<String>) -> ValidationError {
+        ValidationError {
             path: Some(path.iter().map(|s| (*s).to_owned()).collect()),
             message: message.into(),
         }
     }
+}
+
+/// A mutation payload as 4me names them (`<Type>CreatePayload`, `<Type>UpdatePayload`): the
+/// client mutation id, the validation errors and the record (null when there are errors).
+macro_rules! payload {
+    ($name:ident, $field:ident: $ty:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $name {
+            /// Client mutation id.
+            pub client_mutation_id: Option<String>,
+            /// Validation errors.
+            pub errors: Vec<$crate::schema::ValidationError>,
+            /// The record (null when there are errors).
+            pub $field: Option<$ty>,
+        }
+
+        impl $name {
+            #[allow(dead_code)]
+            pub(crate) fn failed(
+                client_mutation_id: Option<String>,
+                errors: Vec<$crate::schema::ValidationError>,
+            ) -> Self {
+                Self {
+                    client_mutation_id,
+                    errors,
+                    $field: None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use payload;
+
+/// The input and payload of a 4me delete mutation (`<Type>DeleteMutationInput`,
+/// `<Type>DeleteMutationPayload`).
+macro_rules! delete_mutation_types {
+    ($input:ident, $payload:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(async_graphql::InputObject, Clone, Debug)]
+        pub struct $input {
+            /// Client mutation id.
+            pub client_mutation_id: Option<String>,
+            /// Node id of the record to delete.
+            pub id: String,
+        }
+
+        #[doc = $doc]
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $payload {
+            /// Client mutation id.
+            pub client_mutation_id: Option<String>,
+            /// Validation errors.
+            pub errors: Vec<$crate::schema::ValidationError>,
+            /// Whether the record was deleted.
+            pub success: Option<bool>,
+        }
+
+        impl From<(Option<String>, Vec<$crate::schema::ValidationError>)> for $payload {
+            fn from((client_mutation_id, errors): (Option<String>, Vec<$crate::schema::ValidationError>)) -> Self {
+                Self {
+                    client_mutation_id,
+                    success: Some(errors.is_empty()),
+                    errors,
+                }
+            }
+        }
+    };
+}
+pub(crate) use delete_mutation_types;
+
+/// Deletes record `id` of `kind` in the caller's account: no errors, or why not.
+pub(crate) fn delete_record(ctx: &Context<'_>, kind: &str, id: &str) -> Result<Vec<ValidationError>> {
+    let account = account(ctx)?;
+    let mut state = shared(ctx)?.lock();
+    let Some(node) = state.find(kind, account, id).map(|r| r.id.clone()) else {
+        return Ok(vec![ValidationError::new(&["id"], format!("{kind} not found"))]);
+    };
+    state.records.remove(&node);
+    state.policy_keys.remove(&node);
+    Ok(Vec::new())
 }
 
 /// Serializes an input object into record fields, dropping nulls, `id` and `clientMutationId`.
@@ -286,23 +399,23 @@ pub(crate) fn merge_fields(fields: &mut Map<String, Value>, update: Map<String, 
 }
 
 /// Blank string check for required names.
-pub(crate) fn blank(value: &Option<String>) -> bool {
-    value.as_deref().is_none_or(|s| s.trim().is_empty())
+pub(crate) fn blank(value: Option<&str>) -> bool {
+    value.is_none_or(|s| s.trim().is_empty())
 }
 
 /// Checks that an optional reference points to an existing record of `kind`.
 pub(crate) fn check_ref(
     state: &State,
-    errors: &mut Vec<MutationError>,
+    errors: &mut Vec<ValidationError>,
     account: &str,
     kind: &str,
     attribute: &str,
-    id: &Option<ID>,
+    id: &Option<String>,
 ) {
     if let Some(id) = id
         && state.find(kind, account, id.as_str()).is_none()
     {
-        errors.push(MutationError::new(
+        errors.push(ValidationError::new(
             &[attribute],
             format!("{kind} with id '{}' not found", id.as_str()),
         ));
@@ -316,7 +429,7 @@ pub(crate) fn check_ref(
 #[derive(SimpleObject, Clone, Debug, Serialize, Deserialize)]
 pub struct CustomField {
     /// Custom field id (as in the UI extension).
-    pub id: String,
+    pub id: ID,
     /// Value (any JSON).
     pub value: Json<Value>,
 }
@@ -339,7 +452,7 @@ pub(crate) fn custom_fields(record: &Record) -> Vec<CustomField> {
             list.iter()
                 .filter_map(|v| {
                     Some(CustomField {
-                        id: v.get("id")?.as_str()?.to_owned(),
+                        id: ID(v.get("id")?.as_str()?.to_owned()),
                         value: Json(v.get("value").cloned().unwrap_or(Value::Null)),
                     })
                 })
@@ -353,10 +466,12 @@ pub(crate) fn custom_fields(record: &Record) -> Vec<CustomField> {
 
 /// Query root.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(CoreQuery, AppsQuery, WebhookQuery, MiscQuery);
 
 /// Mutation root.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(CoreMutation, AppsMutation, WebhookMutation, MiscMutation);
 
 /// Queries on configuration items and products.
@@ -413,13 +528,13 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         input: ConfigurationItemCreateInput,
-    ) -> Result<ConfigurationItemPayload> {
+    ) -> Result<ConfigurationItemCreatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         check_ref(
             &state,
@@ -427,10 +542,10 @@ impl CoreMutation {
             account,
             "Product",
             "productId",
-            &input.product_id,
+            &Some(input.product_id.clone()),
         );
         if !errors.is_empty() {
-            return Ok(ConfigurationItemPayload::failed(
+            return Ok(ConfigurationItemCreatePayload::failed(
                 input.client_mutation_id,
                 errors,
             ));
@@ -439,17 +554,15 @@ impl CoreMutation {
         fields
             .entry("status")
             .or_insert(Value::String("in_production".into()));
-        if let Some(rule_set) = input
-            .product_id
-            .as_ref()
-            .and_then(|p| state.find("Product", account, p.as_str()))
+        if let Some(rule_set) = state
+            .find("Product", account, &input.product_id)
             .and_then(|p| p.fields.get("ruleSet").cloned())
         {
             fields.entry("ruleSet").or_insert(rule_set);
         }
         let id = state.insert(&shared.domain, "ConfigurationItem", account, fields);
         let record = state.records.get(&id).cloned();
-        Ok(ConfigurationItemPayload {
+        Ok(ConfigurationItemCreatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             configuration_item: record.map(ConfigurationItem::from),
@@ -461,13 +574,13 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         input: ConfigurationItemUpdateInput,
-    ) -> Result<ConfigurationItemPayload> {
+    ) -> Result<ConfigurationItemUpdatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if input.name.is_some() && blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.is_some() && blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         check_ref(
             &state,
@@ -481,10 +594,10 @@ impl CoreMutation {
             .find("ConfigurationItem", account, input.id.as_str())
             .is_none()
         {
-            errors.push(MutationError::new(&["id"], "Configuration item not found"));
+            errors.push(ValidationError::new(&["id"], "Configuration item not found"));
         }
         if !errors.is_empty() {
-            return Ok(ConfigurationItemPayload::failed(
+            return Ok(ConfigurationItemUpdatePayload::failed(
                 input.client_mutation_id,
                 errors,
             ));
@@ -496,7 +609,7 @@ impl CoreMutation {
                 merge_fields(&mut r.fields, update);
                 r.clone()
             });
-        Ok(ConfigurationItemPayload {
+        Ok(ConfigurationItemUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             configuration_item: record.map(ConfigurationItem::from),
@@ -508,14 +621,14 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         input: ProductCreateInput,
-    ) -> Result<ProductPayload> {
+    ) -> Result<ProductCreatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
-        if blank(&input.name) {
-            return Ok(ProductPayload {
+        if blank(Some(&input.name)) {
+            return Ok(ProductCreatePayload {
                 client_mutation_id: input.client_mutation_id,
-                errors: vec![MutationError::new(&["name"], "Name can't be blank")],
+                errors: vec![ValidationError::new(&["name"], "Name can't be blank")],
                 product: None,
             });
         }
@@ -525,7 +638,7 @@ impl CoreMutation {
             .or_insert(Value::String("physical_asset".into()));
         let id = state.insert(&shared.domain, "Product", account, fields);
         let record = state.records.get(&id).cloned();
-        Ok(ProductPayload {
+        Ok(ProductCreatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             product: record.map(Product::from),
@@ -537,13 +650,13 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         input: ProductUpdateInput,
-    ) -> Result<ProductPayload> {
+    ) -> Result<ProductUpdatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if input.name.is_some() && blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.is_some() && blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         let update = to_fields(&input);
         let record = match state.find_mut("Product", account, input.id.as_str()) {
@@ -553,11 +666,11 @@ impl CoreMutation {
             }
             Some(_) => None,
             None => {
-                errors.push(MutationError::new(&["id"], "Product not found"));
+                errors.push(ValidationError::new(&["id"], "Product not found"));
                 None
             }
         };
-        Ok(ProductPayload {
+        Ok(ProductUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors,
             product: record.map(Product::from),
@@ -585,12 +698,13 @@ pub(crate) use discovered::*;
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum ProductCategoryRuleSet {
-    PhysicalAsset,
-    Software,
     LicenseCertificate,
-    SoftwareAsAService,
-    Service,
-    Other,
+    LogicalAssetWithFinancialData,
+    LogicalAssetWithoutFinancialData,
+    PhysicalAsset,
+    Server,
+    Software,
+    SoftwareDistributionPackage,
 }
 
 /// Status of a configuration item.
@@ -608,7 +722,7 @@ pub enum CiStatus {
     Installed,
     StandbyForContinuity,
     Reserved,
-    Lent,
+    LentOut,
     BrokenDown,
     ToBeRemoved,
     Removed,

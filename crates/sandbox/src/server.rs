@@ -245,6 +245,9 @@ async fn graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
             );
         }
     };
+    if let Err(refusal) = crate::contract::admit(&request) {
+        return with_rate(json_response(StatusCode::OK, refusal), info);
+    }
     let injected = {
         let mut state = app.shared.lock();
         if state.operation_faults.is_empty() {

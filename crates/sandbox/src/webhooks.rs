@@ -128,7 +128,6 @@ pub(crate) fn create_policy(
     account: &str,
     alg: &str,
     audience: Option<String>,
-    name: Option<String>,
 ) -> Result<String, crate::keys::KeyError> {
     let key = PolicyKey::generate(alg)?;
     let pem = key.public_key_pem()?;
@@ -144,8 +143,8 @@ pub(crate) fn create_policy(
     }
     let id = state.insert(&shared.domain, "WebhookPolicy", account, fields);
     if let Some(r) = state.records.get_mut(&id) {
-        let name = name.unwrap_or_else(|| format!("Webhook policy #{}", r.num));
-        r.fields.insert("name".into(), json!(name));
+        // 4me names policies itself; clients cannot choose or rely on the name.
+        r.fields.insert("name".into(), json!(format!("Webhook policy #{}", r.num)));
     }
     state.policy_keys.insert(id.clone(), key);
     Ok(id)
@@ -226,7 +225,8 @@ pub(crate) fn sign(
         .and_then(|r| r.get::<u64>("jwtClaimExpiresIn"))
         && let Some(obj) = claims.as_object_mut()
     {
-        obj.insert("exp".into(), json!(now + exp));
+        // 4me documents `jwtClaimExpiresIn` in minutes.
+        obj.insert("exp".into(), json!(now + exp * 60));
     }
     Ok(key.sign_jwt(&claims)?)
 }
@@ -380,7 +380,7 @@ pub(crate) async fn install_app(
         .or_else(|| offering.str("policyJwtAlg"))
         .unwrap_or_else(|| "rs256".to_owned());
     let audience = offering.str("policyJwtAudience");
-    let policy_id = create_policy(shared, customer, &alg, audience.clone(), None)?;
+    let policy_id = create_policy(shared, customer, &alg, audience.clone())?;
     let (app, instance, policy, webhooks, audit_num) = {
         let mut state = shared.lock();
         let app = state.add_oauth_application(customer);

@@ -32,7 +32,7 @@ pub const SNAPSHOT_FILE: &str = "4me.graphql";
 /// Limits 4me documents on developer.4me.com that a schema cannot express.
 pub mod limits {
     /// Largest `first` a connection accepts ("Pagination": at most 100 records per page).
-    pub const MAX_PAGE_SIZE: i64 = 100;
+    pub const MAX_PAGE_SIZE: i32 = 100;
     /// Most items one `discoveredConfigurationItems` call accepts ("Discovered configuration
     /// items": at most 100 configuration items per mutation).
     pub const MAX_DISCOVERED_ITEMS: usize = 100;

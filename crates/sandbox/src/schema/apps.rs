@@ -1,11 +1,12 @@
 //! App offerings (scopes, automation rules), UI extensions and app instances.
 
+use super::{delete_mutation_types, delete_record, payload};
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Account, CustomField, CustomFieldInput, MutationError, PageInfo, StringFilter,
+    Account, CustomField, CustomFieldInput, ValidationError, PageInfo, ValuesFilter,
     WebhookPolicyJwtAlg, account, blank, connection, custom_fields, merge_fields, opt_str,
     paginate, record_object, related, shared, to_fields,
 };
@@ -55,7 +56,7 @@ pub struct AppOfferingScope {
 #[serde(rename_all = "camelCase")]
 pub struct AppOfferingScopeInput {
     /// Id of the scope to update (null for a new scope).
-    pub id: Option<ID>,
+    pub id: Option<String>,
     /// Effect.
     pub effect: Option<ScopeEffect>,
     /// Grant type.
@@ -160,9 +161,9 @@ pub struct AppOfferingFilter {
     /// Published (false = drafts).
     pub published: Option<bool>,
     /// Reference.
-    pub reference: Option<StringFilter>,
+    pub reference: Option<ValuesFilter>,
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
 }
 
 macro_rules! offering_input {
@@ -174,12 +175,8 @@ macro_rules! offering_input {
             $($extra)*
             /// Client mutation id.
             pub client_mutation_id: Option<String>,
-            /// Name.
-            pub name: Option<String>,
             /// Reference (unique in the account).
             pub reference: Option<String>,
-            /// Service instance.
-            pub service_instance_id: Option<ID>,
             /// Picture URI.
             pub picture_uri: Option<String>,
             /// Source.
@@ -189,9 +186,9 @@ macro_rules! offering_input {
             #[serde(rename = "sourceID")]
             pub source_id: Option<String>,
             /// UI extension (its active version gets linked).
-            pub ui_extension_id: Option<ID>,
+            pub ui_extension_id: Option<String>,
             /// UI extension version.
-            pub ui_extension_version_id: Option<ID>,
+            pub ui_extension_version_id: Option<String>,
             /// Card description.
             pub card_description: Option<String>,
             /// Compliance.
@@ -222,24 +219,24 @@ macro_rules! offering_input {
     };
 }
 
-offering_input!(AppOfferingCreateInput, "Input of `appOfferingCreate`.", {});
+offering_input!(AppOfferingCreateInput, "Input of `appOfferingCreate`.", {
+    /// Service instance.
+    pub service_instance_id: String,
+    /// Name.
+    pub name: String,});
 offering_input!(AppOfferingUpdateInput, "Input of `appOfferingUpdate`.", {
+    /// Service instance.
+    pub service_instance_id: Option<String>,
+    /// Name.
+    pub name: Option<String>,
     /// Node id of the offering.
-    pub id: ID,
+    pub id: String,
     /// Ids of scopes to delete.
-    pub scopes_to_delete: Option<Vec<ID>>,
+    pub scopes_to_delete: Option<Vec<String>>,
 });
 
-/// Payload of `appOfferingCreate` / `appOfferingUpdate`.
-#[derive(SimpleObject)]
-pub struct AppOfferingPayload {
-    /// Client mutation id.
-    pub client_mutation_id: Option<String>,
-    /// Validation errors.
-    pub errors: Vec<MutationError>,
-    /// The offering.
-    pub app_offering: Option<AppOffering>,
-}
+payload!(AppOfferingCreatePayload, app_offering: AppOffering, "Payload of `appOfferingCreate`.");
+payload!(AppOfferingUpdatePayload, app_offering: AppOffering, "Payload of `appOfferingUpdate`.");
 
 // ---------------------------------------------------------------------------------------------
 // Automation rules
@@ -249,8 +246,6 @@ pub struct AppOfferingPayload {
 #[graphql(input_name = "AutomationRuleExpressionInput")]
 #[graphql(name = "AutomationRuleExpression")]
 pub struct AutomationRuleExpression {
-    /// Id (ignored on input).
-    pub id: Option<ID>,
     /// Name.
     pub name: String,
     /// Value.
@@ -262,10 +257,8 @@ pub struct AutomationRuleExpression {
 #[graphql(input_name = "AutomationRuleActionInput")]
 #[graphql(name = "AutomationRuleAction")]
 pub struct AutomationRuleAction {
-    /// Id (ignored on input).
-    pub id: Option<ID>,
-    /// Name of the field to update (absent for webhook calls).
-    pub name: Option<String>,
+    /// What the action does (`add_note`, `webhook`, or the field it sets).
+    pub name: String,
     /// Value.
     pub value: String,
 }
@@ -333,16 +326,10 @@ macro_rules! rule_input {
             $($extra)*
             /// Client mutation id.
             pub client_mutation_id: Option<String>,
-            /// Name.
-            pub name: Option<String>,
             /// Description.
             pub description: Option<String>,
             /// Record type.
             pub generic: Option<String>,
-            /// Trigger.
-            pub trigger: Option<String>,
-            /// Condition.
-            pub condition: Option<String>,
             /// Position.
             pub position: Option<i32>,
             /// Expressions.
@@ -357,29 +344,38 @@ rule_input!(
     AppOfferingAutomationRuleCreateInput,
     "Input of `appOfferingAutomationRuleCreate`.",
     {
+    /// Condition.
+    pub condition: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Name.
+    pub name: String,
         /// The offering.
-        pub app_offering_id: ID,
+        pub app_offering_id: String,
     }
 );
 rule_input!(
     AppOfferingAutomationRuleUpdateInput,
     "Input of `appOfferingAutomationRuleUpdate`.",
     {
+    /// Condition.
+    pub condition: Option<String>,
+    /// Trigger.
+    pub trigger: Option<String>,
+    /// Name.
+    pub name: Option<String>,
         /// Node id of the rule.
-        pub id: ID,
+        pub id: String,
     }
 );
 
-/// Payload of the automation rule mutations.
-#[derive(SimpleObject)]
-pub struct AppOfferingAutomationRulePayload {
-    /// Client mutation id.
-    pub client_mutation_id: Option<String>,
-    /// Validation errors.
-    pub errors: Vec<MutationError>,
-    /// The rule.
-    pub app_offering_automation_rule: Option<AppOfferingAutomationRule>,
-}
+delete_mutation_types!(
+    AppOfferingAutomationRuleDeleteMutationInput,
+    AppOfferingAutomationRuleDeleteMutationPayload,
+    "`appOfferingAutomationRuleDelete`."
+);
+payload!(AppOfferingAutomationRuleCreatePayload, app_offering_automation_rule: AppOfferingAutomationRule, "Payload of `appOfferingAutomationRuleCreate`.");
+payload!(AppOfferingAutomationRuleUpdatePayload, app_offering_automation_rule: AppOfferingAutomationRule, "Payload of `appOfferingAutomationRuleUpdate`.");
 
 // ---------------------------------------------------------------------------------------------
 // UI extensions
@@ -403,8 +399,8 @@ impl UiExtension {
         self.0.str("title")
     }
     /// Category.
-    async fn category(&self) -> Option<String> {
-        self.0.str("category")
+    async fn category(&self) -> Option<UiExtensionCategory> {
+        self.0.get("category")
     }
     /// Description.
     async fn description(&self) -> Option<String> {
@@ -426,10 +422,6 @@ impl UiExtension {
     /// The active version.
     async fn active_version(&self, ctx: &Context<'_>) -> Result<Option<UiExtensionVersion>> {
         related(ctx, &self.0, "activeVersionId", "UiExtensionVersion")
-    }
-    /// The prepared (not yet active) version.
-    async fn prepared_version(&self, ctx: &Context<'_>) -> Result<Option<UiExtensionVersion>> {
-        related(ctx, &self.0, "preparedVersionId", "UiExtensionVersion")
     }
 }
 
@@ -471,12 +463,12 @@ connection!(
 #[derive(InputObject, Clone, Debug)]
 pub struct UiExtensionFilter {
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
     /// Source.
-    pub source: Option<StringFilter>,
+    pub source: Option<ValuesFilter>,
     /// Id in the source.
     #[graphql(name = "sourceID")]
-    pub source_id: Option<StringFilter>,
+    pub source_id: Option<ValuesFilter>,
 }
 
 macro_rules! ui_input {
@@ -488,8 +480,6 @@ macro_rules! ui_input {
             $($extra)*
             /// Client mutation id.
             pub client_mutation_id: Option<String>,
-            /// Name.
-            pub name: Option<String>,
             /// Title.
             pub title: Option<String>,
             /// Description.
@@ -516,23 +506,49 @@ macro_rules! ui_input {
 
 ui_input!(UiExtensionCreateInput, "Input of `uiExtensionCreate`.", {
     /// Category (e.g. `product`, `app_offering`); cannot be changed later.
-    pub category: Option<String>,
+    pub category: UiExtensionCategory,
+    /// Name.
+    pub name: String,
 });
 ui_input!(UiExtensionUpdateInput, "Input of `uiExtensionUpdate`.", {
     /// Node id of the extension.
-    pub id: ID,
+    pub id: String,
+    /// Name.
+    pub name: Option<String>,
 });
 
-/// Payload of `uiExtensionCreate` / `uiExtensionUpdate`.
-#[derive(SimpleObject)]
-pub struct UiExtensionPayload {
-    /// Client mutation id.
-    pub client_mutation_id: Option<String>,
-    /// Validation errors.
-    pub errors: Vec<MutationError>,
-    /// The extension.
-    pub ui_extension: Option<UiExtension>,
+/// The record type a UI extension is for.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[graphql(rename_items = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum UiExtensionCategory {
+    AppOffering,
+    Contract,
+    CustomCollection,
+    KnowledgeArticleTemplate,
+    Organization,
+    Person,
+    Problem,
+    Product,
+    ProductCategory,
+    Project,
+    ProjectTaskTemplate,
+    Release,
+    RequestTemplate,
+    Risk,
+    ScimUser,
+    Service,
+    ServiceInstance,
+    ShopArticle,
+    Site,
+    TaskTemplate,
+    Team,
+    WorkflowTemplate,
 }
+
+payload!(UiExtensionCreatePayload, ui_extension: UiExtension, "Payload of `uiExtensionCreate`.");
+payload!(UiExtensionUpdatePayload, ui_extension: UiExtension, "Payload of `uiExtensionUpdate`.");
 
 // ---------------------------------------------------------------------------------------------
 // App instances
@@ -589,7 +605,7 @@ pub struct CustomFilter {
     /// Custom field id.
     pub name: String,
     /// Accepted values or comparisons.
-    pub values: Option<Vec<Option<String>>>,
+    pub values: Option<Vec<Option<super::FilterValue>>>,
     /// Invert the filter.
     pub negate: Option<bool>,
 }
@@ -606,7 +622,7 @@ impl CustomFilter {
             });
         let hit = self.values.iter().flatten().any(|v| match (v, &actual) {
             (None, None) => true,
-            (Some(v), Some(a)) => compare(v, a),
+            (Some(v), Some(a)) => compare(&v.0, a),
             _ => false,
         });
         hit != self.negate.unwrap_or(false)
@@ -631,9 +647,9 @@ fn compare(spec: &str, actual: &str) -> bool {
 #[derive(InputObject, Clone, Debug)]
 pub struct AppInstanceFilter {
     /// Customer account id.
-    pub customer_account: Option<StringFilter>,
+    pub customer_account: Option<ValuesFilter>,
     /// Reference of the offering.
-    pub app_offering_reference: Option<StringFilter>,
+    pub app_offering_reference: Option<ValuesFilter>,
     /// Custom field filters.
     pub custom_filters: Option<Vec<CustomFilter>>,
     /// Disabled.
@@ -651,7 +667,7 @@ pub struct AppInstanceUpdateInput {
     /// Client mutation id.
     pub client_mutation_id: Option<String>,
     /// Node id of the instance.
-    pub id: ID,
+    pub id: String,
     /// Suspended.
     pub suspended: Option<bool>,
     /// Suspension comment.
@@ -666,7 +682,7 @@ pub struct AppInstanceUpdatePayload {
     /// Client mutation id.
     pub client_mutation_id: Option<String>,
     /// Validation errors.
-    pub errors: Vec<MutationError>,
+    pub errors: Vec<ValidationError>,
     /// The instance.
     pub app_instance: Option<AppInstance>,
 }
@@ -770,8 +786,8 @@ fn scope_fields(
     domain: &str,
     existing: Vec<AppOfferingScope>,
     new_scopes: &Option<Vec<AppOfferingScopeInput>>,
-    to_delete: &[ID],
-    errors: &mut Vec<MutationError>,
+    to_delete: &[String],
+    errors: &mut Vec<ValidationError>,
 ) -> Vec<AppOfferingScope> {
     let mut scopes: Vec<AppOfferingScope> = existing
         .into_iter()
@@ -779,7 +795,7 @@ fn scope_fields(
         .collect();
     for (i, input) in new_scopes.iter().flatten().enumerate() {
         match &input.id {
-            Some(id) => match scopes.iter_mut().find(|s| &s.id == id) {
+            Some(id) => match scopes.iter_mut().find(|s| s.id.as_str() == id.as_str()) {
                 Some(scope) => {
                     scope.effect = input.effect.or(scope.effect);
                     scope.grant_type = input.grant_type.or(scope.grant_type);
@@ -790,7 +806,7 @@ fn scope_fields(
                         scope.conditions = input.conditions.clone();
                     }
                 }
-                None => errors.push(MutationError::new(
+                None => errors.push(ValidationError::new(
                     &["newScopes", &i.to_string(), "id"],
                     format!("Scope '{}' not found", id.as_str()),
                 )),
@@ -817,7 +833,7 @@ fn link_ui_extension(
     state: &State,
     account: &str,
     fields: &mut Map<String, Value>,
-    errors: &mut Vec<MutationError>,
+    errors: &mut Vec<ValidationError>,
 ) {
     let Some(ext_id) = fields.remove("uiExtensionId") else {
         return;
@@ -828,12 +844,12 @@ fn link_ui_extension(
             Some(v) => {
                 fields.insert("uiExtensionVersionId".into(), json!(v));
             }
-            None => errors.push(MutationError::new(
+            None => errors.push(ValidationError::new(
                 &["uiExtensionId"],
                 "UI extension has no active version",
             )),
         },
-        None => errors.push(MutationError::new(
+        None => errors.push(ValidationError::new(
             &["uiExtensionId"],
             "UI extension not found",
         )),
@@ -844,12 +860,12 @@ fn check_version(
     state: &State,
     account: &str,
     fields: &Map<String, Value>,
-    errors: &mut Vec<MutationError>,
+    errors: &mut Vec<ValidationError>,
 ) {
     if let Some(v) = fields.get("uiExtensionVersionId").and_then(Value::as_str)
         && state.find("UiExtensionVersion", account, v).is_none()
     {
-        errors.push(MutationError::new(
+        errors.push(ValidationError::new(
             &["uiExtensionVersionId"],
             "UI extension version not found",
         ));
@@ -874,35 +890,27 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: AppOfferingCreateInput,
-    ) -> Result<AppOfferingPayload> {
+    ) -> Result<AppOfferingCreatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.trim().is_empty() {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
-        match &input.service_instance_id {
-            None => errors.push(MutationError::new(
+        if state
+            .find("ServiceInstance", account, &input.service_instance_id)
+            .is_none()
+        {
+            errors.push(ValidationError::new(
                 &["serviceInstanceId"],
-                "Service instance can't be blank",
-            )),
-            Some(si)
-                if state
-                    .find("ServiceInstance", account, si.as_str())
-                    .is_none() =>
-            {
-                errors.push(MutationError::new(
-                    &["serviceInstanceId"],
-                    "Service instance not found",
-                ))
-            }
-            Some(_) => {}
+                "Service instance not found",
+            ));
         }
         if let Some(reference) = &input.reference
             && reference_taken(&state, account, reference, None)
         {
-            errors.push(MutationError::new(
+            errors.push(ValidationError::new(
                 &["reference"],
                 "Reference has already been taken",
             ));
@@ -920,7 +928,7 @@ impl AppsMutation {
             &mut errors,
         );
         if !errors.is_empty() {
-            return Ok(AppOfferingPayload {
+            return Ok(AppOfferingCreatePayload {
                 client_mutation_id: input.client_mutation_id,
                 errors,
                 app_offering: None,
@@ -930,7 +938,7 @@ impl AppsMutation {
         fields.insert("published".into(), Value::Bool(false));
         let id = state.insert(&shared.domain, "AppOffering", account, fields);
         let record = state.records.get(&id).cloned();
-        Ok(AppOfferingPayload {
+        Ok(AppOfferingCreatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             app_offering: record.map(AppOffering),
@@ -942,7 +950,7 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: AppOfferingUpdateInput,
-    ) -> Result<AppOfferingPayload> {
+    ) -> Result<AppOfferingUpdatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
@@ -951,21 +959,21 @@ impl AppsMutation {
             .find("AppOffering", account, input.id.as_str())
             .cloned()
         else {
-            return Ok(AppOfferingPayload {
+            return Ok(AppOfferingUpdatePayload {
                 client_mutation_id: input.client_mutation_id,
-                errors: vec![MutationError::new(&["id"], "App offering not found")],
+                errors: vec![ValidationError::new(&["id"], "App offering not found")],
                 app_offering: None,
             });
         };
-        if input.name.is_some() && blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.is_some() && blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         if let Some(si) = &input.service_instance_id
             && state
                 .find("ServiceInstance", account, si.as_str())
                 .is_none()
         {
-            errors.push(MutationError::new(
+            errors.push(ValidationError::new(
                 &["serviceInstanceId"],
                 "Service instance not found",
             ));
@@ -973,7 +981,7 @@ impl AppsMutation {
         if let Some(reference) = &input.reference
             && reference_taken(&state, account, reference, Some(&existing.id))
         {
-            errors.push(MutationError::new(
+            errors.push(ValidationError::new(
                 &["reference"],
                 "Reference has already been taken",
             ));
@@ -986,8 +994,8 @@ impl AppsMutation {
         let current: Vec<AppOfferingScope> = existing.get("scopes").unwrap_or_default();
         let to_delete = input.scopes_to_delete.clone().unwrap_or_default();
         for (i, id) in to_delete.iter().enumerate() {
-            if !current.iter().any(|s| &s.id == id) {
-                errors.push(MutationError::new(
+            if !current.iter().any(|s| s.id.as_str() == id.as_str()) {
+                errors.push(ValidationError::new(
                     &["scopesToDelete", &i.to_string()],
                     format!("Scope '{}' not found", id.as_str()),
                 ));
@@ -1002,7 +1010,7 @@ impl AppsMutation {
             &mut errors,
         );
         if !errors.is_empty() {
-            return Ok(AppOfferingPayload {
+            return Ok(AppOfferingUpdatePayload {
                 client_mutation_id: input.client_mutation_id,
                 errors,
                 app_offering: None,
@@ -1015,7 +1023,7 @@ impl AppsMutation {
                 merge_fields(&mut r.fields, fields);
                 r.clone()
             });
-        Ok(AppOfferingPayload {
+        Ok(AppOfferingUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             app_offering: record.map(AppOffering),
@@ -1027,22 +1035,22 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: AppOfferingAutomationRuleCreateInput,
-    ) -> Result<AppOfferingAutomationRulePayload> {
+    ) -> Result<AppOfferingAutomationRuleCreatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if blank(Some(&input.name)) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
-        if blank(&input.trigger) {
-            errors.push(MutationError::new(&["trigger"], "Trigger can't be blank"));
+        if blank(Some(&input.trigger)) {
+            errors.push(ValidationError::new(&["trigger"], "Trigger can't be blank"));
         }
         if state
             .find("AppOffering", account, input.app_offering_id.as_str())
             .is_none()
         {
-            errors.push(MutationError::new(
+            errors.push(ValidationError::new(
                 &["appOfferingId"],
                 "App offering not found",
             ));
@@ -1051,10 +1059,10 @@ impl AppsMutation {
         if errors.is_empty()
             && let Err(err) = crate::rules::Rule::parse(&fields)
         {
-            errors.push(MutationError::new(&[err.attribute], err.message));
+            errors.push(ValidationError::new(&[err.attribute], err.message));
         }
         if !errors.is_empty() {
-            return Ok(AppOfferingAutomationRulePayload {
+            return Ok(AppOfferingAutomationRuleCreatePayload {
                 client_mutation_id: input.client_mutation_id,
                 errors,
                 app_offering_automation_rule: None,
@@ -1062,11 +1070,21 @@ impl AppsMutation {
         }
         let id = state.insert(&shared.domain, "AppOfferingAutomationRule", account, fields);
         let record = state.records.get(&id).cloned();
-        Ok(AppOfferingAutomationRulePayload {
+        Ok(AppOfferingAutomationRuleCreatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             app_offering_automation_rule: record.map(AppOfferingAutomationRule),
         })
+    }
+
+    /// Deletes an automation rule of an app offering.
+    async fn app_offering_automation_rule_delete(
+        &self,
+        ctx: &Context<'_>,
+        input: AppOfferingAutomationRuleDeleteMutationInput,
+    ) -> Result<AppOfferingAutomationRuleDeleteMutationPayload> {
+        let errors = delete_record(ctx, "AppOfferingAutomationRule", &input.id)?;
+        Ok((input.client_mutation_id, errors).into())
     }
 
     /// Updates an automation rule of an app offering.
@@ -1074,18 +1092,18 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: AppOfferingAutomationRuleUpdateInput,
-    ) -> Result<AppOfferingAutomationRulePayload> {
+    ) -> Result<AppOfferingAutomationRuleUpdatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if input.name.is_some() && blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.is_some() && blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         let fields = to_fields(&input);
         let record = match state.find_mut("AppOfferingAutomationRule", account, input.id.as_str()) {
             None => {
-                errors.push(MutationError::new(&["id"], "Automation rule not found"));
+                errors.push(ValidationError::new(&["id"], "Automation rule not found"));
                 None
             }
             Some(_) if !errors.is_empty() => None,
@@ -1098,13 +1116,13 @@ impl AppsMutation {
                         Some(r.clone())
                     }
                     Err(err) => {
-                        errors.push(MutationError::new(&[err.attribute], err.message));
+                        errors.push(ValidationError::new(&[err.attribute], err.message));
                         None
                     }
                 }
             }
         };
-        Ok(AppOfferingAutomationRulePayload {
+        Ok(AppOfferingAutomationRuleUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors,
             app_offering_automation_rule: record.map(AppOfferingAutomationRule),
@@ -1116,22 +1134,19 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: UiExtensionCreateInput,
-    ) -> Result<UiExtensionPayload> {
+    ) -> Result<UiExtensionCreatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if blank(Some(&input.name)) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
-        if blank(&input.title) {
-            errors.push(MutationError::new(&["title"], "Title can't be blank"));
-        }
-        if blank(&input.category) {
-            errors.push(MutationError::new(&["category"], "Category can't be blank"));
+        if blank(input.title.as_deref()) {
+            errors.push(ValidationError::new(&["title"], "Title can't be blank"));
         }
         if !errors.is_empty() {
-            return Ok(UiExtensionPayload {
+            return Ok(UiExtensionCreatePayload {
                 client_mutation_id: input.client_mutation_id,
                 errors,
                 ui_extension: None,
@@ -1149,7 +1164,7 @@ impl AppsMutation {
             input.activate,
         );
         let record = state.records.get(&id).cloned();
-        Ok(UiExtensionPayload {
+        Ok(UiExtensionCreatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             ui_extension: record.map(UiExtension),
@@ -1161,22 +1176,22 @@ impl AppsMutation {
         &self,
         ctx: &Context<'_>,
         input: UiExtensionUpdateInput,
-    ) -> Result<UiExtensionPayload> {
+    ) -> Result<UiExtensionUpdatePayload> {
         let shared = shared(ctx)?;
         let account = account(ctx)?;
         let mut state = shared.lock();
         let mut errors = Vec::new();
-        if input.name.is_some() && blank(&input.name) {
-            errors.push(MutationError::new(&["name"], "Name can't be blank"));
+        if input.name.is_some() && blank(input.name.as_deref()) {
+            errors.push(ValidationError::new(&["name"], "Name can't be blank"));
         }
         if state
             .find("UiExtension", account, input.id.as_str())
             .is_none()
         {
-            errors.push(MutationError::new(&["id"], "UI extension not found"));
+            errors.push(ValidationError::new(&["id"], "UI extension not found"));
         }
         if !errors.is_empty() {
-            return Ok(UiExtensionPayload {
+            return Ok(UiExtensionUpdatePayload {
                 client_mutation_id: input.client_mutation_id,
                 errors,
                 ui_extension: None,
@@ -1204,7 +1219,7 @@ impl AppsMutation {
             r.fields.insert("activeVersionId".into(), prepared);
         }
         let record = state.records.get(&id).cloned();
-        Ok(UiExtensionPayload {
+        Ok(UiExtensionUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             ui_extension: record.map(UiExtension),
@@ -1231,7 +1246,7 @@ impl AppsMutation {
                 r.clone()
             });
         let errors = if record.is_none() {
-            vec![MutationError::new(&["id"], "App instance not found")]
+            vec![ValidationError::new(&["id"], "App instance not found")]
         } else {
             Vec::new()
         };

@@ -1,11 +1,12 @@
 //! Configuration items and products.
 
+use super::payload;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use serde::Serialize;
 
 use super::{
-    CiStatus, CustomField, CustomFieldInput, IdFilter, Iso8601Date, Iso8601Timestamp,
-    MutationError, PageInfo, ProductCategoryRuleSet, StringFilter, connection, custom_fields,
+    CiStatus, CustomField, CustomFieldInput, Iso8601Date, Iso8601Timestamp,
+    PageInfo, ProductCategoryRuleSet, ValuesFilter, connection, custom_fields,
     filter_matches, opt_str, paginate, shared,
 };
 use crate::state::Record;
@@ -16,7 +17,11 @@ use crate::state::Record;
 #[allow(missing_docs)]
 pub enum ConfigurationItemView {
     All,
-    Default,
+    Archive,
+    CurrentAccount,
+    SpareCis,
+    SupportedByMyTeams,
+    Trash,
 }
 
 /// A configuration item.
@@ -107,47 +112,29 @@ connection!(
     "A page of configuration items."
 );
 
-/// Filter on CI status.
-#[derive(InputObject, Clone, Debug)]
-pub struct CiStatusFilter {
-    /// Accepted statuses.
-    pub values: Option<Vec<Option<CiStatus>>>,
-    /// Invert the filter.
-    pub negate: Option<bool>,
-}
-
-/// Filter on rule set.
-#[derive(InputObject, Clone, Debug)]
-pub struct ProductCategoryRuleSetFilter {
-    /// Accepted rule sets.
-    pub values: Option<Vec<Option<ProductCategoryRuleSet>>>,
-    /// Invert the filter.
-    pub negate: Option<bool>,
-}
-
 /// Filter of `configurationItems`.
 #[derive(InputObject, Clone, Debug)]
 pub struct ConfigurationItemFilter {
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
     /// Label.
-    pub label: Option<StringFilter>,
+    pub label: Option<ValuesFilter>,
     /// Source.
-    pub source: Option<StringFilter>,
+    pub source: Option<ValuesFilter>,
     /// Id in the source.
     #[graphql(name = "sourceID")]
-    pub source_id: Option<StringFilter>,
+    pub source_id: Option<ValuesFilter>,
     /// System id.
     #[graphql(name = "systemID")]
-    pub system_id: Option<StringFilter>,
+    pub system_id: Option<ValuesFilter>,
     /// Serial number.
-    pub serial_nr: Option<StringFilter>,
+    pub serial_nr: Option<ValuesFilter>,
     /// Status.
-    pub status: Option<CiStatusFilter>,
+    pub status: Option<ValuesFilter>,
     /// Rule set.
-    pub rule_set: Option<ProductCategoryRuleSetFilter>,
+    pub rule_set: Option<ValuesFilter>,
     /// Product.
-    pub product: Option<IdFilter>,
+    pub product: Option<ValuesFilter>,
 }
 
 impl ConfigurationItemFilter {
@@ -196,16 +183,12 @@ macro_rules! ci_input {
             #[graphql(name = "systemID")]
             #[serde(rename = "systemID")]
             pub system_id: Option<String>,
-            /// Status.
-            pub status: Option<CiStatus>,
-            /// Product.
-            pub product_id: Option<ID>,
             /// Service.
-            pub service_id: Option<ID>,
+            pub service_id: Option<String>,
             /// Support team.
-            pub support_team_id: Option<ID>,
+            pub support_team_id: Option<String>,
             /// Service instances.
-            pub service_instance_ids: Option<Vec<ID>>,
+            pub service_instance_ids: Option<Vec<String>>,
             /// Custom fields.
             pub custom_fields: Option<Vec<CustomFieldInput>>,
             /// Alternate names.
@@ -217,9 +200,9 @@ macro_rules! ci_input {
             /// Location.
             pub location: Option<String>,
             /// Site.
-            pub site_id: Option<ID>,
+            pub site_id: Option<String>,
             /// Users.
-            pub user_ids: Option<Vec<ID>>,
+            pub user_ids: Option<Vec<String>>,
             /// End of support date.
             pub end_of_support_date: Option<Iso8601Date>,
             /// In use since.
@@ -229,9 +212,9 @@ macro_rules! ci_input {
             /// Last seen.
             pub last_seen_at: Option<Iso8601Timestamp>,
             /// Operating system CI.
-            pub operating_system_id: Option<ID>,
+            pub operating_system_id: Option<String>,
             /// RAM in GB.
-            pub ram_amount: Option<f64>,
+            pub ram_amount: Option<super::Decimal>,
             /// Number of processors.
             pub nr_of_processors: Option<i32>,
             /// Number of cores.
@@ -243,36 +226,24 @@ macro_rules! ci_input {
 ci_input!(
     ConfigurationItemCreateInput,
     "Input of `configurationItemCreate`.",
-    {}
+    {
+    /// Product.
+    pub product_id: String,
+    /// Status.
+    pub status: CiStatus,}
 );
 ci_input!(ConfigurationItemUpdateInput, "Input of `configurationItemUpdate`.", {
+    /// Product.
+    pub product_id: Option<String>,
+    /// Status.
+    pub status: Option<CiStatus>,
     /// Node id of the configuration item.
-    pub id: ID,
+    pub id: String,
 });
 
-/// Payload of `configurationItemCreate` / `configurationItemUpdate`.
-#[derive(SimpleObject)]
-pub struct ConfigurationItemPayload {
-    /// Client mutation id.
-    pub client_mutation_id: Option<String>,
-    /// Validation errors.
-    pub errors: Vec<MutationError>,
-    /// The record (null when there are errors).
-    pub configuration_item: Option<ConfigurationItem>,
-}
+payload!(ConfigurationItemCreatePayload, configuration_item: ConfigurationItem, "Payload of `configurationItemCreate`.");
+payload!(ConfigurationItemUpdatePayload, configuration_item: ConfigurationItem, "Payload of `configurationItemUpdate`.");
 
-impl ConfigurationItemPayload {
-    pub(crate) fn failed(
-        client_mutation_id: Option<String>,
-        errors: Vec<MutationError>,
-    ) -> ConfigurationItemPayload {
-        ConfigurationItemPayload {
-            client_mutation_id,
-            errors,
-            configuration_item: None,
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Products
@@ -330,12 +301,12 @@ connection!(ProductConnection, Product, "A page of products.");
 #[derive(InputObject, Clone, Debug)]
 pub struct ProductFilter {
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
     /// Source.
-    pub source: Option<StringFilter>,
+    pub source: Option<ValuesFilter>,
     /// Id in the source.
     #[graphql(name = "sourceID")]
-    pub source_id: Option<StringFilter>,
+    pub source_id: Option<ValuesFilter>,
 }
 
 impl ProductFilter {
@@ -355,24 +326,14 @@ macro_rules! product_input {
             $($extra)*
             /// Client mutation id.
             pub client_mutation_id: Option<String>,
-            /// Name.
-            pub name: Option<String>,
-            /// Brand.
-            pub brand: Option<String>,
             /// Model.
             pub model: Option<String>,
-            /// Category reference (e.g. `other_type_of_hardware`).
-            pub category: Option<String>,
-            /// Category node id.
-            pub category_id: Option<ID>,
-            /// Rule set.
-            pub rule_set: Option<ProductCategoryRuleSet>,
             /// Remarks.
             pub remarks: Option<String>,
             /// Support team.
-            pub support_team_id: Option<ID>,
+            pub support_team_id: Option<String>,
             /// UI extension.
-            pub ui_extension_id: Option<ID>,
+            pub ui_extension_id: Option<String>,
             /// Custom fields.
             pub custom_fields: Option<Vec<CustomFieldInput>>,
             /// Source.
@@ -391,19 +352,23 @@ macro_rules! product_input {
     };
 }
 
-product_input!(ProductCreateInput, "Input of `productCreate`.", {});
+product_input!(ProductCreateInput, "Input of `productCreate`.", {
+    /// Category reference (e.g. `other_type_of_hardware`).
+    pub category: String,
+    /// Brand.
+    pub brand: String,
+    /// Name.
+    pub name: String,});
 product_input!(ProductUpdateInput, "Input of `productUpdate`.", {
+    /// Category reference (e.g. `other_type_of_hardware`).
+    pub category: Option<String>,
+    /// Brand.
+    pub brand: Option<String>,
+    /// Name.
+    pub name: Option<String>,
     /// Node id of the product.
-    pub id: ID,
+    pub id: String,
 });
 
-/// Payload of `productCreate` / `productUpdate`.
-#[derive(SimpleObject)]
-pub struct ProductPayload {
-    /// Client mutation id.
-    pub client_mutation_id: Option<String>,
-    /// Validation errors.
-    pub errors: Vec<MutationError>,
-    /// The record (null when there are errors).
-    pub product: Option<Product>,
-}
+payload!(ProductCreatePayload, product: Product, "Payload of `productCreate`.");
+payload!(ProductUpdatePayload, product: Product, "Payload of `productUpdate`.");

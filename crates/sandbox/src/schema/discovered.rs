@@ -5,49 +5,37 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_graphql::{Enum, ID, InputObject, SimpleObject};
+use app_builder_schema::limits::MAX_DISCOVERED_ITEMS;
+use async_graphql::{ID, InputObject, SimpleObject};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CiStatus, ConfigurationItem, Iso8601Date, Iso8601Timestamp, MutationError, blank, merge_fields,
+    CiStatus, ConfigurationItem, Iso8601Date, Iso8601Timestamp, ValidationError, blank, merge_fields,
     to_fields,
 };
 use crate::Shared;
 
-/// Strategy of a discovered record.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[graphql(rename_items = "UPPERCASE")]
-#[serde(rename_all = "UPPERCASE")]
-#[allow(missing_docs)]
-pub enum DiscoveryStrategy {
-    Create,
-    Update,
-    Ignore,
-}
+/// The strategies 4me documents for `meta.strategy` (its `DiscoveredItemStrategy` enum; the
+/// input field itself is a string).
+const ITEM_STRATEGIES: [&str; 3] = ["CREATE", "DEFAULT", "UPDATE"];
 
-/// Strategy for reference lists.
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[graphql(rename_items = "UPPERCASE")]
-#[serde(rename_all = "UPPERCASE")]
-#[allow(missing_docs)]
-pub enum DiscoveredReferenceStrategy {
-    Append,
-    Replace,
-}
+/// The strategies 4me documents for reference lists (`DiscoveredReferenceArrayStrategy`).
+const REFERENCE_STRATEGIES: [&str; 2] = ["APPEND", "REPLACE"];
 
 /// Meta information of a discovered record.
 #[derive(InputObject, Clone, Debug, Serialize)]
-pub struct DiscoveredMetaInput {
-    /// Strategy.
-    pub strategy: Option<DiscoveryStrategy>,
+#[graphql(name = "DiscoveredItemMetaData")]
+pub struct DiscoveredItemMetaData {
+    /// Strategy (`CREATE`, `DEFAULT`, `UPDATE`).
+    pub strategy: Option<String>,
 }
 
 /// Strategy for one reference list.
 #[derive(InputObject, Clone, Debug, Serialize)]
-pub struct DiscoveredReferenceStrategyInput {
-    /// Strategy.
-    pub strategy: DiscoveredReferenceStrategy,
+pub struct DiscoveredReferenceArrayStrategyInput {
+    /// Strategy (`APPEND`, `REPLACE`).
+    pub strategy: Option<String>,
 }
 
 /// Strategies for reference lists.
@@ -55,15 +43,15 @@ pub struct DiscoveredReferenceStrategyInput {
 #[graphql(rename_fields = "camelCase")]
 pub struct DiscoveredReferenceStrategiesInput {
     /// Users of CIs.
-    pub ci_user_ids: Option<DiscoveredReferenceStrategyInput>,
+    pub ci_user_ids: Option<DiscoveredReferenceArrayStrategyInput>,
 }
 
 /// CI relations of a discovered CI.
 #[derive(InputObject, Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DiscoveredCiRelationsInput {
+pub struct DiscoveredCiRelationInput {
     /// Child CIs.
-    pub child_ids: Option<Vec<ID>>,
+    pub child_ids: Option<Vec<String>>,
 }
 
 /// A discovered configuration item.
@@ -71,11 +59,11 @@ pub struct DiscoveredCiRelationsInput {
 #[serde(rename_all = "camelCase")]
 pub struct DiscoveredCiInput {
     /// Meta.
-    pub meta: Option<DiscoveredMetaInput>,
-    /// Id in the source (required).
+    pub meta: Option<DiscoveredItemMetaData>,
+    /// Id in the source.
     #[graphql(name = "sourceID")]
     #[serde(rename = "sourceID")]
-    pub source_id: Option<String>,
+    pub source_id: String,
     /// Serial number.
     pub serial_nr: Option<String>,
     /// System id.
@@ -84,12 +72,10 @@ pub struct DiscoveredCiInput {
     pub system_id: Option<String>,
     /// Status.
     pub status: Option<CiStatus>,
-    /// Name (required).
-    pub name: Option<String>,
+    /// Name.
+    pub name: String,
     /// Label.
     pub label: Option<String>,
-    /// Alternate names.
-    pub alternate_names: Option<Vec<String>>,
     /// Remarks.
     pub remarks: Option<String>,
     /// Last seen.
@@ -99,13 +85,13 @@ pub struct DiscoveredCiInput {
     /// Warranty expiry date.
     pub warranty_expiry_date: Option<Iso8601Date>,
     /// Users.
-    pub user_ids: Option<Vec<ID>>,
+    pub user_ids: Option<Vec<String>>,
     /// Relations.
-    pub ci_relations: Option<DiscoveredCiRelationsInput>,
+    pub ci_relations: Option<DiscoveredCiRelationInput>,
     /// Operating system CI.
-    pub operating_system_id: Option<ID>,
+    pub operating_system_id: Option<String>,
     /// RAM in GB.
-    pub ram_amount: Option<f64>,
+    pub ram_amount: Option<super::Decimal>,
     /// Number of processors.
     pub nr_of_processors: Option<i32>,
     /// Number of cores.
@@ -117,17 +103,17 @@ pub struct DiscoveredCiInput {
 #[serde(rename_all = "camelCase")]
 pub struct DiscoveredProductInput {
     /// Meta.
-    pub meta: Option<DiscoveredMetaInput>,
-    /// Id in the source (required).
+    pub meta: Option<DiscoveredItemMetaData>,
+    /// Id in the source.
     #[graphql(name = "sourceID")]
     #[serde(rename = "sourceID")]
-    pub source_id: Option<String>,
+    pub source_id: String,
     /// Name.
-    pub name: Option<String>,
+    pub name: String,
     /// Brand.
-    pub brand: Option<String>,
+    pub brand: String,
     /// Model.
-    pub model: Option<String>,
+    pub model: String,
     /// Product id (SKU).
     #[graphql(name = "productID")]
     #[serde(rename = "productID")]
@@ -139,13 +125,13 @@ pub struct DiscoveredProductInput {
 /// A discovered product category with its products.
 #[derive(InputObject, Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DiscoveredPhysicalAssetInput {
+pub struct DiscoveredProductCategoryInput {
     /// Meta.
-    pub meta: Option<DiscoveredMetaInput>,
+    pub meta: Option<DiscoveredItemMetaData>,
     /// Category reference.
-    pub reference: Option<String>,
+    pub reference: String,
     /// Category name.
-    pub name: Option<String>,
+    pub name: String,
     /// Products.
     pub products: Option<Vec<DiscoveredProductInput>>,
 }
@@ -162,7 +148,7 @@ pub struct DiscoveredConfigurationItemsInput {
     /// Reference strategies.
     pub reference_strategies: Option<DiscoveredReferenceStrategiesInput>,
     /// Physical assets by category.
-    pub physical_assets: Option<Vec<DiscoveredPhysicalAssetInput>>,
+    pub physical_assets: Option<Vec<DiscoveredProductCategoryInput>>,
 }
 
 /// An asynchronous query whose result is published at `resultUrl`.
@@ -176,8 +162,6 @@ pub struct AsyncQuery {
     pub result_count: i32,
     /// URL of the JSON result (404 until ready).
     pub result_url: String,
-    /// Expiry of the result URL.
-    pub result_expires_at: Option<Iso8601Timestamp>,
 }
 
 /// Payload of `discoveredConfigurationItems`.
@@ -186,11 +170,45 @@ pub struct DiscoveredConfigurationItemsPayload {
     /// Client mutation id.
     pub client_mutation_id: Option<String>,
     /// Validation errors that prevented processing.
-    pub errors: Vec<MutationError>,
+    pub errors: Vec<ValidationError>,
     /// Always null: the result is asynchronous.
     pub configuration_items: Option<Vec<ConfigurationItem>>,
     /// The async query.
     pub async_query: Option<AsyncQuery>,
+}
+
+/// Strategies outside the values 4me documents, as validation errors.
+fn strategy_errors(input: &DiscoveredConfigurationItemsInput) -> Option<Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    let mut check = |meta: &Option<DiscoveredItemMetaData>, path: &[&str]| {
+        if let Some(strategy) = meta.as_ref().and_then(|m| m.strategy.as_deref())
+            && !ITEM_STRATEGIES.contains(&strategy)
+        {
+            errors.push(ValidationError::new(path, format!("Strategy '{strategy}' is not valid")));
+        }
+    };
+    for category in input.physical_assets.iter().flatten() {
+        check(&category.meta, &["physicalAssets", "meta", "strategy"]);
+        for product in category.products.iter().flatten() {
+            check(&product.meta, &["physicalAssets", "products", "meta", "strategy"]);
+            for ci in product.configuration_items.iter().flatten() {
+                check(&ci.meta, &["physicalAssets", "products", "configurationItems", "meta", "strategy"]);
+            }
+        }
+    }
+    if let Some(strategy) = input
+        .reference_strategies
+        .as_ref()
+        .and_then(|r| r.ci_user_ids.as_ref())
+        .and_then(|s| s.strategy.as_deref())
+        && !REFERENCE_STRATEGIES.contains(&strategy)
+    {
+        errors.push(ValidationError::new(
+            &["referenceStrategies", "ciUserIds", "strategy"],
+            format!("Strategy '{strategy}' is not valid"),
+        ));
+    }
+    (!errors.is_empty()).then_some(errors)
 }
 
 fn path_error(path: Vec<String>, message: &str) -> Value {
@@ -216,13 +234,13 @@ fn existing_by_source_id(
         .flatten()
         .flat_map(|c| c.products.iter().flatten())
     {
-        wanted.extend(product.source_id.as_deref());
+        wanted.insert(product.source_id.as_str());
         wanted.extend(
             product
                 .configuration_items
                 .iter()
                 .flatten()
-                .filter_map(|ci| ci.source_id.as_deref()),
+                .map(|ci| ci.source_id.as_str()),
         );
     }
     let mut known = Known::new();
@@ -263,16 +281,34 @@ pub(crate) fn process(
         async_query: None,
     };
     if input.source.trim().is_empty() {
-        return failed(vec![MutationError::new(
+        return failed(vec![ValidationError::new(
             &["source"],
             "Source can't be blank",
         )]);
     }
     if input.source.chars().count() > 30 {
-        return failed(vec![MutationError::new(
+        return failed(vec![ValidationError::new(
             &["source"],
             "Source is too long (maximum is 30 characters)",
         )]);
+    }
+    let items: usize = input
+        .physical_assets
+        .iter()
+        .flatten()
+        .flat_map(|c| c.products.iter().flatten())
+        .map(|p| p.configuration_items.as_ref().map_or(0, Vec::len))
+        .sum();
+    if items > MAX_DISCOVERED_ITEMS {
+        return failed(vec![ValidationError::new(
+            &["physicalAssets"],
+            format!(
+                "At most {MAX_DISCOVERED_ITEMS} configuration items can be discovered per request ({items} sent)"
+            ),
+        )]);
+    }
+    if let Some(wrong) = strategy_errors(&input) {
+        return failed(wrong);
     }
     let mut sources = vec![input.source.clone()];
     sources.extend(input.alternative_sources.clone().unwrap_or_default());
@@ -293,7 +329,7 @@ pub(crate) fn process(
                 "products".to_owned(),
                 j.to_string(),
             ];
-            let Some(product_source_id) = product.source_id.clone().filter(|s| !s.is_empty())
+            let Some(product_source_id) = Some(product.source_id.clone()).filter(|s| !s.is_empty())
             else {
                 let mut path = base.clone();
                 path.push("sourceID".into());
@@ -305,9 +341,7 @@ pub(crate) fn process(
             fields.remove("meta");
             fields.insert("source".into(), Value::String(input.source.clone()));
             fields.insert("ruleSet".into(), Value::String("physical_asset".into()));
-            if let Some(name) = &category.name {
-                fields.insert("category".into(), Value::String(name.clone()));
-            }
+            fields.insert("category".into(), Value::String(category.name.clone()));
             let product_id = match find(&known, "Product", &product_source_id) {
                 Some(id) => {
                     if let Some(r) = state.records.get_mut(&id) {
@@ -324,12 +358,12 @@ pub(crate) fn process(
             for (k, ci) in product.configuration_items.iter().flatten().enumerate() {
                 let mut path = base.clone();
                 path.extend(["configurationItems".to_owned(), k.to_string()]);
-                let Some(source_id) = ci.source_id.clone().filter(|s| !s.is_empty()) else {
+                let Some(source_id) = Some(ci.source_id.clone()).filter(|s| !s.is_empty()) else {
                     path.push("sourceID".into());
                     errors.push(path_error(path, "SourceID can't be blank"));
                     continue;
                 };
-                if blank(&ci.name) {
+                if blank(Some(&ci.name)) {
                     path.push("name".into());
                     errors.push(path_error(path, "Name can't be blank"));
                     continue;
@@ -371,7 +405,6 @@ pub(crate) fn process(
     let id = state.add_async_result(body);
     let num = state.next_num();
     drop(state);
-    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
     DiscoveredConfigurationItemsPayload {
         client_mutation_id: input.client_mutation_id,
         errors: Vec::new(),
@@ -381,9 +414,6 @@ pub(crate) fn process(
             error_count,
             result_count,
             result_url: format!("{}/async/{id}.json", shared.base_url),
-            result_expires_at: Some(Iso8601Timestamp(
-                expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            )),
         }),
     }
 }

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    AppInstance, AppOffering, AppOfferingAutomationRule, ConfigurationItem, MutationError,
-    PageInfo, Product, StringFilter, UiExtension, UiExtensionVersion, Webhook, WebhookPolicy,
+    AppInstance, AppOffering, AppOfferingAutomationRule, ConfigurationItem, ValidationError,
+    PageInfo, Product, ValuesFilter, UiExtension, UiExtensionVersion, Webhook, WebhookPolicy,
     account, connection, opt_str, paginate, shared,
 };
 use crate::state::Record;
@@ -122,12 +122,12 @@ connection!(
 #[derive(InputObject, Clone, Debug)]
 pub struct ServiceInstanceFilter {
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
     /// Source.
-    pub source: Option<StringFilter>,
+    pub source: Option<ValuesFilter>,
     /// Id in the source.
     #[graphql(name = "sourceID")]
-    pub source_id: Option<StringFilter>,
+    pub source_id: Option<ValuesFilter>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,9 +207,9 @@ connection!(RequestConnection, Request, "A page of requests.");
 #[derive(InputObject, Clone, Debug)]
 pub struct RequestFilter {
     /// Request number.
-    pub request_id: Option<StringFilter>,
+    pub request_id: Option<ValuesFilter>,
     /// Subject.
-    pub subject: Option<StringFilter>,
+    pub subject: Option<ValuesFilter>,
 }
 
 /// Input of `requestUpdate`.
@@ -219,11 +219,11 @@ pub struct RequestUpdateInput {
     /// Client mutation id.
     pub client_mutation_id: Option<String>,
     /// Node id of the request.
-    pub id: ID,
+    pub id: String,
     /// A note to add.
     pub note: Option<String>,
-    /// Whether the note is internal.
-    pub internal_note: Option<bool>,
+    /// The text of an internal note to add.
+    pub internal_note: Option<String>,
     /// Subject.
     pub subject: Option<String>,
     /// Status.
@@ -237,7 +237,7 @@ pub struct RequestUpdateInput {
 #[allow(missing_docs)]
 pub enum RequestStatus {
     Declined,
-    OnBackorder,
+    OnBacklog,
     Assigned,
     Accepted,
     InProgress,
@@ -255,7 +255,7 @@ pub struct RequestUpdatePayload {
     /// Client mutation id.
     pub client_mutation_id: Option<String>,
     /// Validation errors.
-    pub errors: Vec<MutationError>,
+    pub errors: Vec<ValidationError>,
     /// The request.
     pub request: Option<Request>,
 }
@@ -318,44 +318,45 @@ connection!(PersonConnection, Person, "A page of people.");
 #[allow(missing_docs)]
 pub enum PersonView {
     All,
+    AllWithRoles,
+    Archive,
     CurrentAccount,
-    Directory,
-    Default,
+    Trash,
 }
 
 /// Filter of `people`.
 #[derive(InputObject, Clone, Debug)]
 pub struct PersonFilter {
     /// Name.
-    pub name: Option<StringFilter>,
+    pub name: Option<ValuesFilter>,
     /// Primary email.
-    pub primary_email: Option<StringFilter>,
+    pub primary_email: Option<ValuesFilter>,
     /// Authentication id.
     #[graphql(name = "authenticationID")]
-    pub authentication_id: Option<StringFilter>,
+    pub authentication_id: Option<ValuesFilter>,
     /// Employee id.
     #[graphql(name = "employeeID")]
-    pub employee_id: Option<StringFilter>,
+    pub employee_id: Option<ValuesFilter>,
     /// Support id.
     #[graphql(name = "supportID")]
-    pub support_id: Option<StringFilter>,
+    pub support_id: Option<ValuesFilter>,
     /// Source.
-    pub source: Option<StringFilter>,
+    pub source: Option<ValuesFilter>,
     /// Id in the source.
     #[graphql(name = "sourceID")]
-    pub source_id: Option<StringFilter>,
+    pub source_id: Option<ValuesFilter>,
     /// Disabled.
     pub disabled: Option<bool>,
 }
 
-fn ci_eq(filter: &Option<StringFilter>, record: &Record, key: &str) -> bool {
+fn ci_eq(filter: &Option<ValuesFilter>, record: &Record, key: &str) -> bool {
     // 4me matches people attributes case-insensitively.
     filter.as_ref().is_none_or(|f| {
         let actual = record.str(key).map(|s| s.to_lowercase());
-        let lowered = StringFilter {
+        let lowered = ValuesFilter {
             values: f.values.as_ref().map(|vs| {
                 vs.iter()
-                    .map(|v| v.as_ref().map(|s| s.to_lowercase()))
+                    .map(|v| v.as_ref().map(|s| super::FilterValue(s.0.to_lowercase())))
                     .collect()
             }),
             negate: f.negate,
@@ -523,12 +524,12 @@ impl MiscMutation {
         let mut state = shared.lock();
         let mut errors = Vec::new();
         if input.note.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            errors.push(MutationError::new(&["note"], "Note can't be blank"));
+            errors.push(ValidationError::new(&["note"], "Note can't be blank"));
         }
         let mut calls = Vec::new();
         let record = match state.find_mut("Request", account, input.id.as_str()) {
             None => {
-                errors.push(MutationError::new(&["id"], "Request not found"));
+                errors.push(ValidationError::new(&["id"], "Request not found"));
                 None
             }
             Some(_) if !errors.is_empty() => None,
@@ -540,15 +541,19 @@ impl MiscMutation {
                 if let Some(status) = input.status {
                     r.fields.insert("status".into(), json!(status));
                 }
-                if let Some(note) = &input.note {
-                    let internal = input.internal_note.unwrap_or(false);
-                    state.add_note(&shared.domain, input.id.as_str(), note, internal);
-                    calls = crate::rules::note_added(
-                        &mut state,
-                        &shared.domain,
-                        input.id.as_str(),
-                        &status_was,
-                    );
+                // 4me takes the text of a public note in `note` and of an internal one in
+                // `internalNote`.
+                let notes = [(&input.note, false), (&input.internal_note, true)];
+                for (text, internal) in notes {
+                    if let Some(text) = text {
+                        state.add_note(&shared.domain, input.id.as_str(), text, internal);
+                        calls.extend(crate::rules::note_added(
+                            &mut state,
+                            &shared.domain,
+                            input.id.as_str(),
+                            &status_was,
+                        ));
+                    }
                 }
                 state.records.get(input.id.as_str()).cloned()
             }
