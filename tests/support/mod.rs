@@ -200,32 +200,14 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
             offering,
             json!({"name": offering_name, "policyJwtAlg": "es256"}),
         );
-        let client = app_builder_core::fourme::FourMeClient::new(
-            FunctionEnv::new(&self.sandbox, &self.app).endpoints(self.sandbox.domain()),
+        self.sandbox.seed_configuration_item(
             PROVIDER,
-            app_builder_core::fourme::Credentials::new(
-                self.credentials.client_id.clone(),
-                self.credentials.client_secret.clone(),
-            ),
-            ClientSettings::default(),
-        )
-        .unwrap();
-        let created: Value = client
-            .mutation(
-                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
-                &json!({"input": {
-                    "name": ci_name,
-                    "label": format!("lambda-{offering}-{}", uuid::Uuid::new_v4().simple()),
-                    "systemID": function_arn,
-                    "customFields": [{"id": "api_url", "value": api_url}],
-                }}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            created["errors"].as_array().map_or(0, Vec::len),
-            0,
-            "{created}"
+            json!({
+                "name": ci_name,
+                "label": format!("lambda-{offering}-{}", uuid::Uuid::new_v4().simple()),
+                "systemID": function_arn,
+                "customFields": [{"id": "api_url", "value": api_url}],
+            }),
         );
     }
 

@@ -708,8 +708,12 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         Ok(outputs)
     }
 
-    /// The secrets-webhook policy: kept while it has the template's algorithm and audience,
-    /// otherwise a new one is created (4me cannot change a policy's key) and stored.
+    /// The secrets-webhook policy, found again by the id kept in the provider secret (4me names
+    /// policies itself, so a name never finds one). Kept while it has the template's algorithm
+    /// and audience; a different token lifetime is updated in place. Otherwise a new policy is
+    /// created (4me cannot change a policy's key) and its public key — shown by 4me only in the
+    /// create response — stored; the replaced policy's key stays accepted for
+    /// [`POLICY_GRACE_SECS`] so deliveries signed before the switch still verify.
     #[allow(
         clippy::too_many_arguments,
         reason = "one step of bootstrap, with its inputs"
@@ -724,65 +728,85 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         domain: &str,
         account: &str,
     ) -> Result<Policy, ProvisionError> {
-        let template = &config.secrets_webhook_policy.input;
-        let name = config.secrets_webhook_policy.name().to_owned();
-        let alg = template
+        const FIELDS: &str = "id jwtAlg jwtAudience jwtClaimExpiresIn";
+        let name = POLICY_LABEL;
+        let mut input = config.secrets_webhook_policy.input.clone();
+        let alg = input
             .get("jwtAlg")
             .and_then(Value::as_str)
-            .unwrap_or("es512");
-        let audience = template
+            .unwrap_or("es512")
+            .to_owned();
+        let audience = input
             .get("jwtAudience")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .replace("{account}", account)
             .replace("{domain}", domain);
-        let stored_id = stored
-            .get("policy")
+        input.insert("jwtAlg".into(), alg.clone().into());
+        input.insert("jwtAudience".into(), audience.clone().into());
+        let expires_in = input.get("jwtClaimExpiresIn").cloned();
+        let stored_policy = stored.get("policy").cloned();
+        let stored_id = stored_policy
+            .as_ref()
             .and_then(|p| p.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
         let existing = match &stored_id {
             Some(id) => {
                 records
-                    .node(
-                        id,
-                        "... on WebhookPolicy { id name jwtAlg jwtAudience publicKeyPem }",
-                    )
+                    .node(id, &format!("... on WebhookPolicy {{ {FIELDS} }}"))
                     .await?
             }
             None => None,
         };
+        // The key is only known from the create response: a policy whose key is not stored
+        // cannot be verified against and is replaced.
+        let key_stored = stored_policy
+            .as_ref()
+            .and_then(|p| p.get("publicKeyPem"))
+            .and_then(Value::as_str)
+            .is_some_and(|pem| !pem.is_empty());
         if let Some(existing) = &existing
-            && existing.get("jwtAlg").and_then(Value::as_str) == Some(alg)
+            && key_stored
+            && existing.get("jwtAlg").and_then(Value::as_str) == Some(alg.as_str())
             && existing.get("jwtAudience").and_then(Value::as_str) == Some(audience.as_str())
-            && existing.get("name").and_then(Value::as_str) == Some(name.as_str())
         {
             let id = records::id_of(existing).unwrap_or_default();
-            self.step(
-                steps,
-                "webhook policy",
-                &name,
-                Action::Unchanged(id.clone()),
-                "",
-            )?;
+            if existing.get("jwtClaimExpiresIn").cloned() == expires_in || expires_in.is_none() {
+                self.step(steps, "webhook policy", name, Action::Unchanged(id.clone()), "")?;
+                return Ok(Policy { id, stale: None });
+            }
+            if !self.dry_run {
+                let update = json!({"input": {"id": id, "jwtClaimExpiresIn": expires_in}});
+                let updated = records
+                    .mutate(
+                        &format!("mutation PolicyUpdate($input: WebhookPolicyUpdateInput!) {{ webhookPolicyUpdate(input: $input) {{ errors {{ path message }} webhookPolicy {{ {FIELDS} }} }} }}"),
+                        &update,
+                        "webhookPolicy",
+                    )
+                    .await?;
+                let mut policy = stored_policy
+                    .and_then(|p| p.as_object().cloned())
+                    .unwrap_or_default();
+                policy.extend(updated);
+                let mut update = SecretDocument::new();
+                update.insert("policy", Value::Object(policy));
+                self.store.upsert(secret_name, update).await?;
+            }
+            self.step(steps, "webhook policy", name, Action::Update(id.clone()), "")?;
             return Ok(Policy { id, stale: None });
         }
         let stale = existing.as_ref().and_then(records::id_of);
         if self.dry_run {
-            self.step(steps, "webhook policy", &name, Action::Create, "")?;
+            self.step(steps, "webhook policy", name, Action::Create, "")?;
             return Ok(Policy {
                 id: records::NEW_ID.to_owned(),
                 stale,
             });
         }
-        let mut input = template.clone();
-        input.insert("jwtAlg".into(), alg.into());
-        input.insert("jwtAudience".into(), audience.into());
         let created = records
             .mutate(
-                "mutation PolicyCreate($input: WebhookPolicyCreateInput!) { \
-                 webhookPolicyCreate(input: $input) { errors { path message } \
-                 webhookPolicy { id name jwtAlg jwtAudience publicKeyPem } } }",
+                &format!("mutation PolicyCreate($input: WebhookPolicyCreateInput!) {{ webhookPolicyCreate(input: $input) {{ errors {{ path message }} webhookPolicy {{ {FIELDS} publicKeyPem }} }} }}"),
                 &json!({"input": input}),
                 "webhookPolicy",
             )
@@ -790,8 +814,15 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let id = records::id_of(&created).unwrap_or_default();
         let mut update = SecretDocument::new();
         update.insert("policy", Value::Object(created));
+        if key_stored && let Some(Value::Object(mut previous)) = stored_policy {
+            previous.insert(
+                "acceptedUntil".into(),
+                json!(unix_now().saturating_add(POLICY_GRACE_SECS)),
+            );
+            update.insert("previousPolicy", Value::Object(previous));
+        }
         self.store.upsert(secret_name, update).await?;
-        self.step(steps, "webhook policy", &name, Action::Create, &id)?;
+        self.step(steps, "webhook policy", name, Action::Create, &id)?;
         Ok(Policy { id, stale })
     }
 
@@ -907,16 +938,13 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             .collect();
         for stale_id in stale {
             if !self.dry_run {
-                records.client.delete_record("webhooks", &stale_id).await?;
+                records.delete("Webhook", &stale_id).await?;
             }
             self.step(steps, "webhook", &name, Action::Delete(stale_id), "")?;
         }
         if let Some(old) = &policy.stale {
             if !self.dry_run {
-                records
-                    .client
-                    .delete_record("webhook_policies", old)
-                    .await?;
+                records.delete("WebhookPolicy", old).await?;
             }
             self.step(
                 steps,
@@ -1089,10 +1117,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                     String::new()
                 }
                 (Action::Delete(id), false) => {
-                    records
-                        .client
-                        .delete_record("app_offering_automation_rules", id)
-                        .await?;
+                    records.delete("AppOfferingAutomationRule", id).await?;
                     String::new()
                 }
                 _ => String::new(),
@@ -1186,6 +1211,19 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
 
 /// Kind of the stack steps (not a 4me record: SAM decides what changes).
 pub const STACK_KIND: &str = "AWS stack";
+
+/// How bootstrap names the secrets-webhook policy in its progress lines (4me names it itself).
+const POLICY_LABEL: &str = "secrets webhook policy";
+
+/// How long the key of a replaced secrets-webhook policy stays accepted: a day covers 4me's
+/// retries (up to 10, at growing intervals) of deliveries signed before the switch.
+const POLICY_GRACE_SECS: u64 = 24 * 60 * 60;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// The policy bootstrap keeps, and the one it replaced (deleted after the webhook moved).
 struct Policy {

@@ -224,6 +224,29 @@ impl Records {
         }
     }
 
+    /// Deletes record `id` of 4me type `type_name` (`Webhook`, `WebhookPolicy`,
+    /// `AppOfferingAutomationRule`) with its GraphQL delete mutation.
+    pub async fn delete(&self, type_name: &str, id: &str) -> Result<(), ProvisionError> {
+        let mut field = type_name.to_owned();
+        if let Some(first) = field.get_mut(..1) {
+            first.make_ascii_lowercase();
+        }
+        let mutation = format!(
+            "mutation Delete($input: {type_name}DeleteMutationInput!) {{ {field}Delete(input: $input) {{ errors {{ path message }} success }} }}"
+        );
+        let payload: Value = self
+            .client
+            .mutation(&mutation, &json!({"input": {"id": id}}))
+            .await?;
+        if payload.get("success") == Some(&Value::Bool(true)) {
+            Ok(())
+        } else {
+            Err(ProvisionError::Unexpected(format!(
+                "4me did not confirm deleting {type_name} {id}"
+            )))
+        }
+    }
+
     /// Finds a record by `source`/`sourceID`.
     pub async fn find(
         &self,

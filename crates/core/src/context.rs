@@ -7,7 +7,8 @@
 //!
 //! Secret shapes (spec §1.2, §1.3):
 //! - provider `<app>/<domain>/<provider>`: `clientID`, `token`,
-//!   `policy { jwtAlg, jwtAudience, publicKeyPem }`;
+//!   `policy { jwtAlg, jwtAudience, publicKeyPem }`, and while a replaced policy's grace period
+//!   lasts `previousPolicy { jwtAlg, jwtAudience, publicKeyPem, acceptedUntil }`;
 //! - customer `<app>/<ref>/<domain>/instances/<account>`:
 //!   `application { client_id, client_secret }`, `policy { algorithm, audience, public_key }`.
 //!
@@ -189,7 +190,8 @@ impl<S: SecretStore> ContextLoader<S> {
         };
         let verifier = match secrets.get("policy") {
             Some(policy) => {
-                Some(self.verifier(&name, &config.provider_account, policy, PROVIDER)?)
+                let current = self.verifier(&name, &config.provider_account, policy, PROVIDER)?;
+                Some(self.with_previous_policy(&name, &secrets, current)?)
             }
             None => None,
         };
@@ -258,6 +260,32 @@ impl<S: SecretStore> ContextLoader<S> {
             client,
             verifier,
         })
+    }
+
+    /// The provider verifier, also accepting the policy bootstrap replaced while its grace
+    /// period lasts (`previousPolicy`, with `acceptedUntil` in seconds since the epoch).
+    fn with_previous_policy(
+        &self,
+        name: &SecretName,
+        secrets: &SecretDocument,
+        current: Verifier,
+    ) -> Result<Verifier, ContextError> {
+        let Some(previous) = secrets.get("previousPolicy") else {
+            return Ok(current);
+        };
+        let until = previous
+            .get("acceptedUntil")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        if until < now {
+            return Ok(current);
+        }
+        let previous = self.verifier(name, &self.config.provider_account, previous, PROVIDER)?;
+        Ok(current.accepting_previous(previous, until))
     }
 
     fn verifier(

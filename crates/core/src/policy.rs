@@ -518,6 +518,8 @@ pub struct Verifier {
     audience: Audience,
     issuers: Vec<String>,
     leeway: u64,
+    /// A replaced policy still accepted until the given time (seconds since the epoch).
+    previous: Option<(Box<Verifier>, i64)>,
 }
 
 impl fmt::Debug for Verifier {
@@ -527,6 +529,7 @@ impl fmt::Debug for Verifier {
             .field("audience", &self.audience)
             .field("issuers", &self.issuers)
             .field("leeway", &self.leeway)
+            .field("previous", &self.previous)
             .finish_non_exhaustive()
     }
 }
@@ -684,7 +687,18 @@ impl Verifier {
             audience,
             issuers,
             leeway: DEFAULT_LEEWAY_SECS,
+            previous: None,
         })
+    }
+
+    /// Also accepts tokens of `previous` (a policy this one replaced) until `until` (seconds
+    /// since the epoch): deliveries 4me signed before the switch, and retries of them, still
+    /// verify. Only a token this verifier refuses for its key, algorithm or audience is tried
+    /// with the previous one; every other check stays this verifier's.
+    #[must_use]
+    pub fn accepting_previous(mut self, previous: Verifier, until: i64) -> Verifier {
+        self.previous = Some((Box::new(previous), until));
+        self
     }
 
     /// Builds a verifier for the issuers of `account` on `domain` ([`expected_issuers`]).
@@ -719,6 +733,26 @@ impl Verifier {
 
     /// Verifies `token` as of `now` (seconds since the Unix epoch).
     pub fn verify_at<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedToken<T>, JwtError> {
+        match self.verify_own(token, now) {
+            Err(
+                e @ (JwtError::AlgorithmMismatch { .. }
+                | JwtError::BadSignature
+                | JwtError::WrongAudience),
+            ) => match &self.previous {
+                Some((previous, until)) if now <= *until => {
+                    previous.verify_own(token, now).map_err(|_| e)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn verify_own<T: DeserializeOwned>(
         &self,
         token: &str,
         now: i64,

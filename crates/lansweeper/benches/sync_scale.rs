@@ -335,7 +335,7 @@ async fn seed_references(
         client
             .mutation(
                 "mutation($input: ProductCreateInput!) { productCreate(input: $input) { errors { path message } product { id } } }",
-                &json!({"input": {"name": "Software", "ruleSet": "software", "category": "software"}}),
+                &json!({"input": {"name": "Software", "brand": "Various", "category": "software"}}),
             )
             .await?,
     )?;

@@ -49,7 +49,7 @@ async fn seed_software(client: &FourMeClient) -> HashMap<&'static str, String> {
     let product = create(
         client,
         "ProductCreate",
-        json!({"name": "Software", "ruleSet": "software", "category": "software"}),
+        json!({"name": "Software", "brand": "Various", "category": "software"}),
     )
     .await;
     let mut ids = HashMap::new();

@@ -351,6 +351,22 @@ impl Sandbox {
             .collect()
     }
 
+    /// Creates one configuration item with `fields` (e.g. a function's CI as `deploy` writes it:
+    /// `name`, `label`, `systemID`, `customFields`); status `in_production` unless given.
+    /// Returns its node id.
+    pub fn seed_configuration_item(&self, account_id: &str, fields: Value) -> String {
+        let mut state = self.shared().lock();
+        state.add_account(account_id);
+        let mut fields = match fields {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        fields
+            .entry("status")
+            .or_insert_with(|| Value::String("in_production".into()));
+        state.insert(&self.inner.shared.domain, "ConfigurationItem", account_id, fields)
+    }
+
     /// Async query results created from now on answer 404 this many times before being ready.
     pub fn set_async_result_delay(&self, polls_before_ready: u32) {
         self.shared().lock().async_delay = polls_before_ready;

@@ -9,7 +9,7 @@ use async_graphql::{
 };
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::state::{Record, State};
 use crate::{MAX_PAGE_SIZE, Shared};
@@ -633,9 +633,12 @@ impl CoreMutation {
             });
         }
         let mut fields = to_fields(&input);
-        fields
-            .entry("ruleSet")
-            .or_insert(Value::String("physical_asset".into()));
+        // In 4me a product's rule set is its category's. The sandbox has no category records:
+        // a category named after a rule set (`software`, `server`, ...) has that rule set, any
+        // other is a physical asset.
+        let rule_set = serde_json::from_value::<ProductCategoryRuleSet>(json!(input.category))
+            .map_or(json!("physical_asset"), |r| json!(r));
+        fields.insert("ruleSet".into(), rule_set);
         let id = state.insert(&shared.domain, "Product", account, fields);
         let record = state.records.get(&id).cloned();
         Ok(ProductCreatePayload {

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::schema::{self, RequestCtx, SandboxSchema};
@@ -28,7 +28,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/oauth/token", post(oauth_token))
         .route("/graphql", post(graphql))
         .route("/graphql/", post(graphql))
-        .route("/v1/{resource}/{id}", delete(rest_delete))
         .route("/v1/{resource}/{id}/avatar", post(rest_avatar))
         .route("/async/{file}", get(async_result))
         .route("/webhooks/{id}/verify", get(webhook_verify))
@@ -322,25 +321,6 @@ fn not_found(info: RateInfo) -> Response {
         json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
         info,
     )
-}
-
-async fn rest_delete(
-    State(app): State<App>,
-    Path((resource, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(resp) = gate(&app.shared, FaultTarget::Rest, &headers).await {
-        return resp;
-    }
-    let (account, info) = match authenticate(&app.shared, &headers) {
-        Ok(ok) => ok,
-        Err(resp) => return *resp,
-    };
-    let Some(node) = rest_lookup(&app.shared, &resource, &id, &account) else {
-        return not_found(info);
-    };
-    app.shared.lock().records.remove(&node);
-    with_rate(StatusCode::NO_CONTENT.into_response(), info)
 }
 
 async fn rest_avatar(

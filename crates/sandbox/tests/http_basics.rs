@@ -203,7 +203,33 @@ const CI_UPDATE: &str = "mutation($input: ConfigurationItemUpdateInput!) { confi
 #[tokio::test]
 async fn configuration_item_create_update_and_filter() {
     let (sb, t) = setup().await;
-    let body = gql_ok(&sb, &t, "wdc", CI_CREATE, json!({"input": {"name": " "}})).await;
+    // 4me requires a product and a status: a request without them is refused as a whole.
+    let body = gql_ok(&sb, &t, "wdc", CI_CREATE, json!({"input": {"name": "x"}})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConfigurationItemCreateInput.productId"),
+        "{body}"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "mutation($input: ProductCreateInput!) { productCreate(input: $input) { product { id } } }",
+        json!({"input": {"name": "AWS Lambda", "brand": "AWS", "category": "software"}}),
+    )
+    .await;
+    let product = body["data"]["productCreate"]["product"]["id"].clone();
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        CI_CREATE,
+        json!({"input": {"name": " ", "productId": product, "status": "in_production"}}),
+    )
+    .await;
     assert!(body.get("errors").is_none(), "{body}");
     let payload = &body["data"]["configurationItemCreate"];
     assert_eq!(payload["errors"][0]["path"], json!(["name"]));
@@ -216,7 +242,7 @@ async fn configuration_item_create_update_and_filter() {
         CI_CREATE,
         json!({"input": {
         "name": "Lambda", "source": "4me-app-bootstrap", "sourceID": "secrets_lambda_ci",
-        "systemID": "arn:aws:lambda:x", "status": "being_tested",
+        "systemID": "arn:aws:lambda:x", "status": "being_tested", "productId": product,
         "customFields": [{"id": "api_url", "value": "https://x"}]}}),
     )
     .await;
@@ -558,7 +584,7 @@ async fn discovered_configuration_items_upsert_by_source_id_within_and_across_up
             "alternativeSources": ["Lansweeper"],
             "physicalAssets": [{
                 "reference": "windows", "name": "Windows",
-                "products": [{"sourceID": "p1", "name": "Product 1", "configurationItems": cis}]
+                "products": [{"sourceID": "p1", "name": "Product 1", "brand": "B", "model": "M", "configurationItems": cis}]
             }]
         }})
     };

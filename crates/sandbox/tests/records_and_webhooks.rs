@@ -199,7 +199,7 @@ async fn bootstrap_records_round_trip() {
 }
 
 #[tokio::test]
-async fn automation_rules_and_rest_calls() {
+async fn automation_rules_graphql_deletes_and_avatars() {
     let sb = Sandbox::start().await.unwrap();
     let c = Client::new(&sb, "wdc").await;
     let off = offering(&c, "typeform", json!({})).await;
@@ -209,7 +209,7 @@ async fn automation_rules_and_rest_calls() {
             json!({"input": {"appOfferingId": off["id"], "name": "Call webhook",
         "generic": "request", "trigger": "on note added", "condition": "true",
         "expressions": [{"name": "text", "value": "notes[last].text"}],
-        "actions": [{"value": "call webhook '{app_offering_webhook}' with payload 'text'"}]}}),
+        "actions": [{"name": "a1", "value": "call webhook '{app_offering_webhook}' with payload 'text'"}]}}),
         )
         .await;
     let rule = data["appOfferingAutomationRuleCreate"]["appOfferingAutomationRule"]["id"]
@@ -219,7 +219,7 @@ async fn automation_rules_and_rest_calls() {
     let data = c
         .gql(
             RULE_CREATE,
-            json!({"input": {"appOfferingId": off["id"], "name": "", "trigger": "x"}}),
+            json!({"input": {"appOfferingId": off["id"], "name": "", "trigger": "x", "condition": "true"}}),
         )
         .await;
     assert_eq!(
@@ -249,41 +249,20 @@ async fn automation_rules_and_rest_calls() {
         "request"
     );
 
-    let client = reqwest::Client::new();
-    let url = format!("{}/app_offering_automation_rules/{rule}", sb.rest_url());
+    // Deleted through GraphQL (4me's delete mutations take the node id).
+    let delete = "mutation($input: AppOfferingAutomationRuleDeleteMutationInput!) { appOfferingAutomationRuleDelete(input: $input) { errors { path message } success } }";
+    let data = c.gql(delete, json!({"input": {"id": rule}})).await;
+    assert_eq!(data["appOfferingAutomationRuleDelete"]["success"], true);
+    let data = c.gql(delete, json!({"input": {"id": rule}})).await;
+    assert_eq!(data["appOfferingAutomationRuleDelete"]["success"], false);
     assert_eq!(
-        client
-            .delete(&url)
-            .header("X-4me-Account", "wdc")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let resp = client
-        .delete(&url)
-        .bearer_auth(&c.token)
-        .header("X-4me-Account", "wdc")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
-    assert_eq!(
-        client
-            .delete(&url)
-            .bearer_auth(&c.token)
-            .header("X-4me-Account", "wdc")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
+        data["appOfferingAutomationRuleDelete"]["errors"][0]["path"],
+        json!(["id"])
     );
     let data = c.gql(q, json!({"id": off["id"]})).await;
     assert_eq!(data["node"]["automationRules"]["nodes"], json!([]));
 
+    let client = reqwest::Client::new();
     let avatar_url = format!(
         "{}/app_offerings/{}/avatar",
         sb.rest_url(),
@@ -330,7 +309,7 @@ async fn automation_rules_and_rest_calls() {
             .status(),
         404
     );
-    assert_eq!(sb.stats().rest_requests, 6);
+    assert_eq!(sb.stats().rest_requests, 3);
     let record = sb.record(off["id"].as_str().unwrap()).unwrap();
     assert!(record["avatar"].as_str().unwrap().ends_with("logo.png"));
 }
@@ -611,7 +590,7 @@ async fn webhook_policy_verify_and_secrets_update_deliveries() {
         body["data"]["webhookCreate"]["errors"][0]["path"],
         json!(["event"])
     );
-    let data = c.gql("mutation($uri: String!, $policyId: ID) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id name uri } } }",
+    let data = c.gql("mutation($uri: String!, $policyId: String) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id name uri } } }",
         json!({"uri": url, "policyId": policy["id"]})).await;
     let webhook = data["webhookCreate"]["webhook"].clone();
     assert_eq!(webhook["uri"], url.as_str());
@@ -716,7 +695,7 @@ async fn failing_receivers_are_retried_three_times() {
     let pem = policy.public_key_pem.clone().unwrap();
     let c = Client::new(&sb, "wdc").await;
     let (url, receiver) = start_receiver(10).await;
-    c.gql("mutation($uri: String!, $policyId: ID) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
+    c.gql("mutation($uri: String!, $policyId: String) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
         json!({"uri": url, "policyId": policy.id})).await;
     let deliveries = sb.wait_for_deliveries(1, Duration::from_secs(30)).await;
     assert_eq!(deliveries[0].attempts, 3);

@@ -137,6 +137,63 @@ impl Contract {
     }
 }
 
+impl Contract {
+    /// Checks a partial value of input type `type_name`, such as a template the code completes
+    /// before sending: every field present must exist, enum values must be the enum's, nested
+    /// input objects are checked the same way. Required fields are not demanded here; the whole
+    /// input is checked by [`Contract::check`] when it is sent.
+    pub fn check_partial_input(
+        &self,
+        type_name: &str,
+        value: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Violations> {
+        let mut problems = Vec::new();
+        self.partial_input(type_name, value, type_name, &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(problems))
+        }
+    }
+
+    fn partial_input(
+        &self,
+        type_name: &str,
+        value: &serde_json::Map<String, serde_json::Value>,
+        path: &str,
+        problems: &mut Vec<String>,
+    ) {
+        let Some(input) = self.schema.get_input_object(type_name) else {
+            problems.push(format!("{path}: {type_name} is not an input type"));
+            return;
+        };
+        for (key, item) in value {
+            let Some(field) = input.fields.get(key.as_str()) else {
+                problems.push(format!("{path}.{key}: not a field of {type_name}"));
+                continue;
+            };
+            let inner = field.ty.inner_named_type();
+            let items: Vec<&serde_json::Value> = match item {
+                serde_json::Value::Array(list) => list.iter().collect(),
+                other => vec![other],
+            };
+            for item in items {
+                match (self.schema.types.get(inner), item) {
+                    (Some(ExtendedType::Enum(e)), serde_json::Value::String(v))
+                        if !e.values.contains_key(v.as_str()) =>
+                    {
+                        problems.push(format!("{path}.{key}: `{v}` is not a value of {inner}"));
+                    }
+                    (Some(ExtendedType::InputObject(_)), serde_json::Value::Object(map)) => {
+                        self.partial_input(inner.as_str(), map, &format!("{path}.{key}"), problems);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 /// The snapshot's stand-ins for filter value types it cannot name precisely.
 const LENIENT_SCALARS: [&str; 2] = ["FilterValue", "FilterAny"];
 
@@ -417,6 +474,29 @@ mod tests {
             )
             .expect_err("first is an Int");
         assert!(err.to_string().contains("Int"), "{err}");
+    }
+
+    #[test]
+    fn partial_inputs_are_checked_for_names_enums_and_nested_inputs() {
+        let contract = snapshot();
+        let ok = vars(json!({"jwtAlg": "es512", "jwtAudience": "x"}));
+        contract
+            .check_partial_input("WebhookPolicyCreateInput", &ok)
+            .expect("valid template");
+        let err = contract
+            .check_partial_input(
+                "WebhookPolicyCreateInput",
+                &vars(json!({"name": "p", "jwtAlg": "ES512"})),
+            )
+            .expect_err("two problems");
+        assert_eq!(err.0.len(), 2, "{err}");
+        let err = contract
+            .check_partial_input(
+                "AppOfferingAutomationRuleCreateInput",
+                &vars(json!({"actions": [{"name": "a1", "value": "v", "id": "x"}]})),
+            )
+            .expect_err("actions have no id");
+        assert!(err.to_string().contains("actions.id"), "{err}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
     let gql = Gql::login(&sb, provider, &creds.client_id, &creds.client_secret).await;
     let data = gql
         .run(
-            "mutation($uri: String!, $policyId: ID) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
+            "mutation($uri: String!, $policyId: String) { webhookCreate(input: {event: \"app_instance.secrets-update\", uri: $uri, webhookPolicyId: $policyId}) { errors { path message } webhook { id } } }",
             json!({"uri": url, "policyId": policy.id}),
         )
         .await;

@@ -492,19 +492,6 @@ impl FourMeClient {
         })
     }
 
-    /// `DELETE <rest>/<resource>/<id>`; any non-2xx status is an error ([`FourMeError::Http`]).
-    pub async fn delete_record(&self, resource: &str, id: &str) -> Result<(), FourMeError> {
-        let operation = format!("DELETE {resource}");
-        let url = self.0.endpoints.rest_url(resource, id, &[]);
-        let response = self
-            .authed(&operation, |token| {
-                self.with_account(self.0.http.delete(url.clone()))
-                    .bearer_auth(token)
-            })
-            .await?;
-        self.expect_success(&operation, response).await
-    }
-
     /// `POST <rest>/<resource>/<id>/avatar` as multipart with fields `avatar_file_name` and
     /// `avatar` (the file content).
     pub async fn upload_avatar(

@@ -123,18 +123,15 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             )
             .await
             .unwrap();
-        let _: Value = provider
-            .mutation(
-                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
-                &json!({"input": {
-                    "name": "Lansweeper integration Authorize / Refresh service",
-                    "label": "lambda-lansweeper-1",
-                    "systemID": FUNCTION_ARN,
-                    "customFields": [{"id": "api_url", "value": API_URL}],
-                }}),
-            )
-            .await
-            .unwrap();
+        sandbox.seed_configuration_item(
+            provider_account,
+            json!({
+                "name": "Lansweeper integration Authorize / Refresh service",
+                "label": "lambda-lansweeper-1",
+                "systemID": FUNCTION_ARN,
+                "customFields": [{"id": "api_url", "value": API_URL}],
+            }),
+        );
         Env {
             sandbox,
             lansweeper,

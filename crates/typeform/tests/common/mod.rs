@@ -129,19 +129,15 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             )
             .await
             .unwrap();
-        let ci: Value = provider
-            .mutation(
-                "mutation($input: ConfigurationItemCreateInput!) { configurationItemCreate(input: $input) { errors { path message } configurationItem { id } } }",
-                &json!({"input": {
-                    "name": "Typeform integration Typeform webhook",
-                    "label": "lambda-typeform-1",
-                    "systemID": FUNCTION_ARN,
-                    "customFields": [{"id": "api_url", "value": api_url}],
-                }}),
-            )
-            .await
-            .unwrap();
-        let ci_id = ci["configurationItem"]["id"].as_str().unwrap().to_owned();
+        let ci_id = sandbox.seed_configuration_item(
+            provider_account,
+            json!({
+                "name": "Typeform integration Typeform webhook",
+                "label": "lambda-typeform-1",
+                "systemID": FUNCTION_ARN,
+                "customFields": [{"id": "api_url", "value": api_url}],
+            }),
+        );
         Env {
             sandbox,
             typeform,
