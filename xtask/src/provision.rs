@@ -773,7 +773,13 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         {
             let id = records::id_of(existing).unwrap_or_default();
             if existing.get("jwtClaimExpiresIn").cloned() == expires_in || expires_in.is_none() {
-                self.step(steps, "webhook policy", name, Action::Unchanged(id.clone()), "")?;
+                self.step(
+                    steps,
+                    "webhook policy",
+                    name,
+                    Action::Unchanged(id.clone()),
+                    "",
+                )?;
                 return Ok(Policy { id, stale: None });
             }
             if !self.dry_run {
@@ -793,7 +799,13 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 update.insert("policy", Value::Object(policy));
                 self.store.upsert(secret_name, update).await?;
             }
-            self.step(steps, "webhook policy", name, Action::Update(id.clone()), "")?;
+            self.step(
+                steps,
+                "webhook policy",
+                name,
+                Action::Update(id.clone()),
+                "",
+            )?;
             return Ok(Policy { id, stale: None });
         }
         let stale = existing.as_ref().and_then(records::id_of);

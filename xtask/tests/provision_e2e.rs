@@ -478,7 +478,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     store.upsert(&name, update).await.unwrap();
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        stdout.contains("  webhook policy 4me app builder secrets: created ("),
+        stdout.contains("  webhook policy secrets webhook policy: created ("),
         "{stdout}"
     );
     assert!(
@@ -505,10 +505,80 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
     let (secret, _) = world.provider_secret().await.unwrap();
     assert_eq!(secret["policy"]["id"], webhooks[0]["webhookPolicy"]["id"]);
+    assert!(
+        secret["policy"]["publicKeyPem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----"),
+        "the key of the create response is kept"
+    );
+    assert_eq!(secret["policy"]["jwtClaimExpiresIn"], 1440);
+    assert!(
+        secret.get("previousPolicy").is_none(),
+        "a policy whose key was never stored has nothing to keep accepting"
+    );
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
         summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
         "{stdout}"
+    );
+
+    // --- a policy whose audience changed is replaced; its key stays accepted a while --------
+    let current = secret["policy"].clone();
+    world
+        .client()
+        .mutation::<_, Value>(
+            "mutation U($input: WebhookPolicyUpdateInput!) { webhookPolicyUpdate(input: $input) { errors { message } webhookPolicy { id } } }",
+            &json!({"input": {"id": current["id"], "jwtAudience": "an audience of an earlier template"}}),
+        )
+        .await
+        .unwrap();
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        summary(&stdout).starts_with("1 created, 1 updated, 1 deleted, 8 unchanged"),
+        "{stdout}"
+    );
+    let (secret, _) = world.provider_secret().await.unwrap();
+    assert_ne!(secret["policy"]["id"], current["id"]);
+    assert_eq!(secret["previousPolicy"]["id"], current["id"]);
+    assert_eq!(
+        secret["previousPolicy"]["publicKeyPem"],
+        current["publicKeyPem"]
+    );
+    let until = secret["previousPolicy"]["acceptedUntil"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 23 * 3600..=now + 24 * 3600).contains(&until),
+        "{until}"
+    );
+
+    // --- a new token lifetime is applied to the policy in place -----------------------------
+    world
+        .client()
+        .mutation::<_, Value>(
+            "mutation U($input: WebhookPolicyUpdateInput!) { webhookPolicyUpdate(input: $input) { errors { message } webhookPolicy { id } } }",
+            &json!({"input": {"id": secret["policy"]["id"], "jwtClaimExpiresIn": 5}}),
+        )
+        .await
+        .unwrap();
+    let stdout = world.ok(&["bootstrap"]).await;
+    assert!(
+        stdout.contains("  webhook policy secrets webhook policy: updated ("),
+        "{stdout}"
+    );
+    assert!(
+        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 9 unchanged"),
+        "{stdout}"
+    );
+    let (after, _) = world.provider_secret().await.unwrap();
+    assert_eq!(after["policy"]["id"], secret["policy"]["id"]);
+    assert_eq!(after["policy"]["jwtClaimExpiresIn"], 1440);
+    assert_eq!(
+        after["policy"]["publicKeyPem"],
+        secret["policy"]["publicKeyPem"]
     );
 
     // --- deploy note-dispatcher and typeform, twice each ------------------------------------

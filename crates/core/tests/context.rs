@@ -159,6 +159,51 @@ async fn provider_context_has_a_working_client_and_a_verifier_bound_to_the_provi
 }
 
 #[tokio::test]
+async fn a_replaced_provider_policy_stays_accepted_until_its_grace_period_ends() {
+    let fx = Fixture::new().await;
+    let domain = fx.sandbox.domain().to_owned();
+    let audience = format!("integrations provided by {PROVIDER}@{domain}");
+    let (old, new) = (TestKey::generate(), TestKey::generate());
+    let previous = |until: u64| {
+        json!({"id": "old", "jwtAlg": "es256", "jwtAudience": "an earlier audience",
+               "publicKeyPem": old.public_pem(), "acceptedUntil": until})
+    };
+    let policy = json!({"id": "new", "jwtAlg": "es256", "jwtAudience": audience,
+                        "publicKeyPem": new.public_pem()});
+    fx.store_provider(json!({"policy": policy, "previousPolicy": previous(now() + 3600)}))
+        .await;
+    let context = fx.loader(None).provider().await.unwrap();
+    let verifier = context.verifier().unwrap();
+    let signed_before_the_switch = old.sign(&claims(PROVIDER, &domain, "an earlier audience"));
+    verifier
+        .verify::<WebhookEnvelope>(&signed_before_the_switch)
+        .unwrap();
+    verifier
+        .verify::<WebhookEnvelope>(&new.sign(&claims(PROVIDER, &domain, &audience)))
+        .unwrap();
+    // The previous key does not widen the other checks: another account's token stays refused.
+    assert!(matches!(
+        verifier.verify::<WebhookEnvelope>(&old.sign(&claims(
+            "other",
+            &domain,
+            "an earlier audience"
+        ))),
+        Err(JwtError::BadSignature | JwtError::WrongIssuer)
+    ));
+
+    fx.store_provider(json!({"previousPolicy": previous(now() - 1)}))
+        .await;
+    let context = fx.loader(None).provider().await.unwrap();
+    assert!(matches!(
+        context
+            .verifier()
+            .unwrap()
+            .verify::<WebhookEnvelope>(&signed_before_the_switch),
+        Err(JwtError::BadSignature)
+    ));
+}
+
+#[tokio::test]
 async fn customer_context_uses_the_customer_application_and_rejects_other_accounts_tokens() {
     let fx = Fixture::new().await;
     let domain = fx.sandbox.domain().to_owned();

@@ -214,8 +214,19 @@ async fn paging_is_lazy() {
 #[tokio::test]
 async fn mutation_returns_payload_and_surfaces_payload_errors() {
     let (_sandbox, client) = setup(fast_settings()).await;
+    let product: Value = client
+        .mutation(
+            "mutation($input: ProductCreateInput!) { productCreate(input: $input) { errors { path message } product { id } } }",
+            &json!({"input": {"name": "Web server", "brand": "Acme", "category": "server"}}),
+        )
+        .await
+        .unwrap();
+    let product = &product["product"]["id"];
     let created: CiPayload = client
-        .mutation(CI_CREATE, &json!({"input": {"name": "web-01"}}))
+        .mutation(
+            CI_CREATE,
+            &json!({"input": {"name": "web-01", "productId": product, "status": "in_production"}}),
+        )
         .await
         .unwrap();
     let ci = created.configuration_item.unwrap();
@@ -223,7 +234,10 @@ async fn mutation_returns_payload_and_surfaces_payload_errors() {
     assert!(!ci.id.is_empty());
 
     let err = client
-        .mutation::<_, CiPayload>(CI_CREATE, &json!({"input": {"name": ""}}))
+        .mutation::<_, CiPayload>(
+            CI_CREATE,
+            &json!({"input": {"name": "", "productId": product, "status": "in_production"}}),
+        )
         .await
         .unwrap_err();
     match &err {

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{
     SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
 };
@@ -16,7 +15,7 @@ use app_builder_local::{Activity, EngineOptions, LocalEngine, StackOutputs, Temp
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
 use app_builder_sandbox::typeform::TypeformFake;
 use app_builder_sandbox::{InstallOptions, Sandbox};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PROVIDER: &str = "wdc";
 const APP: &str = "4me-app-builder";
@@ -33,7 +32,6 @@ struct World {
     translations: FunTranslations,
     typeform: TypeformFake,
     target: CaptureServer,
-    client: FourMeClient,
     _dir: tempfile::TempDir,
 }
 
@@ -98,27 +96,12 @@ impl World {
         assert_eq!(verify[0].status, Some(200), "webhook.verify answered");
         assert_eq!(sandbox.record(&webhook).unwrap()["active"], true);
 
-        let endpoints = Endpoints::from_lookup(sandbox.domain(), |name| match name {
-            "FOURME_OAUTH_URL" => Some(sandbox.oauth_url()),
-            "FOURME_GRAPHQL_URL" => Some(sandbox.graphql_url()),
-            "FOURME_REST_URL" => Some(sandbox.rest_url()),
-            _ => None,
-        })
-        .unwrap();
-        let client = FourMeClient::new(
-            endpoints,
-            PROVIDER,
-            Credentials::new(credentials.client_id, credentials.client_secret),
-            ClientSettings::default(),
-        )
-        .unwrap();
         World {
             sandbox,
             engine,
             translations,
             typeform,
             target,
-            client,
             _dir: dir,
         }
     }

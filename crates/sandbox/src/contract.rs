@@ -15,11 +15,13 @@ use serde_json::{Map, Value, json};
 /// The part of the 4me schema the sandbox implements (its own SDL).
 fn emulated() -> &'static Contract {
     static EMULATED: OnceLock<Contract> = OnceLock::new();
-    EMULATED.get_or_init(|| match Contract::parse(&crate::schema::sdl(), "sandbox.graphql") {
-        Ok(contract) => contract,
-        // The SDL is generated from the sandbox's own types; a test parses it on every run.
-        Err(e) => panic!("the sandbox's own schema is invalid: {e}"),
-    })
+    EMULATED.get_or_init(
+        || match Contract::parse(&crate::schema::sdl(), "sandbox.graphql") {
+            Ok(contract) => contract,
+            // The SDL is generated from the sandbox's own types; a test parses it on every run.
+            Err(e) => panic!("the sandbox's own schema is invalid: {e}"),
+        },
+    )
 }
 
 /// `Ok` when the request may be executed; otherwise the response body to answer with.

@@ -7,8 +7,8 @@
 //! can be triggered from tests through the handle. See `README.md` for the full behaviour.
 #![warn(missing_docs)]
 
-pub mod fakes;
 mod contract;
+pub mod fakes;
 mod keys;
 pub mod lansweeper;
 mod rules;
@@ -364,7 +364,12 @@ impl Sandbox {
         fields
             .entry("status")
             .or_insert_with(|| Value::String("in_production".into()));
-        state.insert(&self.inner.shared.domain, "ConfigurationItem", account_id, fields)
+        state.insert(
+            &self.inner.shared.domain,
+            "ConfigurationItem",
+            account_id,
+            fields,
+        )
     }
 
     /// Async query results created from now on answer 404 this many times before being ready.
@@ -458,12 +463,7 @@ impl Sandbox {
         audience: Option<&str>,
     ) -> Result<PolicyInfo, WebhookError> {
         let shared = self.shared();
-        let id = webhooks::create_policy(
-            shared,
-            account_id,
-            jwt_alg,
-            audience.map(str::to_owned),
-        )?;
+        let id = webhooks::create_policy(shared, account_id, jwt_alg, audience.map(str::to_owned))?;
         let state = shared.lock();
         let record = state
             .records

@@ -340,7 +340,12 @@ macro_rules! delete_mutation_types {
         }
 
         impl From<(Option<String>, Vec<$crate::schema::ValidationError>)> for $payload {
-            fn from((client_mutation_id, errors): (Option<String>, Vec<$crate::schema::ValidationError>)) -> Self {
+            fn from(
+                (client_mutation_id, errors): (
+                    Option<String>,
+                    Vec<$crate::schema::ValidationError>,
+                ),
+            ) -> Self {
                 Self {
                     client_mutation_id,
                     success: Some(errors.is_empty()),
@@ -353,11 +358,18 @@ macro_rules! delete_mutation_types {
 pub(crate) use delete_mutation_types;
 
 /// Deletes record `id` of `kind` in the caller's account: no errors, or why not.
-pub(crate) fn delete_record(ctx: &Context<'_>, kind: &str, id: &str) -> Result<Vec<ValidationError>> {
+pub(crate) fn delete_record(
+    ctx: &Context<'_>,
+    kind: &str,
+    id: &str,
+) -> Result<Vec<ValidationError>> {
     let account = account(ctx)?;
     let mut state = shared(ctx)?.lock();
     let Some(node) = state.find(kind, account, id).map(|r| r.id.clone()) else {
-        return Ok(vec![ValidationError::new(&["id"], format!("{kind} not found"))]);
+        return Ok(vec![ValidationError::new(
+            &["id"],
+            format!("{kind} not found"),
+        )]);
     };
     state.records.remove(&node);
     state.policy_keys.remove(&node);
@@ -594,7 +606,10 @@ impl CoreMutation {
             .find("ConfigurationItem", account, input.id.as_str())
             .is_none()
         {
-            errors.push(ValidationError::new(&["id"], "Configuration item not found"));
+            errors.push(ValidationError::new(
+                &["id"],
+                "Configuration item not found",
+            ));
         }
         if !errors.is_empty() {
             return Ok(ConfigurationItemUpdatePayload::failed(

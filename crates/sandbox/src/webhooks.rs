@@ -144,7 +144,8 @@ pub(crate) fn create_policy(
     let id = state.insert(&shared.domain, "WebhookPolicy", account, fields);
     if let Some(r) = state.records.get_mut(&id) {
         // 4me names policies itself; clients cannot choose or rely on the name.
-        r.fields.insert("name".into(), json!(format!("Webhook policy #{}", r.num)));
+        r.fields
+            .insert("name".into(), json!(format!("Webhook policy #{}", r.num)));
     }
     state.policy_keys.insert(id.clone(), key);
     Ok(id)

@@ -466,9 +466,9 @@ async fn rate_limit_allows_twenty_requests_per_window() {
     assert!((1..=600).contains(&retry));
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
     // REST shares the token's window.
-    let url = format!("{}/app_offering_automation_rules/x", sb.rest_url());
+    let url = format!("{}/app_offerings/x/avatar", sb.rest_url());
     let resp = reqwest::Client::new()
-        .delete(&url)
+        .post(&url)
         .bearer_auth(&t)
         .header("X-4me-Account", "wdc")
         .send()
@@ -713,9 +713,9 @@ async fn rest_and_async_faults_and_xurrent_header() {
         times: 1,
     });
     let client = reqwest::Client::new();
-    let url = format!("{}/app_offering_automation_rules/x", sb.rest_url());
+    let url = format!("{}/app_offerings/x/avatar", sb.rest_url());
     let resp = client
-        .delete(&url)
+        .post(&url)
         .bearer_auth(&t)
         .header("X-4me-Account", "wdc")
         .send()
@@ -723,7 +723,7 @@ async fn rest_and_async_faults_and_xurrent_header() {
         .unwrap();
     assert_eq!(resp.status(), 502);
     let resp = client
-        .delete(&url)
+        .post(&url)
         .bearer_auth(&t)
         .header("X-4me-Account", "wdc")
         .send()
@@ -771,4 +771,129 @@ async fn unknown_routes_are_404_with_rate_headers() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+}
+
+/// What real 4me refuses at the schema level, the sandbox refuses: a GraphQL error without data,
+/// naming the type and field.
+#[tokio::test]
+async fn requests_outside_the_4me_schema_are_refused_as_4me_refuses_them() {
+    let (sb, t) = setup().await;
+    let refused = |body: &Value, words: &[&str]| {
+        assert!(body.get("data").is_none(), "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        for word in words {
+            assert!(message.contains(word), "{word} not in {body}");
+        }
+    };
+    // Policy names are 4me's: the create input has no `name`.
+    let create = "mutation($input: WebhookPolicyCreateInput!) { webhookPolicyCreate(input: $input) { errors { path message } webhookPolicy { id publicKeyPem } } }";
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        create,
+        json!({"input": {"name": "mine", "jwtAlg": "es512"}}),
+    )
+    .await;
+    refused(&body, &["name", "WebhookPolicyCreateInput"]);
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "mutation { webhookPolicyCreate(input: {name: \"mine\", jwtAlg: es512}) { webhookPolicy { id } } }",
+        json!({}),
+    )
+    .await;
+    refused(&body, &["name"]);
+    // The public key is on the create response only, never on a WebhookPolicy.
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        create,
+        json!({"input": {"jwtAlg": "es512"}}),
+    )
+    .await;
+    let policy = &body["data"]["webhookPolicyCreate"]["webhookPolicy"];
+    assert!(
+        policy["publicKeyPem"]
+            .as_str()
+            .unwrap()
+            .contains("PUBLIC KEY"),
+        "{body}"
+    );
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "query($id: ID!) { node(id: $id) { ... on WebhookPolicy { id publicKeyPem } } }",
+        json!({"id": policy["id"]}),
+    )
+    .await;
+    refused(&body, &["WebhookPolicy", "publicKeyPem"]);
+    // Enum values 4me does not have, and required input fields left out.
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "query($s: [CiStatus!]) { configurationItems(first: 1, filter: {status: {values: $s}}) { nodes { id } } }",
+        json!({"s": ["lent"]}),
+    )
+    .await;
+    refused(&body, &["CiStatus"]);
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "mutation($input: WebhookCreateInput!) { webhookCreate(input: $input) { webhook { id } } }",
+        json!({"input": {"event": "app_instance.secrets-update"}}),
+    )
+    .await;
+    refused(&body, &["WebhookCreateInput.uri"]);
+    // Valid for 4me but not implemented here: said so, never pretended.
+    let body = gql_ok(&sb, &t, "wdc", "{ me { id } }", json!({})).await;
+    refused(&body, &["Not emulated by the sandbox"]);
+}
+
+/// The limits 4me documents beside its schema: 100 records a page, 100 CIs an upload.
+#[tokio::test]
+async fn documented_limits_are_enforced() {
+    let (sb, t) = setup().await;
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 101) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first"),
+        "{body}"
+    );
+    let cis: Vec<Value> = (0..101)
+        .map(|i| json!({"sourceID": format!("a{i}"), "name": format!("asset {i}")}))
+        .collect();
+    let upload = |cis: &[Value]| {
+        json!({"input": {"source": "Lansweeper", "physicalAssets": [{
+            "reference": "computer", "name": "Computer",
+            "products": [{"sourceID": "p", "name": "P", "brand": "B", "model": "M", "configurationItems": cis}]
+        }]}})
+    };
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, upload(&cis)).await;
+    let payload = &body["data"]["discoveredConfigurationItems"];
+    assert_eq!(
+        payload["errors"][0]["path"],
+        json!(["physicalAssets"]),
+        "{body}"
+    );
+    assert!(payload["asyncQuery"].is_null());
+    let body = gql_ok(&sb, &t, "wdc", DISCOVERED, upload(&cis[..100])).await;
+    assert_eq!(
+        body["data"]["discoveredConfigurationItems"]["asyncQuery"]["resultCount"], 100,
+        "{body}"
+    );
 }

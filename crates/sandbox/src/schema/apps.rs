@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Account, CustomField, CustomFieldInput, ValidationError, PageInfo, ValuesFilter,
+    Account, CustomField, CustomFieldInput, PageInfo, ValidationError, ValuesFilter,
     WebhookPolicyJwtAlg, account, blank, connection, custom_fields, merge_fields, opt_str,
     paginate, record_object, related, shared, to_fields,
 };

@@ -5,9 +5,9 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject
 use serde::Serialize;
 
 use super::{
-    CiStatus, CustomField, CustomFieldInput, Iso8601Date, Iso8601Timestamp,
-    PageInfo, ProductCategoryRuleSet, ValuesFilter, connection, custom_fields,
-    filter_matches, opt_str, paginate, shared,
+    CiStatus, CustomField, CustomFieldInput, Iso8601Date, Iso8601Timestamp, PageInfo,
+    ProductCategoryRuleSet, ValuesFilter, connection, custom_fields, filter_matches, opt_str,
+    paginate, shared,
 };
 use crate::state::Record;
 
@@ -243,7 +243,6 @@ ci_input!(ConfigurationItemUpdateInput, "Input of `configurationItemUpdate`.", {
 
 payload!(ConfigurationItemCreatePayload, configuration_item: ConfigurationItem, "Payload of `configurationItemCreate`.");
 payload!(ConfigurationItemUpdatePayload, configuration_item: ConfigurationItem, "Payload of `configurationItemUpdate`.");
-
 
 // ---------------------------------------------------------------------------------------------
 // Products

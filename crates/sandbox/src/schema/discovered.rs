@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CiStatus, ConfigurationItem, Iso8601Date, Iso8601Timestamp, ValidationError, blank, merge_fields,
-    to_fields,
+    CiStatus, ConfigurationItem, Iso8601Date, Iso8601Timestamp, ValidationError, blank,
+    merge_fields, to_fields,
 };
 use crate::Shared;
 
@@ -184,15 +184,30 @@ fn strategy_errors(input: &DiscoveredConfigurationItemsInput) -> Option<Vec<Vali
         if let Some(strategy) = meta.as_ref().and_then(|m| m.strategy.as_deref())
             && !ITEM_STRATEGIES.contains(&strategy)
         {
-            errors.push(ValidationError::new(path, format!("Strategy '{strategy}' is not valid")));
+            errors.push(ValidationError::new(
+                path,
+                format!("Strategy '{strategy}' is not valid"),
+            ));
         }
     };
     for category in input.physical_assets.iter().flatten() {
         check(&category.meta, &["physicalAssets", "meta", "strategy"]);
         for product in category.products.iter().flatten() {
-            check(&product.meta, &["physicalAssets", "products", "meta", "strategy"]);
+            check(
+                &product.meta,
+                &["physicalAssets", "products", "meta", "strategy"],
+            );
             for ci in product.configuration_items.iter().flatten() {
-                check(&ci.meta, &["physicalAssets", "products", "configurationItems", "meta", "strategy"]);
+                check(
+                    &ci.meta,
+                    &[
+                        "physicalAssets",
+                        "products",
+                        "configurationItems",
+                        "meta",
+                        "strategy",
+                    ],
+                );
             }
         }
     }

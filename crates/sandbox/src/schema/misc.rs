@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    AppInstance, AppOffering, AppOfferingAutomationRule, ConfigurationItem, ValidationError,
-    PageInfo, Product, ValuesFilter, UiExtension, UiExtensionVersion, Webhook, WebhookPolicy,
+    AppInstance, AppOffering, AppOfferingAutomationRule, ConfigurationItem, PageInfo, Product,
+    UiExtension, UiExtensionVersion, ValidationError, ValuesFilter, Webhook, WebhookPolicy,
     account, connection, opt_str, paginate, shared,
 };
 use crate::state::Record;

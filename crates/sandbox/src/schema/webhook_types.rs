@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    ValidationError, PageInfo, account, connection, merge_fields, paginate, record_object, related,
+    PageInfo, ValidationError, account, connection, merge_fields, paginate, record_object, related,
     shared, to_fields,
 };
 
@@ -85,7 +85,11 @@ macro_rules! policy_object {
     };
 }
 
-policy_object!(WebhookPolicy, "A webhook policy. Its public key is shown only once, in the create response.", {});
+policy_object!(
+    WebhookPolicy,
+    "A webhook policy. Its public key is shown only once, in the create response.",
+    {}
+);
 policy_object!(
     WebhookPolicyCreateResponse,
     "The policy as `webhookPolicyCreate` answers it: the only place 4me shows the public key.",
@@ -123,6 +127,30 @@ pub struct WebhookPolicyCreatePayload {
     /// The policy, with its public key.
     pub webhook_policy: Option<WebhookPolicyCreateResponse>,
 }
+
+/// Input of `webhookPolicyUpdate`.
+#[derive(InputObject, Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookPolicyUpdateInput {
+    /// Client mutation id.
+    pub client_mutation_id: Option<String>,
+    /// Node id of the policy.
+    pub id: String,
+    /// JWT algorithm (a new one gets a new key, which 4me never shows).
+    pub jwt_alg: Option<WebhookPolicyJwtAlg>,
+    /// Audience.
+    pub jwt_audience: Option<String>,
+    /// Lifetime of the tokens in minutes.
+    pub jwt_claim_expires_in: Option<i32>,
+    /// Disabled.
+    pub disabled: Option<bool>,
+}
+
+payload!(
+    WebhookPolicyUpdatePayload,
+    webhook_policy: WebhookPolicy,
+    "Payload of `webhookPolicyUpdate`."
+);
 
 /// The name of a webhook event (`app_instance.secrets-update`, ...): a string scalar in 4me,
 /// checked against [`WEBHOOK_EVENTS`] when a webhook is written.
@@ -322,6 +350,47 @@ impl WebhookMutation {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
             webhook_policy: record.map(WebhookPolicyCreateResponse),
+        })
+    }
+
+    /// Updates a webhook policy.
+    async fn webhook_policy_update(
+        &self,
+        ctx: &Context<'_>,
+        input: WebhookPolicyUpdateInput,
+    ) -> Result<WebhookPolicyUpdatePayload> {
+        let shared = shared(ctx)?;
+        let account = account(ctx)?;
+        let mut state = shared.lock();
+        let Some(record) = state.find("WebhookPolicy", account, &input.id).cloned() else {
+            return Ok(WebhookPolicyUpdatePayload::failed(
+                input.client_mutation_id,
+                vec![ValidationError::new(&["id"], "Webhook policy not found")],
+            ));
+        };
+        let mut update = to_fields(&input);
+        if let Some(alg) = input.jwt_alg
+            && record.str("jwtAlg").as_deref() != Some(alg.as_str())
+        {
+            let key = crate::keys::PolicyKey::generate(alg.as_str())
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            let pem = key
+                .public_key_pem()
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            update.insert(
+                "publicKeyPem".into(),
+                pem.map_or(Value::Null, Value::String),
+            );
+            state.policy_keys.insert(record.id.clone(), key);
+        }
+        let updated = state.records.get_mut(&record.id).map(|r| {
+            merge_fields(&mut r.fields, update);
+            r.clone()
+        });
+        Ok(WebhookPolicyUpdatePayload {
+            client_mutation_id: input.client_mutation_id,
+            errors: Vec::new(),
+            webhook_policy: updated.map(WebhookPolicy),
         })
     }
 
