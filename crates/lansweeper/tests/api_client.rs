@@ -185,7 +185,7 @@ async fn selected_asset_types_travel_as_variables_and_match_case_insensitively()
     let fake = LansweeperFake::start().await.unwrap();
     let site = fake.add_site(SiteSpec::new("HQ", 400));
     let api = LansweeperApi::new(ApiSettings {
-        max_filter_field_length: 12,
+        max_filter_field_length: 16,
         ..settings(&fake)
     })
     .unwrap();

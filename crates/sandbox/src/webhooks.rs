@@ -384,6 +384,14 @@ pub(crate) async fn install_app(
     let policy_id = create_policy(shared, customer, &alg, audience.clone())?;
     let (app, instance, policy, webhooks, audit_num) = {
         let mut state = shared.lock();
+        // The customer's policy signs tokens that expire as the offering says.
+        if let Some(minutes) = offering.get::<u64>("policyJwtClaimExpiresIn")
+            && let Some(policy) = state.records.get_mut(&policy_id)
+        {
+            policy
+                .fields
+                .insert("jwtClaimExpiresIn".into(), json!(minutes));
+        }
         let app = state.add_oauth_application(customer);
         let custom_fields: Vec<Value> = options
             .custom_fields

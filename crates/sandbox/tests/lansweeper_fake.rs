@@ -10,6 +10,8 @@ use app_builder_sandbox::lansweeper::{
 use serde_json::{Value, json};
 
 const ASSETS_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { total pagination { next } items } } }";
+/// The query of the following pages: Lansweeper refuses `total` with `page: NEXT`.
+const NEXT_ASSETS_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { pagination { next } items } } }";
 
 async fn post_token(fake: &LansweeperFake, body: Value) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -72,17 +74,24 @@ async fn all_keys(
     let mut pagination = json!({"limit": limit, "page": "FIRST"});
     let mut total = None;
     loop {
+        let query = if total.is_none() {
+            ASSETS_QUERY
+        } else {
+            NEXT_ASSETS_QUERY
+        };
         let (status, body) = gql(
             fake,
             token,
-            ASSETS_QUERY,
+            query,
             json!({"siteId": site, "pagination": pagination, "fields": fields(), "filters": filters}),
         )
         .await;
         assert_eq!(status, 200);
         assert!(body.get("errors").is_none(), "{body}");
         let page = &body["data"]["site"]["assetResources"];
-        total.get_or_insert(page["total"].as_u64().unwrap());
+        if total.is_none() {
+            total = Some(page["total"].as_u64().unwrap());
+        }
         for item in page["items"].as_array().unwrap() {
             keys.push(item["key"].as_str().unwrap().to_owned());
         }
@@ -382,9 +391,26 @@ async fn type_ip_and_last_seen_filters_select_the_matching_generated_assets() {
         .count();
     assert_eq!(keys.len(), expected);
 
-    // Regex syntax beyond escaped literals is refused rather than misread.
+    // A REGEXP matches anywhere in the value, as Lansweeper's does: an unanchored `server`
+    // selects the Webserver assets, an anchored `^server$` none.
+    let by_type = |regex: &str| {
+        json!({"conjunction": "AND", "conditions": [
+            {"operator": "REGEXP", "path": "assetBasicInfo.type", "value": regex}]})
+    };
+    let webservers = (0..600)
+        .filter(|i| fake.asset(&site, *i).unwrap()["assetBasicInfo"]["type"] == "Webserver")
+        .count();
+    assert!(webservers > 0);
+    let (_, keys) = all_keys(&fake, &token, &site, by_type("server"), 100).await;
+    assert_eq!(keys.len(), webservers);
+    let (_, keys) = all_keys(&fake, &token, &site, by_type("^server$"), 100).await;
+    assert!(keys.is_empty());
+    let (_, keys) = all_keys(&fake, &token, &site, by_type("^webserver$|^wifi$"), 100).await;
+    assert!(keys.len() > webservers);
+
+    // An invalid expression is an error, not a silent mismatch.
     let bad = json!({"conjunction": "AND", "conditions": [
-        {"operator": "REGEXP", "path": "assetBasicInfo.type", "value": "Win.*"}]});
+        {"operator": "REGEXP", "path": "assetBasicInfo.type", "value": "Win("}]});
     let (_, body) = gql(
         &fake,
         &token,
@@ -396,7 +422,7 @@ async fn type_ip_and_last_seen_filters_select_the_matching_generated_assets() {
         body["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("unsupported regex")
+            .contains("invalid regular expression")
     );
 }
 
@@ -417,10 +443,25 @@ async fn a_hundred_thousand_asset_site_is_generated_per_page() {
     assert_eq!(page["total"], 100_000);
     assert_eq!(page["items"].as_array().unwrap().len(), 500);
     let next = page["pagination"]["next"].as_str().unwrap();
+    // Lansweeper's restriction: no `total` with page NEXT, PREV or LAST.
     let (_, body) = gql(
         &fake,
         &token,
         ASSETS_QUERY,
+        json!({"siteId": site, "pagination": {"limit": 500, "page": "NEXT", "cursor": next}, "fields": fields()}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("total cannot be requested"),
+        "{body}"
+    );
+    let (_, body) = gql(
+        &fake,
+        &token,
+        NEXT_ASSETS_QUERY,
         json!({"siteId": site, "pagination": {"limit": 500, "page": "NEXT", "cursor": next}, "fields": fields()}),
     )
     .await;

@@ -19,7 +19,7 @@ pub struct AssetQuery {
     pub with_ip: Option<bool>,
     /// Only assets of this installation.
     pub installation_id: Option<String>,
-    /// Only assets of these types (matched case-insensitively by Lansweeper's `REGEXP`).
+    /// Only assets of exactly these types (case-insensitively, as Lansweeper's `REGEXP`).
     pub asset_types: Option<Vec<String>>,
 }
 
@@ -41,13 +41,16 @@ pub fn escape_regex(value: &str) -> String {
     out
 }
 
-/// Packs asset types into as few `a|b|c` regexes as possible, each at most `max_len` characters
-/// long (original `getAssetTypeRegExs`); types longer than `max_len` are skipped with a warning.
+/// Packs asset types into as few `^a$|^b$` regexes as possible, each at most `max_len`
+/// characters long (original `getAssetTypeRegExs`); a type whose anchored form is longer than
+/// `max_len` is skipped with a warning. Each type is anchored: Lansweeper's `REGEXP` matches
+/// anywhere in the value, so an unanchored `Server` would also select `Webserver` assets.
 pub fn asset_type_regexes(types: &[String], max_len: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut current = String::new();
     for t in types {
-        if t.chars().count() > max_len {
+        let escaped = format!("^{}$", escape_regex(t));
+        if escaped.chars().count() > max_len {
             tracing::warn!(
                 asset_type = %t,
                 max_len,
@@ -55,7 +58,6 @@ pub fn asset_type_regexes(types: &[String], max_len: usize) -> Vec<String> {
             );
             continue;
         }
-        let escaped = escape_regex(t);
         if current.is_empty() {
             current = escaped;
         } else if current.chars().count() + 1 + escaped.chars().count() <= max_len {
@@ -153,12 +155,15 @@ mod tests {
         assert_eq!(
             asset_type_regexes(&types, 100),
             [
-                "Automotive|Mobile|Monitor|NAS|Switch|Tablet|Toy|VMware Guest|Virtual Machine|Weather|Webserver|Wifi",
-                "Windows"
+                "^Automotive$|^Mobile$|^Monitor$|^NAS$|^Switch$|^Tablet$|^Toy$|^VMware Guest$|^Virtual Machine$",
+                "^Weather$|^Webserver$|^Wifi$|^Windows$"
             ]
         );
-        assert_eq!(asset_type_regexes(&s(&["abcdef", "x", "yz"]), 5), ["x|yz"]);
-        assert!(asset_type_regexes(&s(&["toolong"]), 3).is_empty());
+        assert_eq!(
+            asset_type_regexes(&s(&["abcdefgh", "x", "yz"]), 9),
+            ["^x$|^yz$"]
+        );
+        assert!(asset_type_regexes(&s(&["toolong"]), 8).is_empty());
         assert!(asset_type_regexes(&[], 3).is_empty());
     }
 
@@ -189,7 +194,7 @@ mod tests {
         q.installation_id = None;
         let f = q.filters(100).unwrap();
         assert_eq!(f["groups"].as_array().unwrap().len(), 2);
-        assert_eq!(f["groups"][0]["conditions"][0]["value"], "ipad|linux");
+        assert_eq!(f["groups"][0]["conditions"][0]["value"], "^ipad$|^linux$");
         q.with_ip = None;
         q.asset_types = None;
         assert_eq!(

@@ -393,13 +393,17 @@ impl LansweeperApi {
         }
     }
 
-    /// Posts to the token endpoint; maps 400 `invalid_grant`, 401 and 404 to
+    /// Posts to the token endpoint; maps 400 `invalid_grant`, 401, 403 and 404 to
     /// [`LansweeperError::Unauthorized`]. The error body is never logged (it may echo secrets).
     async fn token_request(&self, body: Value) -> Result<TokenResponse, LansweeperError> {
         let (status, body) = self.post(&self.token_url(), &body, None, false).await?;
         let invalid_grant = status == StatusCode::BAD_REQUEST
             && body.get("error").and_then(Value::as_str) == Some("invalid_grant");
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::NOT_FOUND || invalid_grant {
+        if status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::NOT_FOUND
+            || invalid_grant
+        {
             return Err(LansweeperError::Unauthorized(INCORRECT_CREDENTIALS.into()));
         }
         if !status.is_success() {
@@ -450,8 +454,14 @@ impl LansweeperApi {
 pub struct Site {
     /// Site id.
     pub id: String,
-    /// Site name.
+    /// Site name (nullable in Lansweeper's schema; the id stands in for a missing one).
+    #[serde(default, deserialize_with = "name_or_empty")]
     pub name: String,
+}
+
+/// A nullable string as `""`.
+fn name_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// An installation (source) of a site.
@@ -460,7 +470,8 @@ pub struct Site {
 pub struct Installation {
     /// Installation id (the `installationId` filter value).
     pub id: String,
-    /// Installation name.
+    /// Installation name (nullable in Lansweeper's schema).
+    #[serde(default, deserialize_with = "name_or_empty")]
     pub name: String,
     /// Site id.
     pub site_id: Option<String>,
@@ -473,8 +484,11 @@ pub const ASSET_TYPES_QUERY: &str =
     "query assetTypes($siteId: ID!) { site(id: $siteId) { id assetTypes } }";
 /// Query of a site's installations.
 pub const INSTALLATIONS_QUERY: &str = "query allInstallations($siteId: ID!) { site(id: $siteId) { allInstallations { id siteId name fqdn description unlinkedOn unlinkedBy linkStatus installationDate type totalAssets syncServerStatus lastAvailable version syncServer } } }";
-/// Query of one page of assets (filters as a variable).
-pub const ASSETS_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { total pagination { next } items } } }";
+/// Query of the first page of assets (filters as a variable), with the `total`.
+pub const ASSETS_FIRST_PAGE_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { total pagination { next } items } } }";
+/// Query of the following pages: Lansweeper refuses `total` together with `page: NEXT`
+/// (developer.lansweeper.com, Data API restrictions), so it is asked for on the first page only.
+pub const ASSETS_NEXT_PAGE_QUERY: &str = "query getAssetResources($siteId: ID!, $pagination: AssetsPaginationInputValidated, $fields: [String!]!, $filters: AssetsFilterGroupedInput) { site(id: $siteId) { assetResources(assetPagination: $pagination, fields: $fields, filters: $filters) { pagination { next } items } } }";
 
 /// One customer's connection: credentials, the current refresh token and a cached access token.
 pub struct Session {
@@ -545,6 +559,13 @@ impl Session {
                 .api
                 .post(&url, &body, self.access_token.as_ref(), true)
                 .await?;
+            if status == StatusCode::FORBIDDEN {
+                // The token is valid but no longer allowed (application revoked, site access
+                // withdrawn): retrying cannot help; the instance must be re-authorized.
+                return Err(LansweeperError::Unauthorized(
+                    "Lansweeper refused access (HTTP 403)".into(),
+                ));
+            }
             if status == StatusCode::UNAUTHORIZED {
                 self.access_token = None;
                 if reauthenticated {
@@ -596,12 +617,14 @@ impl Session {
         let data = self
             .query("asset types", ASSET_TYPES_QUERY, json!({"siteId": site_id}))
             .await?;
-        serde_json::from_value(
+        // `assetTypes` and its items are nullable in Lansweeper's schema.
+        let types: Option<Vec<Option<String>>> = serde_json::from_value(
             data.pointer("/site/assetTypes")
                 .cloned()
                 .unwrap_or(Value::Null),
         )
-        .map_err(|e| LansweeperError::InvalidResponse(format!("asset types: {e}")))
+        .map_err(|e| LansweeperError::InvalidResponse(format!("asset types: {e}")))?;
+        Ok(types.into_iter().flatten().flatten().collect())
     }
 
     /// The installations of a site.
@@ -616,12 +639,13 @@ impl Session {
                 json!({"siteId": site_id}),
             )
             .await?;
-        serde_json::from_value(
+        let installations: Option<Vec<Option<Installation>>> = serde_json::from_value(
             data.pointer("/site/allInstallations")
                 .cloned()
                 .unwrap_or(Value::Null),
         )
-        .map_err(|e| LansweeperError::InvalidResponse(format!("installations: {e}")))
+        .map_err(|e| LansweeperError::InvalidResponse(format!("installations: {e}")))?;
+        Ok(installations.into_iter().flatten().flatten().collect())
     }
 
     /// A lazy stream of asset pages: each [`AssetPages::next_page`] fetches one page, so memory
@@ -677,23 +701,29 @@ impl AssetPages<'_> {
             if self.done {
                 return Ok(None);
             }
-            let pagination = if self.started {
+            let (query, pagination) = if self.started {
                 match &self.cursor {
-                    Some(c) => json!({"limit": self.limit, "page": "NEXT", "cursor": c}),
+                    Some(c) => (
+                        ASSETS_NEXT_PAGE_QUERY,
+                        json!({"limit": self.limit, "page": "NEXT", "cursor": c}),
+                    ),
                     None => {
                         self.done = true;
                         return Ok(None);
                     }
                 }
             } else {
-                json!({"limit": self.limit, "page": "FIRST"})
+                (
+                    ASSETS_FIRST_PAGE_QUERY,
+                    json!({"limit": self.limit, "page": "FIRST"}),
+                )
             };
             self.started = true;
             let data = self
                 .session
                 .query(
                     "asset page",
-                    ASSETS_QUERY,
+                    query,
                     json!({
                         "siteId": self.site_id,
                         "pagination": pagination,

@@ -382,38 +382,15 @@ pub(crate) const FILTER_PATHS: &[&str] = &[
     "installationId",
 ];
 
-/// Splits a REGEXP value into case-insensitive literal alternatives (`a|b\.c` → `a`, `b.c`);
-/// other regex syntax is rejected (the integration only sends escaped literals).
-pub(crate) fn regex_alternatives(value: &str) -> Result<Vec<String>, String> {
-    let mut out = vec![String::new()];
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e) => {
-                    if let Some(last) = out.last_mut() {
-                        last.push(e);
-                    }
-                }
-                None => return Err(format!("dangling backslash in regex {value:?}")),
-            },
-            '|' => out.push(String::new()),
-            '.' | '*' | '+' | '?' | '^' | '$' | '{' | '}' | '(' | ')' | '[' | ']' => {
-                return Err(format!(
-                    "unsupported regex syntax {c:?} in {value:?} (the fake matches literals)"
-                ));
-            }
-            other => {
-                if let Some(last) = out.last_mut() {
-                    last.push(other);
-                }
-            }
-        }
-    }
-    if out.iter().any(String::is_empty) {
-        return Err(format!("empty alternative in regex {value:?}"));
-    }
-    Ok(out.into_iter().map(|s| s.to_lowercase()).collect())
+/// Compiles a `REGEXP` condition value as Lansweeper evaluates it: a regular expression
+/// matched case-insensitively anywhere in the field (so `server` also matches `Webserver`;
+/// anchor with `^...$` to match whole values).
+pub(crate) fn compile_regex(value: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(value)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("invalid regular expression {value:?}: {e}"))
 }
 
 impl Filter {
@@ -443,11 +420,8 @@ impl Filter {
                         (_, Some(f)) => f.as_str() > value.as_str(),
                         _ => false,
                     },
-                    Op::Regexp => match (field, regex_alternatives(value)) {
-                        (Some(f), Ok(alts)) => {
-                            let f = f.to_lowercase();
-                            alts.iter().any(|a| f.contains(a.as_str()))
-                        }
+                    Op::Regexp => match (field, compile_regex(value)) {
+                        (Some(f), Ok(regex)) => regex.is_match(&f),
                         _ => false,
                     },
                 }

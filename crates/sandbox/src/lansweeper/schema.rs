@@ -210,7 +210,7 @@ fn to_filter(group: GroupInput, conditions: &mut usize) -> Result<Filter> {
             )));
         }
         if op == Op::Regexp {
-            assets::regex_alternatives(&c.value).map_err(Error::new)?;
+            assets::compile_regex(&c.value).map_err(Error::new)?;
         }
         parts.push(Filter::Cond {
             op,
@@ -313,6 +313,12 @@ impl Site {
             return Err(Error::new(format!("limit must be 1 to {MAX_LIMIT}")));
         }
         let page = pagination.page.unwrap_or(AssetsPage::First);
+        if page != AssetsPage::First && ctx.look_ahead().field("total").exists() {
+            // Lansweeper's documented restriction: counting is only allowed on the first page.
+            return Err(Error::new(
+                "The field total cannot be requested with page NEXT, PREV or LAST",
+            ));
+        }
         let from = match page {
             AssetsPage::First => 0,
             AssetsPage::Next => match &pagination.cursor {
