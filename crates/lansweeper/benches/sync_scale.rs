@@ -492,6 +492,7 @@ fn sync() -> BoxResult<()> {
         client_settings.min_request_spacing = Duration::ZERO;
         client_settings.rate_limit_requests = 0;
         api_settings.min_request_interval = Duration::ZERO;
+        api_settings.requests_per_hour = 0;
     }
     let dir = tempfile::tempdir()?;
     let store = LocalSecretStore::new(dir.path());

@@ -98,7 +98,16 @@ fn canonical(registry: &mut Vec<String>, value: &str) -> String {
     }
 }
 
+/// Most configuration items one `discoveredConfigurationItems` call may carry (4me's
+/// developer documentation of the mutation: at most 100 items per request).
+pub const MAX_ITEMS_PER_UPLOAD: usize = 100;
+
 /// Builds the input of one batch (a fresh registry per batch, as the original).
+///
+/// 4me requires `name` and `sourceID` on every discovered CI and refuses the whole request when
+/// one lacks them. An asset without a Lansweeper key has no stable identity to upsert by: it is
+/// skipped and counted ([`DiscoveryBatch::skipped_without_key`]). An asset without a name is
+/// named after its product, as the `lansweeper_asset_name` label generator names every CI.
 #[derive(Debug, Default)]
 pub struct DiscoveryBatch {
     categories: Vec<(String, Map<String, Value>, Vec<String>)>,
@@ -106,6 +115,7 @@ pub struct DiscoveryBatch {
     brands: Vec<String>,
     models: Vec<String>,
     generate_labels: bool,
+    skipped_without_key: u64,
 }
 
 impl DiscoveryBatch {
@@ -124,6 +134,10 @@ impl DiscoveryBatch {
         let Some(custom) = &asset.asset_custom else {
             return false;
         };
+        if asset.key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            self.skipped_without_key += 1;
+            return false;
+        }
         let basic = asset.asset_basic_info.clone().unwrap_or_default();
         let category = basic
             .asset_type
@@ -202,11 +216,15 @@ impl DiscoveryBatch {
             "status",
             Some(json!(ci_status(custom.state_name.as_deref()))),
         );
+        let asset_name = basic.name.clone().filter(|n| !n.trim().is_empty());
         if self.generate_labels {
             put("name", Some(json!(product_name)));
-            put("label", basic.name.clone().map(Value::from));
+            put("label", asset_name.map(Value::from));
         } else {
-            put("name", basic.name.clone().map(Value::from));
+            put(
+                "name",
+                Some(json!(asset_name.as_deref().unwrap_or(product_name))),
+            );
         }
         put("lastSeenAt", basic.last_seen.clone().map(Value::from));
         let purchase = custom.purchase_date.as_deref().and_then(parse_time);
@@ -256,6 +274,11 @@ impl DiscoveryBatch {
     /// Whether no CI was added.
     pub fn is_empty(&self) -> bool {
         self.products.is_empty()
+    }
+
+    /// Assets left out because Lansweeper gave them no key.
+    pub fn skipped_without_key(&self) -> u64 {
+        self.skipped_without_key
     }
 
     /// The `DiscoveredConfigurationItemsInput`.
@@ -354,6 +377,41 @@ mod tests {
                 cis[0]["nrOfCores"].clone()
             ),
             (json!(2), json!(8))
+        );
+    }
+
+    #[test]
+    fn every_ci_has_the_name_and_source_id_4me_requires() {
+        let asset = |v: Value| -> Asset { serde_json::from_value(v).unwrap() };
+        let refs = References::new("");
+        let mut batch = DiscoveryBatch::new(false);
+        // No key: no identity to upsert by, skipped and counted.
+        assert!(!batch.add(
+            &asset(json!({"assetBasicInfo": {"name": "PC", "type": "Windows"}, "assetCustom": {}})),
+            &refs
+        ));
+        assert!(!batch.add(
+            &asset(json!({"key": " ", "assetBasicInfo": {"name": "PC"}, "assetCustom": {}})),
+            &refs
+        ));
+        // No name: named after its product.
+        assert!(batch.add(
+            &asset(json!({"key": "k1", "assetBasicInfo": {"type": "Windows"},
+                          "assetCustom": {"manufacturer": "HP", "model": "M1"}})),
+            &refs
+        ));
+        assert_eq!(batch.skipped_without_key(), 2);
+        let input = batch.into_input("HQ", &[]);
+        let ci = &input["physicalAssets"][0]["products"][0]["configurationItems"][0];
+        assert_eq!(ci["sourceID"], "k1");
+        assert_eq!(ci["name"], "HP M1 Windows");
+    }
+
+    #[test]
+    fn uploads_stay_within_4mes_documented_limit() {
+        assert_eq!(
+            MAX_ITEMS_PER_UPLOAD,
+            app_builder_schema::limits::MAX_DISCOVERED_ITEMS
         );
     }
 

@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
-use crate::discovery::DiscoveryBatch;
+use crate::discovery::{DiscoveryBatch, MAX_ITEMS_PER_UPLOAD};
 use crate::instance::{InstanceConfig, fields};
 use crate::references::References;
 use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
@@ -481,6 +481,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         refs: &mut References,
     ) -> Result<(u64, Vec<String>), Failure> {
         let mut count = 0;
+        let mut skipped = 0;
         let mut errors = Vec::new();
         let mut pages = match session.assets(query) {
             Ok(p) => p,
@@ -503,67 +504,78 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
             if recent.is_empty() {
                 continue;
             }
-            match refs.prepare(client, &recent).await {
-                Ok(()) => {}
-                Err(e) if is_4me_authorization(e.cause()) || e.cause().is_transient() => {
-                    return Err(Failure::FourMe(e.into_cause()));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, cause = %e.cause(), "reference lookup failed");
-                    errors.push(UPLOAD_FAILED.into());
-                    continue;
-                }
-            }
-            let mut batch = DiscoveryBatch::new(upload.labels);
-            for asset in &recent {
-                batch.add(asset, refs);
-            }
-            drop(recent);
-            if batch.is_empty() {
-                continue;
-            }
-            let input = batch.into_input(upload.installation, upload.names);
-            let payload: Value = match client.mutation(UPLOAD, &json!({"input": input})).await {
-                Ok(p) => p,
-                Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
-                Err(e) => {
-                    errors.push(e.to_string());
-                    continue;
-                }
-            };
-            let result = match payload
-                .pointer("/asyncQuery/resultUrl")
-                .and_then(Value::as_str)
-            {
-                Some(url) => match client.async_result::<Value>(url).await {
-                    Ok(r) => r,
-                    Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
+            // A page (up to 500 assets) goes to 4me in uploads of at most 100 CIs; a failed
+            // reference lookup costs one upload, not the page.
+            for chunk in recent.chunks(MAX_ITEMS_PER_UPLOAD) {
+                match refs.prepare(client, chunk).await {
+                    Ok(()) => {}
+                    Err(e) if is_4me_authorization(e.cause()) || e.cause().is_transient() => {
+                        return Err(Failure::FourMe(e.into_cause()));
+                    }
                     Err(e) => {
-                        errors.push(e.to_string());
+                        tracing::error!(error = %e, cause = %e.cause(), "reference lookup failed");
+                        errors.push(UPLOAD_FAILED.into());
                         continue;
                     }
-                },
-                None => payload,
-            };
-            count += result
-                .get("configurationItems")
-                .and_then(Value::as_array)
-                .map_or(0, |a| a.len() as u64);
-            for e in result
-                .get("errors")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                errors.push(
-                    e.get("message")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| e.to_string(), str::to_owned),
-                );
+                }
+                let mut batch = DiscoveryBatch::new(upload.labels);
+                for asset in chunk {
+                    batch.add(asset, refs);
+                }
+                skipped += batch.skipped_without_key();
+                if batch.is_empty() {
+                    continue;
+                }
+                let input = batch.into_input(upload.installation, upload.names);
+                let (uploaded, failures) = upload_batch(client, input).await?;
+                count += uploaded;
+                errors.extend(failures);
             }
+        }
+        if skipped > 0 {
+            errors.push(format!(
+                "{skipped} assets without a Lansweeper key were skipped (4me needs a sourceID)"
+            ));
         }
         Ok((count, errors))
     }
+}
+
+/// Uploads one batch and reads its async result: the CIs created or updated and the errors 4me
+/// reported (an upload 4me refuses is an error of the batch, not of the sync).
+async fn upload_batch(client: &FourMeClient, input: Value) -> Result<(u64, Vec<String>), Failure> {
+    let payload: Value = match client.mutation(UPLOAD, &json!({"input": input})).await {
+        Ok(p) => p,
+        Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
+        Err(e) => return Ok((0, vec![e.to_string()])),
+    };
+    let result = match payload
+        .pointer("/asyncQuery/resultUrl")
+        .and_then(Value::as_str)
+    {
+        Some(url) => match client.async_result::<Value>(url).await {
+            Ok(r) => r,
+            Err(e) if is_4me_authorization(&e) || e.is_transient() => return Err(e.into()),
+            Err(e) => return Ok((0, vec![e.to_string()])),
+        },
+        None => payload,
+    };
+    let count = result
+        .get("configurationItems")
+        .and_then(Value::as_array)
+        .map_or(0, |a| a.len() as u64);
+    let errors = result
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            e.get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| e.to_string(), str::to_owned)
+        })
+        .collect();
+    Ok((count, errors))
 }
 
 /// `(networkedAssetsOnly, assetTypes)` of the import type (`performUpload` step 4): absent,

@@ -128,7 +128,11 @@ async fn pages_lazily_through_every_matching_asset_of_each_installation() {
     let mut spec = SiteSpec::new("HQ", 1_050);
     spec.installations = vec!["A".into(), "B".into()];
     let site = fake.add_site(spec);
-    let api = LansweeperApi::new(settings(&fake)).unwrap();
+    let api = LansweeperApi::new(ApiSettings {
+        page_size: 100,
+        ..settings(&fake)
+    })
+    .unwrap();
     let mut s = session(&fake, &api);
     let sites = s.sites().await.unwrap();
     assert_eq!(
@@ -339,6 +343,30 @@ async fn requests_are_spaced_by_the_configured_rate() {
     assert!(start.elapsed() >= Duration::from_millis(300));
 }
 
+#[tokio::test]
+async fn the_hourly_budget_refuses_a_request_it_cannot_wait_for() {
+    let fake = LansweeperFake::start().await.unwrap();
+    fake.add_site(SiteSpec::new("HQ", 3));
+    let api = LansweeperApi::new(ApiSettings {
+        requests_per_hour: 3,
+        ..settings(&fake)
+    })
+    .unwrap();
+    let mut s = session(&fake, &api);
+    // 1 token + 2 GraphQL requests use the hour's budget; the next one would wait an hour.
+    s.sites().await.unwrap();
+    s.sites().await.unwrap();
+    let served = fake.stats();
+    match s.sites().await {
+        Err(LansweeperError::RateLimited { retry_after }) => {
+            assert!(retry_after > Duration::from_secs(3500), "{retry_after:?}");
+        }
+        other => panic!("expected the hourly budget to refuse, got {other:?}"),
+    }
+    assert!(s.sites().await.unwrap_err().is_transient());
+    assert_eq!(fake.stats(), served, "nothing was sent over the budget");
+}
+
 #[test]
 fn settings_come_from_the_original_env_names_and_bad_values_are_named() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {
@@ -357,6 +385,7 @@ fn settings_come_from_the_original_env_names_and_bad_values_are_named() {
         ("LANSWEEPER_PAGE_SIZE", "250"),
         ("LANSWEEPER_MAX_FILTER_FIELD_LENGTH", "50"),
         ("LANSWEEPER_REQUESTS_PER_MINUTE", "60"),
+        ("LANSWEEPER_REQUESTS_PER_HOUR", "1000"),
     ]))
     .unwrap();
     assert_eq!(
@@ -368,6 +397,7 @@ fn settings_come_from_the_original_env_names_and_bad_values_are_named() {
         ),
         ("http://127.0.0.1:9/api", 250, 50, Duration::from_secs(1))
     );
+    assert_eq!(s.requests_per_hour, 1000);
     for (name, value) in [
         ("LANSWEEPER_API_URL", "ftp://x"),
         ("LANSWEEPER_PAGE_SIZE", "0"),

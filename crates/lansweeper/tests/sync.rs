@@ -50,8 +50,10 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
         env.custom_field(&customer.instance_id, "sync_end_at")
             .is_string()
     );
-    // Paged: 100 assets per page, one upload per page.
-    assert!(env.lansweeper.stats().asset_pages >= 10);
+    // Pages of up to 500 assets from Lansweeper; the sandbox refuses uploads of more than 100
+    // CIs, so the absence of errors shows each page went up in several uploads.
+    let pages = env.lansweeper.stats().asset_pages;
+    assert!((2..=4).contains(&pages), "{pages} pages");
 }
 
 #[tokio::test]

@@ -30,12 +30,14 @@ pub use filters::{AssetQuery, asset_type_regexes, escape_regex};
 
 /// Overrides the API base (default [`DEFAULT_API_URL`]).
 pub const ENV_API_URL: &str = "LANSWEEPER_API_URL";
-/// Assets per page (default 100).
+/// Assets per page (default 500, the most Lansweeper serves).
 pub const ENV_PAGE_SIZE: &str = "LANSWEEPER_PAGE_SIZE";
 /// Maximum length of one filter value (default 100).
 pub const ENV_MAX_FILTER_FIELD_LENGTH: &str = "LANSWEEPER_MAX_FILTER_FIELD_LENGTH";
 /// Requests per minute the client allows itself (default 150, Lansweeper's limit).
 pub const ENV_REQUESTS_PER_MINUTE: &str = "LANSWEEPER_REQUESTS_PER_MINUTE";
+/// Requests per hour the client allows itself (default 2000, Lansweeper's limit; 0: none).
+pub const ENV_REQUESTS_PER_HOUR: &str = "LANSWEEPER_REQUESTS_PER_HOUR";
 
 /// The production API base.
 pub const DEFAULT_API_URL: &str = "https://api.lansweeper.com/api";
@@ -58,6 +60,8 @@ pub struct ApiSettings {
     pub max_filter_field_length: usize,
     /// Minimum spacing between two requests of this process (60 s / requests per minute).
     pub min_request_interval: Duration,
+    /// Most requests of this process in any hour (Lansweeper allows 2,000; 0: no limit).
+    pub requests_per_hour: u32,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
     /// Attempts per request on 429, 5xx and network errors (including the first).
@@ -76,9 +80,10 @@ impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             api_url: DEFAULT_API_URL.to_owned(),
-            page_size: 100,
+            page_size: 500,
             max_filter_field_length: 100,
             min_request_interval: Duration::from_millis(400),
+            requests_per_hour: 2_000,
             request_timeout: Duration::from_secs(30),
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
@@ -91,7 +96,8 @@ impl Default for ApiSettings {
 
 impl ApiSettings {
     /// Settings from `LANSWEEPER_API_URL`, `LANSWEEPER_PAGE_SIZE`,
-    /// `LANSWEEPER_MAX_FILTER_FIELD_LENGTH` and `LANSWEEPER_REQUESTS_PER_MINUTE` (all optional).
+    /// `LANSWEEPER_MAX_FILTER_FIELD_LENGTH`, `LANSWEEPER_REQUESTS_PER_MINUTE` and
+    /// `LANSWEEPER_REQUESTS_PER_HOUR` (all optional).
     pub fn from_settings<L: Fn(&str) -> Option<String>>(
         settings: &Settings<L>,
     ) -> Result<ApiSettings, ConfigError> {
@@ -131,6 +137,9 @@ impl ApiSettings {
                 });
             }
             out.min_request_interval = Duration::from_secs(60) / rpm;
+        }
+        if let Some(rph) = settings.parsed::<u32>(ENV_REQUESTS_PER_HOUR)? {
+            out.requests_per_hour = rph;
         }
         Ok(out)
     }
@@ -208,24 +217,60 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
-/// Spaces requests of the whole process at least `interval` apart.
+/// Paces the requests of the whole process within Lansweeper's two limits: at least
+/// `interval` apart (the per-minute limit), and at most `per_hour` in any hour.
 #[derive(Debug)]
 struct Pacer {
     interval: Duration,
-    next: Mutex<Option<Instant>>,
+    per_hour: usize,
+    state: Mutex<PacerState>,
 }
 
+#[derive(Debug, Default)]
+struct PacerState {
+    next: Option<Instant>,
+    /// Start times of the requests of the last hour (at most `per_hour`).
+    hour: std::collections::VecDeque<Instant>,
+}
+
+/// The window of the hourly limit.
+const HOUR: Duration = Duration::from_secs(3600);
+
 impl Pacer {
-    async fn wait(&self) {
-        if self.interval.is_zero() {
-            return;
+    fn new(interval: Duration, per_hour: u32) -> Pacer {
+        Pacer {
+            interval,
+            per_hour: usize::try_from(per_hour).unwrap_or(usize::MAX),
+            state: Mutex::new(PacerState::default()),
         }
-        let mut next = self.next.lock().await;
+    }
+
+    /// Waits for this request's turn. When the hourly budget is spent and its next slot is
+    /// further away than `max_wait`, nothing is waited and the wait is returned: the caller
+    /// gives up and lets the request be retried later rather than sleep through an invocation.
+    async fn wait(&self, max_wait: Duration) -> Result<(), Duration> {
+        let mut state = self.state.lock().await;
         let now = Instant::now();
-        let at = next.map_or(now, |n| n.max(now));
-        *next = Some(at + self.interval);
-        drop(next);
+        while state
+            .hour
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            state.hour.pop_front();
+        }
+        let mut at = state.next.map_or(now, |n| n.max(now));
+        if self.per_hour > 0 && state.hour.len() >= self.per_hour {
+            let free = state.hour[state.hour.len() - self.per_hour] + HOUR;
+            if free.duration_since(now) > max_wait {
+                return Err(free.duration_since(now));
+            }
+            at = at.max(free);
+        }
+        state.next = Some(at + self.interval);
+        state.hour.push_back(at);
+        drop(state);
         tokio::time::sleep_until(at).await;
+        Ok(())
     }
 }
 
@@ -272,10 +317,10 @@ impl LansweeperApi {
             .map_err(|e| LansweeperError::Transport(e.to_string()))?;
         Ok(LansweeperApi {
             http,
-            pacer: Arc::new(Pacer {
-                interval: settings.min_request_interval,
-                next: Mutex::new(None),
-            }),
+            pacer: Arc::new(Pacer::new(
+                settings.min_request_interval,
+                settings.requests_per_hour,
+            )),
             settings: Arc::new(settings),
             counts: Arc::new(std::sync::Mutex::new(RequestCounts::default())),
         })
@@ -315,7 +360,9 @@ impl LansweeperApi {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.pacer.wait().await;
+            if let Err(wait) = self.pacer.wait(self.settings.max_retry_after).await {
+                return Err(LansweeperError::RateLimited { retry_after: wait });
+            }
             self.count(|c| {
                 if graphql {
                     c.graphql += 1
