@@ -127,6 +127,19 @@ pub enum ApiError {
     /// 500 `Internal server error`; the detail is only logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 410 with the given message: the addressed resource is gone for good, and a sender that
+    /// understands 410 (Typeform) stops delivering.
+    #[error("gone: {0}")]
+    Gone(String),
+    /// 503 with a public message: a dependency failed transiently and the sender should retry
+    /// later (Typeform retries a 503 for hours, a 500 only a few times); `detail` is only logged.
+    #[error("{message} (retry later): {detail}")]
+    Unavailable {
+        /// Public message.
+        message: String,
+        /// Internal detail, logged only.
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -138,12 +151,31 @@ impl ApiError {
         }
     }
 
+    /// The same failure for a sender that retries longer on 503: every 5xx becomes
+    /// [`ApiError::Unavailable`] with its public message and detail; 4xx stay as they are.
+    pub fn retry_later(self) -> Self {
+        match self {
+            Self::Upstream { message, detail } => Self::Unavailable { message, detail },
+            Self::ServerError(message) => Self::Unavailable {
+                detail: message.clone(),
+                message,
+            },
+            Self::Internal(detail) => Self::Unavailable {
+                message: INTERNAL_ERROR_MESSAGE.into(),
+                detail,
+            },
+            other => other,
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::Unauthorized => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerError(_) | Self::Upstream { .. } | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -157,8 +189,10 @@ impl ApiError {
             Self::Unauthorized => UNAUTHORIZED_MESSAGE,
             Self::BadRequest(message)
             | Self::NotFound(message)
+            | Self::Gone(message)
             | Self::ServerError(message)
-            | Self::Upstream { message, .. } => message,
+            | Self::Upstream { message, .. }
+            | Self::Unavailable { message, .. } => message,
             Self::Internal(_) => INTERNAL_ERROR_MESSAGE,
         }
     }
@@ -191,6 +225,25 @@ mod tests {
             Body::Text(text) => text,
             other => panic!("unexpected body {other:?}"),
         }
+    }
+
+    #[test]
+    fn retry_later_turns_server_errors_into_503_and_keeps_client_errors() {
+        let unavailable =
+            ApiError::upstream("Unable to add note", "4me answered 502").retry_later();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.public_message(), "Unable to add note");
+        let internal = ApiError::Internal("secret detail".into()).retry_later();
+        assert_eq!(internal.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!internal.public_message().contains("secret"));
+        let gone = ApiError::Gone("Unknown account".into()).retry_later();
+        assert_eq!(gone.status(), StatusCode::GONE);
+        assert_eq!(
+            ApiError::BadRequest("Bad signature".into())
+                .retry_later()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

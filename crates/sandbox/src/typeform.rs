@@ -5,12 +5,16 @@
 //! (<https://www.typeform.com/developers/webhooks/reference/create-or-update-webhook/>):
 //!
 //! - `Authorization: Bearer <token>` must name a registered token ([`TypeformFake::add_form`]),
-//!   else 401 `{"code":"AUTHENTICATION_FAILED", "description": ...}`;
+//!   else 403 `{"code":"AUTHENTICATION_ERROR", "description": ...}` (Typeform answers an unknown
+//!   or revoked token with 403, not 401);
 //! - the form must exist and belong to that token's owner, else 404 `{"code":"FORM_NOT_FOUND", ...}`;
 //! - the JSON body needs `url` (an absolute http(s) URL) and `enabled` (boolean), optional `secret`
 //!   and `verify_ssl`; anything else malformed is 400 `{"code":"VALIDATION_ERROR", ...}`;
 //! - 200 with `{id, form_id, tag, url, enabled, verify_ssl, created_at, updated_at, event_types}`.
 //!   A second PUT with the same tag updates the registration (keeping its `id`).
+//! - `DELETE /forms/{form_id}/webhooks/{tag}` (same authentication and form check) removes the
+//!   registration: 204, or 404 `{"code":"NOT_FOUND", ...}` when there is none
+//!   (<https://www.typeform.com/developers/webhooks/reference/delete-webhook/>).
 //!
 //! [`TypeformFake::send_response`] then POSTs a `form_response` event to the registered URL with
 //! `Typeform-Signature: sha256=<base64(HMAC-SHA256(secret, body))>`, the secret used as raw UTF-8
@@ -111,6 +115,7 @@ struct FakeState {
     next_id: u64,
     deliveries: Vec<TypeformDelivery>,
     put_requests: u64,
+    delete_requests: u64,
 }
 
 struct Shared {
@@ -159,7 +164,10 @@ impl TypeformFake {
             http,
         });
         let app = Router::new()
-            .route("/forms/{form_id}/webhooks/{tag}", put(put_webhook))
+            .route(
+                "/forms/{form_id}/webhooks/{tag}",
+                put(put_webhook).delete(delete_webhook),
+            )
             .with_state(shared.clone());
         let tx = crate::serve::spawn(listener, app, "typeform fake");
         Ok(TypeformFake {
@@ -200,7 +208,7 @@ impl TypeformFake {
         }
     }
 
-    /// Revokes `token`: requests using it get 401.
+    /// Revokes `token`: requests using it get 403.
     pub fn revoke_token(&self, token: &str) {
         self.inner.shared.lock().tokens.remove(token);
     }
@@ -232,6 +240,11 @@ impl TypeformFake {
     /// Number of `PUT /forms/.../webhooks/...` requests received (including rejected ones).
     pub fn put_requests(&self) -> u64 {
         self.inner.shared.lock().put_requests
+    }
+
+    /// Number of `DELETE` webhook requests received.
+    pub fn delete_requests(&self) -> u64 {
+        self.inner.shared.lock().delete_requests
     }
 
     /// Every delivery sent so far, oldest first.
@@ -350,6 +363,50 @@ fn error(status: StatusCode, code: &str, description: String) -> Response {
         .into_response()
 }
 
+/// `Ok` when the bearer token may manage the webhooks of `form_id`, else the error answer.
+fn authorize(state: &FakeState, headers: &HeaderMap, form_id: &str) -> Result<(), Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(owner) = token.and_then(|t| state.tokens.get(t)) else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "AUTHENTICATION_ERROR",
+            "Authentication credentials not found on the Request".into(),
+        ));
+    };
+    if state.forms.get(form_id) != Some(owner) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "FORM_NOT_FOUND",
+            format!("Non existing form with uid {form_id}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn delete_webhook(
+    State(shared): State<Arc<Shared>>,
+    Path((form_id, tag)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = shared.lock();
+    state.delete_requests += 1;
+    if let Err(refused) = authorize(&state, &headers, &form_id) {
+        return refused;
+    }
+    match state.webhooks.remove(&(form_id, tag.clone())) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Non existing webhook with tag {tag}"),
+        ),
+    }
+}
+
 async fn put_webhook(
     State(shared): State<Arc<Shared>>,
     Path((form_id, tag)): Path<(String, String)>,
@@ -358,24 +415,8 @@ async fn put_webhook(
 ) -> Response {
     let mut state = shared.lock();
     state.put_requests += 1;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(owner) = token.and_then(|t| state.tokens.get(t)).cloned() else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "AUTHENTICATION_FAILED",
-            "Authentication credentials not found on the Request".into(),
-        );
-    };
-    if state.forms.get(&form_id) != Some(&owner) {
-        return error(
-            StatusCode::NOT_FOUND,
-            "FORM_NOT_FOUND",
-            format!("Non existing form with uid {form_id}"),
-        );
+    if let Err(refused) = authorize(&state, &headers, &form_id) {
+        return refused;
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value @ Value::Object(_)) => value,

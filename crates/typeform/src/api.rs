@@ -1,5 +1,6 @@
 //! The Typeform API client: create or update a form webhook
-//! (`PUT /forms/{form_id}/webhooks/{tag}`, spec §5.2.1 step 8).
+//! (`PUT /forms/{form_id}/webhooks/{tag}`) and delete one (`DELETE` on the same path), as
+//! Typeform's Webhooks API documents them (developer.typeform.com, "Webhooks API").
 
 use std::time::Duration;
 
@@ -29,10 +30,10 @@ pub enum TypeformError {
     #[error("invalid Typeform form id")]
     InvalidFormId,
     /// The request failed (connection, timeout).
-    #[error("Error from Typeform create webhook call: {0}")]
+    #[error("Error from Typeform webhook call: {0}")]
     Request(String),
     /// Typeform answered with an error status or an error body (`{code, description}`).
-    #[error("Error from Typeform create webhook call: HTTP {status} {code}: {description}")]
+    #[error("Error from Typeform webhook call: HTTP {status} {code}: {description}")]
     Rejected {
         /// HTTP status.
         status: u16,
@@ -89,6 +90,42 @@ impl TypeformApi {
         &self.base
     }
 
+    fn webhook_url(&self, form_id: &str, tag: &str) -> Result<Url, TypeformError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| TypeformError::Client("base URL cannot have a path".into()))?
+            .pop_if_empty()
+            .extend(["forms", form_id, "webhooks", tag]);
+        Ok(url)
+    }
+
+    /// `DELETE /forms/{form_id}/webhooks/{tag}`; a webhook that does not exist (404) counts as
+    /// deleted.
+    pub async fn delete_webhook(
+        &self,
+        token: &str,
+        form_id: &str,
+        tag: &str,
+    ) -> Result<(), TypeformError> {
+        let response = self
+            .http
+            .delete(self.webhook_url(form_id, tag)?)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| TypeformError::Request(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Err(TypeformError::Rejected {
+            status: status.as_u16(),
+            code: body["code"].as_str().unwrap_or_default().to_owned(),
+            description: body["description"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
     /// `PUT /forms/{form_id}/webhooks/{tag}` with `Authorization: Bearer <token>`.
     pub async fn put_webhook(
         &self,
@@ -97,14 +134,9 @@ impl TypeformApi {
         tag: &str,
         registration: &WebhookRegistration<'_>,
     ) -> Result<(), TypeformError> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| TypeformError::Client("base URL cannot have a path".into()))?
-            .pop_if_empty()
-            .extend(["forms", form_id, "webhooks", tag]);
         let response = self
             .http
-            .put(url)
+            .put(self.webhook_url(form_id, tag)?)
             .bearer_auth(token)
             .json(registration)
             .send()

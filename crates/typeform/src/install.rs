@@ -238,6 +238,23 @@ impl<S: SecretStore> TypeformFunction<S> {
             return Err(InstallError::Typeform(err));
         }
         tracing::info!(account, form_id = %wanted.form_id, "Typeform webhook registered");
+        // The webhook of a form the customer no longer uses would keep delivering responses
+        // that no longer belong to this installation: delete it. Best effort: a form of another
+        // Typeform account (the token changed too) cannot be reached with the new token.
+        if let Some(previous) = registered.as_ref().filter(|r| r.form_id != wanted.form_id) {
+            match self
+                .typeform
+                .delete_webhook(token, &previous.form_id, WEBHOOK_TAG)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(account, form_id = %previous.form_id, "previous Typeform webhook deleted")
+                }
+                Err(err) => {
+                    tracing::warn!(account, form_id = %previous.form_id, error = %err, "previous Typeform webhook not deleted")
+                }
+            }
+        }
         let mut update = SecretDocument::new();
         update.insert(TYPEFORM_SECRET_KEY, secret);
         update.insert(

@@ -40,14 +40,16 @@ enum Claim {
 impl<S: SecretStore> TypeformFunction<S> {
     /// Handles a Typeform webhook delivery: 200 `Thanks for <event_id>` when the note was added
     /// (or had been added for this `event_id` before); 405 for non-POST; 400
-    /// `Missing account parameter`, `Unable to gather customer context` (unknown account),
-    /// `Bad signature`, `Invalid JSON body`, `Missing event_id`, `Unsupported event_type: <t>`;
-    /// 500 `Unable to gather customer context`, `Unable to verify message` (no webhook secret
-    /// stored), `Unable to find request id`, `Unable to add note`.
+    /// `Missing account parameter`, `Bad signature`, `Invalid JSON body`, `Missing event_id`,
+    /// `Unsupported event_type: <t>`; 410 `Unable to gather customer context` (no installation
+    /// for the account: Typeform disables the webhook); 503 (Typeform retries for hours)
+    /// `Unable to gather customer context`, `Unable to verify message` (no webhook secret
+    /// stored yet), `Unable to find request id`, `Unable to add note`.
     pub async fn handle_webhook(&self, req: &Request) -> Response<Body> {
         match self.webhook(req).await {
             Ok(response) => response,
-            Err(err) => err.into_response(),
+            // Typeform retries a 503 every few minutes for ten hours, a 500 only a few times.
+            Err(err) => err.retry_later().into_response(),
         }
     }
 
@@ -61,8 +63,10 @@ impl<S: SecretStore> TypeformFunction<S> {
             .ok_or_else(|| ApiError::BadRequest("Missing account parameter".into()))?;
         let customer = self.loader.customer(&account).await.map_err(|err| match err {
             ContextError::NotFound(_) | ContextError::InvalidName(_) | ContextError::Empty(_) => {
+                // No installation (never installed, or uninstalled): 410 makes Typeform disable
+                // the webhook instead of retrying it.
                 tracing::info!(account = %account, error = %err, "webhook for an unknown account");
-                ApiError::BadRequest("Unable to gather customer context".into())
+                ApiError::Gone("Unable to gather customer context".into())
             }
             other => ApiError::upstream("Unable to gather customer context", other),
         })?;

@@ -137,7 +137,7 @@ async fn can_create_webhook() {
         .await
         .unwrap_err();
     assert!(
-        matches!(unauthorized, TypeformError::Rejected { status: 401, ref code, .. } if code == "AUTHENTICATION_FAILED")
+        matches!(unauthorized, TypeformError::Rejected { status: 403, ref code, .. } if code == "AUTHENTICATION_ERROR")
     );
     let not_found = api
         .put_webhook("tfp_ok", "OtherForm", "4me-webhook", &registration)
@@ -147,6 +147,19 @@ async fn can_create_webhook() {
         not_found,
         TypeformError::Rejected { status: 404, .. }
     ));
+    // Delete: the registration is gone, and deleting it again (404) counts as deleted.
+    api.delete_webhook("tfp_ok", FORM_ID, "4me-webhook")
+        .await
+        .unwrap();
+    assert!(fake.webhook(FORM_ID, "4me-webhook").is_none());
+    api.delete_webhook("tfp_ok", FORM_ID, "4me-webhook")
+        .await
+        .unwrap();
+    assert!(matches!(
+        api.delete_webhook("tfp_bad", FORM_ID, "4me-webhook").await,
+        Err(TypeformError::Rejected { status: 403, .. })
+    ));
+    assert_eq!(fake.delete_requests(), 3);
     // Neither the token nor the secret appears in errors or Debug output.
     for text in [
         unauthorized.to_string(),
@@ -158,7 +171,7 @@ async fn can_create_webhook() {
 }
 
 #[tokio::test]
-async fn webhook_answers_500_when_the_request_id_or_request_is_missing() {
+async fn webhook_answers_503_when_the_request_id_or_request_is_missing() {
     let fx = fixture().await;
     let env = &fx.env;
     let customer = env
@@ -194,7 +207,7 @@ async fn webhook_answers_500_when_the_request_id_or_request_is_missing() {
         .unwrap();
     assert_eq!(
         env.post_webhook("acme", &body, Some(&signature)).await,
-        (500, "Unable to add note".to_owned())
+        (503, "Unable to add note".to_owned())
     );
     // The event id was released: Typeform's retry can still add the note later.
     let stored = env.customer_secret("acme").await;
@@ -211,7 +224,7 @@ async fn webhook_answers_500_when_the_request_id_or_request_is_missing() {
         .unwrap();
     assert_eq!(
         env.post_webhook("acme", &body, Some(&signature)).await,
-        (500, "Unable to find request id".to_owned())
+        (503, "Unable to find request id".to_owned())
     );
 
     // Restored: the retry of E1 adds the note once.

@@ -157,7 +157,7 @@ async fn re_registers_when_the_typeform_token_changed() {
 }
 
 #[tokio::test]
-async fn re_registers_when_the_form_url_changed() {
+async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
     let fx = fixture().await;
     let env = &fx.env;
     let customer = env
@@ -183,6 +183,11 @@ async fn re_registers_when_the_form_url_changed() {
             .get_str("typeform_secret"),
         webhook.secret.as_deref()
     );
+    // The old form's webhook is deleted: it would keep delivering responses of a form this
+    // installation no longer uses.
+    assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_none());
+    assert_eq!(env.typeform.delete_requests(), 1);
+    assert_eq!(env.typeform.webhooks().len(), 1);
 }
 
 async fn set_token(env: &Env<LocalSecretStore>, account: &str, token: &str) {
@@ -610,7 +615,7 @@ async fn rejects_malformed_requests() {
     assert_eq!(
         env.post_webhook("unknown-account", b"{}", Some("sha256=AAAA"))
             .await,
-        (400, "Unable to gather customer context".to_owned())
+        (410, "Unable to gather customer context".to_owned())
     );
     let partial =
         serde_json::to_vec(&json!({"event_id": "p1", "event_type": "form_response_partial"}))
@@ -641,7 +646,7 @@ async fn rejects_malformed_requests() {
 }
 
 #[tokio::test]
-async fn answers_500_when_no_webhook_secret_is_stored() {
+async fn answers_503_when_no_webhook_secret_is_stored() {
     let fx = fixture().await;
     let env = &fx.env;
     env.install("test-account", Some(&form_url(FORM_ID)), Some(TOKEN))
@@ -654,7 +659,7 @@ async fn answers_500_when_no_webhook_secret_is_stored() {
             Some(&typeform::signature::sign("guess", body))
         )
         .await,
-        (500, "Unable to verify message".to_owned())
+        (503, "Unable to verify message".to_owned())
     );
 }
 
