@@ -363,28 +363,27 @@ fn error(status: StatusCode, code: &str, description: String) -> Response {
         .into_response()
 }
 
-/// `Ok` when the bearer token may manage the webhooks of `form_id`, else the error answer.
-fn authorize(state: &FakeState, headers: &HeaderMap, form_id: &str) -> Result<(), Response> {
+/// `None` when the bearer token may manage the webhooks of `form_id`, else the error answer.
+fn refusal(state: &FakeState, headers: &HeaderMap, form_id: &str) -> Option<Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(owner) = token.and_then(|t| state.tokens.get(t)) else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "AUTHENTICATION_ERROR",
             "Authentication credentials not found on the Request".into(),
         ));
     };
-    if state.forms.get(form_id) != Some(owner) {
-        return Err(error(
+    (state.forms.get(form_id) != Some(owner)).then(|| {
+        error(
             StatusCode::NOT_FOUND,
             "FORM_NOT_FOUND",
             format!("Non existing form with uid {form_id}"),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 async fn delete_webhook(
@@ -394,7 +393,7 @@ async fn delete_webhook(
 ) -> Response {
     let mut state = shared.lock();
     state.delete_requests += 1;
-    if let Err(refused) = authorize(&state, &headers, &form_id) {
+    if let Some(refused) = refusal(&state, &headers, &form_id) {
         return refused;
     }
     match state.webhooks.remove(&(form_id, tag.clone())) {
@@ -415,7 +414,7 @@ async fn put_webhook(
 ) -> Response {
     let mut state = shared.lock();
     state.put_requests += 1;
-    if let Err(refused) = authorize(&state, &headers, &form_id) {
+    if let Some(refused) = refusal(&state, &headers, &form_id) {
         return refused;
     }
     let request: Value = match serde_json::from_slice(&body) {
