@@ -5,9 +5,10 @@ use std::time::Duration;
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
 use app_builder_core::response::{ApiError, ApiResponse};
-use app_builder_core::secrets::SecretStore;
+use app_builder_core::secrets::{SecretStore, SecretStoreError, offering_settings_secret_name};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,6 +27,9 @@ pub const CUSTOMER_CONTEXT_FAILED_MESSAGE: &str = "Unable to gather customer con
 pub const COMPLETE_MESSAGE: &str = "note-dispatcher event handling complete";
 /// 500 when translating or posting failed (also 400-free payload problems, as the original).
 pub const FAILED_MESSAGE: &str = "Unable to process note-dispatcher event";
+
+/// The key of the provider's Fun Translations API secret in the offering settings secret.
+pub const API_SECRET_KEY: &str = "funtranslationsApiSecret";
 
 /// The event an automation rule's `call webhook` action sends.
 pub const AUTOMATION_RULE_EVENT: &str = "automation_rule";
@@ -46,6 +50,8 @@ pub struct Dispatch<'a> {
 pub struct NoteDispatcher<S> {
     loader: ContextLoader<S>,
     translator: FunTranslationsClient,
+    /// The provider's Fun Translations API secret, read once from the offering settings secret.
+    api_secret: tokio::sync::OnceCell<Option<SecretString>>,
     guard: UrlGuard,
     timeout: Duration,
     recent: RecentDeliveries,
@@ -67,6 +73,7 @@ impl<S: SecretStore> NoteDispatcher<S> {
         Ok(Self {
             loader,
             translator,
+            api_secret: tokio::sync::OnceCell::new(),
             guard: config.guard,
             timeout: config.timeout,
             recent: RecentDeliveries::default(),
@@ -158,6 +165,31 @@ impl<S: SecretStore> NoteDispatcher<S> {
         })
     }
 
+    /// The provider's Fun Translations API secret: `funtranslationsApiSecret` of the offering
+    /// settings secret (`<app>/<ref>/<domain>/settings`), `None` when there is none (the public
+    /// plan). Read once per container; a failed read is not cached.
+    async fn api_secret(&self) -> Result<Option<&SecretString>, SecretStoreError> {
+        self.api_secret
+            .get_or_try_init(|| async {
+                let config = self.loader.config();
+                let Ok(name) = offering_settings_secret_name(
+                    &config.app,
+                    config.offering_reference.as_deref().unwrap_or_default(),
+                    &config.domain,
+                ) else {
+                    return Ok(None);
+                };
+                let settings = self.loader.store().get(&name).await?;
+                Ok(settings
+                    .as_ref()
+                    .and_then(|s| s.get_str(API_SECRET_KEY))
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_owned())))
+            })
+            .await
+            .map(Option::as_ref)
+    }
+
     /// `webhook.verify`: GET the callback (through the guard, with the timeout).
     async fn verify_webhook(&self, payload: &Value) -> Result<Response<Body>, ApiError> {
         let failed = |detail: String| ApiError::upstream(webhook::VERIFY_FAILED_MESSAGE, detail);
@@ -183,9 +215,13 @@ impl<S: SecretStore> NoteDispatcher<S> {
         // Checked before translating: a refused URL must not use up the translation quota.
         let target = self.guard.check(url).await.map_err(refused)?;
         let style = random_translation();
+        let api_secret = self
+            .api_secret()
+            .await
+            .map_err(|e| failed(format!("offering settings: {e}")))?;
         let translation = self
             .translator
-            .translate(style, text)
+            .translate(style, text, api_secret)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if let Translation::RateLimited { .. } = translation {

@@ -5,13 +5,20 @@
 //! `contents` (`{translated, text, translation}`). A 429 (the public tier allows 5 calls per
 //! hour) is a *soft* result, as in the original: `{translation, text, error: <message>}` is
 //! passed on to the customer instead of failing the event.
+//!
+//! Paid plans authenticate with the `X-Funtranslations-Api-Secret` header (the API's
+//! "Authentication" section); it is sent when the provider configured a secret.
 
 use std::time::Duration;
 
 use rand::seq::IndexedRandom;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 use url::Url;
+
+/// The header carrying the API secret of a paid plan.
+pub const API_SECRET_HEADER: &str = "X-Funtranslations-Api-Secret";
 
 /// The translation styles picked from uniformly at random (the original's list).
 pub const TRANSLATIONS: [&str; 5] = ["yoda", "pirate", "gungan", "minion", "morse"];
@@ -81,18 +88,24 @@ impl FunTranslationsClient {
         &self.base
     }
 
-    /// Translates `text` into `style`.
-    pub async fn translate(&self, style: &str, text: &str) -> Result<Translation, TranslateError> {
+    /// Translates `text` into `style`, on the paid plan of `api_secret` when given.
+    pub async fn translate(
+        &self,
+        style: &str,
+        text: &str,
+        api_secret: Option<&SecretString>,
+    ) -> Result<Translation, TranslateError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| TranslateError::Url(style.to_owned()))?
             .pop_if_empty()
             .push("translate")
             .push(&format!("{style}.json"));
-        let response = self
-            .http
-            .post(url)
-            .form(&[("text", text)])
+        let mut request = self.http.post(url).form(&[("text", text)]);
+        if let Some(secret) = api_secret {
+            request = request.header(API_SECRET_HEADER, secret.expose_secret());
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| TranslateError::Request(e.without_url().to_string()))?;

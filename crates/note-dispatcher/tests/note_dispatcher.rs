@@ -11,6 +11,7 @@ use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::{
     AwsSecretStore, LocalSecretStore, SecretDocument, SecretStore, customer_secret_name,
+    offering_settings_secret_name,
 };
 use app_builder_core::webhook::{EXPECTED_JWT_MESSAGE, WEBHOOK_VERIFIED_MESSAGE};
 use app_builder_sandbox::fakes::{
@@ -313,6 +314,9 @@ async fn handles_note_dispatcher_event() {
         Some("application/x-www-form-urlencoded")
     );
 
+    // Without the provider's API secret: the public plan (no secret header).
+    assert_eq!(calls[0].api_secret, None);
+
     // The store POSTed {input: <data>, translationResponse} to the payload URL.
     let posted = world.target.requests();
     assert_eq!(posted.len(), 1);
@@ -346,11 +350,41 @@ async fn handles_note_dispatcher_event() {
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn the_providers_api_secret_puts_translations_on_the_paid_plan() {
+    let world = World::new().await;
+    let name = offering_settings_secret_name(APP, OFFERING, world.sandbox.domain()).unwrap();
+    let mut settings = SecretDocument::new();
+    settings.insert("funtranslationsApiSecret", "paid-plan-secret");
+    world.store.upsert(&name, settings).await.unwrap();
+    world.translations.set_api_secret("paid-plan-secret");
+    // The public plan's hourly limit is spent; the paid plan is not limited by it.
+    world.translations.rate_limit_next(5);
+    let dispatcher = world.dispatcher();
+    for text in ["first note", "second note"] {
+        let captured = world.note(text).await;
+        let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+        assert_eq!(
+            status_and_message(&response),
+            (200, COMPLETE_MESSAGE.to_owned())
+        );
+    }
+    let calls = world.translations.calls();
+    assert_eq!(calls.len(), 2);
+    for call in &calls {
+        assert_eq!(call.status, 200);
+        assert_eq!(call.api_secret.as_deref(), Some("paid-plan-secret"));
+    }
+    let posted = world.target.requests();
+    let body: Value = serde_json::from_slice(&posted[1].body).unwrap();
+    assert!(body["translationResponse"].get("error").is_none(), "{body}");
+}
+
+#[tokio::test]
 async fn can_translate() {
     let fake = FunTranslations::start().await.unwrap();
     let client = FunTranslationsClient::new(fake.url().parse().unwrap(), WAIT).unwrap();
     let result = client
-        .translate("yoda", "Master Obiwan has lost a planet.")
+        .translate("yoda", "Master Obiwan has lost a planet.", None)
         .await
         .unwrap();
     assert_eq!(
@@ -372,7 +406,7 @@ async fn supports_multiple_translations() {
     let fake = FunTranslations::start().await.unwrap();
     let client = FunTranslationsClient::new(fake.url().parse().unwrap(), WAIT).unwrap();
     for style in TRANSLATIONS {
-        let Translation::Translated(contents) = client.translate(style, "sos").await.unwrap()
+        let Translation::Translated(contents) = client.translate(style, "sos", None).await.unwrap()
         else {
             panic!("{style}: not translated");
         };
@@ -383,7 +417,7 @@ async fn supports_multiple_translations() {
         );
     }
     assert_eq!(
-        client.translate("morse", "sos").await.unwrap(),
+        client.translate("morse", "sos", None).await.unwrap(),
         Translation::Translated(
             json!({"translated": "... --- ...", "text": "sos", "translation": "morse"})
         )

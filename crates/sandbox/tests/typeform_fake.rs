@@ -67,8 +67,9 @@ async fn registration_is_validated_and_deliveries_are_signed() {
     assert_eq!(status, 400);
     let (status, _) = put(&fake, "F1", "tok", json!({"url": url, "enabled": "yes"})).await;
     assert_eq!(status, 400);
-    let (status, _) = put(&fake, "F1", "nope", json!({"url": url, "enabled": true})).await;
-    assert_eq!(status, 401);
+    let (status, body) = put(&fake, "F1", "nope", json!({"url": url, "enabled": true})).await;
+    assert_eq!(status, 403, "Typeform answers an unknown token with 403");
+    assert_eq!(body["code"], "AUTHENTICATION_ERROR");
     let (status, _) = put(&fake, "F2", "tok", json!({"url": url, "enabled": true})).await;
     assert_eq!(status, 404);
     assert!(matches!(

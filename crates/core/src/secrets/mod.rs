@@ -41,8 +41,8 @@ pub use aws::AwsSecretStore;
 pub use document::{DocumentError, SecretDocument, merge};
 pub use local::LocalSecretStore;
 pub use naming::{
-    CustomerSecretId, SecretName, SecretNameError, customer_secret_name, parse_customer_secret_id,
-    provider_secret_name,
+    CustomerSecretId, SecretName, SecretNameError, customer_secret_name,
+    offering_settings_secret_name, parse_customer_secret_id, provider_secret_name,
 };
 
 /// Errors of a [`SecretStore`]. Messages never contain secret values.

@@ -2,7 +2,10 @@
 //!
 //! - provider secret: `<app>/<domain>/<provider>`, e.g. `4me-app-builder/4me-demo.com/wdc`;
 //! - customer (instance) secret: `<app>/<ref>/<domain>/instances/<account>`, e.g.
-//!   `4me-app-builder/typeform/4me-demo.com/instances/acme`.
+//!   `4me-app-builder/typeform/4me-demo.com/instances/acme`;
+//! - offering settings secret: `<app>/<ref>/<domain>/settings`, the provider's own credentials
+//!   for an integration's external service (e.g. a Fun Translations API secret), readable by
+//!   that integration's function only.
 //!
 //! Note the asymmetric position of `<domain>`. Installation events (CloudTrail) carry the secret
 //! id either as a name or as a full ARN (`…:secret:<name>-XXXXXX`, a 6-character random suffix);
@@ -166,6 +169,18 @@ pub fn customer_secret_name(
     SecretName::new(format!(
         "{app}/{offering_reference}/{domain}/{INSTANCES_SEGMENT}/{account}"
     ))
+}
+
+/// Name of an offering's settings secret: `<app>/<ref>/<domain>/settings`.
+pub fn offering_settings_secret_name(
+    app: &str,
+    offering_reference: &str,
+    domain: &str,
+) -> Result<SecretName, SecretNameError> {
+    check_app(app)?;
+    check_segment("offering_reference", offering_reference)?;
+    check_segment("domain", domain)?;
+    SecretName::new(format!("{app}/{offering_reference}/{domain}/settings"))
 }
 
 /// The variable parts of a customer secret name.

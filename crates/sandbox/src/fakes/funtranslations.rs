@@ -8,6 +8,11 @@
 //! Errors use the real error shape `{"error":{"code":<status>,"message":…}}`: 404 for an unknown
 //! style, 400 without `text`, and — after [`FunTranslations::rate_limit_next`] — 429 with
 //! `Too Many Requests: Rate limit of 5 requests per hour exceeded. …`.
+//!
+//! Paid plans authenticate with the `X-Funtranslations-Api-Secret` header
+//! (<https://funtranslations.com/api>, "Authentication"): after [`FunTranslations::set_api_secret`]
+//! a request carrying that secret is on the paid plan (never rate limited), one carrying another
+//! secret gets 401 `Unauthorized`; a request without the header is on the public plan.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,13 +40,19 @@ pub struct TranslationCall {
     pub text: Option<String>,
     /// The request's `content-type`.
     pub content_type: Option<String>,
+    /// The `X-Funtranslations-Api-Secret` header, if any.
+    pub api_secret: Option<String>,
     /// The HTTP status the fake answered.
     pub status: u16,
 }
 
+/// The header paid plans authenticate with.
+pub const API_SECRET_HEADER: &str = "X-Funtranslations-Api-Secret";
+
 #[derive(Default)]
 struct FakeState {
     calls: Vec<TranslationCall>,
+    api_secret: Option<String>,
     rate_limited: u32,
     failures: Vec<u16>,
 }
@@ -93,7 +104,12 @@ impl FunTranslations {
         self.lock().calls.clone()
     }
 
-    /// The next `times` translation requests are answered with the real 429 error.
+    /// Accepts `secret` as a paid-plan API secret.
+    pub fn set_api_secret(&self, secret: &str) {
+        self.lock().api_secret = Some(secret.to_owned());
+    }
+
+    /// The next `times` public-plan translation requests are answered with the real 429 error.
     pub fn rate_limit_next(&self, times: u32) {
         self.lock().rate_limited += times;
     }
@@ -167,12 +183,19 @@ async fn translate(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let api_secret = headers
+        .get(API_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut state = lock(&state);
+    let paid = api_secret.is_some() && api_secret == state.api_secret;
     let response =
         if let Some(status) = (!state.failures.is_empty()).then(|| state.failures.remove(0)) {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, status.canonical_reason().unwrap_or("Error"))
-        } else if state.rate_limited > 0 {
+        } else if api_secret.is_some() && !paid {
+            error(StatusCode::UNAUTHORIZED, "Unauthorized")
+        } else if !paid && state.rate_limited > 0 {
             state.rate_limited -= 1;
             error(StatusCode::TOO_MANY_REQUESTS, RATE_LIMIT_MESSAGE)
         } else if !file.ends_with(".json") || !TRANSLATIONS.contains(&style.as_str()) {
@@ -195,6 +218,7 @@ async fn translate(
         style,
         text,
         content_type,
+        api_secret,
         status: response.status().as_u16(),
     });
     response
