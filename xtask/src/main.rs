@@ -11,6 +11,8 @@
 //!   ([`records`], decisions in [`sync`]), Secrets Manager and SAM ([`deployer`]).
 //! - `demo` and `local` ([`demo`]): the whole product on one machine (sandbox 4me, fakes, the
 //!   local engine), provisioned by the same bootstrap and deploy.
+//! - `schema pull` ([`schema`]): a newer 4me schema snapshot by introspection, with the
+//!   difference printed.
 
 mod cfn_lint;
 mod config4me;
@@ -22,6 +24,7 @@ mod moto;
 mod provision;
 mod records;
 mod sam;
+mod schema;
 mod sync;
 mod test;
 mod venv;
@@ -59,6 +62,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Start what `demo` starts and keep it running for your own requests (Ctrl-C stops).
     Local(demo::LocalArgs),
+    /// The 4me schema snapshot: `schema pull` refreshes it from a 4me account by introspection.
+    Schema(schema::SchemaArgs),
 }
 
 /// The multi-thread runtime of the commands that talk to 4me and AWS.
@@ -132,6 +137,15 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(err) => {
                 eprintln!("xtask deploy: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema(args) => match runtime()
+            .and_then(|rt| rt.block_on(schema::run(&test::workspace_root(), &args)))
+        {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask schema: error: {err}");
                 ExitCode::FAILURE
             }
         },

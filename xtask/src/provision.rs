@@ -1400,7 +1400,7 @@ pub fn known_integration(name: &str) -> Result<(), ProvisionError> {
 }
 
 /// Gathers the answers of `questions` from the process (current dir, environment, terminal).
-fn gather(questions: &[Question], args: &InputArgs) -> Result<Answers, ProvisionError> {
+pub(crate) fn gather(questions: &[Question], args: &InputArgs) -> Result<Answers, ProvisionError> {
     let cwd = std::env::current_dir().map_err(ProvisionError::CurrentDir)?;
     let sources = input::Sources::from_process(&cwd, questions)?;
     Ok(input::gather(
