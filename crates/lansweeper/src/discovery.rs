@@ -255,7 +255,15 @@ impl DiscoveryBatch {
         );
         let ram: f64 = asset.memory_modules.iter().filter_map(|m| m.size).sum();
         if ram > 0.0 {
-            put("ramAmount", Some(json!(bytes_to_gb(ram))));
+            // 4me's developer pages type `ramAmount` as Int (the SDK as Decimal): a whole number
+            // of GB is sent as an integer, which both accept.
+            let gb = bytes_to_gb(ram);
+            let value = if gb.fract() == 0.0 && gb.abs() < 1e15 {
+                json!(gb as i64)
+            } else {
+                json!(gb)
+            };
+            put("ramAmount", Some(value));
         }
         if !asset.processors.is_empty() {
             put("nrOfProcessors", Some(json!(asset.processors.len())));
@@ -499,7 +507,7 @@ mod tests {
                 "systemID": "https://app.lansweeper.com/s/asset/k1/summary",
                 "status": "standby_for_continuity", "name": "PC-1",
                 "lastSeenAt": "2024-01-01T00:00:00.000Z",
-                "ramAmount": 32.0, "nrOfProcessors": 1, "nrOfCores": 12
+                "ramAmount": 32, "nrOfProcessors": 1, "nrOfCores": 12
             })
         );
     }

@@ -408,6 +408,41 @@ async fn type_ip_and_last_seen_filters_select_the_matching_generated_assets() {
     let (_, keys) = all_keys(&fake, &token, &site, by_type("^webserver$|^wifi$"), 100).await;
     assert!(keys.len() > webservers);
 
+    // NOT_EQUAL and LESS_THAN, the other documented operators.
+    let condition = |operator: &str, path: &str, value: &str| {
+        json!({"conjunction": "AND", "conditions": [
+            {"operator": operator, "path": path, "value": value}]})
+    };
+    let windows = (0..600)
+        .filter(|i| fake.asset(&site, *i).unwrap()["assetBasicInfo"]["type"] == "Windows")
+        .count();
+    let (_, keys) = all_keys(
+        &fake,
+        &token,
+        &site,
+        condition("NOT_EQUAL", "assetBasicInfo.type", "Windows"),
+        100,
+    )
+    .await;
+    assert_eq!(keys.len(), 600 - windows);
+    let seen_before = (0..600)
+        .filter(|i| {
+            fake.asset(&site, *i).unwrap()["assetBasicInfo"]["lastSeen"]
+                .as_str()
+                .is_some_and(|s| s < cut_off.as_str())
+        })
+        .count();
+    let (_, keys) = all_keys(
+        &fake,
+        &token,
+        &site,
+        condition("LESS_THAN", "assetBasicInfo.lastSeen", &cut_off),
+        100,
+    )
+    .await;
+    assert_eq!(keys.len(), seen_before);
+    assert!(seen_before > 0);
+
     // An invalid expression is an error, not a silent mismatch.
     let bad = json!({"conjunction": "AND", "conditions": [
         {"operator": "REGEXP", "path": "assetBasicInfo.type", "value": "Win("}]});

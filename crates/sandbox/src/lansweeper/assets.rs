@@ -361,8 +361,10 @@ pub(crate) fn project(value: &Value, paths: &[Vec<&str>]) -> Value {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     Equal,
+    NotEqual,
     Exists,
     GreaterThan,
+    LessThan,
     Regexp,
 }
 
@@ -410,16 +412,27 @@ impl Filter {
                 match op {
                     Op::Exists => field.is_some() == (value == "true"),
                     Op::Equal => field.as_deref() == Some(value.as_str()),
-                    Op::GreaterThan => match (path.as_str(), field) {
-                        ("assetBasicInfo.lastSeen", Some(_)) => {
-                            match (core.last_seen, DateTime::parse_from_rfc3339(value)) {
-                                (Some(seen), Ok(cut)) => seen > cut,
-                                _ => false,
+                    Op::NotEqual => field.as_deref() != Some(value.as_str()),
+                    Op::GreaterThan | Op::LessThan => {
+                        let ordering = match (path.as_str(), field) {
+                            ("assetBasicInfo.lastSeen", Some(_)) => {
+                                match (core.last_seen, DateTime::parse_from_rfc3339(value)) {
+                                    (Some(seen), Ok(cut)) => {
+                                        Some(seen.cmp(&cut.with_timezone(&chrono::Utc)))
+                                    }
+                                    _ => None,
+                                }
                             }
-                        }
-                        (_, Some(f)) => f.as_str() > value.as_str(),
-                        _ => false,
-                    },
+                            (_, Some(f)) => Some(f.as_str().cmp(value.as_str())),
+                            _ => None,
+                        };
+                        ordering
+                            == Some(if *op == Op::GreaterThan {
+                                std::cmp::Ordering::Greater
+                            } else {
+                                std::cmp::Ordering::Less
+                            })
+                    }
                     Op::Regexp => match (field, compile_regex(value)) {
                         (Some(f), Ok(regex)) => regex.is_match(&f),
                         _ => false,

@@ -194,14 +194,11 @@ fn to_filter(group: GroupInput, conditions: &mut usize) -> Result<Filter> {
         }
         let op = match c.operator {
             Operator::Equal => Op::Equal,
+            Operator::NotEqual => Op::NotEqual,
             Operator::Exists => Op::Exists,
             Operator::GreaterThan => Op::GreaterThan,
+            Operator::LessThan => Op::LessThan,
             Operator::Regexp => Op::Regexp,
-            other => {
-                return Err(Error::new(format!(
-                    "The fake does not implement operator {other:?}"
-                )));
-            }
         };
         if op == Op::Exists && c.value != "true" && c.value != "false" {
             return Err(Error::new(format!(
