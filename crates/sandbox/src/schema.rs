@@ -506,6 +506,9 @@ impl CoreQuery {
         view: Option<ConfigurationItemView>,
     ) -> Result<ConfigurationItemConnection> {
         let _ = view;
+        if let Some(filter) = &filter {
+            filter.check_enum_values()?;
+        }
         let account = account(ctx)?;
         let records = shared(ctx)?.lock().all("ConfigurationItem", account);
         let records = records

@@ -841,6 +841,31 @@ async fn requests_outside_the_4me_schema_are_refused_as_4me_refuses_them() {
     )
     .await;
     refused(&body, &["CiStatus"]);
+    // A filter literal is a FilterValue to the schema, but 4me still knows its statuses.
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 1, filter: {status: {values: [lent]}}) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'lent' is not a valid CiStatus"),
+        "{body}"
+    );
+    let body = gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        "{ configurationItems(first: 1, filter: {status: {values: [lent_out]}}) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
     let body = gql_ok(
         &sb,
         &t,

@@ -138,6 +138,32 @@ pub struct ConfigurationItemFilter {
 }
 
 impl ConfigurationItemFilter {
+    /// The snapshot types filter values loosely (`FilterValue`); 4me still refuses a status or
+    /// rule set that is not one of its enum values, and so does the sandbox.
+    pub(crate) fn check_enum_values(&self) -> async_graphql::Result<()> {
+        fn check<T: serde::de::DeserializeOwned>(
+            filter: &Option<ValuesFilter>,
+            attribute: &str,
+            type_name: &str,
+        ) -> async_graphql::Result<()> {
+            let values = filter
+                .iter()
+                .flat_map(|f| f.values.iter().flatten().flatten());
+            for value in values {
+                if serde_json::from_value::<T>(serde_json::Value::String(value.0.clone())).is_err()
+                {
+                    return Err(async_graphql::Error::new(format!(
+                        "Argument 'filter' on Field 'configurationItems': '{}' is not a valid {type_name} for {attribute}",
+                        value.0
+                    )));
+                }
+            }
+            Ok(())
+        }
+        check::<CiStatus>(&self.status, "status", "CiStatus")?;
+        check::<ProductCategoryRuleSet>(&self.rule_set, "ruleSet", "ProductCategoryRuleSet")
+    }
+
     pub(crate) fn matches(&self, r: &Record) -> bool {
         opt_str(&self.name, r, "name")
             && opt_str(&self.label, r, "label")
