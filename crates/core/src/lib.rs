@@ -7,6 +7,8 @@
 //! - [`policy`]: verification of 4me webhook-policy JWTs;
 //! - [`secrets`]: the secret store port (AWS Secrets Manager and a local file store), secret naming
 //!   and the merge that loses no concurrent update;
+//! - [`state`]: the state store port for what is not a secret (idempotency records, leases,
+//!   checkpoints), with conditional writes and expiry; DynamoDB and local file adapters;
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
@@ -16,12 +18,15 @@
 //!   `webhook.verify` callbacks).
 #![warn(missing_docs)]
 
+mod aws_error;
 pub mod config;
 pub mod context;
 pub mod events;
 pub mod fourme;
+mod localfs;
 pub mod policy;
 pub mod response;
 pub mod secrets;
+pub mod state;
 pub mod telemetry;
 pub mod webhook;

@@ -312,34 +312,7 @@ fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            status >= 500
-                || status == 429
-                || matches!(
-                    err.code(),
-                    Some(
-                        "ThrottlingException"
-                            | "Throttling"
-                            | "TooManyRequestsException"
-                            | "RequestLimitExceeded"
-                            | "InternalServiceError"
-                            | "ServiceUnavailable"
-                            | "RequestTimeout"
-                    )
-                )
-        }
-        _ => false,
-    };
-    let message = match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
+    let (transient, message) = crate::aws_error::describe(&err);
     let name = name.clone();
     if transient {
         SecretStoreError::Transient {

@@ -12,9 +12,11 @@
 //!   lock is held, and the lock is released by the blocking write itself, so a cancelled caller
 //!   cannot release it while a write is still in flight.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::localfs::{create_dir, lock, sync_dir, write_atomic};
 
 use super::{SecretDocument, SecretName, SecretStore, SecretStoreError, without_nulls};
 
@@ -61,15 +63,7 @@ impl LocalSecretStore {
 
 /// Encodes a secret name into a file-name stem (see the module docs).
 fn encode_name(name: &SecretName) -> String {
-    let mut out = String::with_capacity(name.as_str().len() + 8);
-    for byte in name.as_str().bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'@' | b'+' | b'=') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    crate::localfs::encode_file_stem(name.as_str())
 }
 
 fn io_err(
@@ -82,39 +76,6 @@ fn io_err(
         operation,
         source,
     }
-}
-
-fn create_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-fn private_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
-/// Takes the exclusive lock of a secret; released when the returned file is dropped.
-fn lock(lock_path: &Path) -> io::Result<File> {
-    let file = private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path)?;
-    file.lock()?;
-    Ok(file)
 }
 
 fn read_document(
@@ -131,41 +92,6 @@ fn read_document(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(name, "read")(e)),
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Writes `contents` to `path` atomically (temp file + fsync + rename + directory fsync).
-fn write_atomic(dir: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::other("secret path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = private_options().write(true).create_new(true).open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file is garbage once the write failed.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 impl SecretStore for LocalSecretStore {

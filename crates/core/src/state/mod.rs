@@ -1,0 +1,179 @@
+//! The state store: the engine's own records that are not secrets — idempotency records, leases,
+//! sync checkpoints — kept out of Secrets Manager (which is priced per call, limited in write
+//! rate and meant for secrets).
+//!
+//! A record is a JSON value under a key, with a version and an optional expiry. Writes are
+//! conditional ([`Expect`]): "only if there is no live record" (claims, leases, first
+//! writes) or "only if the record is still at version v" (compare-and-swap). An expired record
+//! counts as absent everywhere, whether or not the backend has removed it yet (DynamoDB's TTL
+//! deletes expired items lazily, up to days later).
+//!
+//! Adapters: [`DynamoStateStore`] (one on-demand table per engine, partition key `pk`, TTL
+//! attribute `expires_at`) and [`LocalStateStore`] (one file per record, for the local engine and
+//! tests). Both pass the same contract tests (`crates/core/tests/state_contract`).
+
+mod dynamo;
+mod local;
+
+pub use dynamo::DynamoStateStore;
+pub use local::LocalStateStore;
+
+use serde_json::Value;
+
+/// Longest key accepted (DynamoDB allows 2048 bytes for a partition key).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRecord {
+    /// The stored value.
+    pub data: Value,
+    /// Incremented by every write, also one that replaces an expired record, so a version names
+    /// one write while the key is in the store (a deleted key starts again at 1).
+    pub version: u64,
+    /// When the record expires (seconds since the Unix epoch); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+/// The condition of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// There is no live record under the key (none, or an expired one).
+    Absent,
+    /// The live record under the key has this version.
+    Version(u64),
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Written; the record's new version.
+    Done(u64),
+    /// The condition did not hold; the live record (if any) as it is now.
+    Conflict(Option<StateRecord>),
+}
+
+/// Errors of a [`StateStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum StateStoreError {
+    /// The key is empty or longer than [`MAX_KEY_LEN`] bytes.
+    #[error("invalid state key ({0} bytes)")]
+    InvalidKey(usize),
+    /// A failure that may go away when retried (throttling, timeouts, 5xx, connection errors).
+    #[error("transient failure during {operation} of state record {key}: {message}")]
+    Transient {
+        /// The record's key.
+        key: String,
+        /// The store operation.
+        operation: &'static str,
+        /// Error code and message from the backend.
+        message: String,
+    },
+    /// A failure that retrying will not fix (access denied, missing table, …).
+    #[error("{operation} of state record {key} failed: {message}")]
+    Permanent {
+        /// The record's key.
+        key: String,
+        /// The store operation.
+        operation: &'static str,
+        /// Error code and message from the backend.
+        message: String,
+    },
+    /// A stored record that cannot be read back (not JSON, missing attributes).
+    #[error("state record {key} is unreadable: {message}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A local file-system failure.
+    #[error("{operation} of state record {key} failed: {source}")]
+    Io {
+        /// The record's key.
+        key: String,
+        /// The file operation.
+        operation: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateStoreError {
+    /// Whether retrying the operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
+
+/// Storage of the engine's state records (the port handlers depend on).
+pub trait StateStore: Send + Sync {
+    /// The live record under `key` (`None` when there is none or it expired), read consistently.
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StateRecord>, StateStoreError>> + Send;
+
+    /// Writes `data` (expiring at `expires_at`) under `key` if `expect` holds.
+    fn put(
+        &self,
+        key: &str,
+        data: &Value,
+        expires_at: Option<i64>,
+        expect: Expect,
+    ) -> impl Future<Output = Result<Written, StateStoreError>> + Send;
+
+    /// Deletes the record under `key` if it is live at `version`; `true` when it was deleted.
+    fn delete(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<bool, StateStoreError>> + Send;
+}
+
+impl<T: StateStore> StateStore for &T {
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StateRecord>, StateStoreError>> + Send {
+        (**self).get(key)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        data: &Value,
+        expires_at: Option<i64>,
+        expect: Expect,
+    ) -> impl Future<Output = Result<Written, StateStoreError>> + Send {
+        (**self).put(key, data, expires_at, expect)
+    }
+
+    fn delete(
+        &self,
+        key: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<bool, StateStoreError>> + Send {
+        (**self).delete(key, version)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whether a record with this expiry is live at `now`.
+pub(crate) fn is_live(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|at| at > now)
+}
+
+pub(crate) fn check_key(key: &str) -> Result<(), StateStoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(StateStoreError::InvalidKey(key.len()));
+    }
+    Ok(())
+}

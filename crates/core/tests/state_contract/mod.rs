@@ -1,0 +1,200 @@
+//! Behaviour every `StateStore` adapter must show; used by `state_local` and `state_moto`.
+#![allow(clippy::unwrap_used)] // test support code: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use app_builder_core::state::{Expect, StateStore, Written};
+use serde_json::json;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A first write needs the key absent; a second `Absent` write conflicts and returns the record.
+pub async fn absent_then_conflict<S: StateStore>(store: &S, key: &str) {
+    assert_eq!(store.get(key).await.unwrap(), None);
+    let first = store
+        .put(
+            key,
+            &json!({"status": "in_progress"}),
+            Some(now() + 60),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, Written::Done(1));
+    let again = store
+        .put(key, &json!({"status": "other"}), None, Expect::Absent)
+        .await
+        .unwrap();
+    let Written::Conflict(Some(current)) = again else {
+        panic!("expected a conflict with the live record, got {again:?}");
+    };
+    assert_eq!(current.data, json!({"status": "in_progress"}));
+    assert_eq!(current.version, 1);
+    assert!(current.expires_at.is_some_and(|at| at > now()));
+}
+
+/// Compare-and-swap: only the expected version is replaced; the version counts writes.
+pub async fn compare_and_swap<S: StateStore>(store: &S, key: &str) {
+    assert_eq!(
+        store
+            .put(key, &json!(1), None, Expect::Version(1))
+            .await
+            .unwrap(),
+        Written::Conflict(None),
+        "no record: a version cannot match"
+    );
+    assert_eq!(
+        store
+            .put(key, &json!(1), None, Expect::Absent)
+            .await
+            .unwrap(),
+        Written::Done(1)
+    );
+    assert_eq!(
+        store
+            .put(key, &json!(2), Some(now() + 600), Expect::Version(1))
+            .await
+            .unwrap(),
+        Written::Done(2)
+    );
+    let stale = store
+        .put(key, &json!("stale"), None, Expect::Version(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(stale, Written::Conflict(Some(ref r)) if r.version == 2 && r.data == json!(2))
+    );
+    let record = store.get(key).await.unwrap().unwrap();
+    assert_eq!((record.data, record.version), (json!(2), 2));
+    assert!(record.expires_at.is_some_and(|at| at > now()));
+    // Removing the expiry makes the record permanent.
+    assert_eq!(
+        store
+            .put(key, &json!(3), None, Expect::Version(2))
+            .await
+            .unwrap(),
+        Written::Done(3)
+    );
+    assert_eq!(store.get(key).await.unwrap().unwrap().expires_at, None);
+}
+
+/// An expired record is absent for reads and conditions, and replacing it keeps counting.
+pub async fn expired_records_are_absent<S: StateStore>(store: &S, key: &str) {
+    assert_eq!(
+        store
+            .put(key, &json!("old"), Some(now() - 1), Expect::Absent)
+            .await
+            .unwrap(),
+        Written::Done(1)
+    );
+    assert_eq!(store.get(key).await.unwrap(), None);
+    assert_eq!(
+        store
+            .put(key, &json!("old"), None, Expect::Version(1))
+            .await
+            .unwrap(),
+        Written::Conflict(None),
+        "an expired record's version does not match"
+    );
+    assert!(!store.delete(key, 1).await.unwrap());
+    assert_eq!(
+        store
+            .put(key, &json!("new"), None, Expect::Absent)
+            .await
+            .unwrap(),
+        Written::Done(2),
+        "a version names one write, also across expiry"
+    );
+    assert_eq!(store.get(key).await.unwrap().unwrap().data, json!("new"));
+}
+
+/// Deletes are conditioned on the live version.
+pub async fn delete_by_version<S: StateStore>(store: &S, key: &str) {
+    assert!(!store.delete(key, 1).await.unwrap(), "nothing to delete");
+    store
+        .put(key, &json!({}), None, Expect::Absent)
+        .await
+        .unwrap();
+    assert!(!store.delete(key, 7).await.unwrap(), "wrong version");
+    assert!(store.get(key).await.unwrap().is_some());
+    assert!(store.delete(key, 1).await.unwrap());
+    assert_eq!(store.get(key).await.unwrap(), None);
+}
+
+/// Of many concurrent `Absent` writes of one key, exactly one wins.
+pub async fn one_concurrent_claim_wins<S: StateStore + 'static>(store: Arc<S>, key: &str) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                store
+                    .put(
+                        &key,
+                        &json!({"claimed_by": i}),
+                        Some(now() + 60),
+                        Expect::Absent,
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Written::Done(_)) {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// Of many concurrent compare-and-swap increments, none is lost.
+pub async fn concurrent_increments_lose_nothing<S: StateStore + 'static>(store: Arc<S>, key: &str) {
+    store
+        .put(key, &json!(0), None, Expect::Absent)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                loop {
+                    let current = store.get(&key).await.unwrap().unwrap();
+                    let next = json!(current.data.as_i64().unwrap() + 1);
+                    match store
+                        .put(&key, &next, None, Expect::Version(current.version))
+                        .await
+                        .unwrap()
+                    {
+                        Written::Done(_) => break,
+                        Written::Conflict(_) => tokio::task::yield_now().await,
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let record = store.get(key).await.unwrap().unwrap();
+    assert_eq!((record.data, record.version), (json!(8), 9));
+}
+
+/// Keys are checked before any call.
+pub async fn invalid_keys_are_refused<S: StateStore>(store: &S) {
+    assert!(store.get("").await.is_err());
+    let long = "k".repeat(app_builder_core::state::MAX_KEY_LEN + 1);
+    assert!(
+        store
+            .put(&long, &json!(1), None, Expect::Absent)
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,62 @@
+//! The DynamoDB state store against moto (`AWS_ENDPOINT_URL` must point at a moto server; see
+//! the README). Without it these tests fail on purpose rather than skip. Each test uses a table
+//! of its own, created as the engine's template declares it.
+
+#![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
+
+mod state_contract;
+
+use std::sync::Arc;
+
+use app_builder_core::state::DynamoStateStore;
+
+async fn store() -> DynamoStateStore {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        !endpoint.is_empty(),
+        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
+         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
+         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
+    );
+    let table = format!("state-{}", uuid::Uuid::new_v4().simple());
+    let store = DynamoStateStore::from_env(table).await;
+    store.create_table().await.unwrap();
+    // Creating it twice is harmless.
+    store.create_table().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn moto_absent_then_conflict() {
+    state_contract::absent_then_conflict(&store().await, "idempotency#wdc#delivery-1").await;
+}
+
+#[tokio::test]
+async fn moto_compare_and_swap() {
+    state_contract::compare_and_swap(&store().await, "lease/lansweeper/acme").await;
+}
+
+#[tokio::test]
+async fn moto_expired_records_are_absent() {
+    state_contract::expired_records_are_absent(&store().await, "expiring").await;
+}
+
+#[tokio::test]
+async fn moto_delete_by_version() {
+    state_contract::delete_by_version(&store().await, "deleted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moto_one_concurrent_claim_wins() {
+    state_contract::one_concurrent_claim_wins(Arc::new(store().await), "claimed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moto_concurrent_increments_lose_nothing() {
+    state_contract::concurrent_increments_lose_nothing(Arc::new(store().await), "counter").await;
+}
+
+#[tokio::test]
+async fn moto_invalid_keys_are_refused() {
+    state_contract::invalid_keys_are_refused(&store().await).await;
+}
