@@ -9,6 +9,8 @@
 //!   and the merge that loses no concurrent update;
 //! - [`state`]: the state store port for what is not a secret (idempotency records, leases,
 //!   checkpoints), with conditional writes and expiry; DynamoDB and local file adapters;
+//! - [`idempotency`]: at-most-once handling of retried deliveries over the state store
+//!   (in-progress and completed records, payload hashes), Powertools' semantics;
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
@@ -23,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod events;
 pub mod fourme;
+pub mod idempotency;
 mod localfs;
 pub mod policy;
 pub mod response;

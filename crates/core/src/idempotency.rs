@@ -1,0 +1,153 @@
+//! Idempotency over the [`StateStore`], with the semantics of Powertools for AWS Lambda's
+//! idempotency utility (there is no Rust Powertools; its documented behaviour is the model):
+//!
+//! - [`Idempotency::begin`] writes an **in-progress** record for the key, expiring at the
+//!   invocation's deadline: if the attempt times out or crashes, the record expires with it and a
+//!   retry runs again;
+//! - [`Idempotency::complete`] replaces it with a **completed** record holding the response, kept
+//!   for the configured TTL: a duplicate within it gets the stored response without running again;
+//! - a duplicate that arrives while the first attempt is still in progress gets
+//!   [`Begun::InProgress`] (answer it so the sender retries later);
+//! - the record keeps a SHA-256 of the payload: the same key with a different payload is
+//!   [`Begun::PayloadMismatch`] (refused and logged, never run);
+//! - [`Idempotency::release`] removes the in-progress record after a failure, so the sender's
+//!   retry runs at once instead of waiting for the deadline.
+//!
+//! Every transition is a conditional write ([`Expect`]), so of simultaneous attempts with one key
+//! in any number of containers exactly one runs, and an attempt that lost its record (it outlived
+//! its deadline and a retry took over) cannot overwrite the retry's outcome.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::state::{Expect, StateStore, StateStoreError, Written};
+
+/// The idempotency utility over a state store.
+#[derive(Debug, Clone)]
+pub struct Idempotency<S> {
+    store: S,
+    ttl: Duration,
+}
+
+/// An attempt that holds the in-progress record of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "complete or release the claim"]
+pub struct Claim {
+    key: String,
+    version: u64,
+    hash: String,
+}
+
+impl Claim {
+    /// The idempotency key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// What [`Idempotency::begin`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begun {
+    /// First attempt (or the retry of a failed or timed-out one): run, then complete or release.
+    New(Claim),
+    /// Already done: the stored response.
+    Completed(Value),
+    /// Another attempt is running now: answer so that the sender retries later.
+    InProgress,
+    /// The key was used with a different payload: refuse.
+    PayloadMismatch,
+}
+
+const IN_PROGRESS: &str = "in_progress";
+/// Claims tried when the conflicting record vanishes in between.
+const RACES: usize = 3;
+const COMPLETED: &str = "completed";
+
+/// SHA-256 (hex) of a payload.
+pub fn payload_hash(payload: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl<S: StateStore> Idempotency<S> {
+    /// Completed records are kept for `ttl` (a duplicate after that runs again).
+    pub fn new(store: S, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+
+    /// Claims `key` for an attempt on `payload` that must be done by `deadline` (seconds since
+    /// the epoch: the invocation's deadline).
+    pub async fn begin(
+        &self,
+        key: &str,
+        payload: &[u8],
+        deadline: i64,
+    ) -> Result<Begun, StateStoreError> {
+        let hash = payload_hash(payload);
+        let record = json!({"status": IN_PROGRESS, "payload_sha256": hash});
+        // A conflict whose record was gone (expired, released) by the time it was read back is
+        // raced again; a live record decides. Should that keep happening, the sender retries.
+        for _ in 0..RACES {
+            match self
+                .store
+                .put(key, &record, Some(deadline), Expect::Absent)
+                .await?
+            {
+                Written::Done(version) => {
+                    return Ok(Begun::New(Claim {
+                        key: key.to_owned(),
+                        version,
+                        hash,
+                    }));
+                }
+                Written::Conflict(None) => continue,
+                Written::Conflict(Some(current)) => {
+                    if current.data["payload_sha256"].as_str() != Some(hash.as_str()) {
+                        return Ok(Begun::PayloadMismatch);
+                    }
+                    return Ok(match current.data["status"].as_str() {
+                        Some(COMPLETED) => Begun::Completed(
+                            current.data.get("response").cloned().unwrap_or_default(),
+                        ),
+                        _ => Begun::InProgress,
+                    });
+                }
+            }
+        }
+        Ok(Begun::InProgress)
+    }
+
+    /// Records the attempt's `response`. `false` when the claim was lost: the attempt outlived
+    /// its deadline and a retry took the key over (the retry's outcome stands).
+    pub async fn complete(&self, claim: Claim, response: &Value) -> Result<bool, StateStoreError> {
+        let expires_at = crate::state::now()
+            .saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX));
+        let record = json!({
+            "status": COMPLETED,
+            "payload_sha256": claim.hash,
+            "response": response,
+        });
+        let written = self
+            .store
+            .put(
+                &claim.key,
+                &record,
+                Some(expires_at),
+                Expect::Version(claim.version),
+            )
+            .await?;
+        Ok(matches!(written, Written::Done(_)))
+    }
+
+    /// Gives the key up after a failed attempt, so a retry runs at once.
+    pub async fn release(&self, claim: Claim) -> Result<(), StateStoreError> {
+        self.store
+            .delete(&claim.key, claim.version)
+            .await
+            .map(|_| ())
+    }
+}
