@@ -193,18 +193,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let domain = self.answers.get(&input::DOMAIN).to_owned();
         let account = self.answers.get(&input::ACCOUNT).to_owned();
         let client_id = self.answers.get(&input::CLIENT_ID).to_owned();
-        let client_secret = self
-            .answers
-            .secret(&input::CLIENT_SECRET)
-            .filter(|secret| !secret.expose().is_empty())
-            .ok_or_else(|| {
-                ProvisionError::Missing(format!(
-                    "the client secret ({} or standard input)",
-                    input::CLIENT_SECRET.env
-                ))
-            })?
-            .expose()
-            .to_owned();
+        let client_secret = client_secret(self.answers)?.to_owned();
         let overrides = sam::engine_overrides(
             &domain,
             &account,
@@ -1397,6 +1386,21 @@ pub fn known_integration(name: &str) -> Result<(), ProvisionError> {
             known: INTEGRATIONS.join(", "),
         })
     }
+}
+
+/// The OAuth client secret among the answers; missing or empty is an error saying where it comes
+/// from.
+pub(crate) fn client_secret(answers: &Answers) -> Result<&str, ProvisionError> {
+    answers
+        .secret(&input::CLIENT_SECRET)
+        .map(input::SecretValue::expose)
+        .filter(|secret| !secret.is_empty())
+        .ok_or_else(|| {
+            ProvisionError::Missing(format!(
+                "the client secret ({} or standard input)",
+                input::CLIENT_SECRET.env
+            ))
+        })
 }
 
 /// Gathers the answers of `questions` from the process (current dir, environment, terminal).

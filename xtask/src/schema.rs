@@ -63,21 +63,13 @@ async fn pull_snapshot(root: &Path, args: &PullArgs) -> Result<ExitCode, Provisi
     let answers = crate::provision::gather(&QUESTIONS, &args.input)?;
     let domain = answers.get(&input::DOMAIN);
     let account = answers.get(&input::ACCOUNT);
-    let secret = answers
-        .secret(&input::CLIENT_SECRET)
-        .filter(|s| !s.expose().is_empty())
-        .ok_or_else(|| {
-            ProvisionError::Missing(format!(
-                "the client secret ({} or standard input)",
-                input::CLIENT_SECRET.env
-            ))
-        })?;
+    let secret = crate::provision::client_secret(&answers)?;
     let endpoints =
         Endpoints::from_env(domain).map_err(|err| ProvisionError::Unexpected(err.to_string()))?;
     let client = FourMeClient::new(
         endpoints,
         account,
-        Credentials::new(answers.get(&input::CLIENT_ID), secret.expose()),
+        Credentials::new(answers.get(&input::CLIENT_ID), secret),
         ClientSettings::from_env(),
     )
     .map_err(|err| ProvisionError::Unexpected(err.to_string()))?;
