@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
+mod moto;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,11 +119,7 @@ async fn a_completed_record_expires_after_the_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: run through `cargo xtask test` (moto)"
-    );
+    moto::require_endpoint();
     let store = DynamoStateStore::from_env(format!("idem-{}", uuid::Uuid::new_v4().simple())).await;
     store.create_table().await.unwrap();
     let idem = Arc::new(Idempotency::new(store, Duration::from_secs(3600)));

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
+mod moto;
 mod secrets_contract;
 
 use std::sync::Arc;
@@ -21,13 +22,7 @@ const APP: &str = "4me-app-builder";
 const DOMAIN: &str = "4me-demo.com";
 
 async fn client() -> Client {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
-    );
+    moto::require_endpoint();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     Client::new(&config)
 }

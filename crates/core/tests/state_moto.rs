@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
+mod moto;
 mod state_contract;
 
 use std::sync::Arc;
@@ -11,13 +12,7 @@ use std::sync::Arc;
 use app_builder_core::state::DynamoStateStore;
 
 async fn store() -> DynamoStateStore {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
-    );
+    moto::require_endpoint();
     let table = format!("state-{}", uuid::Uuid::new_v4().simple());
     let store = DynamoStateStore::from_env(table).await;
     store.create_table().await.unwrap();
