@@ -21,6 +21,17 @@ pub(crate) fn encode_file_stem(key: &str) -> String {
     out
 }
 
+/// Runs blocking file work off the async runtime; a panicked or cancelled task becomes
+/// `join_error` of an I/O error.
+pub(crate) async fn blocking<T: Send + 'static, E: Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    join_error: impl FnOnce(io::Error) -> E,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| join_error(io::Error::other(join.to_string())))?
+}
+
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);

@@ -51,13 +51,7 @@ impl LocalSecretStore {
         operation: &'static str,
         work: impl FnOnce() -> Result<T, SecretStoreError> + Send + 'static,
     ) -> Result<T, SecretStoreError> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|join| SecretStoreError::Io {
-                name: name.clone(),
-                operation,
-                source: io::Error::other(join.to_string()),
-            })?
+        crate::localfs::blocking(work, io_err(name, operation)).await
     }
 }
 

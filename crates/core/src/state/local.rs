@@ -51,13 +51,7 @@ impl LocalStateStore {
         operation: &'static str,
         work: impl FnOnce() -> Result<T, StateStoreError> + Send + 'static,
     ) -> Result<T, StateStoreError> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|join| StateStoreError::Io {
-                key: key.to_owned(),
-                operation,
-                source: std::io::Error::other(join.to_string()),
-            })?
+        crate::localfs::blocking(work, io_err(key, operation)).await
     }
 }
 
