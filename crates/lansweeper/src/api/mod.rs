@@ -267,7 +267,9 @@ impl Pacer {
             at = at.max(free);
         }
         state.next = Some(at + self.interval);
-        state.hour.push_back(at);
+        if self.per_hour > 0 {
+            state.hour.push_back(at);
+        }
         drop(state);
         tokio::time::sleep_until(at).await;
         Ok(())
