@@ -17,6 +17,7 @@ use app_builder_core::secrets::{
     AwsSecretStore, SecretDocument, SecretName, SecretStore, customer_secret_name,
     provider_secret_name,
 };
+use app_builder_core::state::{DynamoStateStore, StateStore};
 use app_builder_sandbox::{OAuthCredentials, PolicyInfo, Sandbox};
 use serde_json::{Value, json};
 
@@ -85,13 +86,17 @@ impl FunctionEnv {
     }
 }
 
-/// The secrets function built as its `main` builds it, from `env`, over `store`.
-pub fn secrets_function<S: SecretStore>(env: &FunctionEnv, store: S) -> secrets::SecretsHandler<S> {
+/// The secrets function built as its `main` builds it, from `env`, over `store` and `state`.
+pub fn secrets_function<S: SecretStore, T: StateStore>(
+    env: &FunctionEnv,
+    store: S,
+    state: T,
+) -> secrets::SecretsHandler<S, T> {
     let config = secrets::FunctionConfig::from_settings(&env.settings()).unwrap();
     let endpoints = env.endpoints(&config.context.domain);
     let loader =
         ContextLoader::new(config.context, store, endpoints, ClientSettings::default()).unwrap();
-    secrets::SecretsHandler::new(loader, config.enabled, config.verify_timeout).unwrap()
+    secrets::SecretsHandler::new(loader, state, config.enabled, config.verify_timeout).unwrap()
 }
 
 /// The provider side of the sandbox: its OAuth application and webhook policy, the provider
@@ -139,9 +144,13 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
             .await
             .unwrap();
 
-        let env =
-            FunctionEnv::new(&sandbox, app).with("PARAM_ENABLED_OFFERINGS", enabled.to_owned());
-        let handler = Arc::new(secrets_function(&env, store.clone()));
+        let state =
+            DynamoStateStore::from_env(format!("state-{}", uuid::Uuid::new_v4().simple())).await;
+        state.create_table().await.unwrap();
+        let env = FunctionEnv::new(&sandbox, app)
+            .with("PARAM_ENABLED_OFFERINGS", enabled.to_owned())
+            .with("STATE_TABLE", state.table().to_owned());
+        let handler = Arc::new(secrets_function(&env, store.clone(), state));
         let served = gateway::serve("/secrets", move |request| {
             let handler = Arc::clone(&handler);
             async move { handler.handle(request).await }

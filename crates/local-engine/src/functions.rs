@@ -9,6 +9,7 @@ use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::{ContextError, ContextLoader};
 use app_builder_core::events::http_response_payload;
 use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
+use app_builder_core::state::LocalStateStore;
 use futures::future::BoxFuture;
 use lansweeper::{QueueError, RefreshQueue};
 use serde_json::{Value, json};
@@ -81,11 +82,13 @@ pub struct Built {
 /// The binaries the engine has handlers for.
 pub const KNOWN_BINARIES: [&str; 4] = ["secrets", "note-dispatcher", "typeform", "lansweeper"];
 
-/// Builds the handler of `binary` from `environment` over `store`.
+/// Builds the handler of `binary` from `environment` over `store` and `state` (the local
+/// stand-in of the engine's state table).
 pub fn build(
     binary: &str,
     environment: &BTreeMap<String, String>,
     store: EventingStore,
+    state: LocalStateStore,
 ) -> Result<Built, FunctionError> {
     let lookup = |name: &str| environment.get(name).cloned();
     let settings = Settings::from_lookup(lookup);
@@ -96,7 +99,7 @@ pub fn build(
             let endpoints = Endpoints::from_lookup(&config.context.domain, lookup)?;
             let loader = ContextLoader::new(config.context, store, endpoints, client_settings)?;
             let handler =
-                secrets::SecretsHandler::new(loader, config.enabled, config.verify_timeout)
+                secrets::SecretsHandler::new(loader, state, config.enabled, config.verify_timeout)
                     .map_err(|e| FunctionError::Setup(e.to_string()))?;
             Ok(only(Arc::new(Secrets(handler))))
         }
@@ -170,7 +173,7 @@ where
     })
 }
 
-struct Secrets(secrets::SecretsHandler<EventingStore>);
+struct Secrets(secrets::SecretsHandler<EventingStore, LocalStateStore>);
 
 impl LocalFunction for Secrets {
     fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {

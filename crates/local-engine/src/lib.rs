@@ -69,6 +69,9 @@ pub type StackOutputs = BTreeMap<String, String>;
 pub struct EngineOptions {
     /// Where the secret files live.
     pub secrets_dir: PathBuf,
+    /// Where the state store's files live (the local stand-in of the engine's DynamoDB table;
+    /// default: `.state` in the secrets directory).
+    pub state_dir: PathBuf,
     /// Address to listen on (default `127.0.0.1:0`, an ephemeral port).
     pub listen: SocketAddr,
     /// Variables added to every function's environment over the template's (endpoints of the
@@ -84,8 +87,10 @@ impl EngineOptions {
     /// Options with the secrets in `secrets_dir`, an ephemeral port, no extra environment and no
     /// scheduler.
     pub fn new(secrets_dir: impl Into<PathBuf>) -> Self {
+        let secrets_dir = secrets_dir.into();
         Self {
-            secrets_dir: secrets_dir.into(),
+            state_dir: secrets_dir.join(".state"),
+            secrets_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             environment: BTreeMap::new(),
             schedule_interval: None,
@@ -380,11 +385,18 @@ impl LocalEngine {
                 .map(|(var, value)| (var.clone(), resolver.resolve(value)))
                 .collect();
             environment.extend(self.inner.options.environment.clone());
-            let built = functions::build(&function.binary, &environment, self.inner.store.clone())
-                .map_err(|source| EngineError::Function {
-                    function: name.clone(),
-                    source,
-                })?;
+            let state =
+                app_builder_core::state::LocalStateStore::new(&self.inner.options.state_dir);
+            let built = functions::build(
+                &function.binary,
+                &environment,
+                self.inner.store.clone(),
+                state,
+            )
+            .map_err(|source| EngineError::Function {
+                function: name.clone(),
+                source,
+            })?;
             let entry = Arc::new(Deployed {
                 arn: function_arn(&name),
                 name,

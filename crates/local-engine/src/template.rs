@@ -368,7 +368,12 @@ mod tests {
         let names: Vec<&str> = template.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,
-            ["SecretsApi", "SecretsFunction", "SecretsFunctionIamRole"]
+            [
+                "SecretsApi",
+                "SecretsFunction",
+                "SecretsFunctionIamRole",
+                "StateTable"
+            ]
         );
         assert_eq!(
             template.outputs[1].value,

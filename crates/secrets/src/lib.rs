@@ -26,12 +26,19 @@
 //!
 //! # Exactly-once deliveries
 //!
-//! The delivery id (`X-4me-Delivery`, else `X-Xurrent-Delivery`, else the JWT `jti`) is recorded
-//! in the customer secret under the reserved top-level key [`DELIVERIES_KEY`] (`"_deliveries"`,
-//! an array of the last [`MAX_RECORDED_DELIVERIES`] ids, oldest first) **in the same
-//! [`SecretStore::update`]** that merges the secrets, so "applied" and "recorded" cannot diverge.
-//! A delivery whose id is already recorded is answered 200 `Secrets stored` without any write.
-//! Readers of customer secrets (contexts, integrations) only read named keys and ignore it.
+//! A secrets update is applied once per delivery and once per token, in any number of
+//! containers, through the idempotency utility over the engine's state store
+//! ([`app_builder_core::idempotency`]): its keys are the signed token's `iss` + `jti` and the
+//! delivery id (`X-4me-Delivery` / `X-Xurrent-Delivery`); a delivery is a duplicate when either
+//! was seen, so a captured token replayed under a fresh delivery id is not applied again, nor is
+//! a re-signed redelivery. A duplicate is answered 200 `Secrets stored` without any write; one
+//! that arrives while the first is still being applied gets 503 (4me retries later); a delivery id
+//! seen with a different payload gets 400. A failed store releases the keys, so 4me's retry
+//! applies the update.
+//!
+//! Customer secrets written by earlier versions recorded delivery ids under the reserved key
+//! [`DELIVERIES_KEY`]; it is read once (a recorded delivery is still a duplicate) and dropped by
+//! the next write.
 //!
 //! # Logging
 //!
@@ -42,19 +49,26 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
-use app_builder_core::policy::WebhookEnvelope;
+use app_builder_core::idempotency::{Begun, Claim, Idempotency};
+use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name, merge};
+use app_builder_core::state::StateStore;
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use tracing::Instrument as _;
 
-/// Reserved top-level key of customer secrets holding the ids of applied deliveries.
+/// Legacy reserved key of customer secrets that held the ids of applied deliveries (read once,
+/// dropped by the next write).
 pub const DELIVERIES_KEY: &str = "_deliveries";
 
-/// How many applied delivery ids a customer secret remembers.
-pub const MAX_RECORDED_DELIVERIES: usize = 50;
+/// How long an applied delivery is remembered: longer than a token lives (the policies'
+/// `jwtClaimExpiresIn`, one day by default) and than 4me's retries of one delivery last.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// How long an attempt may take when the Lambda context gives no deadline (local runs, tests).
+pub const DEFAULT_ATTEMPT_TIME: Duration = Duration::from_secs(30);
 
 /// The payload keys of a secrets update that are stored (each replaces the stored value).
 pub const SECRET_KEYS: [&str; 4] = [
@@ -79,6 +93,10 @@ pub const PROVIDER_CONTEXT_MESSAGE: &str = "Unable to determine provider context
 pub const SECRETS_STORED_MESSAGE: &str = "Secrets stored";
 /// 500 when the store fails.
 pub const STORE_FAILED_MESSAGE: &str = "Unable to store secrets";
+/// 503 while the same delivery is being applied by another attempt.
+pub const IN_PROGRESS_MESSAGE: &str = "Delivery is being applied, retry later";
+/// 400 when a delivery id comes again with another payload.
+pub const PAYLOAD_MISMATCH_MESSAGE: &str = "Delivery id reused with another payload";
 
 /// The function's configuration, read once at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +108,12 @@ pub struct FunctionConfig {
     pub enabled: EnabledOfferings,
     /// Timeout of `webhook.verify` callbacks ([`ENV_VERIFY_TIMEOUT_MS`]).
     pub verify_timeout: Duration,
+    /// The engine's state table ([`ENV_STATE_TABLE`]).
+    pub state_table: String,
 }
+
+/// Required setting: the DynamoDB table of the engine's state (applied deliveries).
+pub const ENV_STATE_TABLE: &str = "STATE_TABLE";
 
 impl FunctionConfig {
     /// Reads the configuration; a missing or malformed setting is an error naming it.
@@ -105,6 +128,7 @@ impl FunctionConfig {
             context,
             enabled: settings.enabled_offerings(),
             verify_timeout,
+            state_table: settings.required(ENV_STATE_TABLE)?,
         })
     }
 }
@@ -117,19 +141,22 @@ pub enum SetupError {
     HttpClient(String),
 }
 
-/// The secrets-webhook handler over a secret store.
+/// The secrets-webhook handler over a secret store and a state store.
 #[derive(Debug)]
-pub struct SecretsHandler<S> {
+pub struct SecretsHandler<S, T> {
     loader: ContextLoader<S>,
+    deliveries: Idempotency<T>,
     enabled: EnabledOfferings,
     http: reqwest::Client,
 }
 
-impl<S: SecretStore> SecretsHandler<S> {
-    /// A handler reading the provider context through `loader`, storing secrets of the `enabled`
-    /// offerings, and giving `webhook.verify` callbacks `verify_timeout`.
+impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
+    /// A handler reading the provider context through `loader`, remembering applied deliveries
+    /// in `state`, storing secrets of the `enabled` offerings, and giving `webhook.verify`
+    /// callbacks `verify_timeout`.
     pub fn new(
         loader: ContextLoader<S>,
+        state: T,
         enabled: EnabledOfferings,
         verify_timeout: Duration,
     ) -> Result<Self, SetupError> {
@@ -140,6 +167,7 @@ impl<S: SecretStore> SecretsHandler<S> {
             .map_err(|e| SetupError::HttpClient(e.to_string()))?;
         Ok(Self {
             loader,
+            deliveries: Idempotency::new(state, DELIVERY_MEMORY),
             enabled,
             http,
         })
@@ -175,6 +203,8 @@ impl<S: SecretStore> SecretsHandler<S> {
             &config.domain,
             &config.provider_account,
         )?;
+        let keys = delivery_keys(&token.claims, delivery.as_deref());
+        let deadline = attempt_deadline(req);
         let envelope = token.data;
         // Every line about this delivery (including the error line) carries these fields;
         // `offering` and `account` are recorded once known.
@@ -185,8 +215,13 @@ impl<S: SecretStore> SecretsHandler<S> {
             offering = tracing::field::Empty,
             account = tracing::field::Empty,
         );
+        let attempt = Attempt {
+            delivery: delivery.as_deref(),
+            keys: &keys,
+            deadline,
+        };
         let result = self
-            .dispatch(&envelope, delivery.as_deref())
+            .dispatch(&envelope, &attempt)
             .instrument(span.clone())
             .await;
         Ok(span.in_scope(|| result.unwrap_or_else(ApiError::into_response)))
@@ -195,11 +230,11 @@ impl<S: SecretStore> SecretsHandler<S> {
     async fn dispatch(
         &self,
         envelope: &WebhookEnvelope,
-        delivery: Option<&str>,
+        attempt: &Attempt<'_>,
     ) -> Result<Response<Body>, ApiError> {
         match envelope.event.as_str() {
             WEBHOOK_VERIFY_EVENT => self.verify_webhook(envelope).await,
-            SECRETS_UPDATE_EVENT => self.store_secrets(envelope, delivery).await,
+            SECRETS_UPDATE_EVENT => self.store_secrets(envelope, attempt).await,
             other => {
                 tracing::info!("unsupported event");
                 Err(ApiError::BadRequest(format!("Unsupported event: {other}")))
@@ -216,7 +251,7 @@ impl<S: SecretStore> SecretsHandler<S> {
     async fn store_secrets(
         &self,
         envelope: &WebhookEnvelope,
-        delivery: Option<&str>,
+        attempt: &Attempt<'_>,
     ) -> Result<Response<Body>, ApiError> {
         let payload = &envelope.payload;
         let reference = payload
@@ -251,20 +286,131 @@ impl<S: SecretStore> SecretsHandler<S> {
                 ))
             },
         )?;
+        let payload_bytes = serde_json::to_vec(payload).unwrap_or_default();
+        let claims = match self.claim(attempt, &payload_bytes).await? {
+            Claimed::All(claims) => claims,
+            Claimed::Duplicate => {
+                tracing::info!(secret = %name, "delivery already applied, nothing stored");
+                return Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE));
+            }
+        };
         let stored = self
             .loader
             .store()
-            .update(&name, |current| apply_delivery(current, &update, delivery))
-            .await
-            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
+            .update(&name, |current| {
+                apply_delivery(current, &update, attempt.delivery)
+            })
+            .await;
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                self.release(claims).await;
+                return Err(ApiError::upstream(STORE_FAILED_MESSAGE, error));
+            }
+        };
         match stored {
             Some(_) => {
                 tracing::info!(keys = ?update.keys().collect::<Vec<_>>(), secret = %name, "secrets stored")
             }
             None => tracing::info!(secret = %name, "delivery already applied, nothing stored"),
         }
+        let response = serde_json::json!({"message": SECRETS_STORED_MESSAGE});
+        for claim in claims {
+            // A claim lost to a retry (this attempt outlived its deadline) leaves the retry's
+            // record; the secret was written once either way (the update is a merge).
+            if let Err(error) = self.deliveries.complete(claim, &response).await {
+                tracing::warn!(%error, "applied delivery not recorded; a retry will merge again");
+            }
+        }
         Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
     }
+
+    /// Claims every key of the attempt: all new, or a duplicate (the keys claimed so far are
+    /// given up again); an attempt in progress or a reused delivery id is an error answer.
+    async fn claim(&self, attempt: &Attempt<'_>, payload: &[u8]) -> Result<Claimed, ApiError> {
+        let mut claims = Vec::new();
+        for key in attempt.keys {
+            let begun = match self.deliveries.begin(key, payload, attempt.deadline).await {
+                Ok(begun) => begun,
+                Err(error) => {
+                    self.release(claims).await;
+                    return Err(ApiError::upstream(STORE_FAILED_MESSAGE, error));
+                }
+            };
+            let refusal = match begun {
+                Begun::New(claim) => {
+                    claims.push(claim);
+                    continue;
+                }
+                Begun::Completed(_) => None,
+                Begun::InProgress => Some(ApiError::Unavailable {
+                    message: IN_PROGRESS_MESSAGE.into(),
+                    detail: format!("{key} is in progress"),
+                }),
+                Begun::PayloadMismatch => {
+                    tracing::warn!(key = %key, "delivery key reused with another payload");
+                    Some(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()))
+                }
+            };
+            self.release(claims).await;
+            return match refusal {
+                None => Ok(Claimed::Duplicate),
+                Some(error) => Err(error),
+            };
+        }
+        Ok(Claimed::All(claims))
+    }
+
+    /// Gives claims up so that a retry runs at once (best effort: unreleased, they expire at the
+    /// attempt's deadline).
+    async fn release(&self, claims: Vec<Claim>) {
+        for claim in claims {
+            if let Err(error) = self.deliveries.release(claim).await {
+                tracing::warn!(%error, "delivery claim not released; it expires at the deadline");
+            }
+        }
+    }
+}
+
+/// One attempt at a delivery: its id, its idempotency keys and its deadline.
+struct Attempt<'a> {
+    delivery: Option<&'a str>,
+    keys: &'a [String],
+    deadline: i64,
+}
+
+enum Claimed {
+    All(Vec<Claim>),
+    Duplicate,
+}
+
+/// The idempotency keys of a delivery: the signed token (`iss` + `jti`) and the delivery id.
+pub fn delivery_keys(claims: &StandardClaims, delivery: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) {
+        keys.push(format!("secrets/token/{}/{jti}", claims.iss));
+    }
+    if let Some(id) = delivery.filter(|d| !d.is_empty()) {
+        keys.push(format!("secrets/delivery/{id}"));
+    }
+    keys
+}
+
+/// The attempt's deadline (seconds since the epoch): the Lambda invocation's, else
+/// [`DEFAULT_ATTEMPT_TIME`] from now.
+fn attempt_deadline(req: &Request) -> i64 {
+    let from_context = req
+        .lambda_context_ref()
+        .map(|context| context.deadline / 1000)
+        .filter(|deadline| *deadline > 0)
+        .and_then(|deadline| i64::try_from(deadline).ok());
+    from_context.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| {
+                i64::try_from((d + DEFAULT_ATTEMPT_TIME).as_secs()).unwrap_or(i64::MAX)
+            })
+    })
 }
 
 /// The part of a secrets-update payload that is stored: the [`SECRET_KEYS`] whose values are
@@ -291,33 +437,27 @@ fn is_truthy(value: &Value) -> bool {
     }
 }
 
-/// The closure of the exactly-once update: `None` (no write) when `delivery` is already recorded
-/// in `current`; otherwise `update` merged into `current` with `delivery` appended to
-/// [`DELIVERIES_KEY`] (keeping the last [`MAX_RECORDED_DELIVERIES`]). Without a delivery id the
-/// update is simply merged.
+/// The closure of the update: `update` merged into `current`, dropping the legacy
+/// [`DELIVERIES_KEY`]; `None` (no write) when that legacy key records `delivery` (applied by an
+/// earlier version of this function).
 pub fn apply_delivery(
     current: Option<&SecretDocument>,
     update: &SecretDocument,
     delivery: Option<&str>,
 ) -> Option<SecretDocument> {
-    let mut recorded: Vec<Value> = current
+    let legacy = current
         .and_then(|document| document.get(DELIVERIES_KEY))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(id) = delivery
+        .and_then(Value::as_array);
+    if let (Some(recorded), Some(id)) = (legacy, delivery)
         && recorded.iter().any(|seen| seen.as_str() == Some(id))
     {
         return None;
     }
-    let mut next = merge(current.cloned(), update);
-    if let Some(id) = delivery {
-        recorded.push(Value::String(id.to_owned()));
-        let excess = recorded.len().saturating_sub(MAX_RECORDED_DELIVERIES);
-        recorded.drain(..excess);
-        next.insert(DELIVERIES_KEY, Value::Array(recorded));
+    let mut update = update.clone();
+    if legacy.is_some() {
+        update.insert(DELIVERIES_KEY, Value::Null);
     }
-    Some(next)
+    Some(merge(current.cloned(), &update))
 }
 
 /// Maps a provider-context failure: the store failing is ours (500, 4me retries); a missing or

@@ -1,6 +1,6 @@
 //! Lambda entry point of the secrets-webhook function: reads the configuration once (a missing
-//! or malformed setting fails start-up naming it), wires the AWS Secrets Manager store and runs
-//! the handler under `lambda_http`.
+//! or malformed setting fails start-up naming it), wires the AWS Secrets Manager store and the
+//! DynamoDB state store and runs the handler under `lambda_http`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
+use app_builder_core::state::DynamoStateStore;
 use app_builder_core::telemetry;
 use lambda_http::{Error, Request, service_fn};
 use secrets::{FunctionConfig, SecretsHandler};
@@ -25,13 +26,15 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Reads the configuration and builds the handler over AWS.
-async fn setup() -> Result<SecretsHandler<AwsSecretStore>, Error> {
+async fn setup() -> Result<SecretsHandler<AwsSecretStore, DynamoStateStore>, Error> {
     let config = FunctionConfig::from_settings(&Settings::from_env())?;
     let endpoints = Endpoints::from_env(&config.context.domain)?;
     let store = AwsSecretStore::from_env().await;
+    let state = DynamoStateStore::from_env(config.state_table).await;
     let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
     Ok(SecretsHandler::new(
         loader,
+        state,
         config.enabled,
         config.verify_timeout,
     )?)

@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use app_builder_core::config::EnabledOfferings;
 use app_builder_core::secrets::{LocalSecretStore, SecretDocument, SecretStore};
+use app_builder_core::state::{LocalStateStore, StateStore};
 use axum::routing::get;
-use secrets::{DELIVERIES_KEY, MAX_RECORDED_DELIVERIES, SecretsHandler, apply_delivery};
+use secrets::{DELIVERIES_KEY, PAYLOAD_MISMATCH_MESSAGE, SecretsHandler, apply_delivery};
 use serde_json::{Value, json};
 use support::*;
 
 struct Fixture {
     _dir: tempfile::TempDir,
     store: LocalSecretStore,
+    state: LocalStateStore,
     signer: Signer,
 }
 
@@ -31,6 +33,7 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     Fixture {
+        state: LocalStateStore::new(dir.path().join("state")),
         _dir: dir,
         store,
         signer,
@@ -38,8 +41,8 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore> {
-        handler(&self.store, enabled)
+    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore, &LocalStateStore> {
+        handler(&self.store, &self.state, enabled)
     }
 
     async fn stored(&self, reference: &str, customer: &str) -> Option<Value> {
@@ -71,7 +74,7 @@ fn policy() -> Value {
 }
 
 async fn send(
-    handler: &SecretsHandler<impl SecretStore>,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
     jwt: &str,
     delivery: Option<&str>,
 ) -> (u16, String) {
@@ -94,7 +97,6 @@ async fn all_applications_enabled_handles_receiving_application() {
         f.stored("wdc_siebel", "wdc").await,
         Some(json!({
             "application": application()["application"],
-            DELIVERIES_KEY: ["d-1"],
         }))
     );
 }
@@ -133,6 +135,7 @@ async fn limited_env_empty_star_single_and_list_are_handled() {
         ));
         let handler = handler_with(
             &f.store,
+            &f.state,
             context_config(DOMAIN, PROVIDER),
             // An empty PARAM_ENABLED_OFFERINGS is "unset" for Settings, i.e. all.
             if enabled.is_empty() {
@@ -228,8 +231,9 @@ async fn missing_jwt_is_400_expected_jwt() {
 async fn missing_provider_secret_is_400_unable_to_determine_provider_context() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalSecretStore::new(dir.path());
+    let state = LocalStateStore::new(dir.path().join("state"));
     let jwt = Signer::generate().sign(&claims("webhook.verify", json!({})));
-    let (status, message) = send(&handler(&store, "*"), &jwt, None).await;
+    let (status, message) = send(&handler(&store, &state, "*"), &jwt, None).await;
     assert_eq!(
         (status, message.as_str()),
         (400, "Unable to determine provider context")
@@ -254,7 +258,11 @@ async fn unreadable_provider_secret_is_500_unable_to_determine_provider_context(
 }
 
 /// Sends a token that must be rejected; returns the 400 message and checks nothing was stored.
-async fn rejected(f: &Fixture, handler: &SecretsHandler<impl SecretStore>, jwt: &str) -> String {
+async fn rejected(
+    f: &Fixture,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
+    jwt: &str,
+) -> String {
     let (status, message) = send(handler, jwt, Some("bad-delivery")).await;
     assert_eq!(status, 400, "{message}");
     assert!(
@@ -461,17 +469,17 @@ async fn all_four_parts_are_stored_and_falsy_parts_skipped() {
 // ---------------------------------------------------------------------------------------------
 // Exactly-once deliveries
 
+fn update_of(secrets: Value) -> Value {
+    claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "acme", json!({ "secrets": secrets })),
+    )
+}
+
 #[tokio::test]
 async fn replayed_delivery_is_acknowledged_and_not_applied_twice() {
     let f = fixture().await;
-    let first = f.signer.sign(&claims(
-        "app_instance.secrets-update",
-        secrets_payload(
-            "typeform",
-            "acme",
-            json!({"secrets": {"typeform_token": "v1"}}),
-        ),
-    ));
+    let first = f.signer.sign(&update_of(json!({"typeform_token": "v1"})));
     assert_eq!(
         send(&f.handler("*"), &first, Some("delivery-1")).await,
         (200, "Secrets stored".to_owned())
@@ -479,34 +487,68 @@ async fn replayed_delivery_is_acknowledged_and_not_applied_twice() {
     let path = f.store.path_of(&customer_name("typeform", "acme"));
     let inode = file_inode(&path);
 
-    // Same delivery id again (4me retry), even with other content: 200, no write at all.
-    let replay = f.signer.sign(&claims(
-        "app_instance.secrets-update",
-        secrets_payload(
-            "typeform",
-            "acme",
-            json!({"secrets": {"typeform_token": "v2"}}),
-        ),
-    ));
-    for jwt in [&first, &replay] {
-        assert_eq!(
-            send(&f.handler("*"), jwt, Some("delivery-1")).await,
-            (200, "Secrets stored".to_owned())
-        );
-    }
+    // The same delivery again (4me retry): 200, no write at all.
+    assert_eq!(
+        send(&f.handler("*"), &first, Some("delivery-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    // The same delivery id with other content is refused and writes nothing.
+    let other = f.signer.sign(&update_of(json!({"typeform_token": "v2"})));
+    assert_eq!(
+        send(&f.handler("*"), &other, Some("delivery-1")).await,
+        (400, PAYLOAD_MISMATCH_MESSAGE.to_owned())
+    );
     assert_eq!(file_inode(&path), inode, "the secret was rewritten");
     let stored = f.stored("typeform", "acme").await.unwrap();
     assert_eq!(stored["secrets"], json!({"typeform_token": "v1"}));
-    assert_eq!(stored[DELIVERIES_KEY], json!(["delivery-1"]));
+    assert!(stored.get(DELIVERIES_KEY).is_none(), "secrets only");
 
-    // A new delivery id is applied.
+    // A new delivery is applied.
     assert_eq!(
-        send(&f.handler("*"), &replay, Some("delivery-2")).await.0,
+        send(&f.handler("*"), &other, Some("delivery-2")).await.0,
         200
     );
     let stored = f.stored("typeform", "acme").await.unwrap();
     assert_eq!(stored["secrets"], json!({"typeform_token": "v2"}));
-    assert_eq!(stored[DELIVERIES_KEY], json!(["delivery-1", "delivery-2"]));
+}
+
+#[tokio::test]
+async fn a_captured_token_replayed_under_a_new_delivery_id_is_not_applied() {
+    let f = fixture().await;
+    let old = f.signer.sign(&update_of(json!({"typeform_token": "old"})));
+    let new = f
+        .signer
+        .sign(&update_of(json!({"typeform_token": "rotated"})));
+    assert_eq!(send(&f.handler("*"), &old, Some("d-1")).await.0, 200);
+    assert_eq!(send(&f.handler("*"), &new, Some("d-2")).await.0, 200);
+    // The old token again, under a delivery id never seen: it is known by its iss + jti.
+    assert_eq!(
+        send(&f.handler("*"), &old, Some("d-fresh")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"typeform_token": "rotated"}),
+        "the rotated token was rolled back"
+    );
+}
+
+#[tokio::test]
+async fn a_re_signed_redelivery_is_a_duplicate() {
+    let f = fixture().await;
+    let content = update_of(json!({"typeform_token": "t"}));
+    let signed = f.signer.sign(&content);
+    assert_eq!(send(&f.handler("*"), &signed, Some("d-1")).await.0, 200);
+    let path = f.store.path_of(&customer_name("typeform", "acme"));
+    let inode = file_inode(&path);
+    // 4me signs the same delivery again (a new jti): the delivery id identifies it.
+    let mut again = content.clone();
+    again["jti"] = json!(format!("{}-resigned", content["jti"].as_str().unwrap()));
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&again), Some("d-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(file_inode(&path), inode, "the secret was rewritten");
 }
 
 fn file_inode(path: &std::path::Path) -> u64 {
@@ -517,70 +559,79 @@ fn file_inode(path: &std::path::Path) -> u64 {
 #[tokio::test]
 async fn xurrent_delivery_header_and_jti_identify_deliveries() {
     let f = fixture().await;
-    let claims_a = claims(
-        "app_instance.secrets-update",
-        secrets_payload("typeform", "acme", json!({"secrets": {"n": 1}})),
-    );
+    let claims_a = update_of(json!({"n": 1}));
     let jwt = f.signer.sign(&claims_a);
-    // No delivery header: the jti is the delivery id.
+    // No delivery header: the token's jti identifies it.
     assert_eq!(send(&f.handler("*"), &jwt, None).await.0, 200);
-    let stored = f.stored("typeform", "acme").await.unwrap();
-    assert_eq!(stored[DELIVERIES_KEY], json!([claims_a["jti"]]));
-    let replayed = f.signer.sign(&{
-        let mut c = claims(
-            "app_instance.secrets-update",
-            secrets_payload("typeform", "acme", json!({"secrets": {"n": 2}})),
-        );
-        c["jti"] = claims_a["jti"].clone();
-        c
-    });
-    assert_eq!(send(&f.handler("*"), &replayed, None).await.0, 200);
+    assert_eq!(send(&f.handler("*"), &jwt, None).await.0, 200);
+    let path = f.store.path_of(&customer_name("typeform", "acme"));
+    let inode = file_inode(&path);
+    // Another payload under the same iss + jti is refused.
+    let mut reused = update_of(json!({"n": 2}));
+    reused["jti"] = claims_a["jti"].clone();
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&reused), None).await,
+        (400, PAYLOAD_MISMATCH_MESSAGE.to_owned())
+    );
+    assert_eq!(file_inode(&path), inode);
     assert_eq!(
         f.stored("typeform", "acme").await.unwrap()["secrets"],
         json!({"n": 1})
     );
 
     // The Xurrent-branded header (any casing) is honoured.
-    let body = json!({"jwt": f.signer.sign(&claims(
-        "app_instance.secrets-update",
-        secrets_payload("typeform", "acme", json!({"secrets": {"n": 3}})),
-    ))})
-    .to_string();
-    let request = api_gateway_request("POST", Some(&body), &[("X-Xurrent-Delivery", "xd-1")]);
+    let content = update_of(json!({"n": 3}));
+    let request = |jwt: String| {
+        let body = json!({ "jwt": jwt }).to_string();
+        api_gateway_request("POST", Some(&body), &[("X-Xurrent-Delivery", "xd-1")])
+    };
     assert_eq!(
-        status_and_message(&f.handler("*").handle(request).await).0,
+        status_and_message(
+            &f.handler("*")
+                .handle(request(f.signer.sign(&content)))
+                .await
+        )
+        .0,
         200
     );
-    let stored = f.stored("typeform", "acme").await.unwrap();
-    assert_eq!(stored["secrets"], json!({"n": 3}));
     assert_eq!(
-        stored[DELIVERIES_KEY].as_array().unwrap().last(),
-        Some(&json!("xd-1"))
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"n": 3})
     );
+    let inode = file_inode(&path);
+    let mut resigned = content.clone();
+    resigned["jti"] = json!("another-jti");
+    assert_eq!(
+        status_and_message(
+            &f.handler("*")
+                .handle(request(f.signer.sign(&resigned)))
+                .await
+        )
+        .0,
+        200
+    );
+    assert_eq!(file_inode(&path), inode, "xd-1 was applied twice");
 }
 
 #[test]
-fn recorded_deliveries_keep_the_last_fifty() {
+fn legacy_delivery_ids_are_read_once_and_dropped() {
     let update = SecretDocument::try_from(json!({"secrets": {"a": 1}})).unwrap();
-    let mut current: Option<SecretDocument> = None;
-    for i in 0..60 {
-        current = apply_delivery(current.as_ref(), &update, Some(&format!("id-{i}")));
-    }
-    let current = current.unwrap();
-    let ids = current.get(DELIVERIES_KEY).unwrap().as_array().unwrap();
-    assert_eq!(ids.len(), MAX_RECORDED_DELIVERIES);
-    assert_eq!(ids.first(), Some(&json!("id-10")));
-    assert_eq!(ids.last(), Some(&json!("id-59")));
-    assert!(apply_delivery(Some(&current), &update, Some("id-59")).is_none());
-    assert!(apply_delivery(Some(&current), &update, Some("id-10")).is_none());
-    // Forgotten ids are applied again (the window is bounded).
-    assert!(apply_delivery(Some(&current), &update, Some("id-0")).is_some());
+    let legacy =
+        SecretDocument::try_from(json!({"secrets": {"a": 0}, DELIVERIES_KEY: ["old-1", "old-2"]}))
+            .unwrap();
+    // A delivery the earlier version recorded is still a duplicate.
+    assert!(apply_delivery(Some(&legacy), &update, Some("old-2")).is_none());
+    // The next write drops the key.
+    let next = apply_delivery(Some(&legacy), &update, Some("new")).unwrap();
+    assert_eq!(serde_json::Value::from(next), json!({"secrets": {"a": 1}}));
+    let next = apply_delivery(Some(&legacy), &update, None).unwrap();
+    assert!(next.get(DELIVERIES_KEY).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_deliveries_for_one_customer_lose_nothing() {
     let f = fixture().await;
-    let handler = Arc::new(handler(f.store.clone(), "*"));
+    let handler = Arc::new(handler(f.store.clone(), f.state.clone(), "*"));
     let parts = [
         json!({"application": {"client_id": "a", "client_secret": "s"}}),
         json!({"policy": {"algorithm": "RS256", "audience": null, "public_key": "k"}}),
@@ -607,16 +658,79 @@ async fn concurrent_deliveries_for_one_customer_lose_nothing() {
         let (key, value) = part.as_object().unwrap().iter().next().unwrap();
         assert_eq!(&stored[key], value, "{key} lost");
     }
-    let mut ids: Vec<&str> = stored[DELIVERIES_KEY]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    let mut expected: Vec<String> = (0..16).map(|i| format!("concurrent-{i}")).collect();
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "a delivery record was lost");
+    assert!(stored.get(DELIVERIES_KEY).is_none(), "secrets only");
+}
+
+/// One delivery arriving many times at once (4me retries while the first attempt still runs,
+/// in several containers): it is applied exactly once; the others are duplicates or told to
+/// retry later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_copies_of_one_delivery_are_applied_once() {
+    let f = fixture().await;
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingStore {
+        inner: f.store.clone(),
+        writes: writes.clone(),
+    };
+    let jwt = f.signer.sign(&update_of(json!({"typeform_token": "once"})));
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        // A handler per copy: the containers share only the stores.
+        let handler = handler(store.clone(), f.state.clone(), "*");
+        let jwt = jwt.clone();
+        tasks.push(tokio::spawn(async move {
+            status_and_message(&handler.handle(delivery_request(&jwt, Some("same"))).await).0
+        }));
+    }
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 200 || status == 503, "{status}");
+    }
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        send(&f.handler("*"), &jwt, Some("same")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A secret store counting the writes that happen.
+#[derive(Clone)]
+struct CountingStore {
+    inner: LocalSecretStore,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SecretStore for CountingStore {
+    async fn get(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+    ) -> Result<Option<SecretDocument>, app_builder_core::secrets::SecretStoreError> {
+        self.inner.get(name).await
+    }
+
+    async fn update<F>(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+        f: F,
+    ) -> Result<Option<SecretDocument>, app_builder_core::secrets::SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        let written = self.inner.update(name, f).await?;
+        if written.is_some() {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(written)
+    }
+
+    async fn delete(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        self.inner.delete(name).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,6 +808,7 @@ async fn verification_callback_that_hangs_times_out_with_500() {
     let base = callback_server(200).await;
     let handler = handler_with(
         &f.store,
+        &f.state,
         context_config(DOMAIN, PROVIDER),
         EnabledOfferings::All,
         Duration::from_millis(200),

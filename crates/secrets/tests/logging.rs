@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
+use app_builder_core::state::{LocalStateStore, StateStore};
 use axum::routing::get;
 use secrets::SecretsHandler;
 use serde_json::{Value, json};
@@ -16,6 +17,7 @@ use support::*;
 struct Fixture {
     _dir: tempfile::TempDir,
     store: LocalSecretStore,
+    state: LocalStateStore,
     signer: Signer,
 }
 
@@ -28,6 +30,7 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     Fixture {
+        state: LocalStateStore::new(dir.path().join("state")),
         _dir: dir,
         store,
         signer,
@@ -35,13 +38,13 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore> {
-        handler(&self.store, enabled)
+    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore, &LocalStateStore> {
+        handler(&self.store, &self.state, enabled)
     }
 }
 
 async fn send(
-    handler: &SecretsHandler<impl SecretStore>,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
     jwt: &str,
     delivery: Option<&str>,
 ) -> (u16, String) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use app_builder_core::config::EnabledOfferings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore, provider_secret_name};
-use secrets::DELIVERIES_KEY;
+use app_builder_core::state::DynamoStateStore;
 use serde_json::{Value, json};
 use support::*;
 
@@ -69,12 +69,21 @@ async fn current_version(store: &AwsSecretStore, name: &str) -> String {
         .to_owned()
 }
 
+/// The engine's state table on moto (a table of its own per test).
+async fn moto_state() -> DynamoStateStore {
+    let state =
+        DynamoStateStore::from_env(format!("state-{}", uuid::Uuid::new_v4().simple())).await;
+    state.create_table().await.unwrap();
+    state
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moto_concurrent_deliveries_for_one_customer_lose_nothing() {
     let store = moto_store().await;
     let provider = Provider::create(&store).await;
     let handler = Arc::new(handler_with(
         store.clone(),
+        moto_state().await,
         context_config(DOMAIN, &provider.account),
         EnabledOfferings::All,
         Duration::from_secs(5),
@@ -104,16 +113,21 @@ async fn moto_concurrent_deliveries_for_one_customer_lose_nothing() {
         let (key, value) = part.as_object().unwrap().iter().next().unwrap();
         assert_eq!(&stored[key], value, "{key} lost");
     }
-    let mut ids: Vec<&str> = stored[DELIVERIES_KEY]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    let mut expected: Vec<String> = (0..8).map(|i| format!("concurrent-{i}")).collect();
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "a delivery record was lost");
+    assert!(
+        stored.get(secrets::DELIVERIES_KEY).is_none(),
+        "the secret holds secrets only"
+    );
+    // Every delivery is recorded in the state table: none of them writes again.
+    let before = current_version(&store, name.as_str()).await;
+    for i in 0..8 {
+        let jwt = provider.sign("typeform", &customer, parts[i % parts.len()].clone());
+        let id = format!("concurrent-{i}");
+        assert_eq!(
+            status_and_message(&handler.handle(delivery_request(&jwt, Some(&id))).await),
+            (200, "Secrets stored".to_owned())
+        );
+    }
+    assert_eq!(current_version(&store, name.as_str()).await, before);
 }
 
 #[tokio::test]
@@ -122,6 +136,7 @@ async fn moto_replayed_delivery_creates_no_new_version() {
     let provider = Provider::create(&store).await;
     let handler = handler_with(
         store.clone(),
+        moto_state().await,
         context_config(DOMAIN, &provider.account),
         EnabledOfferings::parse("typeform"),
         Duration::from_secs(5),
@@ -138,7 +153,11 @@ async fn moto_replayed_delivery_creates_no_new_version() {
     let before = current_version(&store, name.as_str()).await;
     let other = provider.sign("typeform", &customer, json!({"secrets": {"v": 2}}));
     assert_eq!(send(jwt, "r-1").await, (200, "Secrets stored".to_owned()));
-    assert_eq!(send(other, "r-1").await, (200, "Secrets stored".to_owned()));
+    // The same delivery id with another payload is refused, not applied.
+    assert_eq!(
+        send(other, "r-1").await,
+        (400, secrets::PAYLOAD_MISMATCH_MESSAGE.to_owned())
+    );
     assert_eq!(current_version(&store, name.as_str()).await, before);
     assert_eq!(
         Value::from(store.get(&name).await.unwrap().unwrap())["secrets"],

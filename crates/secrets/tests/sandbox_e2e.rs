@@ -16,8 +16,8 @@ use app_builder_core::secrets::{
     AwsSecretStore, LocalSecretStore, SecretDocument, SecretStore, customer_secret_name,
     provider_secret_name,
 };
+use app_builder_core::state::LocalStateStore;
 use app_builder_sandbox::{InstallOptions, Sandbox};
-use secrets::DELIVERIES_KEY;
 use serde_json::{Value, json};
 use support::{handler_with, serve};
 
@@ -71,6 +71,8 @@ struct Installed {
     url: String,
     /// Keeps the sandbox (and its deliveries) alive for the checks.
     _sandbox: Sandbox,
+    /// Keeps the state store's files (the applied deliveries) for the checks.
+    _state_dir: tempfile::TempDir,
 }
 
 /// Provider set-up, webhook creation and verification, app installation: the full flow.
@@ -108,8 +110,10 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
         provider_account: provider.to_owned(),
         offering_reference: None,
     };
+    let state_dir = tempfile::tempdir().unwrap();
     let handler = handler_with(
         store.clone(),
+        LocalStateStore::new(state_dir.path()),
         config.clone(),
         EnabledOfferings::parse("typeform, note-dispatcher"),
         Duration::from_secs(5),
@@ -188,12 +192,12 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
     );
     assert_eq!(stored["policy"]["algorithm"], "RS256");
     assert_eq!(stored["secrets"], json!({"api_key": "k-123"}));
-    assert_eq!(
-        stored[DELIVERIES_KEY],
-        json!([installed.deliveries[0].id, installed.deliveries[1].id])
-    );
+    // Customer secrets hold secrets only: which deliveries were applied is in the state store.
+    let mut keys: Vec<&String> = stored.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["application", "policy", "secrets"]);
 
-    // The integration's reader (customer context) ignores the reserved key and works.
+    // The integration's reader (customer context) works on it.
     let loader = ContextLoader::new(
         ContextConfig {
             offering_reference: Some("note-dispatcher".into()),
@@ -213,6 +217,7 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
         first_delivery: installed.deliveries[0].clone(),
         url,
         _sandbox: sb,
+        _state_dir: state_dir,
     }
 }
 

@@ -17,10 +17,11 @@ fn config(pairs: &[(&str, &str)]) -> Result<FunctionConfig, ConfigError> {
     FunctionConfig::from_settings(&Settings::from_lookup(move |name| map.get(name).cloned()))
 }
 
-const FULL: [(&str, &str); 3] = [
+const FULL: [(&str, &str); 4] = [
     ("PARAM_4ME_DOMAIN", "4me-demo.com"),
     ("PARAM_BOOTSTRAP_APP", "4me-app-builder"),
     ("PARAM_BOOTSTRAP_ACCOUNT", "wdc"),
+    ("STATE_TABLE", "engine-state"),
 ];
 
 #[test]
@@ -32,6 +33,7 @@ fn configuration_from_the_original_settings() {
     assert_eq!(c.context.offering_reference, None);
     assert_eq!(c.enabled, EnabledOfferings::All);
     assert_eq!(c.verify_timeout, DEFAULT_VERIFY_TIMEOUT);
+    assert_eq!(c.state_table, "engine-state");
 
     let mut more = FULL.to_vec();
     more.push(("PARAM_ENABLED_OFFERINGS", "typeform, note-dispatcher"));

@@ -10,6 +10,7 @@ use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
 };
+use app_builder_core::state::StateStore;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -137,21 +138,27 @@ pub fn context_config(domain: &str, provider: &str) -> ContextConfig {
     }
 }
 
-/// The handler as `main` builds it, over `store`.
-pub fn handler_with<S: SecretStore>(
+/// The handler as `main` builds it, over `store` and the state store `state`.
+pub fn handler_with<S: SecretStore, T: StateStore>(
     store: S,
+    state: T,
     config: ContextConfig,
     enabled: EnabledOfferings,
     verify_timeout: Duration,
-) -> SecretsHandler<S> {
+) -> SecretsHandler<S, T> {
     let endpoints = Endpoints::for_domain(&config.domain).unwrap();
     let loader = ContextLoader::new(config, store, endpoints, ClientSettings::default()).unwrap();
-    SecretsHandler::new(loader, enabled, verify_timeout).unwrap()
+    SecretsHandler::new(loader, state, enabled, verify_timeout).unwrap()
 }
 
-pub fn handler<S: SecretStore>(store: S, enabled: &str) -> SecretsHandler<S> {
+pub fn handler<S: SecretStore, T: StateStore>(
+    store: S,
+    state: T,
+    enabled: &str,
+) -> SecretsHandler<S, T> {
     handler_with(
         store,
+        state,
         context_config(DOMAIN, PROVIDER),
         EnabledOfferings::parse(enabled),
         Duration::from_secs(5),
@@ -225,7 +232,9 @@ pub fn status_and_message(response: &Response<Body>) -> (u16, String) {
 /// Serves `handler` over HTTP on 127.0.0.1 (so that the sandbox can deliver to it): each request
 /// is turned into the API Gateway REST (v1) event Lambda would receive. Returns the URL of
 /// `/secrets`.
-pub async fn serve<S: SecretStore + 'static>(handler: std::sync::Arc<SecretsHandler<S>>) -> String {
+pub async fn serve<S: SecretStore + 'static, T: StateStore + 'static>(
+    handler: std::sync::Arc<SecretsHandler<S, T>>,
+) -> String {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, StatusCode};
 
