@@ -32,6 +32,9 @@ use super::{Expect, StateRecord, StateStore, StateStoreError, Written, check_key
 const PK: &str = "pk";
 /// The TTL attribute.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// The condition "the live record is at version `:expected`" (compare-and-swap, versioned delete).
+const LIVE_AT_VERSION: &str =
+    "#version = :expected AND (attribute_not_exists(#expires) OR #expires > :now)";
 
 /// State store on the DynamoDB table `table`.
 #[derive(Debug, Clone)]
@@ -241,7 +244,7 @@ impl StateStore for DynamoStateStore {
             }
             Expect::Version(v) => {
                 request = request.expression_attribute_values(":expected", number(v));
-                "#version = :expected AND (attribute_not_exists(#expires) OR #expires > :now)"
+                LIVE_AT_VERSION
             }
         };
         let answer = request
@@ -274,9 +277,7 @@ impl StateStore for DynamoStateStore {
             .delete_item()
             .table_name(&self.table)
             .key(PK, AttributeValue::S(key.to_owned()))
-            .condition_expression(
-                "#version = :expected AND (attribute_not_exists(#expires) OR #expires > :now)",
-            )
+            .condition_expression(LIVE_AT_VERSION)
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
             .expression_attribute_values(":expected", number(version))
