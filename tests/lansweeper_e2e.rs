@@ -25,7 +25,7 @@ use app_builder_sandbox::lansweeper::{
 use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
 use serde_json::{Value, json};
 use support::gateway::{API_HOST, STAGE, serve_payload};
-use support::{Provider, cloudtrail_event, moto_store, unique_app};
+use support::{Provider, Subscription, moto_store, unique_app};
 
 const OFFERING: &str = "lansweeper";
 const FUNCTION_ARN: &str =
@@ -43,6 +43,8 @@ struct World {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     queue_arn: String,
+    /// The Lansweeper stack's rule on the engine's bus (its target stands in for the function).
+    installations: Subscription,
 }
 
 impl World {
@@ -118,6 +120,14 @@ impl World {
                 &format!("https://{API_HOST}/{STAGE}/integration/"),
             )
             .await;
+        let installations = provider
+            .bus
+            .subscribe(
+                "crates/lansweeper/template.yaml",
+                provider.sandbox.domain(),
+                OFFERING,
+            )
+            .await;
         World {
             provider,
             lansweeper,
@@ -126,6 +136,7 @@ impl World {
             sqs,
             queue_url,
             queue_arn,
+            installations,
         }
     }
 
@@ -258,15 +269,16 @@ async fn install_authorize_sync_and_failures_end_to_end() {
         assert_eq!(delivery.status, Some(200), "secrets function answered");
     }
     let instance_id = installed.app_instance_id;
-    let name = world.provider.customer_secret(OFFERING, account);
-    let result = world
-        .function
-        .handle_payload(
-            cloudtrail_event("CreateSecret", json!({"name": name.as_str()})),
-            FUNCTION_ARN,
-        )
-        .await;
-    assert_eq!(result["statusCode"], 200, "{result}");
+    // The secrets function announced both deliveries on the engine's bus; the Lansweeper
+    // stack's rule delivers them to the function.
+    let events = world.installations.events().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in events {
+        assert_eq!(event["detail"]["account"], account);
+        assert_eq!(event["detail"]["step"], "secrets-updated");
+        let result = world.function.handle_payload(event, FUNCTION_ARN).await;
+        assert_eq!(result["statusCode"], 200, "{result}");
+    }
 
     // Callback URL set, instance suspended awaiting authorization.
     let callback_secret = world.stored(account).await["callback_secret"]

@@ -1,9 +1,10 @@
-//! End to end, Typeform (issue 3 "Tests"; spec §5.2 and §7.4 flows): the real `secrets` and
-//! `typeform` functions, built from their Lambda settings over AWS Secrets Manager on moto, the
-//! secrets function served as the provider's webhook and the Typeform function served as its
-//! API Gateway integration. The sandbox installs the offering (the secrets function stores the
-//! customer's application, policy and Typeform token), EventBridge delivers the CloudTrail events
-//! of those secret writes to the Typeform function, which registers a webhook with a secret at the
+//! End to end, Typeform: the real `secrets` and `typeform` functions, built from their Lambda
+//! settings over AWS Secrets Manager, DynamoDB and EventBridge on moto, the secrets function
+//! served as the provider's webhook and the Typeform function served as its API Gateway
+//! integration. The sandbox installs the offering (the secrets function stores the customer's
+//! application, policy and Typeform token and announces each change on the engine's bus); the
+//! Typeform template's rule, deployed on moto with a queue as its target, delivers the events
+//! to the Typeform function, which registers a webhook with a secret at the
 //! Typeform fake; a survey response signed by the fake becomes a note on the sandbox request,
 //! while forged, replayed and cross-customer deliveries add nothing.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -19,7 +20,7 @@ use app_builder_sandbox::typeform::{TypeformDelivery, TypeformFake, sign};
 use app_builder_sandbox::{InstallOptions, SeededRequest};
 use serde_json::{Value, json};
 use support::gateway::serve_payload;
-use support::{Provider, cloudtrail_event, moto_store, unique_app};
+use support::{Provider, Subscription, moto_store, unique_app};
 use typeform::{
     FunctionSettings, TYPEFORM_SECRET_KEY, TypeformFunction, typeform_api_from_settings,
 };
@@ -37,6 +38,8 @@ struct World {
     function: Arc<TypeformFunction<AwsSecretStore>>,
     /// The Typeform function's API URL (its configuration item's `api_url`).
     api_url: String,
+    /// The Typeform stack's rule on the engine's bus (its target stands in for the function).
+    installations: Subscription,
 }
 
 /// A customer with the offering installed.
@@ -90,11 +93,20 @@ impl World {
                 &served.url,
             )
             .await;
+        let installations = provider
+            .bus
+            .subscribe(
+                "crates/typeform/template.yaml",
+                provider.sandbox.domain(),
+                OFFERING,
+            )
+            .await;
         World {
             provider,
             typeform,
             function,
             api_url: served.url,
+            installations,
         }
     }
 
@@ -150,46 +162,34 @@ impl World {
         Value::from(self.provider.store.get(&name).await.unwrap().unwrap())
     }
 
-    /// EventBridge invokes the function with the CloudTrail events of the secrets function's
-    /// writes of the customer secret (CreateSecret by name, PutSecretValue by ARN).
+    /// EventBridge invokes the function with the `Installation changed` events the secrets
+    /// function published for `account` (through the Typeform stack's rule).
     async fn secret_events(&self, account: &str) {
-        for (event_name, result) in self.secret_event_results(account).await {
-            assert_eq!(result["statusCode"], 200, "{event_name}: {result}");
+        for (step, result) in self.secret_event_results(account).await {
+            assert_eq!(result["statusCode"], 200, "{step}: {result}");
         }
     }
 
-    /// As [`World::secret_events`], returning each invocation's result.
-    async fn secret_event_results(&self, account: &str) -> Vec<(&'static str, Value)> {
-        let name = self.provider.customer_secret(OFFERING, account);
-        let arn = self
-            .provider
-            .store
-            .client()
-            .describe_secret()
-            .secret_id(name.as_str())
-            .send()
-            .await
-            .unwrap()
-            .arn()
-            .unwrap()
-            .to_owned();
+    /// As [`World::secret_events`], returning each event's step and invocation result.
+    async fn secret_event_results(&self, account: &str) -> Vec<(String, Value)> {
+        let events = self.installations.events().await;
+        assert!(
+            !events.is_empty(),
+            "no installation event reached the rule's target"
+        );
         let mut results = Vec::new();
-        for (event_name, parameters) in [
-            ("CreateSecret", json!({"name": name.as_str()})),
-            ("PutSecretValue", json!({"secretId": arn})),
-        ] {
-            let result = self
-                .function
-                .handle_payload(cloudtrail_event(event_name, parameters), FUNCTION_ARN)
-                .await;
-            results.push((event_name, result));
+        for event in events {
+            assert_eq!(event["detail"]["account"], account, "{event}");
+            let step = event["detail"]["step"].as_str().unwrap().to_owned();
+            let result = self.function.handle_payload(event, FUNCTION_ARN).await;
+            results.push((step, result));
         }
         results
     }
 
     /// The customer changes the Typeform token in 4me: 4me sends an
     /// `app_instance.secrets-update` with the new `secrets` to the provider webhook (the served
-    /// secrets function), and EventBridge reports the write to the Typeform function.
+    /// secrets function), which announces the change on the engine's bus.
     async fn change_token(&self, customer: &Customer, token: &str) -> Value {
         let mut payload = customer.secrets_payload.clone();
         let payload_map = payload.as_object_mut().unwrap();
@@ -206,13 +206,11 @@ impl World {
             .await
             .unwrap();
         assert_eq!(delivery.status, Some(200), "secrets function answered");
-        let name = self.provider.customer_secret(OFFERING, &customer.account);
-        self.function
-            .handle_payload(
-                cloudtrail_event("PutSecretValue", json!({"secretId": name.as_str()})),
-                FUNCTION_ARN,
-            )
-            .await
+        let mut results = self.secret_event_results(&customer.account).await;
+        assert_eq!(results.len(), 1, "one change, one event");
+        let (step, result) = results.remove(0);
+        assert_eq!(step, "secrets-updated");
+        result
     }
 
     /// POSTs a Typeform delivery to the function's API URL for `account` → (status, message).
@@ -424,8 +422,8 @@ async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
     world.typeform.add_form("FormT1", "tfp_real");
 
     // EventBridge: Typeform refuses the registration, the instance is suspended.
-    for (event_name, result) in world.secret_event_results(&customer.account).await {
-        assert_eq!(result["statusCode"], 500, "{event_name}: {result}");
+    for (step, result) in world.secret_event_results(&customer.account).await {
+        assert_eq!(result["statusCode"], 500, "{step}: {result}");
         let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["message"], "Unable to create Typeform webhook");
     }

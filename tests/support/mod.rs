@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
@@ -18,6 +19,7 @@ use app_builder_core::secrets::{
     provider_secret_name,
 };
 use app_builder_core::state::{DynamoStateStore, StateStore};
+use app_builder_local::template::{Template, TemplateValue};
 use app_builder_sandbox::{OAuthCredentials, PolicyInfo, Sandbox};
 use serde_json::{Value, json};
 
@@ -86,17 +88,159 @@ impl FunctionEnv {
     }
 }
 
-/// The secrets function built as its `main` builds it, from `env`, over `store` and `state`.
+/// The secrets function built as its `main` builds it, from `env`, over `store`, `state` and
+/// `bus`.
 pub fn secrets_function<S: SecretStore, T: StateStore>(
     env: &FunctionEnv,
     store: S,
     state: T,
-) -> secrets::SecretsHandler<S, T> {
+    bus: EventBridgePublisher,
+) -> secrets::SecretsHandler<S, T, EventBridgePublisher> {
     let config = secrets::FunctionConfig::from_settings(&env.settings()).unwrap();
+    assert_eq!(config.event_bus, bus.bus());
     let endpoints = env.endpoints(&config.context.domain);
     let loader =
         ContextLoader::new(config.context, store, endpoints, ClientSettings::default()).unwrap();
-    secrets::SecretsHandler::new(loader, state, config.enabled, config.verify_timeout).unwrap()
+    secrets::SecretsHandler::new(loader, state, bus, config.enabled, config.verify_timeout).unwrap()
+}
+
+/// The engine's event bus on moto (one per test), with the rules the integration templates
+/// declare.
+pub struct EngineBus {
+    /// What the secrets function publishes with.
+    pub publisher: EventBridgePublisher,
+    events: aws_sdk_eventbridge::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl EngineBus {
+    /// Creates a bus of its own on moto.
+    pub async fn create() -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let name = format!("engine-{}", uuid::Uuid::new_v4().simple());
+        events.create_event_bus().name(&name).send().await.unwrap();
+        Self {
+            publisher: EventBridgePublisher::new(events.clone(), name),
+            events,
+            sqs: aws_sdk_sqs::Client::new(&config),
+        }
+    }
+
+    /// Deploys the `InstallationChanged` rule of the integration template `template` (path from
+    /// the repository root) as SAM would for `domain` and `offering`, with an SQS queue as its
+    /// target standing in for the function: what reaches the queue is what EventBridge would
+    /// invoke the function with.
+    pub async fn subscribe(&self, template: &str, domain: &str, offering: &str) -> Subscription {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(template);
+        let template = Template::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let rule = template.functions[0]
+            .rules
+            .iter()
+            .find(|rule| rule.name == "InstallationChanged")
+            .expect("the template declares the InstallationChanged rule")
+            .clone();
+        let pattern = rule.pattern.to_json(&|value| match value {
+            TemplateValue::Literal(text) => text.clone(),
+            TemplateValue::Ref(name) if name == "4MeDomainParameter" => domain.to_owned(),
+            TemplateValue::Ref(name) if name == "OfferingReferenceParameter" => offering.to_owned(),
+            other => panic!("unexpected value in the pattern: {other:?}"),
+        });
+        let queue = format!("target-{}", uuid::Uuid::new_v4().simple());
+        let queue_url = self
+            .sqs
+            .create_queue()
+            .queue_name(&queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_owned();
+        let queue_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .unwrap()
+            .clone();
+        let rule_name = format!("{offering}-installation-changed");
+        self.events
+            .put_rule()
+            .event_bus_name(self.publisher.bus())
+            .name(&rule_name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .unwrap();
+        self.events
+            .put_targets()
+            .event_bus_name(self.publisher.bus())
+            .rule(&rule_name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("function")
+                    .arn(queue_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Subscription {
+            sqs: self.sqs.clone(),
+            queue_url,
+        }
+    }
+}
+
+/// The queue behind one rule of the engine's bus.
+pub struct Subscription {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Subscription {
+    /// The events the rule delivered since the last call (as EventBridge hands them to the
+    /// function), waiting up to a few seconds for the first.
+    pub async fn events(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(if events.is_empty() { 1 } else { 0 })
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages();
+            for message in messages {
+                events.push(serde_json::from_str(message.body().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if (messages.is_empty() && !events.is_empty())
+                || tokio::time::Instant::now() >= deadline
+            {
+                return events;
+            }
+        }
+    }
 }
 
 /// The provider side of the sandbox: its OAuth application and webhook policy, the provider
@@ -118,6 +262,8 @@ pub struct Provider<S> {
     pub secrets_url: String,
     /// The provider webhook (`app_instance.secrets-update`).
     pub webhook_id: String,
+    /// The engine's bus the secrets function publishes on.
+    pub bus: EngineBus,
 }
 
 impl<S: SecretStore + Clone + 'static> Provider<S> {
@@ -147,10 +293,17 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
         let state =
             DynamoStateStore::from_env(format!("state-{}", uuid::Uuid::new_v4().simple())).await;
         state.create_table().await.unwrap();
+        let bus = EngineBus::create().await;
         let env = FunctionEnv::new(&sandbox, app)
             .with("PARAM_ENABLED_OFFERINGS", enabled.to_owned())
-            .with("STATE_TABLE", state.table().to_owned());
-        let handler = Arc::new(secrets_function(&env, store.clone(), state));
+            .with("STATE_TABLE", state.table().to_owned())
+            .with("EVENT_BUS", bus.publisher.bus().to_owned());
+        let handler = Arc::new(secrets_function(
+            &env,
+            store.clone(),
+            state,
+            bus.publisher.clone(),
+        ));
         let served = gateway::serve("/secrets", move |request| {
             let handler = Arc::clone(&handler);
             async move { handler.handle(request).await }
@@ -185,6 +338,7 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
             policy,
             secrets_url: served.url,
             webhook_id,
+            bus,
         }
     }
 
@@ -224,42 +378,4 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
     pub fn integration_env(&self, offering: &str) -> FunctionEnv {
         FunctionEnv::new(&self.sandbox, &self.app).with("PARAM_OFFERING_REFERENCE", offering)
     }
-}
-
-/// A CloudTrail event of Secrets Manager as EventBridge delivers it (shape of
-/// crates/core/tests/fixtures/events/cloudtrail-*.json).
-pub fn cloudtrail_event(event_name: &str, request_parameters: Value) -> Value {
-    json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-11-23T09:30:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "AssumedRole",
-                "principalId": "AROAEXAMPLEID:app-builder-secrets-SecretsFunction-AbC123",
-                "accountId": "123456789012"
-            },
-            "eventTime": "2026-11-23T09:30:00Z",
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": event_name,
-            "awsRegion": "eu-west-1",
-            "sourceIPAddress": "203.0.113.30",
-            "userAgent": "aws-sdk-rust/1.3",
-            "requestParameters": request_parameters,
-            "responseElements": null,
-            "requestID": uuid::Uuid::new_v4().to_string(),
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": "123456789012",
-            "eventCategory": "Management"
-        }
-    })
 }

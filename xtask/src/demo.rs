@@ -490,19 +490,11 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     let api_url = Stage::output(&stage.typeform_deploy.outputs, "IntegrationApi");
     let expected_url = format!("{api_url}?account={CUSTOMER}");
     let typeform_stack = sam::integration_stack("typeform").map_or("", |stack| stack.name);
-    let typeform_secret = format!("/typeform/{}/instances/{CUSTOMER}", stage.sandbox.domain());
-    let settled = stage
-        .engine
-        .wait_for(WAIT, |activity| {
-            // Registered (OK), or the function has seen the write that carried the token and
-            // still failed: either way there is nothing more to wait for.
-            matches!(activity, Activity::SecretEvent { function, event_name, secret, status, message }
-                if function.starts_with(typeform_stack)
-                    && secret.ends_with(&typeform_secret)
-                    && ((*status == 200 && message == "OK") || event_name == "PutSecretValue"))
-        })
-        .await
-        .is_some();
+    let settled = stage.engine.settle(WAIT).await
+        && stage.engine.activity().iter().any(|activity| {
+            matches!(activity, Activity::InstallationEvent { function, account, status: 200, message, .. }
+                if function.starts_with(typeform_stack) && account == CUSTOMER && message == "OK")
+        });
     // Real 4me delivers the application and the customer's secrets separately (spec §2.2), so
     // the first installation event cannot register anything yet: expected, not a failure.
     let first_without_token = typeform_app
@@ -510,11 +502,8 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         .first()
         .is_some_and(|d| d.data["payload"].get("secrets").is_none());
     let answered_missing_token = stage.engine.activity().iter().any(|activity| {
-        matches!(activity, Activity::SecretEvent { function, event_name, secret, status, .. }
-            if function.starts_with(typeform_stack)
-                && event_name == "CreateSecret"
-                && secret.ends_with(&typeform_secret)
-                && *status == 500)
+        matches!(activity, Activity::InstallationEvent { function, account, status, .. }
+            if function.starts_with(typeform_stack) && account == CUSTOMER && *status == 500)
     });
     if first_without_token && answered_missing_token {
         println!(

@@ -3,11 +3,10 @@
 //! - HTTP requests (API Gateway REST v1, HTTP API v2 and function URLs) arrive as
 //!   [`lambda_http::Request`]: [`header`], [`delivery_id`], [`body_bytes`], [`query_param`],
 //!   [`path_param`] and [`account_param`] read them uniformly whatever the source format.
-//! - CloudTrail "secret written" events from EventBridge become a [`SecretWriteEvent`].
+//! - `Installation changed` events from the engine's bus become an [`InstallationEvent`].
 //! - SQS partial batch failures are reported with [`batch_failures`].
-//! - [`EngineEvent::classify`] sorts a raw Lambda payload into HTTP / secret write / schedule / SQS
-//!   with the routing rules of the Lansweeper integration lambda (spec §5.3.1), so one function
-//!   can serve all of them; [`http_response_payload`] turns an HTTP response back into the
+//! - [`EngineEvent::classify`] sorts a raw Lambda payload into HTTP / installation / schedule /
+//!   SQS, so one function can serve all of them; [`http_response_payload`] turns an HTTP response back into the
 //!   payload API Gateway (v1 or v2) or a function URL expects.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
@@ -17,10 +16,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+use crate::bus::{EVENT_SOURCE, InstallationEvent};
 use crate::response::ApiError;
-
-/// `source` of Secrets Manager CloudTrail events delivered through EventBridge.
-pub const SECRETS_MANAGER_SOURCE: &str = "aws.secretsmanager";
 
 /// `source` of EventBridge scheduled events.
 pub const SCHEDULE_SOURCE: &str = "aws.events";
@@ -28,18 +25,9 @@ pub const SCHEDULE_SOURCE: &str = "aws.events";
 /// Headers carrying the webhook delivery id, in order of preference (4me, then Xurrent branding).
 pub const DELIVERY_HEADERS: [&str; 2] = ["x-4me-delivery", "x-xurrent-delivery"];
 
-/// Public message of [`EventError::MissingSecretId`] (spec §3.3 step 1).
-pub const MISSING_SECRET_ID_MESSAGE: &str = "Missing detail.requestParameters.secretId/name value";
-
 /// Errors raised while interpreting an event.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    /// A CloudTrail secret event has neither `requestParameters.secretId` nor `.name`.
-    #[error("Missing detail.requestParameters.secretId/name value")]
-    MissingSecretId,
-    /// A CloudTrail secret event for an API call other than the ones in [`SecretEventName`].
-    #[error("unsupported Secrets Manager event name: {0:?}")]
-    UnsupportedSecretEvent(String),
     /// The payload claims a kind (by `source` or `Records`) but does not have its shape.
     #[error("malformed {kind} event: {source}")]
     Malformed {
@@ -59,10 +47,9 @@ pub enum EventError {
 impl From<EventError> for ApiError {
     fn from(err: EventError) -> Self {
         match err {
-            EventError::MissingSecretId => ApiError::BadRequest(MISSING_SECRET_ID_MESSAGE.into()),
-            EventError::UnsupportedSecretEvent(_)
-            | EventError::Malformed { .. }
-            | EventError::Unrecognised(_) => ApiError::BadRequest(err.to_string()),
+            EventError::Malformed { .. } | EventError::Unrecognised(_) => {
+                ApiError::BadRequest(err.to_string())
+            }
             EventError::Response(_) => ApiError::Internal(err.to_string()),
         }
     }
@@ -161,87 +148,10 @@ pub fn http_response_payload(req: &Request, response: Response<Body>) -> Result<
 }
 
 // ---------------------------------------------------------------------------------------------
-// EventBridge: CloudTrail secret writes and schedules
+// EventBridge: installation events and schedules
 // ---------------------------------------------------------------------------------------------
 
-/// The Secrets Manager API calls that signal an installation change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretEventName {
-    /// A new secret: a new installation.
-    CreateSecret,
-    /// A new value of an existing secret: an updated installation.
-    PutSecretValue,
-    /// A version made current. `AwsSecretStore` writes a new value under a pending label and
-    /// then moves `AWSCURRENT` to it, so only this event guarantees that a reader sees the new
-    /// value; handlers must be idempotent, as each write also emits `PutSecretValue`.
-    UpdateSecretVersionStage,
-}
-
-impl SecretEventName {
-    /// The CloudTrail `eventName`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CreateSecret => "CreateSecret",
-            Self::PutSecretValue => "PutSecretValue",
-            Self::UpdateSecretVersionStage => "UpdateSecretVersionStage",
-        }
-    }
-}
-
-/// A CloudTrail `CreateSecret`/`PutSecretValue`/`UpdateSecretVersionStage` event (spec §3.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretWriteEvent {
-    /// Which API call wrote the secret.
-    pub event_name: SecretEventName,
-    /// The secret written, as given in the call: a name or a full ARN. Interpreting it is
-    /// `secrets::parse_customer_secret_id`'s job.
-    pub secret_id: String,
-}
-
-impl SecretWriteEvent {
-    /// Reads the event from an EventBridge envelope: the secret id is
-    /// `detail.requestParameters.secretId` (PutSecretValue, UpdateSecretVersionStage), else
-    /// `.name` (CreateSecret), the
-    /// first non-empty string of the two, as in the original.
-    pub fn from_event(event: &EventBridgeEvent<Value>) -> Result<Self, EventError> {
-        let params = event.detail.get("requestParameters");
-        let secret_id = ["secretId", "name"]
-            .iter()
-            .filter_map(|key| params.and_then(|params| params.get(key)))
-            .filter_map(Value::as_str)
-            .find(|id| !id.is_empty())
-            .ok_or(EventError::MissingSecretId)?;
-        let event_name = match event.detail.get("eventName").and_then(Value::as_str) {
-            Some("CreateSecret") => SecretEventName::CreateSecret,
-            Some("PutSecretValue") => SecretEventName::PutSecretValue,
-            Some("UpdateSecretVersionStage") => SecretEventName::UpdateSecretVersionStage,
-            other => {
-                return Err(EventError::UnsupportedSecretEvent(
-                    other.unwrap_or_default().to_owned(),
-                ));
-            }
-        };
-        Ok(Self {
-            event_name,
-            secret_id: secret_id.to_owned(),
-        })
-    }
-
-    /// `true` for `CreateSecret` (the original's `newInstallation`).
-    pub fn is_new_installation(&self) -> bool {
-        self.event_name == SecretEventName::CreateSecret
-    }
-}
-
-impl TryFrom<&EventBridgeEvent<Value>> for SecretWriteEvent {
-    type Error = EventError;
-
-    fn try_from(event: &EventBridgeEvent<Value>) -> Result<Self, Self::Error> {
-        Self::from_event(event)
-    }
-}
-
-/// Whether an EventBridge event is a scheduled event (`source: aws.events`, spec §5.3.1).
+/// Whether an EventBridge event is a scheduled event (`source: aws.events`).
 pub fn is_scheduled_event<T>(event: &EventBridgeEvent<T>) -> bool
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
@@ -305,8 +215,8 @@ where
 pub enum EngineEvent {
     /// An HTTP request (API Gateway REST v1, HTTP API v2 or function URL).
     Http(Box<Request>),
-    /// A Secrets Manager CloudTrail event (installation created or updated).
-    SecretWrite(SecretWriteEvent),
+    /// An `Installation changed` event from the engine's bus.
+    Installation(Box<InstallationEvent>),
     /// An EventBridge scheduled event.
     Schedule(Box<EventBridgeEvent<Value>>),
     /// An SQS batch.
@@ -314,35 +224,35 @@ pub enum EngineEvent {
 }
 
 impl EngineEvent {
-    /// Classifies a raw payload as the original's router does (spec §5.3.1), in this order:
-    /// `source == "aws.secretsmanager"` → secret write; `source == "aws.events"` → schedule;
-    /// a `Records` member → SQS; anything else → HTTP.
-    ///
-    /// A secret event without secret id yields [`EventError::MissingSecretId`] (answered with a
-    /// 400 `Missing detail.requestParameters.secretId/name value` through `ApiError`).
+    /// Classifies a raw payload, in this order: `source` [`EVENT_SOURCE`] → installation event;
+    /// `source == "aws.events"` → schedule; a `Records` member → SQS; anything else → HTTP (as
+    /// the original's router, whose CloudTrail branch the engine's bus replaces).
     ///
     /// ```
-    /// use app_builder_core::events::{EngineEvent, SecretEventName};
+    /// use app_builder_core::bus::LifecycleStep;
+    /// use app_builder_core::events::EngineEvent;
     ///
     /// let payload = serde_json::json!({
-    ///     "detail-type": "AWS API Call via CloudTrail",
-    ///     "source": "aws.secretsmanager",
-    ///     "detail": {
-    ///         "eventName": "CreateSecret",
-    ///         "requestParameters": {"name": "4me-app-builder/lansweeper/4me-demo.com/instances/wdc"}
-    ///     }
+    ///     "id": "6a7e8feb", "source": "4me-app-builder", "detail-type": "Installation changed",
+    ///     "detail": {"domain": "4me-demo.com", "offering": "typeform", "account": "wdc",
+    ///                "step": "deleted", "change": "lifecycle/delivery/1"}
     /// });
-    /// let Ok(EngineEvent::SecretWrite(event)) = EngineEvent::classify(payload) else {
-    ///     panic!("not a secret write");
+    /// let Ok(EngineEvent::Installation(event)) = EngineEvent::classify(payload) else {
+    ///     panic!("not an installation event");
     /// };
-    /// assert_eq!(event.event_name, SecretEventName::CreateSecret);
-    /// assert!(event.secret_id.ends_with("/instances/wdc"));
+    /// assert_eq!(event.detail.step, LifecycleStep::Deleted);
+    /// assert_eq!(event.detail.account, "wdc");
     /// ```
     pub fn classify(payload: Value) -> Result<Self, EventError> {
         let source = payload.get("source").and_then(Value::as_str);
-        if source == Some(SECRETS_MANAGER_SOURCE) {
-            let event = eventbridge(payload, "Secrets Manager")?;
-            return SecretWriteEvent::from_event(&event).map(Self::SecretWrite);
+        if source == Some(EVENT_SOURCE) {
+            let event = eventbridge(payload, "installation")?;
+            return InstallationEvent::from_event(event)
+                .map(|event| Self::Installation(Box::new(event)))
+                .map_err(|source| EventError::Malformed {
+                    kind: "installation",
+                    source,
+                });
         }
         if source == Some(SCHEDULE_SOURCE) {
             return eventbridge(payload, "scheduled").map(|event| Self::Schedule(Box::new(event)));

@@ -13,6 +13,9 @@
 //! - [`Idempotency::release`] removes the in-progress record after a failure, so the sender's
 //!   retry runs at once instead of waiting for the deadline.
 //!
+//! A delivery known under several keys (a signed token's id and a delivery id, say) is a
+//! duplicate when any of them was seen: [`Idempotency::begin_all`] claims them all or none.
+//!
 //! Every transition is a conditional write ([`Expect`]), so of simultaneous attempts with one key
 //! in any number of containers exactly one runs, and an attempt that lost its record (it outlived
 //! its deadline and a retry took over) cannot overwrite the retry's outcome.
@@ -46,6 +49,19 @@ impl Claim {
     }
 }
 
+/// What [`Idempotency::begin_all`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BegunAll {
+    /// Every key was claimed: run, then complete or release them all.
+    New(Vec<Claim>),
+    /// One key was already done: its stored response (nothing is claimed).
+    Completed(Value),
+    /// One key is being worked on by another attempt (nothing is claimed).
+    InProgress(String),
+    /// One key was used with another payload (nothing is claimed).
+    PayloadMismatch(String),
+}
+
 /// What [`Idempotency::begin`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begun {
@@ -77,6 +93,70 @@ impl<S: StateStore> Idempotency<S> {
     /// Completed records are kept for `ttl` (a duplicate after that runs again).
     pub fn new(store: S, ttl: Duration) -> Self {
         Self { store, ttl }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Claims every one of `keys` for an attempt on `payload` (see [`Idempotency::begin`]): all,
+    /// or none when one of them was seen — the keys claimed before it are released again.
+    pub async fn begin_all(
+        &self,
+        keys: &[String],
+        payload: &[u8],
+        deadline: i64,
+    ) -> Result<BegunAll, StateStoreError> {
+        let mut claims = Vec::new();
+        for key in keys {
+            let begun = match self.begin(key, payload, deadline).await {
+                Ok(begun) => begun,
+                Err(error) => {
+                    self.release_all(claims).await;
+                    return Err(error);
+                }
+            };
+            let outcome = match begun {
+                Begun::New(claim) => {
+                    claims.push(claim);
+                    continue;
+                }
+                Begun::Completed(response) => BegunAll::Completed(response),
+                Begun::InProgress => BegunAll::InProgress(key.clone()),
+                Begun::PayloadMismatch => BegunAll::PayloadMismatch(key.clone()),
+            };
+            self.release_all(claims).await;
+            return Ok(outcome);
+        }
+        Ok(BegunAll::New(claims))
+    }
+
+    /// Completes every claim with `response`; a claim that cannot be recorded is logged (its
+    /// key runs again on a retry).
+    pub async fn complete_all(&self, claims: Vec<Claim>, response: &Value) {
+        for claim in claims {
+            let key = claim.key.clone();
+            match self.complete(claim, response).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(%key, "claim taken over by a retry; its outcome stands")
+                }
+                Err(error) => {
+                    tracing::warn!(%key, %error, "outcome not recorded; a retry runs again")
+                }
+            }
+        }
+    }
+
+    /// Releases every claim (best effort: one not released expires at its deadline).
+    pub async fn release_all(&self, claims: Vec<Claim>) {
+        for claim in claims {
+            let key = claim.key.clone();
+            if let Err(error) = self.release(claim).await {
+                tracing::warn!(%key, %error, "claim not released; it expires at the deadline");
+            }
+        }
     }
 
     /// Claims `key` for an attempt on `payload` that must be done by `deadline` (seconds since

@@ -13,6 +13,7 @@
 //!   (in-progress and completed records, payload hashes), Powertools' semantics;
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
+//! - [`bus`]: the engine's event bus (`Installation changed` events) and its EventBridge publisher;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
 //! - [`telemetry`]: the JSON logging set-up of every function's `main`;
 //! - [`response`]: `{"message": ...}` responses and the error type that maps to them;
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod aws_error;
+pub mod bus;
 pub mod config;
 pub mod context;
 pub mod events;

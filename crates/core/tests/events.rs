@@ -1,10 +1,10 @@
 //! Event helpers against recorded-shape fixtures, parsed by the real lambda_http /
 //! aws_lambda_events deserialisers.
 
+use app_builder_core::bus::{InstallationChanged, InstallationEvent, LifecycleStep};
 use app_builder_core::events::{
-    DELIVERY_HEADERS, EngineEvent, EventError, MISSING_SECRET_ID_MESSAGE, SecretEventName,
-    SecretWriteEvent, account_param, batch_failures, body_bytes, delivery_id, header,
-    http_response_payload, is_scheduled_event, path_param, query_param,
+    DELIVERY_HEADERS, EngineEvent, EventError, account_param, batch_failures, body_bytes,
+    delivery_id, header, http_response_payload, is_scheduled_event, path_param, query_param,
 };
 use app_builder_core::response::{ApiError, ApiResponse};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -17,15 +17,9 @@ const APIGW_V1_JWT: &str = include_str!("fixtures/events/apigw-v1-secrets-jwt.js
 const APIGW_V1_BASE64: &str = include_str!("fixtures/events/apigw-v1-base64.json");
 const HTTP_API_V2: &str = include_str!("fixtures/events/http-api-v2.json");
 const FUNCTION_URL: &str = include_str!("fixtures/events/function-url.json");
-const CREATE_SECRET: &str = include_str!("fixtures/events/cloudtrail-create-secret.json");
-const PUT_SECRET_VALUE: &str = include_str!("fixtures/events/cloudtrail-put-secret-value.json");
-const PUT_SECRET_VALUE_ARN: &str =
-    include_str!("fixtures/events/cloudtrail-put-secret-value-arn.json");
+const INSTALLATION: &str = include_str!("fixtures/events/installation-changed.json");
 const SCHEDULE: &str = include_str!("fixtures/events/schedule.json");
 const SQS: &str = include_str!("fixtures/events/sqs.json");
-
-const SECRET_NAME: &str = "4me-app-builder/lansweeper/4me-demo.com/instances/wdc";
-const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:4me-app-builder/lansweeper/4me-demo.com/instances/wdc-Ab12Cd";
 
 fn request(fixture: &str) -> Request {
     lambda_http::request::from_str(fixture).expect("fixture is an HTTP event")
@@ -145,71 +139,48 @@ fn delivery_id_falls_back_when_4me_header_is_empty() {
 }
 
 #[test]
-fn cloudtrail_create_secret_uses_name() {
-    let event = SecretWriteEvent::from_event(&eventbridge(CREATE_SECRET)).unwrap();
+fn installation_event_reads_the_detail_and_the_event_id() {
+    let event = InstallationEvent::from_event(eventbridge(INSTALLATION)).unwrap();
+    assert_eq!(event.id, "f2e5d4c3-7b8a-4c1d-9e0f-1a2b3c4d5e6f");
     assert_eq!(
-        event,
-        SecretWriteEvent {
-            event_name: SecretEventName::CreateSecret,
-            secret_id: SECRET_NAME.to_owned(),
+        event.detail,
+        InstallationChanged {
+            domain: "4me-demo.com".into(),
+            offering: "lansweeper".into(),
+            account: "wdc".into(),
+            step: LifecycleStep::SecretsUpdated,
+            keys: vec!["application".into(), "secrets".into()],
+            change: "secrets/token/https://wdc.4me-demo.com/9f86d081884c7d65".into(),
         }
     );
-    assert!(event.is_new_installation());
-    assert_eq!(event.event_name.as_str(), "CreateSecret");
+    // What the publisher writes is what the consumer reads.
+    let round_trip: InstallationChanged =
+        serde_json::from_value(serde_json::to_value(&event.detail).unwrap()).unwrap();
+    assert_eq!(round_trip, event.detail);
 }
 
 #[test]
-fn cloudtrail_put_secret_value_uses_secret_id() {
-    let event = SecretWriteEvent::try_from(&eventbridge(PUT_SECRET_VALUE)).unwrap();
-    assert_eq!(event.event_name, SecretEventName::PutSecretValue);
-    assert_eq!(event.secret_id, SECRET_NAME);
-    assert!(!event.is_new_installation());
-
-    let event = SecretWriteEvent::from_event(&eventbridge(PUT_SECRET_VALUE_ARN)).unwrap();
-    assert_eq!(event.event_name, SecretEventName::PutSecretValue);
-    assert_eq!(event.secret_id, SECRET_ARN);
-}
-
-#[test]
-fn cloudtrail_without_secret_id_is_a_400() {
-    let mut raw = value(PUT_SECRET_VALUE);
-    raw["detail"]["requestParameters"] = json!({"secretId": "", "clientRequestToken": "t"});
-    let event: EventBridgeEvent<Value> = serde_json::from_value(raw.clone()).unwrap();
-    let err = SecretWriteEvent::from_event(&event).unwrap_err();
-    assert!(matches!(err, EventError::MissingSecretId));
-    assert_eq!(err.to_string(), MISSING_SECRET_ID_MESSAGE);
-
-    raw["detail"]["requestParameters"] = Value::Null;
-    let err = EngineEvent::classify(raw).unwrap_err();
-    let api: ApiError = err.into();
-    assert_eq!(api.status(), StatusCode::BAD_REQUEST);
-    let response = api.into_response();
-    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
-    assert_eq!(
-        body,
-        json!({"message": "Missing detail.requestParameters.secretId/name value"})
-    );
-}
-
-#[test]
-fn cloudtrail_empty_secret_id_falls_back_to_name() {
-    let mut raw = value(CREATE_SECRET);
-    raw["detail"]["requestParameters"]["secretId"] = json!("");
-    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
-    assert_eq!(
-        SecretWriteEvent::from_event(&event).unwrap().secret_id,
-        SECRET_NAME
-    );
-}
-
-#[test]
-fn cloudtrail_other_api_call_is_rejected() {
-    let mut raw = value(PUT_SECRET_VALUE);
-    raw["detail"]["eventName"] = json!("DeleteSecret");
-    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
-    match SecretWriteEvent::from_event(&event) {
-        Err(EventError::UnsupportedSecretEvent(name)) => assert_eq!(name, "DeleteSecret"),
-        other => panic!("unexpected {other:?}"),
+fn installation_event_without_its_detail_is_a_400() {
+    for detail in [
+        json!({}),
+        json!({"domain": "d", "offering": "o", "account": "a", "change": "c", "step": "exploded"}),
+        json!({"domain": "d", "offering": "o", "account": "a", "step": "deleted"}),
+    ] {
+        let mut raw = value(INSTALLATION);
+        raw["detail"] = detail;
+        let err = EngineEvent::classify(raw).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EventError::Malformed {
+                    kind: "installation",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let api: ApiError = err.into();
+        assert_eq!(api.status(), StatusCode::BAD_REQUEST);
     }
 }
 
@@ -224,7 +195,7 @@ fn schedule_detection() {
             &["arn:aws:events:eu-west-1:123456789012:rule/LansweeperResyncSchedule".to_owned()][..]
         )
     );
-    assert!(!is_scheduled_event(&eventbridge(CREATE_SECRET)));
+    assert!(!is_scheduled_event(&eventbridge(INSTALLATION)));
 }
 
 #[test]
@@ -271,27 +242,22 @@ fn classify_routes_every_fixture() {
         ),
         other => panic!("expected HTTP, got {other:?}"),
     }
-    for (fixture, name, id) in [
-        (CREATE_SECRET, SecretEventName::CreateSecret, SECRET_NAME),
-        (
-            PUT_SECRET_VALUE,
-            SecretEventName::PutSecretValue,
-            SECRET_NAME,
-        ),
-        (
-            PUT_SECRET_VALUE_ARN,
-            SecretEventName::PutSecretValue,
-            SECRET_ARN,
-        ),
-    ] {
-        match EngineEvent::classify(value(fixture)).unwrap() {
-            EngineEvent::SecretWrite(event) => {
-                assert_eq!(event.event_name, name);
-                assert_eq!(event.secret_id, id);
-            }
-            other => panic!("expected secret write, got {other:?}"),
+    match EngineEvent::classify(value(INSTALLATION)).unwrap() {
+        EngineEvent::Installation(event) => {
+            assert_eq!(event.detail.offering, "lansweeper");
+            assert_eq!(event.detail.step, LifecycleStep::SecretsUpdated);
         }
+        other => panic!("expected an installation event, got {other:?}"),
     }
+    // A CloudTrail record of a secret write is no installation event any more.
+    let cloudtrail = json!({
+        "source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail",
+        "detail": {"eventName": "PutSecretValue", "requestParameters": {"secretId": "x"}}
+    });
+    assert!(!matches!(
+        EngineEvent::classify(cloudtrail),
+        Ok(EngineEvent::Installation(_))
+    ));
     match EngineEvent::classify(value(SCHEDULE)).unwrap() {
         EngineEvent::Schedule(event) => assert_eq!(event.source, "aws.events"),
         other => panic!("expected schedule, got {other:?}"),
@@ -351,24 +317,6 @@ fn response_payload_matches_request_format() {
         payload["headers"]["location"],
         "https://wdc.4me-demo.com/app_instances/7"
     );
-}
-
-#[test]
-fn cloudtrail_version_stage_move_is_an_update_of_the_secret() {
-    // AwsSecretStore makes a new value current with UpdateSecretVersionStage: only then does a
-    // reader of AWSCURRENT see it, so installation handlers must react to this event too.
-    let mut raw = value(PUT_SECRET_VALUE);
-    raw["detail"]["eventName"] = json!("UpdateSecretVersionStage");
-    raw["detail"]["requestParameters"] = json!({
-        "secretId": SECRET_NAME,
-        "versionStage": "AWSCURRENT",
-        "moveToVersionId": "b3f0c6a2-0000-4000-8000-000000000001",
-    });
-    let event: EventBridgeEvent<Value> = serde_json::from_value(raw).unwrap();
-    let parsed = SecretWriteEvent::from_event(&event).unwrap();
-    assert_eq!(parsed.event_name, SecretEventName::UpdateSecretVersionStage);
-    assert_eq!(parsed.secret_id, SECRET_NAME);
-    assert!(!parsed.is_new_installation());
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! Installation handler (spec §5.3.3): callback secret, callback URL, "Awaiting authorization"
 //! suspension, and re-validation of existing credentials.
 
+use app_builder_core::bus::{InstallationEvent, LifecycleStep};
 use app_builder_core::context::AccountContext;
-use app_builder_core::events::SecretWriteEvent;
 use app_builder_core::fourme::FourMeClient;
 use app_builder_core::fourme::instances::{
     InstanceUpdate, find_app_instance_with_retry, lambda_api_url, update_app_instance,
 };
 use app_builder_core::response::ApiResponse;
-use app_builder_core::secrets::{SecretStore, parse_customer_secret_id};
+use app_builder_core::secrets::SecretStore;
 use lambda_http::{Body, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -53,35 +53,32 @@ fn new_callback_secret() -> Result<String, InstallError> {
 }
 
 impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
-    /// Handles a Secrets Manager write of a customer secret (spec §5.3.3): 200 `OK` when the
-    /// callback URL is set (or the credentials still work), 200 with the original's messages for
-    /// other accounts or offerings, 500 `Unable to update Lansweeper callback URL` on failures.
+    /// Handles an `Installation changed` event: when secrets were stored, 200 `OK` once the
+    /// callback URL is set (or the credentials still work); other steps and offerings 200
+    /// without action; 500 `Unable to update Lansweeper callback URL` on failures.
     pub async fn handle_installation(
         &self,
-        event: &SecretWriteEvent,
+        event: &InstallationEvent,
         function_arn: &str,
     ) -> Response<Body> {
         let config = self.loader.config();
-        let Some(id) = parse_customer_secret_id(&event.secret_id, &config.app, &config.domain)
-        else {
+        if !event.concerns(&config.domain, self.offering()) {
             return ApiResponse::ok(&format!(
-                "Installation account not found in {}",
-                event.secret_id
-            ));
-        };
-        if id.offering_reference != self.offering() {
-            return ApiResponse::ok(&format!(
-                "Current offering {} not found in {}",
+                "Not an installation of {}: {}",
                 self.offering(),
-                event.secret_id
+                event.detail.offering
             ));
         }
-        let span = tracing::info_span!("installation", account = %id.account, offering = %id.offering_reference);
+        let account = &event.detail.account;
+        let span = tracing::info_span!("installation", account = %account, offering = %self.offering(), step = event.detail.step.as_str());
         let _guard = span.enter();
-        match self.install(&id.account, function_arn).await {
+        if event.detail.step != LifecycleStep::SecretsUpdated {
+            return ApiResponse::ok(&format!("No action for {}", event.detail.step.as_str()));
+        }
+        match self.install(account, function_arn).await {
             Ok(()) => ApiResponse::ok("OK"),
             Err(e) => {
-                tracing::error!(account = %id.account, error = %e, "installation failed");
+                tracing::error!(account = %account, error = %e, "installation failed");
                 ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
             }
         }

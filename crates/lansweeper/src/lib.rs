@@ -218,8 +218,7 @@ impl FunctionConfig {
 }
 
 impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
-    /// Routes a raw Lambda payload as the original (spec §5.3.1): Secrets Manager event →
-    /// installation, schedule → fan-out, SQS → sync, anything else → HTTP.
+    /// Routes a raw Lambda payload: an event of the engine's bus → installation, schedule → fan-out, SQS → sync, anything else → HTTP.
     ///
     /// SQS batches answer with `batchItemFailures` (transient sync failures).
     pub async fn handle_payload(
@@ -232,7 +231,7 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         };
         use app_builder_core::response::ApiError;
         match EngineEvent::classify(payload) {
-            Ok(EngineEvent::SecretWrite(event)) => {
+            Ok(EngineEvent::Installation(event)) => {
                 let arn = unqualified_function_arn(function_arn);
                 status_payload(self.handle_installation(&event, arn).await)
             }

@@ -72,7 +72,7 @@ async fn oauth_callback_stores_the_refresh_token_in_secrets_manager() {
     let env = Env::new(store, &provider).await;
     let account = format!("c{}", uuid::Uuid::new_v4().simple());
     let customer = env.install(&account).await;
-    assert_eq!(env.installation("CreateSecret", &account).await.0, 200);
+    assert_eq!(env.installation(&account).await.0, 200);
     let secret = env
         .secret(&account)
         .await

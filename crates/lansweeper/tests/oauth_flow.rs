@@ -30,7 +30,7 @@ fn callback_secret(env: &Env<LocalSecretStore>, url: &Value, account: &str) -> S
 async fn pending_callback_url_sets_the_callback_url_and_suspends_awaiting_authorization() {
     let (env, _dir) = env().await;
     let customer = env.install("wna-it").await;
-    let (status, message) = env.installation("CreateSecret", "wna-it").await;
+    let (status, message) = env.installation("wna-it").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
 
     let secret = env.secret("wna-it").await;
@@ -51,7 +51,7 @@ async fn pending_callback_url_sets_the_callback_url_and_suspends_awaiting_author
     );
 
     // The second invocation (triggered by the secret write) keeps the same callback secret.
-    let (status, _) = env.installation("PutSecretValue", "wna-it").await;
+    let (status, _) = env.installation("wna-it").await;
     assert_eq!(status, 200);
     assert_eq!(
         env.secret("wna-it").await.get_str("callback_secret"),
@@ -65,10 +65,7 @@ async fn pending_callback_url_sets_the_callback_url_and_suspends_awaiting_author
 async fn concurrent_installation_events_agree_on_one_callback_secret() {
     let (env, _dir) = env().await;
     let customer = env.install("wdc-c").await;
-    let (a, b) = tokio::join!(
-        env.installation("CreateSecret", "wdc-c"),
-        env.installation("PutSecretValue", "wdc-c")
-    );
+    let (a, b) = tokio::join!(env.installation("wdc-c"), env.installation("wdc-c"));
     assert_eq!((a.0, b.0), (200, 200));
     let stored = env
         .secret("wdc-c")
@@ -81,14 +78,19 @@ async fn concurrent_installation_events_agree_on_one_callback_secret() {
 }
 
 #[tokio::test]
-async fn different_offering_in_secret_name_is_ignored() {
+async fn events_of_other_offerings_are_ignored() {
     let (env, _dir) = env().await;
-    let name = "4me-app-builder/xurrent_apps_xds/4me-sandbox.test/instances/test-account";
-    let (status, message) = env.installation_of("PutSecretValue", name).await;
+    let event = support::installation_event(
+        env.sandbox.domain(),
+        "xurrent_apps_xds",
+        "test-account",
+        app_builder_core::bus::LifecycleStep::SecretsUpdated,
+    );
+    let (status, message) = env.installation_event(&event).await;
     assert_eq!(status, 200);
     assert_eq!(
         message,
-        format!("Current offering lansweeper not found in {name}")
+        "Not an installation of lansweeper: xurrent_apps_xds"
     );
 }
 
@@ -103,7 +105,7 @@ async fn no_app_instance_answers_500_and_changes_nothing() {
         )
         .await
         .unwrap();
-    let (status, message) = env.installation("CreateSecret", "ghost").await;
+    let (status, message) = env.installation("ghost").await;
     assert_eq!(
         (status, message.as_str()),
         (500, "Unable to update Lansweeper callback URL")
@@ -116,7 +118,7 @@ async fn installed_awaiting(
     account: &str,
 ) -> (support::Customer, String) {
     let customer = env.install(account).await;
-    assert_eq!(env.installation("CreateSecret", account).await.0, 200);
+    assert_eq!(env.installation(account).await.0, 200);
     let secret = env
         .secret(account)
         .await
@@ -171,10 +173,7 @@ async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
     let requests = env.lansweeper.stats().token_requests;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await,
-        (200, "OK".into())
-    );
+    assert_eq!(env.installation("test-account").await, (200, "OK".into()));
     assert_eq!(env.lansweeper.stats().token_requests, requests);
     assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
     assert_eq!(
@@ -192,20 +191,14 @@ async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let stored = env.secret("test-account").await;
     let rotated = stored.get_str("refresh_token").unwrap().to_owned();
     assert_ne!(rotated, refresh);
     assert!(env.lansweeper.is_refresh_token_valid(&rotated));
     assert!(stored.get_str("validated_credentials").is_some());
     let requests = env.lansweeper.stats().token_requests;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     assert_eq!(env.lansweeper.stats().token_requests, requests);
     assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
 }
@@ -314,10 +307,7 @@ async fn success_and_lansweeper_authorization_error_moves_back_to_pending_author
         })
         .await
         .unwrap();
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let instance = env.instance(&customer.instance_id);
     assert_eq!(instance["suspended"], true);
     assert_eq!(
@@ -361,7 +351,7 @@ async fn success_and_valid_credentials_changes_nothing() {
     let (env, _dir) = env().await;
     let (customer, before) = revalidating(&env, "test-account", |_| {}).await;
     assert_eq!(
-        env.installation("PutSecretValue", "test-account").await,
+        env.installation("test-account").await,
         (200, "OK".to_owned())
     );
     assert_eq!(env.instance(&customer.instance_id), before);
@@ -379,7 +369,7 @@ async fn success_and_validation_throws_generic_error_changes_nothing() {
             times: 10,
         });
     assert_eq!(
-        env.installation("PutSecretValue", "test-account").await,
+        env.installation("test-account").await,
         (200, "OK".to_owned())
     );
     assert_eq!(env.instance(&customer.instance_id), before);
@@ -394,10 +384,7 @@ async fn success_and_js4me_authorization_error_suspends_with_rotate_token_commen
         doc.insert("application", app);
     })
     .await;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let instance = env.instance(&customer.instance_id);
     assert_eq!(instance["suspended"], true);
     assert_eq!(

@@ -23,10 +23,15 @@ fn body_message(result: &Value) -> String {
 }
 
 #[tokio::test]
-async fn secret_events_go_to_the_installation_handler_with_the_unqualified_arn() {
+async fn installation_events_go_to_the_installation_handler_with_the_unqualified_arn() {
     let (env, _dir) = env().await;
     let customer = env.install("wdc-r").await;
-    let event = support::secret_event("CreateSecret", env.secret_name("wdc-r").as_str());
+    let event = support::installation_event(
+        env.sandbox.domain(),
+        "lansweeper",
+        "wdc-r",
+        app_builder_core::bus::LifecycleStep::SecretsUpdated,
+    );
     let result = env
         .function
         .handle_payload(event, &format!("{FUNCTION_ARN}:live"))

@@ -15,6 +15,7 @@ use lansweeper::{QueueError, RefreshQueue};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::bus::LocalBus;
 use crate::store::EventingStore;
 
 /// Why a function could not be built (its cold start would fail the same way in Lambda).
@@ -82,13 +83,14 @@ pub struct Built {
 /// The binaries the engine has handlers for.
 pub const KNOWN_BINARIES: [&str; 4] = ["secrets", "note-dispatcher", "typeform", "lansweeper"];
 
-/// Builds the handler of `binary` from `environment` over `store` and `state` (the local
-/// stand-in of the engine's state table).
+/// Builds the handler of `binary` from `environment` over `store`, `state` (the local stand-in
+/// of the engine's state table) and `bus` (of the engine's event bus).
 pub fn build(
     binary: &str,
     environment: &BTreeMap<String, String>,
     store: EventingStore,
     state: LocalStateStore,
+    bus: LocalBus,
 ) -> Result<Built, FunctionError> {
     let lookup = |name: &str| environment.get(name).cloned();
     let settings = Settings::from_lookup(lookup);
@@ -98,9 +100,14 @@ pub fn build(
             let config = secrets::FunctionConfig::from_settings(&settings)?;
             let endpoints = Endpoints::from_lookup(&config.context.domain, lookup)?;
             let loader = ContextLoader::new(config.context, store, endpoints, client_settings)?;
-            let handler =
-                secrets::SecretsHandler::new(loader, state, config.enabled, config.verify_timeout)
-                    .map_err(|e| FunctionError::Setup(e.to_string()))?;
+            let handler = secrets::SecretsHandler::new(
+                loader,
+                state,
+                bus,
+                config.enabled,
+                config.verify_timeout,
+            )
+            .map_err(|e| FunctionError::Setup(e.to_string()))?;
             Ok(only(Arc::new(Secrets(handler))))
         }
         "note-dispatcher" => {
@@ -173,7 +180,7 @@ where
     })
 }
 
-struct Secrets(secrets::SecretsHandler<EventingStore, LocalStateStore>);
+struct Secrets(secrets::SecretsHandler<EventingStore, LocalStateStore, LocalBus>);
 
 impl LocalFunction for Secrets {
     fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {

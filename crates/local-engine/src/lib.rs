@@ -7,12 +7,15 @@
 //!   `/secrets/`, `/typeform/integration/`, `/lansweeper/integration/<account>/<secret>`)
 //!   becomes the REST (v1) proxy event of the template's `Api` event and goes to the same
 //!   handler the Lambda runs; its proxy response becomes the HTTP answer.
-//! - **Secrets Manager + CloudTrail + EventBridge** ([`store`]): the file store
-//!   ([`LocalSecretStore`](app_builder_core::secrets::LocalSecretStore)) announces every
-//!   successful write of a secret; the engine delivers it asynchronously, in write order, as the
-//!   CloudTrail event (`CreateSecret` / `PutSecretValue`) to every function whose template has
-//!   the Secrets Manager EventBridge rule (the functions ignore other offerings' secrets, as in
-//!   AWS).
+//! - **Secrets Manager** ([`store`]): the file store
+//!   ([`LocalSecretStore`](app_builder_core::secrets::LocalSecretStore)), whose writes are
+//!   reported as activity.
+//! - **DynamoDB**: the engine's state table is a
+//!   [`LocalStateStore`](app_builder_core::state::LocalStateStore) directory
+//!   ([`EngineOptions::state_dir`]).
+//! - **The engine's EventBridge bus** ([`bus`]): what the secrets function publishes is
+//!   delivered asynchronously, in publication order, as the EventBridge event to every function
+//!   whose template has a rule with a matching pattern — the same patterns SAM deploys.
 //! - **SQS**: a function that queues work (Lansweeper's refresh queue) gets an in-process
 //!   queue; each message is delivered as an SQS event to the same function, and a message
 //!   reported in `batchItemFailures` is delivered again with backoff ([`QUEUE_ATTEMPTS`]).
@@ -30,6 +33,7 @@
 //! written — never a secret value), for progress output and tests.
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod functions;
 pub mod gateway;
 pub mod store;
@@ -41,7 +45,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use app_builder_core::events::SecretWriteEvent;
+use app_builder_core::bus::InstallationChanged;
 use app_builder_core::secrets::LocalSecretStore;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -147,21 +151,23 @@ pub enum Activity {
         /// The answer's message.
         message: String,
     },
-    /// A secret was written (the CloudTrail event name and the secret's name).
+    /// A secret was written (the Secrets Manager call and the secret's name).
     SecretWritten {
         /// `CreateSecret` or `PutSecretValue`.
         event_name: String,
         /// The secret's name.
         secret: String,
     },
-    /// A function handled the event of a secret write.
-    SecretEvent {
+    /// A function handled an `Installation changed` event of the engine's bus.
+    InstallationEvent {
         /// The function.
         function: String,
-        /// `CreateSecret` or `PutSecretValue`.
-        event_name: String,
-        /// The secret's name.
-        secret: String,
+        /// The lifecycle step (`secrets-updated`, `deleted`, ...).
+        step: String,
+        /// The offering reference.
+        offering: String,
+        /// The customer account.
+        account: String,
         /// The status answered.
         status: u16,
         /// The answer's message.
@@ -208,15 +214,16 @@ impl std::fmt::Display for Activity {
             Activity::SecretWritten { event_name, secret } => {
                 write!(f, "secret store: {event_name} {secret}")
             }
-            Activity::SecretEvent {
+            Activity::InstallationEvent {
                 function,
-                event_name,
-                secret,
+                step,
+                offering,
+                account,
                 status,
                 message,
             } => write!(
                 f,
-                "{function} <- {event_name} event of {secret} -> {status} {message}"
+                "{function} <- Installation changed ({step}) of {offering} for {account} -> {status} {message}"
             ),
             Activity::Schedule {
                 function,
@@ -243,7 +250,8 @@ struct Deployed {
     arn: String,
     prefix: String,
     routes: Vec<template::ApiRoute>,
-    secret_events: bool,
+    /// The patterns of its rules on the engine's bus, resolved.
+    rules: Vec<Value>,
     scheduled: bool,
     function: Arc<dyn LocalFunction>,
 }
@@ -252,6 +260,7 @@ struct Inner {
     url: String,
     options: EngineOptions,
     store: EventingStore,
+    bus: bus::LocalBus,
     /// Deployed functions by stack.
     stacks: RwLock<BTreeMap<String, Vec<Arc<Deployed>>>>,
     activity: broadcast::Sender<Activity>,
@@ -292,14 +301,16 @@ impl LocalEngine {
     pub async fn start(options: EngineOptions) -> std::io::Result<LocalEngine> {
         let listener = tokio::net::TcpListener::bind(options.listen).await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let store = EventingStore::new(LocalSecretStore::new(&options.secrets_dir), events_tx);
+        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+        let store = EventingStore::new(LocalSecretStore::new(&options.secrets_dir), writes_tx);
+        let (bus, events) = bus::LocalBus::new("local");
         let (activity, _) = broadcast::channel(1024);
         let schedule_interval = options.schedule_interval;
         let inner = Arc::new(Inner {
             url,
             options,
             store,
+            bus,
             stacks: RwLock::new(BTreeMap::new()),
             activity,
             history: Mutex::new(Vec::new()),
@@ -322,8 +333,9 @@ impl LocalEngine {
                 tracing::error!(%error, "local engine server stopped");
             }
         });
-        let delivery = tokio::spawn(deliver_secret_events(Arc::downgrade(&inner), events_rx));
-        let mut tasks = vec![server, delivery];
+        let writes = tokio::spawn(report_secret_writes(Arc::downgrade(&inner), writes_rx));
+        let delivery = tokio::spawn(deliver_bus_events(Arc::downgrade(&inner), events));
+        let mut tasks = vec![server, writes, delivery];
         if let Some(interval) = schedule_interval {
             tasks.push(tokio::spawn(run_schedule(Arc::downgrade(&inner), interval)));
         }
@@ -340,7 +352,7 @@ impl LocalEngine {
         &self.inner.url
     }
 
-    /// The store every function uses (write provider secrets here; writes emit events).
+    /// The store every function uses (write provider secrets here).
     pub fn store(&self) -> &EventingStore {
         &self.inner.store
     }
@@ -392,6 +404,7 @@ impl LocalEngine {
                 &environment,
                 self.inner.store.clone(),
                 state,
+                self.inner.bus.clone(),
             )
             .map_err(|source| EngineError::Function {
                 function: name.clone(),
@@ -402,7 +415,11 @@ impl LocalEngine {
                 name,
                 prefix: prefix_path.clone(),
                 routes: function.routes.clone(),
-                secret_events: function.secret_events,
+                rules: function
+                    .rules
+                    .iter()
+                    .map(|rule| rule.pattern.to_json(&|value| resolver.resolve(value)))
+                    .collect(),
                 scheduled: function.scheduled,
                 function: built.function,
             });
@@ -472,12 +489,12 @@ impl LocalEngine {
             .clone()
     }
 
-    /// Waits, at most `timeout`, until every announced secret event (and every event the
-    /// handlers' own writes announced meanwhile) was delivered; `false` on timeout. Stopping
-    /// the sandbox or the engine before that would fail the handlers still running.
+    /// Waits, at most `timeout`, until every event published on the bus (and every event the
+    /// handlers published meanwhile) was delivered; `false` on timeout. Stopping the sandbox or
+    /// the engine before that would fail the handlers still running.
     pub async fn settle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.inner.store.events_in_flight() > 0 {
+        while self.inner.bus.in_flight() > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -774,55 +791,53 @@ fn status_of(result: &Value) -> u16 {
         .unwrap_or(502)
 }
 
-/// The EventBridge rule: each secret write is reported at once, then delivered, in write
-/// order, to every subscribed function (a slow function delays the next delivery, not the
-/// report).
-async fn deliver_secret_events(
+/// Reports each secret write as activity.
+async fn report_secret_writes(
     inner: Weak<Inner>,
-    mut events: mpsc::UnboundedReceiver<SecretWriteEvent>,
+    mut writes: mpsc::UnboundedReceiver<store::SecretWrite>,
 ) {
-    let (deliveries, mut pending) = mpsc::unbounded_channel::<SecretWriteEvent>();
-    let deliver = {
-        let inner = inner.clone();
-        async move {
-            while let Some(event) = pending.recv().await {
-                let Some(engine) = inner.upgrade() else {
-                    return;
-                };
-                let event_name = event.event_name.as_str().to_owned();
-                for function in engine.functions().into_iter().filter(|f| f.secret_events) {
-                    let result = function
-                        .function
-                        .invoke(store::cloudtrail_event(&event), &function.arn)
-                        .await;
-                    engine.record(Activity::SecretEvent {
-                        function: function.name.clone(),
-                        event_name: event_name.clone(),
-                        secret: event.secret_id.clone(),
-                        status: status_of(&result),
-                        message: gateway::response_message(&result),
-                    });
-                }
-                engine.store.event_delivered();
+    while let Some(write) = writes.recv().await {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        engine.record(Activity::SecretWritten {
+            event_name: write.call().to_owned(),
+            secret: write.secret,
+        });
+    }
+}
+
+/// The bus's rules: each published event is delivered, in publication order, to every function
+/// with a rule whose pattern matches it (a slow function delays the next delivery).
+async fn deliver_bus_events(
+    inner: Weak<Inner>,
+    mut events: mpsc::UnboundedReceiver<InstallationChanged>,
+) {
+    while let Some(detail) = events.recv().await {
+        let Some(engine) = inner.upgrade() else {
+            return;
+        };
+        let event = bus::eventbridge_event(&detail);
+        for function in engine.functions() {
+            if !function
+                .rules
+                .iter()
+                .any(|pattern| bus::matches(pattern, &event))
+            {
+                continue;
             }
-        }
-    };
-    let report = async move {
-        while let Some(event) = events.recv().await {
-            let Some(engine) = inner.upgrade() else {
-                return;
-            };
-            engine.record(Activity::SecretWritten {
-                event_name: event.event_name.as_str().to_owned(),
-                secret: event.secret_id.clone(),
+            let result = function.function.invoke(event.clone(), &function.arn).await;
+            engine.record(Activity::InstallationEvent {
+                function: function.name.clone(),
+                step: detail.step.as_str().to_owned(),
+                offering: detail.offering.clone(),
+                account: detail.account.clone(),
+                status: status_of(&result),
+                message: gateway::response_message(&result),
             });
-            if deliveries.send(event).is_err() {
-                return;
-            }
         }
-    };
-    // Both end with the engine (the store's sender goes with it).
-    futures::join!(report, deliver);
+        engine.bus.delivered();
+    }
 }
 
 async fn run_schedule(inner: Weak<Inner>, interval: Duration) {

@@ -1,48 +1,50 @@
-//! The engine's secret store: [`LocalSecretStore`] files, plus the local stand-in for the
-//! CloudTrail → EventBridge rule: every successful write of a secret is announced as the
-//! Secrets Manager event AWS would emit (`CreateSecret` for a new secret, `PutSecretValue`
-//! otherwise), for the engine to deliver asynchronously to the functions that subscribe.
+//! The engine's secret store: [`LocalSecretStore`] files that report each successful write (as
+//! the Secrets Manager call AWS would see: `CreateSecret` for a new secret, `PutSecretValue`
+//! otherwise) to the engine's activity log. Writes are not events: installations change on the
+//! engine's bus ([`crate::bus`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use app_builder_core::events::{SecretEventName, SecretWriteEvent};
 use app_builder_core::secrets::{
     LocalSecretStore, SecretDocument, SecretName, SecretStore, SecretStoreError,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// The file store that announces its writes.
+/// A successful write of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretWrite {
+    /// Whether the write created the secret.
+    pub created: bool,
+    /// The secret's name.
+    pub secret: String,
+}
+
+impl SecretWrite {
+    /// The Secrets Manager call the write stands for.
+    pub fn call(&self) -> &'static str {
+        if self.created {
+            "CreateSecret"
+        } else {
+            "PutSecretValue"
+        }
+    }
+}
+
+/// The file store that reports its writes.
 #[derive(Debug, Clone)]
 pub struct EventingStore {
     inner: LocalSecretStore,
-    events: Arc<mpsc::UnboundedSender<SecretWriteEvent>>,
-    /// Events announced and not yet delivered to every subscriber ([`Self::event_delivered`]).
-    in_flight: Arc<AtomicUsize>,
+    writes: Arc<mpsc::UnboundedSender<SecretWrite>>,
 }
 
 impl EventingStore {
-    /// A store over `inner` sending one event per successful write to `events`.
-    pub fn new(inner: LocalSecretStore, events: mpsc::UnboundedSender<SecretWriteEvent>) -> Self {
+    /// A store over `inner` reporting each successful write to `writes`.
+    pub fn new(inner: LocalSecretStore, writes: mpsc::UnboundedSender<SecretWrite>) -> Self {
         Self {
             inner,
-            events: Arc::new(events),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            writes: Arc::new(writes),
         }
-    }
-
-    /// How many announced events have not been delivered to every subscriber yet.
-    pub fn events_in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    /// Marks one announced event as delivered to every subscriber.
-    pub fn event_delivered(&self) {
-        // Saturating: a delivery is never counted below zero.
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// The file store underneath.
@@ -75,22 +77,11 @@ impl SecretStore for EventingStore {
             })
             .await?;
         if stored.is_some() {
-            let event_name = if existed {
-                SecretEventName::PutSecretValue
-            } else {
-                SecretEventName::CreateSecret
-            };
-            // Counted before it is sent, so a write made while an event is being handled
-            // keeps the engine unsettled until its own event is delivered too.
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let sent = self.events.send(SecretWriteEvent {
-                event_name,
-                secret_id: name.as_str().to_owned(),
+            // A closed receiver means the engine is shutting down: nobody is left to tell.
+            let _ = self.writes.send(SecretWrite {
+                created: !existed,
+                secret: name.as_str().to_owned(),
             });
-            // A closed receiver means the engine is shutting down: nobody is left to notify.
-            if sent.is_err() {
-                self.event_delivered();
-            }
         }
         Ok(stored)
     }
@@ -98,42 +89,6 @@ impl SecretStore for EventingStore {
     async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {
         self.inner.delete(name).await
     }
-}
-
-/// The EventBridge event of a Secrets Manager write as the rule delivers it (the CloudTrail
-/// record: `CreateSecret` names the secret in `requestParameters.name`, the other calls in
-/// `requestParameters.secretId`).
-pub fn cloudtrail_event(event: &SecretWriteEvent) -> Value {
-    let parameters = match event.event_name {
-        SecretEventName::CreateSecret => json!({"name": event.secret_id}),
-        _ => json!({"secretId": event.secret_id}),
-    };
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": crate::LOCAL_ACCOUNT,
-        "time": now,
-        "region": crate::LOCAL_REGION,
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "eventTime": now,
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": event.event_name.as_str(),
-            "awsRegion": crate::LOCAL_REGION,
-            "requestParameters": parameters,
-            "responseElements": null,
-            "requestID": uuid::Uuid::new_v4().to_string(),
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": crate::LOCAL_ACCOUNT
-        }
-    })
 }
 
 /// The EventBridge scheduled event.
@@ -180,7 +135,7 @@ mod tests {
     use app_builder_core::events::EngineEvent;
 
     #[tokio::test]
-    async fn writes_are_announced_as_create_then_put_and_declined_updates_are_not() {
+    async fn writes_are_reported_as_create_then_put_and_declined_updates_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let store = EventingStore::new(LocalSecretStore::new(dir.path()), tx);
@@ -189,27 +144,15 @@ mod tests {
         store.upsert(&name, doc.clone()).await.unwrap();
         store.upsert(&name, doc).await.unwrap();
         store.update(&name, |_| None).await.unwrap();
-        let first = rx.recv().await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().call(), "CreateSecret");
         let second = rx.recv().await.unwrap();
-        assert_eq!(first.event_name, SecretEventName::CreateSecret);
-        assert_eq!(second.event_name, SecretEventName::PutSecretValue);
-        assert_eq!(second.secret_id, name.as_str());
+        assert_eq!(second.call(), "PutSecretValue");
+        assert_eq!(second.secret, name.as_str());
         assert!(rx.try_recv().is_err(), "a declined update writes nothing");
-        assert_eq!(store.events_in_flight(), 2, "announced, not yet delivered");
-        store.event_delivered();
-        store.event_delivered();
-        store.event_delivered();
-        assert_eq!(store.events_in_flight(), 0, "never below zero");
+    }
 
-        // The events are what EventBridge delivers: the engine's own classifier reads them back.
-        for event in [first, second] {
-            let Ok(EngineEvent::SecretWrite(read)) =
-                EngineEvent::classify(cloudtrail_event(&event))
-            else {
-                panic!("not a secret write event");
-            };
-            assert_eq!(read, event);
-        }
+    #[test]
+    fn local_events_are_what_the_functions_classify() {
         assert!(matches!(
             EngineEvent::classify(scheduled_event("sync")).unwrap(),
             EngineEvent::Schedule(_)

@@ -153,6 +153,65 @@ impl TemplateValue {
     }
 }
 
+/// An EventBridge event pattern as the template writes it: objects of keys, lists of values
+/// (which may be `!Ref`s or `!Sub`s, resolved at deploy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPattern {
+    /// `key:` lines with their sub-patterns.
+    Object(BTreeMap<String, EventPattern>),
+    /// `- value` lines: the event's value must be one of them.
+    Values(Vec<TemplateValue>),
+}
+
+impl EventPattern {
+    /// The pattern as EventBridge stores it (JSON), each value resolved by `resolve`.
+    pub fn to_json(&self, resolve: &dyn Fn(&TemplateValue) -> String) -> serde_json::Value {
+        match self {
+            Self::Object(members) => serde_json::Value::Object(
+                members
+                    .iter()
+                    .map(|(key, sub)| (key.clone(), sub.to_json(resolve)))
+                    .collect(),
+            ),
+            Self::Values(values) => serde_json::Value::Array(
+                values
+                    .iter()
+                    .map(|value| serde_json::Value::String(resolve(value)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn parse(node: &Node) -> Self {
+        let listed = node.children.iter().any(|child| child.key == "-");
+        if listed || node.children.is_empty() {
+            return Self::Values(
+                node.items()
+                    .iter()
+                    .map(|v| TemplateValue::parse(v))
+                    .collect(),
+            );
+        }
+        Self::Object(
+            node.children
+                .iter()
+                .map(|child| (child.key.clone(), Self::parse(child)))
+                .collect(),
+        )
+    }
+}
+
+/// An `EventBridgeRule` event of a function that matches events by pattern (not a schedule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRule {
+    /// The event's logical name in the template, e.g. `InstallationChanged`.
+    pub name: String,
+    /// `EventBusName` (`None`: the account's default bus).
+    pub bus: Option<TemplateValue>,
+    /// `Pattern`.
+    pub pattern: EventPattern,
+}
+
 /// An `Api` event of a function: the route API Gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiRoute {
@@ -173,8 +232,8 @@ pub struct TemplateFunction {
     pub environment: BTreeMap<String, TemplateValue>,
     /// The `Api` events.
     pub routes: Vec<ApiRoute>,
-    /// Whether an EventBridge rule delivers Secrets Manager (CloudTrail) events.
-    pub secret_events: bool,
+    /// The EventBridge rules (by pattern) that invoke it.
+    pub rules: Vec<EventRule>,
     /// Whether a schedule invokes it.
     pub scheduled: bool,
     /// Whether an SQS queue feeds it.
@@ -280,7 +339,8 @@ fn function(resource: &Node) -> Result<TemplateFunction, TemplateError> {
         })
         .unwrap_or_default();
     let mut routes = Vec::new();
-    let (mut secret_events, mut scheduled, mut queue_consumer) = (false, false, false);
+    let mut rules = Vec::new();
+    let (mut scheduled, mut queue_consumer) = (false, false);
     let events = resource
         .path(&["Properties", "Events"])
         .map_or(&[][..], |e| &e.children);
@@ -305,12 +365,14 @@ fn function(resource: &Node) -> Result<TemplateFunction, TemplateError> {
                 if properties.is_some_and(|p| p.child("Schedule").is_some()) {
                     scheduled = true;
                 }
-                let sources = properties
-                    .and_then(|p| p.path(&["Pattern", "source"]))
-                    .map(Node::items)
-                    .unwrap_or_default();
-                if sources.iter().any(|s| s == "aws.secretsmanager") {
-                    secret_events = true;
+                if let Some(pattern) = properties.and_then(|p| p.child("Pattern")) {
+                    rules.push(EventRule {
+                        name: event.key.clone(),
+                        bus: properties
+                            .and_then(|p| p.child("EventBusName"))
+                            .map(|bus| TemplateValue::parse(&bus.value)),
+                        pattern: EventPattern::parse(pattern),
+                    });
                 }
             }
             _ => {}
@@ -321,7 +383,7 @@ fn function(resource: &Node) -> Result<TemplateFunction, TemplateError> {
         binary,
         environment,
         routes,
-        secret_events,
+        rules,
         scheduled,
         queue_consumer,
     })
@@ -364,7 +426,7 @@ mod tests {
                 method: "POST".into()
             }]
         );
-        assert!(!function.secret_events);
+        assert!(function.rules.is_empty());
         let names: Vec<&str> = template.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,
@@ -372,7 +434,8 @@ mod tests {
                 "SecretsApi",
                 "SecretsFunction",
                 "SecretsFunctionIamRole",
-                "StateTable"
+                "StateTable",
+                "EngineEventBus"
             ]
         );
         assert_eq!(
@@ -392,9 +455,25 @@ mod tests {
         let template = repository_template("crates/typeform/template.yaml");
         let function = &template.functions[0];
         assert_eq!(function.binary, "typeform");
-        assert!(
-            function.secret_events,
-            "the EventBridge rule on Secrets Manager"
+        let [rule] = function.rules.as_slice() else {
+            panic!("one rule expected: {:?}", function.rules);
+        };
+        assert_eq!(rule.name, "InstallationChanged");
+        let EventPattern::Object(pattern) = &rule.pattern else {
+            panic!("{:?}", rule.pattern);
+        };
+        assert_eq!(
+            pattern["source"],
+            EventPattern::Values(vec![TemplateValue::Literal("4me-app-builder".into())])
+        );
+        let EventPattern::Object(detail) = &pattern["detail"] else {
+            panic!("{pattern:?}");
+        };
+        assert_eq!(
+            detail["offering"],
+            EventPattern::Values(vec![TemplateValue::Ref(
+                "OfferingReferenceParameter".into()
+            )])
         );
         assert_eq!(
             function.environment["SYNC_4ME_TIMEOUT"],
@@ -402,7 +481,7 @@ mod tests {
         );
         assert_eq!(function.routes[0].method, "ANY");
         let note = repository_template("crates/note-dispatcher/template.yaml");
-        assert!(!note.functions[0].secret_events);
+        assert!(note.functions[0].rules.is_empty());
         assert_eq!(note.functions[0].binary, "note-dispatcher");
     }
 
@@ -411,7 +490,7 @@ mod tests {
         let template = repository_template("crates/lansweeper/template.yaml");
         let function = &template.functions[0];
         assert_eq!(function.binary, "lansweeper");
-        assert!(function.secret_events && function.scheduled && function.queue_consumer);
+        assert!(function.rules.len() == 1 && function.scheduled && function.queue_consumer);
         assert_eq!(
             function.routes,
             vec![ApiRoute {

@@ -208,11 +208,12 @@ async fn typeform_installation_event_registers_webhook_and_survey_becomes_note()
         );
     }
 
-    // The writes reach the Typeform function as CloudTrail events, asynchronously.
+    // The stored secrets reach the Typeform function as events of the engine's bus,
+    // asynchronously.
     let registered = world
         .engine
         .wait_for(WAIT, |a| {
-            matches!(a, Activity::SecretEvent { function, status: 200, message, .. }
+            matches!(a, Activity::InstallationEvent { function, status: 200, message, .. }
                 if function.ends_with("IntegrationFunction") && message == "OK")
         })
         .await;
@@ -342,7 +343,7 @@ async fn schedule_queues_due_accounts_and_the_queue_feeds_the_sync_handler() {
     let installation = world
         .engine
         .wait_for(WAIT, |a| {
-            matches!(a, Activity::SecretEvent { function, .. } if function == "app-builder-lansweeper-IntegrationFunction")
+            matches!(a, Activity::InstallationEvent { function, .. } if function == "app-builder-lansweeper-IntegrationFunction")
         })
         .await;
     assert!(installation.is_some(), "{:#?}", world.engine.activity());

@@ -592,6 +592,25 @@ impl Sandbox {
         webhooks::install_app(self.shared(), offering_ref, customer_account, options).await
     }
 
+    /// The customer enables (`true`) or disables the app instance `app_instance_id`: 4me sends
+    /// `app_instance.update` to the provider's webhooks for it (returned).
+    pub async fn set_app_instance_enabled(
+        &self,
+        app_instance_id: &str,
+        enabled: bool,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        webhooks::set_instance_enabled(self.shared(), app_instance_id, enabled).await
+    }
+
+    /// The customer uninstalls the app: the instance `app_instance_id` is deleted and 4me sends
+    /// `app_instance.delete` to the provider's webhooks for it (returned).
+    pub async fn uninstall_app(
+        &self,
+        app_instance_id: &str,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        webhooks::uninstall_app(self.shared(), app_instance_id).await
+    }
+
     /// Calls the app-offering webhook of app instance `app_instance_id` (URI template with
     /// `{account}` replaced) with `payload`, signed with the customer-side policy, as an
     /// automation rule would.

@@ -58,6 +58,8 @@ pub struct InstalledApp {
     pub customer_policy: PolicyInfo,
     /// The `app_instance.secrets-update` deliveries sent to the provider's active webhooks.
     pub deliveries: Vec<Delivery>,
+    /// The `app_instance.create` deliveries (sent first) to the provider's webhooks for it.
+    pub instance_deliveries: Vec<Delivery>,
 }
 
 impl std::fmt::Debug for InstalledApp {
@@ -352,6 +354,110 @@ pub(crate) fn spawn_verify(shared: Arc<Shared>, webhook_id: String) {
     }
 }
 
+/// The events 4me sends to the provider account's webhooks when a customer installs, changes or
+/// uninstalls an app instance.
+pub const INSTANCE_CREATE: &str = "app_instance.create";
+/// See [`INSTANCE_CREATE`].
+pub const INSTANCE_UPDATE: &str = "app_instance.update";
+/// See [`INSTANCE_CREATE`].
+pub const INSTANCE_DELETE: &str = "app_instance.delete";
+
+/// Sends `event` about the app instance `instance` to every active webhook of the provider
+/// account for that event, one after the other. 4me documents the envelope (`object_id`,
+/// `object_nodeID` name the instance) but not these events' payload; the sandbox sends what
+/// `app_instance.secrets-update` carries about the instance (`app_offering`,
+/// `customer_account_id`) and the audit line.
+pub(crate) async fn instance_event(
+    shared: &Arc<Shared>,
+    event: &str,
+    instance: &Record,
+) -> Result<Vec<Delivery>, WebhookError> {
+    let (webhooks, payload) = {
+        let mut state = shared.lock();
+        let webhooks: Vec<Record> = state
+            .all("Webhook", &instance.account)
+            .into_iter()
+            .filter(|w| {
+                w.str("event").as_deref() == Some(event)
+                    && w.bool("active") == Some(true)
+                    && w.bool("disabled") != Some(true)
+            })
+            .collect();
+        let offering = instance
+            .str("appOfferingId")
+            .and_then(|id| state.records.get(&id).cloned());
+        let audit_num = state.next_num();
+        let payload = json!({
+            "audit_line_id": audit_num,
+            "audit_line_nodeID": crate::state::node_id(&shared.domain, "AuditLine", audit_num),
+            "app_offering": offering.map(|o| json!({
+                "reference": o.str("reference"),
+                "id": o.num,
+                "nodeID": o.id,
+            })),
+            "customer_account_id": instance.str("customerAccount"),
+        });
+        (webhooks, payload)
+    };
+    let mut deliveries = Vec::new();
+    for webhook in &webhooks {
+        let (uri, jwt, data) = webhook_delivery(
+            shared,
+            webhook,
+            event,
+            (instance.num, &instance.id),
+            payload.clone(),
+        )?;
+        deliveries.push(deliver(shared, &webhook.id, &uri, event, jwt, data).await);
+    }
+    Ok(deliveries)
+}
+
+/// Sends [`INSTANCE_UPDATE`] about `instance` in the background (after a change made through
+/// the API, whose answer must not wait for the provider's webhooks).
+pub(crate) fn spawn_instance_update(shared: Arc<Shared>, instance: Record) {
+    tokio::spawn(async move {
+        if let Err(error) = instance_event(&shared, INSTANCE_UPDATE, &instance).await {
+            tracing::error!("unable to send {INSTANCE_UPDATE}: {error}");
+        }
+    });
+}
+
+/// The customer enables or disables the instance `instance_id` (`enabledByCustomer`).
+pub(crate) async fn set_instance_enabled(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    enabled: bool,
+) -> Result<Vec<Delivery>, WebhookError> {
+    let instance = {
+        let mut state = shared.lock();
+        let record = state
+            .records
+            .get_mut(instance_id)
+            .filter(|r| r.kind == "AppInstance")
+            .ok_or_else(|| WebhookError::NotFound(format!("app instance {instance_id}")))?;
+        record
+            .fields
+            .insert("enabledByCustomer".into(), json!(enabled));
+        record.clone()
+    };
+    instance_event(shared, INSTANCE_UPDATE, &instance).await
+}
+
+/// The customer uninstalls the app: the instance `instance_id` is deleted.
+pub(crate) async fn uninstall_app(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+) -> Result<Vec<Delivery>, WebhookError> {
+    let instance = shared
+        .lock()
+        .records
+        .remove(instance_id)
+        .filter(|r| r.kind == "AppInstance")
+        .ok_or_else(|| WebhookError::NotFound(format!("app instance {instance_id}")))?;
+    instance_event(shared, INSTANCE_DELETE, &instance).await
+}
+
 /// See [`crate::Sandbox::install_app`].
 pub(crate) async fn install_app(
     shared: &Arc<Shared>,
@@ -462,6 +568,7 @@ pub(crate) async fn install_app(
             obj.insert("secrets".into(), Value::Object(options.secrets.clone()));
         }
     }
+    let instance_deliveries = instance_event(shared, INSTANCE_CREATE, &instance).await?;
     let mut deliveries = Vec::new();
     for webhook in &webhooks {
         for payload in [&application_part, &policy_part] {
@@ -494,6 +601,7 @@ pub(crate) async fn install_app(
         },
         customer_policy: policy,
         deliveries,
+        instance_deliveries,
     })
 }
 

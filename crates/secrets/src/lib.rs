@@ -47,13 +47,18 @@
 
 use std::time::Duration;
 
+pub use app_builder_core::bus::ENV_EVENT_BUS;
+use app_builder_core::bus::{EventPublisher, InstallationChanged, LifecycleStep};
 use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
-use app_builder_core::idempotency::{Begun, Claim, Idempotency};
+use app_builder_core::fourme::instances::app_instance_state;
+use app_builder_core::idempotency::{BegunAll, Idempotency};
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
-use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name, merge};
-use app_builder_core::state::StateStore;
+use app_builder_core::secrets::{
+    SecretDocument, SecretName, SecretStore, customer_secret_name, merge,
+};
+use app_builder_core::state::{Expect, Lease, StateStore, Written};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
@@ -81,6 +86,17 @@ pub const SECRET_KEYS: [&str; 4] = [
 /// The event carrying app-instance secrets.
 pub const SECRETS_UPDATE_EVENT: &str = "app_instance.secrets-update";
 
+/// The app-instance lifecycle events of the provider account (bootstrap registers a webhook for
+/// each, with the same policy and URL as the secrets webhook).
+pub const INSTANCE_CREATE_EVENT: &str = "app_instance.create";
+/// See [`INSTANCE_CREATE_EVENT`].
+pub const INSTANCE_UPDATE_EVENT: &str = "app_instance.update";
+/// See [`INSTANCE_CREATE_EVENT`].
+pub const INSTANCE_DELETE_EVENT: &str = "app_instance.delete";
+
+/// 200 once a lifecycle event was announced (or was a duplicate).
+pub const LIFECYCLE_PUBLISHED_MESSAGE: &str = "Installation change published";
+
 /// Timeout of the `webhook.verify` callback request unless [`ENV_VERIFY_TIMEOUT_MS`] is set.
 pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,6 +111,9 @@ pub const SECRETS_STORED_MESSAGE: &str = "Secrets stored";
 pub const STORE_FAILED_MESSAGE: &str = "Unable to store secrets";
 /// 503 while the same delivery is being applied by another attempt.
 pub const IN_PROGRESS_MESSAGE: &str = "Delivery is being applied, retry later";
+/// 500 when the change cannot be announced on the engine's bus (4me retries; the retry applies
+/// the same values again and publishes).
+pub const PUBLISH_FAILED_MESSAGE: &str = "Unable to publish the installation change";
 /// 400 when a delivery id comes again with another payload.
 pub const PAYLOAD_MISMATCH_MESSAGE: &str = "Delivery id reused with another payload";
 
@@ -110,6 +129,8 @@ pub struct FunctionConfig {
     pub verify_timeout: Duration,
     /// The engine's state table ([`ENV_STATE_TABLE`]).
     pub state_table: String,
+    /// The engine's event bus ([`ENV_EVENT_BUS`]).
+    pub event_bus: String,
 }
 
 /// Required setting: the DynamoDB table of the engine's state (applied deliveries).
@@ -129,6 +150,7 @@ impl FunctionConfig {
             enabled: settings.enabled_offerings(),
             verify_timeout,
             state_table: settings.required(ENV_STATE_TABLE)?,
+            event_bus: settings.required(ENV_EVENT_BUS)?,
         })
     }
 }
@@ -141,22 +163,24 @@ pub enum SetupError {
     HttpClient(String),
 }
 
-/// The secrets-webhook handler over a secret store and a state store.
+/// The secrets-webhook handler over a secret store, a state store and the engine's bus.
 #[derive(Debug)]
-pub struct SecretsHandler<S, T> {
+pub struct SecretsHandler<S, T, P> {
     loader: ContextLoader<S>,
     deliveries: Idempotency<T>,
+    bus: P,
     enabled: EnabledOfferings,
     http: reqwest::Client,
 }
 
-impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
+impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
     /// A handler reading the provider context through `loader`, remembering applied deliveries
-    /// in `state`, storing secrets of the `enabled` offerings, and giving `webhook.verify`
-    /// callbacks `verify_timeout`.
+    /// in `state`, announcing committed changes on `bus`, storing secrets of the `enabled`
+    /// offerings, and giving `webhook.verify` callbacks `verify_timeout`.
     pub fn new(
         loader: ContextLoader<S>,
         state: T,
+        bus: P,
         enabled: EnabledOfferings,
         verify_timeout: Duration,
     ) -> Result<Self, SetupError> {
@@ -168,6 +192,7 @@ impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
         Ok(Self {
             loader,
             deliveries: Idempotency::new(state, DELIVERY_MEMORY),
+            bus,
             enabled,
             http,
         })
@@ -219,6 +244,7 @@ impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
             delivery: delivery.as_deref(),
             keys: &keys,
             deadline,
+            issued_at: token.claims.iat,
         };
         let result = self
             .dispatch(&envelope, &attempt)
@@ -235,6 +261,9 @@ impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
         match envelope.event.as_str() {
             WEBHOOK_VERIFY_EVENT => self.verify_webhook(envelope).await,
             SECRETS_UPDATE_EVENT => self.store_secrets(envelope, attempt).await,
+            INSTANCE_CREATE_EVENT | INSTANCE_UPDATE_EVENT | INSTANCE_DELETE_EVENT => {
+                self.instance_changed(envelope, attempt).await
+            }
             other => {
                 tracing::info!("unsupported event");
                 Err(ApiError::BadRequest(format!("Unsupported event: {other}")))
@@ -287,101 +316,359 @@ impl<S: SecretStore, T: StateStore> SecretsHandler<S, T> {
             },
         )?;
         let payload_bytes = serde_json::to_vec(payload).unwrap_or_default();
-        let claims = match self.claim(attempt, &payload_bytes).await? {
-            Claimed::All(claims) => claims,
-            Claimed::Duplicate => {
+        let claims = match self
+            .deliveries
+            .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
+            .await
+            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
+        {
+            BegunAll::New(claims) => claims,
+            BegunAll::Completed(_) => {
                 tracing::info!(secret = %name, "delivery already applied, nothing stored");
                 return Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE));
             }
+            BegunAll::InProgress(key) => {
+                return Err(ApiError::Unavailable {
+                    message: IN_PROGRESS_MESSAGE.into(),
+                    detail: format!("{key} is in progress"),
+                });
+            }
+            BegunAll::PayloadMismatch(key) => {
+                tracing::warn!(%key, "delivery key reused with another payload");
+                return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
+            }
         };
+        let change = Change {
+            secret: &name,
+            offering: reference,
+            account: customer,
+        };
+        match self.apply_serially(&change, &update, attempt).await {
+            Ok(()) => {
+                let response = serde_json::json!({"message": SECRETS_STORED_MESSAGE});
+                self.deliveries.complete_all(claims, &response).await;
+                Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
+            }
+            Err(error) => {
+                self.deliveries.release_all(claims).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// `app_instance.create` / `.update` / `.delete`: announces the instance's lifecycle step on
+    /// the bus, once per delivery. Create and update read the instance by its node id with the
+    /// provider token (4me documents the envelope's `object_nodeID`, not these events' payload)
+    /// and remember its offering and account; delete uses what was remembered (the instance is
+    /// gone), else the payload's `app_offering.reference` and `customer_account_id`.
+    async fn instance_changed(
+        &self,
+        envelope: &WebhookEnvelope,
+        attempt: &Attempt<'_>,
+    ) -> Result<Response<Body>, ApiError> {
+        let node = envelope
+            .object_node_id
+            .as_deref()
+            .filter(|node| !node.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("Missing object_nodeID".into()))?;
+        let payload_bytes = serde_json::to_vec(envelope).unwrap_or_default();
+        let claims = match self
+            .deliveries
+            .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
+            .await
+            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?
+        {
+            BegunAll::New(claims) => claims,
+            BegunAll::Completed(_) => {
+                tracing::info!("delivery already handled");
+                return Ok(ApiResponse::ok(LIFECYCLE_PUBLISHED_MESSAGE));
+            }
+            BegunAll::InProgress(key) => {
+                return Err(ApiError::Unavailable {
+                    message: IN_PROGRESS_MESSAGE.into(),
+                    detail: format!("{key} is in progress"),
+                });
+            }
+            BegunAll::PayloadMismatch(key) => {
+                tracing::warn!(%key, "delivery key reused with another payload");
+                return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
+            }
+        };
+        match self.announce_instance(envelope, node, attempt).await {
+            Ok(message) => {
+                let response = serde_json::json!({ "message": message });
+                self.deliveries.complete_all(claims, &response).await;
+                Ok(ApiResponse::ok(&message))
+            }
+            Err(error) => {
+                self.deliveries.release_all(claims).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn announce_instance(
+        &self,
+        envelope: &WebhookEnvelope,
+        node: &str,
+        attempt: &Attempt<'_>,
+    ) -> Result<String, ApiError> {
+        let state = self.deliveries.store();
+        let record_key = instance_key(node);
+        let remembered = state
+            .get(&record_key)
+            .await
+            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+        let (offering, account, step) = if envelope.event == INSTANCE_DELETE_EVENT {
+            let from_record = remembered.as_ref().and_then(|record| {
+                Some((
+                    record.data.get("offering")?.as_str()?.to_owned(),
+                    record.data.get("account")?.as_str()?.to_owned(),
+                ))
+            });
+            let from_payload = || {
+                Some((
+                    envelope
+                        .payload
+                        .pointer("/app_offering/reference")?
+                        .as_str()?
+                        .to_owned(),
+                    envelope
+                        .payload
+                        .get("customer_account_id")?
+                        .as_str()?
+                        .to_owned(),
+                ))
+            };
+            let Some((offering, account)) = from_record.or_else(from_payload) else {
+                tracing::warn!(
+                    node,
+                    "deleted app instance unknown to the engine, nothing to announce"
+                );
+                return Ok(format!("Unknown app instance {node}"));
+            };
+            (offering, account, LifecycleStep::Deleted)
+        } else {
+            let provider = self
+                .loader
+                .provider()
+                .await
+                .map_err(provider_context_error)?;
+            let client = provider.client().map_err(provider_context_error)?;
+            let Some(instance) = app_instance_state(client, node)
+                .await
+                .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?
+            else {
+                tracing::info!(node, "app instance no longer exists, nothing to announce");
+                return Ok(format!("Unknown app instance {node}"));
+            };
+            let step = if envelope.event == INSTANCE_CREATE_EVENT {
+                LifecycleStep::Installed
+            } else if instance.suspended {
+                LifecycleStep::Suspended
+            } else if instance.is_active() {
+                LifecycleStep::Enabled
+            } else {
+                LifecycleStep::Disabled
+            };
+            (instance.offering, instance.account, step)
+        };
+        let span = tracing::Span::current();
+        span.record("offering", offering.as_str());
+        span.record("account", account.as_str());
+        if !self.enabled.contains(&offering) {
+            tracing::info!(enabled = ?self.enabled, "offering not enabled, no action");
+            return Ok(format!("No action for app_reference: {offering}"));
+        }
+        if step != LifecycleStep::Deleted && remembered.is_none() {
+            let record = serde_json::json!({ "offering": offering, "account": account });
+            state
+                .put(&record_key, &record, None, Expect::Absent)
+                .await
+                .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+        }
+        let event = InstallationChanged {
+            domain: self.loader.config().domain.clone(),
+            offering,
+            account,
+            step,
+            keys: Vec::new(),
+            change: attempt.change_id(),
+        };
+        self.bus
+            .publish(&event)
+            .await
+            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+        tracing::info!(step = step.as_str(), "installation change published");
+        if step == LifecycleStep::Deleted
+            && let Some(record) = remembered
+            && let Err(error) = state.delete(&record_key, record.version).await
+        {
+            tracing::warn!(%error, "record of the deleted instance not removed");
+        }
+        Ok(LIFECYCLE_PUBLISHED_MESSAGE.to_owned())
+    }
+
+    /// Applies an update while holding the customer secret's lease, so that updates of one
+    /// secret are applied one at a time in any number of containers (a concurrent one gets 503
+    /// and 4me retries it).
+    async fn apply_serially(
+        &self,
+        change: &Change<'_>,
+        update: &SecretDocument,
+        attempt: &Attempt<'_>,
+    ) -> Result<(), ApiError> {
+        let state = self.deliveries.store();
+        let lease_key = format!("secrets/lease/{}", change.secret.as_str());
+        let lease = Lease::acquire(state, &lease_key, attempt.deadline)
+            .await
+            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
+            .ok_or_else(|| ApiError::Unavailable {
+                message: IN_PROGRESS_MESSAGE.into(),
+                detail: format!("{} is being updated", change.secret),
+            })?;
+        let applied = self.apply(change, update, attempt).await;
+        if let Err(error) = lease.release(state).await {
+            tracing::warn!(%error, "secret lease not released; it expires at the deadline");
+        }
+        applied
+    }
+
+    /// Stores the keys of `update` that are not older than the ones applied, records their
+    /// `iat`, and announces the change on the bus. Nothing older than what is stored is ever
+    /// written back, whatever the order in which deliveries arrive.
+    async fn apply(
+        &self,
+        change: &Change<'_>,
+        update: &SecretDocument,
+        attempt: &Attempt<'_>,
+    ) -> Result<(), ApiError> {
+        let state = self.deliveries.store();
+        let applied_key = applied_key(change.secret.as_str());
+        let applied = state
+            .get(&applied_key)
+            .await
+            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
+        let (current, expect) = match &applied {
+            Some(record) => (record.data.clone(), Expect::Version(record.version)),
+            None => (Value::Object(serde_json::Map::new()), Expect::Absent),
+        };
+        let (fresh, stale) = split_by_age(update, &current, attempt.issued_at);
+        if !stale.is_empty() {
+            tracing::info!(keys = ?stale, iat = ?attempt.issued_at, "older than the applied update, not applied");
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
         let stored = self
             .loader
             .store()
-            .update(&name, |current| {
-                apply_delivery(current, &update, attempt.delivery)
+            .update(change.secret, |current| {
+                apply_delivery(current, &fresh, attempt.delivery)
             })
-            .await;
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(error) => {
-                self.release(claims).await;
-                return Err(ApiError::upstream(STORE_FAILED_MESSAGE, error));
+            .await
+            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
+        if stored.is_none() {
+            tracing::info!(secret = %change.secret, "delivery already applied, nothing stored");
+            return Ok(());
+        }
+        let keys: Vec<String> = fresh.keys().map(str::to_owned).collect();
+        tracing::info!(?keys, secret = %change.secret, "secrets stored");
+        if let Some(iat) = attempt.issued_at {
+            let mut record = current;
+            for key in &keys {
+                record[key.as_str()] = Value::from(iat);
             }
+            match state
+                .put(&applied_key, &record, None, expect)
+                .await
+                .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
+            {
+                Written::Done(_) => {}
+                // Only the lease holder writes this record; a conflict means the lease was lost
+                // (this attempt outlived its deadline): let 4me retry.
+                Written::Conflict(_) => {
+                    return Err(ApiError::Unavailable {
+                        message: IN_PROGRESS_MESSAGE.into(),
+                        detail: format!("{applied_key} changed during the update"),
+                    });
+                }
+            }
+        }
+        let config = self.loader.config();
+        let event = InstallationChanged {
+            domain: config.domain.clone(),
+            offering: change.offering.to_owned(),
+            account: change.account.to_owned(),
+            step: LifecycleStep::SecretsUpdated,
+            keys,
+            change: attempt.change_id(),
         };
-        match stored {
-            Some(_) => {
-                tracing::info!(keys = ?update.keys().collect::<Vec<_>>(), secret = %name, "secrets stored")
-            }
-            None => tracing::info!(secret = %name, "delivery already applied, nothing stored"),
-        }
-        let response = serde_json::json!({"message": SECRETS_STORED_MESSAGE});
-        for claim in claims {
-            // A claim lost to a retry (this attempt outlived its deadline) leaves the retry's
-            // record; the secret was written once either way (the update is a merge).
-            if let Err(error) = self.deliveries.complete(claim, &response).await {
-                tracing::warn!(%error, "applied delivery not recorded; a retry will merge again");
-            }
-        }
-        Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
-    }
-
-    /// Claims every key of the attempt: all new, or a duplicate (the keys claimed so far are
-    /// given up again); an attempt in progress or a reused delivery id is an error answer.
-    async fn claim(&self, attempt: &Attempt<'_>, payload: &[u8]) -> Result<Claimed, ApiError> {
-        let mut claims = Vec::new();
-        for key in attempt.keys {
-            let begun = match self.deliveries.begin(key, payload, attempt.deadline).await {
-                Ok(begun) => begun,
-                Err(error) => {
-                    self.release(claims).await;
-                    return Err(ApiError::upstream(STORE_FAILED_MESSAGE, error));
-                }
-            };
-            let refusal = match begun {
-                Begun::New(claim) => {
-                    claims.push(claim);
-                    continue;
-                }
-                Begun::Completed(_) => None,
-                Begun::InProgress => Some(ApiError::Unavailable {
-                    message: IN_PROGRESS_MESSAGE.into(),
-                    detail: format!("{key} is in progress"),
-                }),
-                Begun::PayloadMismatch => {
-                    tracing::warn!(key = %key, "delivery key reused with another payload");
-                    Some(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()))
-                }
-            };
-            self.release(claims).await;
-            return match refusal {
-                None => Ok(Claimed::Duplicate),
-                Some(error) => Err(error),
-            };
-        }
-        Ok(Claimed::All(claims))
-    }
-
-    /// Gives claims up so that a retry runs at once (best effort: unreleased, they expire at the
-    /// attempt's deadline).
-    async fn release(&self, claims: Vec<Claim>) {
-        for claim in claims {
-            if let Err(error) = self.deliveries.release(claim).await {
-                tracing::warn!(%error, "delivery claim not released; it expires at the deadline");
-            }
-        }
+        self.bus
+            .publish(&event)
+            .await
+            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))
     }
 }
 
-/// One attempt at a delivery: its id, its idempotency keys and its deadline.
+/// The customer secret a change is about.
+struct Change<'a> {
+    secret: &'a SecretName,
+    offering: &'a str,
+    account: &'a str,
+}
+
+/// The state record of what the engine knows about an app instance (its offering and account).
+pub fn instance_key(node: &str) -> String {
+    format!("instances/{node}")
+}
+
+/// The state record of the `iat` of the update applied last, per key, of a customer secret.
+pub fn applied_key(secret: &str) -> String {
+    format!("secrets/applied/{secret}")
+}
+
+/// The keys of `update` issued at `iat` or later than the ones `applied` records, and the names
+/// of the others. Without `iat` (4me always sends one) nothing can be ordered: all are fresh.
+fn split_by_age(
+    update: &SecretDocument,
+    applied: &Value,
+    iat: Option<i64>,
+) -> (SecretDocument, Vec<String>) {
+    let mut fresh = SecretDocument::default();
+    let mut stale = Vec::new();
+    for (key, value) in update.as_map() {
+        let newer = match (iat, applied.get(key).and_then(Value::as_i64)) {
+            (Some(iat), Some(seen)) => iat >= seen,
+            _ => true,
+        };
+        if newer {
+            fresh.insert(key, value.clone());
+        } else {
+            stale.push(key.clone());
+        }
+    }
+    (fresh, stale)
+}
+
+/// One attempt at a delivery: its id, its idempotency keys, its deadline and when its token
+/// was issued.
 struct Attempt<'a> {
     delivery: Option<&'a str>,
     keys: &'a [String],
     deadline: i64,
+    issued_at: Option<i64>,
 }
 
-enum Claimed {
-    All(Vec<Claim>),
-    Duplicate,
+impl Attempt<'_> {
+    /// The identity of the change the delivery makes: its first idempotency key (the token's),
+    /// equal for every attempt at the same delivery.
+    fn change_id(&self) -> String {
+        self.keys
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("secrets/unkeyed/{}", app_builder_core::state::now()))
+    }
 }
 
 /// The idempotency keys of a delivery: the signed token (`iss` + `jti`) and the delivery id.

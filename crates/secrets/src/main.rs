@@ -1,10 +1,11 @@
 //! Lambda entry point of the secrets-webhook function: reads the configuration once (a missing
 //! or malformed setting fails start-up naming it), wires the AWS Secrets Manager store and the
-//! DynamoDB state store and runs the handler under `lambda_http`.
+//! DynamoDB state store and the EventBridge bus, and runs the handler under `lambda_http`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
@@ -26,15 +27,18 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Reads the configuration and builds the handler over AWS.
-async fn setup() -> Result<SecretsHandler<AwsSecretStore, DynamoStateStore>, Error> {
+async fn setup()
+-> Result<SecretsHandler<AwsSecretStore, DynamoStateStore, EventBridgePublisher>, Error> {
     let config = FunctionConfig::from_settings(&Settings::from_env())?;
     let endpoints = Endpoints::from_env(&config.context.domain)?;
     let store = AwsSecretStore::from_env().await;
     let state = DynamoStateStore::from_env(config.state_table).await;
+    let bus = EventBridgePublisher::from_env(config.event_bus).await;
     let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
     Ok(SecretsHandler::new(
         loader,
         state,
+        bus,
         config.enabled,
         config.verify_timeout,
     )?)

@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app_builder_core::bus::EventPublisher;
 use app_builder_core::config::EnabledOfferings;
 use app_builder_core::secrets::{LocalSecretStore, SecretDocument, SecretStore};
 use app_builder_core::state::{LocalStateStore, StateStore};
@@ -20,6 +21,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: LocalSecretStore,
     state: LocalStateStore,
+    bus: Recorder,
     signer: Signer,
 }
 
@@ -34,6 +36,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     Fixture {
         state: LocalStateStore::new(dir.path().join("state")),
+        bus: Recorder::default(),
         _dir: dir,
         store,
         signer,
@@ -41,8 +44,11 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore, &LocalStateStore> {
-        handler(&self.store, &self.state, enabled)
+    fn handler(
+        &self,
+        enabled: &str,
+    ) -> SecretsHandler<&LocalSecretStore, &LocalStateStore, Recorder> {
+        handler_on(&self.store, &self.state, self.bus.clone(), enabled)
     }
 
     async fn stored(&self, reference: &str, customer: &str) -> Option<Value> {
@@ -74,7 +80,7 @@ fn policy() -> Value {
 }
 
 async fn send(
-    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore, impl EventPublisher>,
     jwt: &str,
     delivery: Option<&str>,
 ) -> (u16, String) {
@@ -136,6 +142,7 @@ async fn limited_env_empty_star_single_and_list_are_handled() {
         let handler = handler_with(
             &f.store,
             &f.state,
+            f.bus.clone(),
             context_config(DOMAIN, PROVIDER),
             // An empty PARAM_ENABLED_OFFERINGS is "unset" for Settings, i.e. all.
             if enabled.is_empty() {
@@ -260,7 +267,7 @@ async fn unreadable_provider_secret_is_500_unable_to_determine_provider_context(
 /// Sends a token that must be rejected; returns the 400 message and checks nothing was stored.
 async fn rejected(
     f: &Fixture,
-    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore, impl EventPublisher>,
     jwt: &str,
 ) -> String {
     let (status, message) = send(handler, jwt, Some("bad-delivery")).await;
@@ -381,15 +388,62 @@ fn base64_url(bytes: &[u8]) -> String {
 async fn unsupported_event_is_400_and_stores_nothing() {
     let f = fixture().await;
     let jwt = f.signer.sign(&claims(
-        "app_instance.update",
+        "request.update",
         secrets_payload("typeform", "wdc", application()),
     ));
     let (status, message) = send(&f.handler("*"), &jwt, Some("d")).await;
     assert_eq!(
         (status, message.as_str()),
-        (400, "Unsupported event: app_instance.update")
+        (400, "Unsupported event: request.update")
     );
     assert!(f.customer_files().is_empty());
+    assert!(f.bus.published().is_empty());
+}
+
+/// `app_instance.delete` of an instance the engine never saw created (installed before the
+/// lifecycle webhooks existed): the payload names offering and account; announced once.
+#[tokio::test]
+async fn a_deleted_instance_is_announced_once() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&claims(
+        "app_instance.delete",
+        secrets_payload("typeform", "wdc", json!({})),
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            send(&f.handler("*"), &jwt, Some("del-1")).await,
+            (200, secrets::LIFECYCLE_PUBLISHED_MESSAGE.to_owned())
+        );
+    }
+    let published = f.bus.published();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        published[0].step,
+        app_builder_core::bus::LifecycleStep::Deleted
+    );
+    assert_eq!(
+        (
+            published[0].offering.as_str(),
+            published[0].account.as_str()
+        ),
+        ("typeform", "wdc")
+    );
+    assert!(published[0].keys.is_empty());
+
+    // Nothing to go by: acknowledged, nothing announced.
+    let mut bare = claims("app_instance.delete", json!({}));
+    bare["data"]["object_nodeID"] = json!("NG1lLXN0YWdpbmcuY29tL0FwcEluc3RhbmNlLzk5");
+    let (status, message) = send(&f.handler("*"), &f.signer.sign(&bare), Some("del-2")).await;
+    assert_eq!(status, 200);
+    assert!(message.starts_with("Unknown app instance"), "{message}");
+    // Without the instance's node id the event is refused.
+    let mut broken = claims("app_instance.delete", json!({}));
+    broken["data"]["object_nodeID"] = json!("");
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&broken), Some("del-3")).await,
+        (400, "Missing object_nodeID".to_owned())
+    );
+    assert_eq!(f.bus.published().len(), 1);
 }
 
 #[tokio::test]
@@ -551,6 +605,199 @@ async fn a_re_signed_redelivery_is_a_duplicate() {
     assert_eq!(file_inode(&path), inode, "the secret was rewritten");
 }
 
+/// An update issued earlier than the one applied (4me retrying an old delivery late, or an old
+/// token replayed once its delivery record has expired) is acknowledged and not applied, key by
+/// key: a newer `policy` stays while an older `secrets` would roll back.
+#[tokio::test]
+async fn an_update_older_than_the_applied_one_is_acknowledged_and_not_applied() {
+    let f = fixture().await;
+    let mut newer = update_of(json!({"typeform_token": "rotated"}));
+    newer["iat"] = json!(now() - 10);
+    let mut older = update_of(json!({"typeform_token": "old"}));
+    older["iat"] = json!(now() - 500);
+    older["data"]["payload"]["policy"] = policy()["policy"].clone();
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&newer), Some("n"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&older), Some("o")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    let stored = f.stored("typeform", "acme").await.unwrap();
+    assert_eq!(stored["secrets"], json!({"typeform_token": "rotated"}));
+    // The older delivery's other key had never been applied: it is stored.
+    assert_eq!(stored["policy"], policy()["policy"]);
+    let announced: Vec<Vec<String>> = f.bus.published().into_iter().map(|e| e.keys).collect();
+    assert_eq!(
+        announced,
+        vec![vec!["secrets".to_owned()], vec!["policy".to_owned()]]
+    );
+    // And an update issued in the same second as the applied one still applies.
+    let mut same_second = update_of(json!({"typeform_token": "same-second"}));
+    same_second["iat"] = newer["iat"].clone();
+    assert_eq!(
+        send(&f.handler("*"), &f.signer.sign(&same_second), Some("s"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"typeform_token": "same-second"})
+    );
+}
+
+/// Each applied update is announced once on the engine's bus, with the names of the keys that
+/// changed (never their values); a duplicate announces nothing.
+#[tokio::test]
+async fn an_applied_update_is_announced_once_on_the_bus() {
+    let f = fixture().await;
+    let mut content = claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "acme", application()),
+    );
+    content["data"]["payload"]["secrets"] = json!({"typeform_token": "tok-secret-value"});
+    let jwt = f.signer.sign(&content);
+    assert_eq!(send(&f.handler("*"), &jwt, Some("a-1")).await.0, 200);
+    assert_eq!(send(&f.handler("*"), &jwt, Some("a-1")).await.0, 200);
+    let published = f.bus.published();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let event = &published[0];
+    assert_eq!(
+        serde_json::to_value(event).unwrap(),
+        json!({
+            "domain": DOMAIN, "offering": "typeform", "account": "acme",
+            "step": "secrets-updated", "keys": ["application", "secrets"],
+            "change": format!("secrets/token/https://{PROVIDER}.{DOMAIN}/{}", content["jti"].as_str().unwrap()),
+        })
+    );
+    assert!(
+        !serde_json::to_string(event)
+            .unwrap()
+            .contains("tok-secret-value")
+    );
+}
+
+/// A change that cannot be announced fails the delivery (4me retries); the retry applies the
+/// same values again and announces them: one announcement, the secret as sent.
+#[tokio::test]
+async fn a_failed_publish_fails_the_delivery_and_the_retry_announces_it() {
+    let f = fixture().await;
+    let jwt = f.signer.sign(&update_of(json!({"typeform_token": "t1"})));
+    f.bus.fail(true);
+    assert_eq!(
+        send(&f.handler("*"), &jwt, Some("p-1")).await,
+        (500, secrets::PUBLISH_FAILED_MESSAGE.to_owned())
+    );
+    assert!(f.bus.published().is_empty());
+    f.bus.fail(false);
+    assert_eq!(
+        send(&f.handler("*"), &jwt, Some("p-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(f.bus.published().len(), 1);
+    assert_eq!(
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"typeform_token": "t1"})
+    );
+}
+
+/// The function dies while it applies a delivery (the invocation is killed mid-flight): until
+/// the invocation's deadline a retry is told to come back later; after it, the retry applies
+/// the delivery — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_killed_mid_flight_runs_once_when_retried_after_its_deadline() {
+    let f = fixture().await;
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hanging = HangingStore {
+        inner: f.store.clone(),
+        entered: Arc::new(tokio::sync::Notify::new()),
+    };
+    let jwt = f
+        .signer
+        .sign(&update_of(json!({"typeform_token": "killed"})));
+    let deadline_ms = u64::try_from(now() + 2).unwrap() * 1000;
+    let request = with_deadline(delivery_request(&jwt, Some("k-1")), deadline_ms);
+    let stuck = handler(hanging.clone(), f.state.clone(), "*");
+    let entered = hanging.entered.clone();
+    let attempt = tokio::spawn(async move { stuck.handle(request).await.status().as_u16() });
+    entered.notified().await;
+    attempt.abort();
+    assert!(attempt.await.unwrap_err().is_cancelled());
+
+    let store = CountingStore {
+        inner: f.store.clone(),
+        writes: writes.clone(),
+    };
+    let retry = handler(store, f.state.clone(), "*");
+    assert_eq!(
+        send(&retry, &jwt, Some("k-1")).await.0,
+        503,
+        "a retry before the deadline must wait"
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        send(&retry, &jwt, Some("k-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(
+        send(&retry, &jwt, Some("k-1")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        f.stored("typeform", "acme").await.unwrap()["secrets"],
+        json!({"typeform_token": "killed"})
+    );
+}
+
+/// `request` as Lambda hands it over: with an invocation context whose deadline is
+/// `deadline_ms` (milliseconds since the epoch).
+fn with_deadline(request: lambda_http::Request, deadline_ms: u64) -> lambda_http::Request {
+    use lambda_http::RequestExt as _;
+    let mut context = lambda_http::Context::default();
+    context.deadline = deadline_ms;
+    request.with_lambda_context(context)
+}
+
+/// A secret store whose writes never finish (the function is killed inside one).
+#[derive(Clone)]
+struct HangingStore {
+    inner: LocalSecretStore,
+    entered: Arc<tokio::sync::Notify>,
+}
+
+impl SecretStore for HangingStore {
+    async fn get(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+    ) -> Result<Option<SecretDocument>, app_builder_core::secrets::SecretStoreError> {
+        self.inner.get(name).await
+    }
+
+    async fn update<F>(
+        &self,
+        _name: &app_builder_core::secrets::SecretName,
+        _f: F,
+    ) -> Result<Option<SecretDocument>, app_builder_core::secrets::SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        self.entered.notify_one();
+        std::future::pending().await
+    }
+
+    async fn delete(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        self.inner.delete(name).await
+    }
+}
+
 fn file_inode(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().ino()
@@ -647,7 +894,7 @@ async fn concurrent_deliveries_for_one_customer_lose_nothing() {
         ));
         tasks.push(tokio::spawn(async move {
             let id = format!("concurrent-{i}");
-            status_and_message(&handler.handle(delivery_request(&jwt, Some(&id))).await)
+            deliver_until_done(&*handler, &jwt, &id).await
         }));
     }
     for task in tasks {
@@ -809,6 +1056,7 @@ async fn verification_callback_that_hangs_times_out_with_500() {
     let handler = handler_with(
         &f.store,
         &f.state,
+        f.bus.clone(),
         context_config(DOMAIN, PROVIDER),
         EnabledOfferings::All,
         Duration::from_millis(200),

@@ -7,6 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
+use app_builder_core::bus::EventPublisher;
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
 use app_builder_core::state::{LocalStateStore, StateStore};
 use axum::routing::get;
@@ -18,6 +19,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: LocalSecretStore,
     state: LocalStateStore,
+    bus: Recorder,
     signer: Signer,
 }
 
@@ -31,6 +33,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     Fixture {
         state: LocalStateStore::new(dir.path().join("state")),
+        bus: Recorder::default(),
         _dir: dir,
         store,
         signer,
@@ -38,13 +41,16 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn handler(&self, enabled: &str) -> SecretsHandler<&LocalSecretStore, &LocalStateStore> {
-        handler(&self.store, &self.state, enabled)
+    fn handler(
+        &self,
+        enabled: &str,
+    ) -> SecretsHandler<&LocalSecretStore, &LocalStateStore, Recorder> {
+        handler_on(&self.store, &self.state, self.bus.clone(), enabled)
     }
 }
 
 async fn send(
-    handler: &SecretsHandler<impl SecretStore, impl StateStore>,
+    handler: &SecretsHandler<impl SecretStore, impl StateStore, impl EventPublisher>,
     jwt: &str,
     delivery: Option<&str>,
 ) -> (u16, String) {

@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::EnabledOfferings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore, provider_secret_name};
 use app_builder_core::state::DynamoStateStore;
@@ -15,6 +16,8 @@ use serde_json::{Value, json};
 use support::*;
 
 async fn moto_store() -> AwsSecretStore {
+    // The handler's error lines, in the output of a failed test.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     assert!(
         !endpoint.is_empty(),
@@ -69,12 +72,32 @@ async fn current_version(store: &AwsSecretStore, name: &str) -> String {
         .to_owned()
 }
 
-/// The engine's state table on moto (a table of its own per test).
+/// The engine's state table on moto (a table of its own per test). The client retries more than
+/// the SDK's default three attempts: moto under the whole suite's load answers 5xx now and then.
 async fn moto_state() -> DynamoStateStore {
-    let state =
-        DynamoStateStore::from_env(format!("state-{}", uuid::Uuid::new_v4().simple())).await;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+            .build(),
+    );
+    let state = DynamoStateStore::new(client, format!("state-{}", uuid::Uuid::new_v4().simple()));
     state.create_table().await.unwrap();
     state
+}
+
+/// An engine bus of its own on moto, and the publisher on it.
+async fn moto_bus() -> EventBridgePublisher {
+    let bus =
+        EventBridgePublisher::from_env(format!("bus-{}", uuid::Uuid::new_v4().simple())).await;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_eventbridge::Client::new(&config)
+        .create_event_bus()
+        .name(bus.bus())
+        .send()
+        .await
+        .unwrap();
+    bus
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,6 +107,7 @@ async fn moto_concurrent_deliveries_for_one_customer_lose_nothing() {
     let handler = Arc::new(handler_with(
         store.clone(),
         moto_state().await,
+        moto_bus().await,
         context_config(DOMAIN, &provider.account),
         EnabledOfferings::All,
         Duration::from_secs(5),
@@ -101,7 +125,7 @@ async fn moto_concurrent_deliveries_for_one_customer_lose_nothing() {
         let jwt = provider.sign("typeform", &customer, parts[i % parts.len()].clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("concurrent-{i}");
-            status_and_message(&handler.handle(delivery_request(&jwt, Some(&id))).await)
+            deliver_until_done(&*handler, &jwt, &id).await
         }));
     }
     for task in tasks {
@@ -137,6 +161,7 @@ async fn moto_replayed_delivery_creates_no_new_version() {
     let handler = handler_with(
         store.clone(),
         moto_state().await,
+        moto_bus().await,
         context_config(DOMAIN, &provider.account),
         EnabledOfferings::parse("typeform"),
         Duration::from_secs(5),

@@ -19,7 +19,7 @@ use app_builder_core::secrets::{
 use app_builder_core::state::LocalStateStore;
 use app_builder_sandbox::{InstallOptions, Sandbox};
 use serde_json::{Value, json};
-use support::{handler_with, serve};
+use support::{Recorder, handler_with, serve};
 
 /// A GraphQL session of one sandbox account.
 struct Gql {
@@ -114,6 +114,7 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
     let handler = handler_with(
         store.clone(),
         LocalStateStore::new(state_dir.path()),
+        Recorder::default(),
         config.clone(),
         EnabledOfferings::parse("typeform, note-dispatcher"),
         Duration::from_secs(5),

@@ -17,11 +17,12 @@ fn config(pairs: &[(&str, &str)]) -> Result<FunctionConfig, ConfigError> {
     FunctionConfig::from_settings(&Settings::from_lookup(move |name| map.get(name).cloned()))
 }
 
-const FULL: [(&str, &str); 4] = [
+const FULL: [(&str, &str); 5] = [
     ("PARAM_4ME_DOMAIN", "4me-demo.com"),
     ("PARAM_BOOTSTRAP_APP", "4me-app-builder"),
     ("PARAM_BOOTSTRAP_ACCOUNT", "wdc"),
     ("STATE_TABLE", "engine-state"),
+    ("EVENT_BUS", "engine-bus"),
 ];
 
 #[test]
@@ -34,6 +35,7 @@ fn configuration_from_the_original_settings() {
     assert_eq!(c.enabled, EnabledOfferings::All);
     assert_eq!(c.verify_timeout, DEFAULT_VERIFY_TIMEOUT);
     assert_eq!(c.state_table, "engine-state");
+    assert_eq!(c.event_bus, "engine-bus");
 
     let mut more = FULL.to_vec();
     more.push(("PARAM_ENABLED_OFFERINGS", "typeform, note-dispatcher"));

@@ -1,10 +1,10 @@
 //! Installation handler (spec §3.3 + §5.2.1, with the re-registration improvement).
 
+use app_builder_core::bus::{InstallationEvent, LifecycleStep};
 use app_builder_core::context::AccountContext;
-use app_builder_core::events::SecretWriteEvent;
 use app_builder_core::fourme::FourMeClient;
 use app_builder_core::response::{ApiError, ApiResponse};
-use app_builder_core::secrets::{SecretDocument, SecretStore, parse_customer_secret_id};
+use app_builder_core::secrets::{SecretDocument, SecretStore};
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,40 +95,37 @@ fn webhook_url(api_url: &str, customer: &str) -> Result<String, url::ParseError>
 }
 
 impl<S: SecretStore> TypeformFunction<S> {
-    /// Handles a Secrets Manager write (spec §3.3, §5.2.1): 200 `OK` when the webhook is (or
-    /// already was) registered for the current form, token and URL; 200 with the original's
-    /// messages for secrets of other accounts or offerings; 500
+    /// Handles an `Installation changed` event: when secrets were stored or the instance was
+    /// enabled, 200 `OK` once the webhook is (or already was) registered for the current form,
+    /// token and URL; other steps and other offerings 200 without action; 500
     /// `Unable to gather customer context` / `Unable to gather provider context` /
     /// `Unable to create Typeform webhook` on failures (the instance is suspended with the
     /// original's comments where it was).
     pub async fn handle_installation(
         &self,
-        event: &SecretWriteEvent,
+        event: &InstallationEvent,
         function_arn: &str,
     ) -> Response<Body> {
         let config = self.loader.config();
-        let Some(id) = parse_customer_secret_id(&event.secret_id, &config.app, &config.domain)
-        else {
-            return ApiResponse::ok(&format!(
-                "Installation account not found in {}",
-                event.secret_id
-            ));
-        };
         let reference = config.offering_reference.clone().unwrap_or_default();
-        if id.offering_reference != reference {
+        if !event.concerns(&config.domain, &reference) {
             return ApiResponse::ok(&format!(
-                "Current offering {reference} not found in {}",
-                event.secret_id
+                "Not an installation of {reference}: {}",
+                event.detail.offering
             ));
         }
-        let account = id.account;
+        let account = event.detail.account.clone();
+        let step = event.detail.step;
         tracing::info!(
             account = %account,
             offering = %reference,
-            event = event.event_name.as_str(),
-            "{} installation for account {account}",
-            if event.is_new_installation() { "New" } else { "Updated" }
+            step = step.as_str(),
+            keys = ?event.detail.keys,
+            "installation changed"
         );
+        if !matches!(step, LifecycleStep::SecretsUpdated | LifecycleStep::Enabled) {
+            return ApiResponse::ok(&format!("No action for {}", step.as_str()));
+        }
         let customer = match self.loader.customer(&account).await {
             Ok(context) => context,
             Err(err) => {

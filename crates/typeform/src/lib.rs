@@ -2,8 +2,8 @@
 //!
 //! One Lambda function serves two kinds of events:
 //!
-//! - **installation** ([`TypeformFunction::handle_installation`]): a Secrets Manager CloudTrail
-//!   event (EventBridge) for a customer secret of this offering. The function registers a
+//! - **installation** ([`TypeformFunction::handle_installation`]): an `Installation changed`
+//!   event of the engine's bus for an installation of this offering. The function registers a
 //!   Typeform webhook on the customer's form (`PUT /forms/{id}/webhooks/4me-webhook`) pointing at
 //!   its own API URL with `?account=<customer>`, stores the generated secret in the customer
 //!   secret (`typeform_secret`) and suspends or unsuspends the app instance;
@@ -40,7 +40,7 @@ use std::time::Duration;
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::ContextLoader;
 use app_builder_core::events::{
-    EngineEvent, EventError, http_response_payload, status_payload, unqualified_function_arn,
+    EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
 };
 use app_builder_core::fourme::settings::parse_millis;
 use app_builder_core::response::ApiError;
@@ -148,13 +148,13 @@ impl<S: SecretStore> TypeformFunction<S> {
         &self.loader
     }
 
-    /// Handles a raw Lambda payload: a Secrets Manager event is an installation change (the
+    /// Handles a raw Lambda payload: an event of the engine's bus is an installation change (the
     /// result is `{"statusCode", "body"}` like the original's), anything else an HTTP request
     /// answered in the API Gateway format it came in. `function_arn` is the invoked function's
     /// ARN (the `systemID` of its configuration item).
     pub async fn handle_payload(&self, payload: Value, function_arn: &str) -> Value {
         match EngineEvent::classify(payload) {
-            Ok(EngineEvent::SecretWrite(event)) => {
+            Ok(EngineEvent::Installation(event)) => {
                 let function_arn = unqualified_function_arn(function_arn);
                 let response = self.handle_installation(&event, function_arn).await;
                 status_payload(response)
@@ -168,9 +168,6 @@ impl<S: SecretStore> TypeformFunction<S> {
             }
             Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => {
                 status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
-            }
-            Err(err @ EventError::MissingSecretId) => {
-                status_payload(ApiError::from(err).into_response())
             }
             Err(err) => {
                 tracing::warn!(error = %err, "unrecognised payload");

@@ -182,7 +182,7 @@ async fn webhook_answers_503_when_the_request_id_or_request_is_missing() {
         )
         .await;
     env.typeform.add_form(FORM_ID, "tfp_ok");
-    assert_eq!(env.installation("CreateSecret", "acme").await.0, 200);
+    assert_eq!(env.installation("acme").await.0, 200);
     let secret = env
         .customer_secret("acme")
         .await

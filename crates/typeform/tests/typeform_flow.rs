@@ -6,6 +6,7 @@
 
 mod common;
 
+use app_builder_core::bus::LifecycleStep;
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
 use common::{Env, FORM_ID, OFFERING};
 use serde_json::{Value, json};
@@ -68,7 +69,7 @@ async fn handles_initial_secrets_no_typeform_secret_yet() {
     env.typeform.add_form(FORM_ID, TOKEN);
     env.set_suspended(&customer.instance_id, true).await;
 
-    let (status, message) = env.installation("CreateSecret", "test-account").await;
+    let (status, message) = env.installation("test-account").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
 
     let webhook = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
@@ -101,15 +102,12 @@ async fn handles_event_when_typeform_secret_is_present() {
     env.install("test-account", Some(&form_url(FORM_ID)), Some(TOKEN))
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
-    assert_eq!(
-        env.installation("CreateSecret", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let secret = env.customer_secret("test-account").await;
     assert_eq!(env.typeform.put_requests(), 1);
 
     // Our own write of typeform_secret triggers PutSecretValue: nothing changes.
-    let (status, message) = env.installation("PutSecretValue", "test-account").await;
+    let (status, message) = env.installation("test-account").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
     assert_eq!(env.typeform.put_requests(), 1, "no second Typeform call");
     assert_eq!(
@@ -127,10 +125,7 @@ async fn re_registers_when_the_typeform_token_changed() {
     env.install("test-account", Some(&form_url(FORM_ID)), Some(TOKEN))
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
-    assert_eq!(
-        env.installation("CreateSecret", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let first = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
 
     // The customer rotates the token (a secrets-update delivery rewrites `secrets`).
@@ -143,7 +138,7 @@ async fn re_registers_when_the_typeform_token_changed() {
         )
         .await
         .unwrap();
-    let (status, _) = env.installation("PutSecretValue", "test-account").await;
+    let (status, _) = env.installation("test-account").await;
     assert_eq!(status, 200);
     let second = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
     assert_eq!(second.writes, 2, "registered again with the new token");
@@ -165,17 +160,11 @@ async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
     env.typeform.add_form("NewForm9", TOKEN);
-    assert_eq!(
-        env.installation("CreateSecret", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
 
     env.set_form_url(&customer.instance_id, &form_url("NewForm9"))
         .await;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     let webhook = env.typeform.webhook("NewForm9", "4me-webhook").unwrap();
     assert_eq!(
         env.customer_secret("test-account")
@@ -208,17 +197,14 @@ async fn recovers_when_the_customer_fixes_a_bad_token() {
         .install("test-account", Some(&form_url(FORM_ID)), Some("tfp_typo"))
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
-    assert_eq!(
-        env.installation("CreateSecret", "test-account").await.0,
-        500
-    );
+    assert_eq!(env.installation("test-account").await.0, 500);
     assert_eq!(
         env.instance(&customer.instance_id).await["suspended"],
         json!(true)
     );
 
     set_token(env, "test-account", TOKEN).await;
-    let (status, message) = env.installation("PutSecretValue", "test-account").await;
+    let (status, message) = env.installation("test-account").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
     assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_some());
     assert_eq!(
@@ -235,19 +221,13 @@ async fn renews_a_matching_registration_only_after_its_own_suspension() {
 
     // A bad token suspends the instance; going back to the registered token renews and lifts it.
     set_token(env, "test-account", "tfp_typo").await;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        500
-    );
+    assert_eq!(env.installation("test-account").await.0, 500);
     assert_eq!(
         env.instance(&customer.instance_id).await["suspended"],
         json!(true)
     );
     set_token(env, "test-account", TOKEN).await;
-    assert_eq!(
-        env.installation("PutSecretValue", "test-account").await.0,
-        200
-    );
+    assert_eq!(env.installation("test-account").await.0, 200);
     assert_eq!(
         env.typeform.webhook(FORM_ID, "4me-webhook").unwrap().writes,
         2
@@ -261,7 +241,7 @@ async fn renews_a_matching_registration_only_after_its_own_suspension() {
     env.set_suspended(&customer.instance_id, true).await;
     let puts = env.typeform.put_requests();
     assert_eq!(
-        env.installation("PutSecretValue", "test-account").await,
+        env.installation("test-account").await,
         (200, "OK".to_owned())
     );
     assert_eq!(env.typeform.put_requests(), puts);
@@ -285,7 +265,7 @@ async fn does_not_continue_if_no_app_instance_is_found() {
         )
         .await
         .unwrap();
-    let (status, message) = env.installation("CreateSecret", "ghost").await;
+    let (status, message) = env.installation("ghost").await;
     assert_eq!(
         (status, message.as_str()),
         (500, "Unable to create Typeform webhook")
@@ -306,7 +286,7 @@ async fn does_not_store_secrets_if_typeform_call_fails() {
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
 
-    let (status, message) = env.installation("CreateSecret", "test-account").await;
+    let (status, message) = env.installation("test-account").await;
     assert_eq!(
         (status, message.as_str()),
         (500, "Unable to create Typeform webhook")
@@ -343,7 +323,7 @@ async fn suspends_when_form_id_or_token_is_missing() {
             "Please fill Typeform token.",
         ),
     ] {
-        let (status, message) = env.installation("CreateSecret", account).await;
+        let (status, message) = env.installation(account).await;
         assert_eq!(
             (status, message.as_str()),
             (500, "Unable to create Typeform webhook")
@@ -360,34 +340,29 @@ async fn ignores_secrets_of_other_accounts_and_offerings() {
     let fx = fixture().await;
     let env = &fx.env;
     let domain = env.sandbox.domain().to_owned();
-    let provider_secret = format!("4me-app-builder/{domain}/wdc");
-    let (status, message) = env
-        .invoke(common::secret_event("PutSecretValue", &provider_secret))
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        message,
-        format!("Installation account not found in {provider_secret}")
+    for (event_domain, offering) in [(domain.as_str(), "typeform2"), ("4me.com", OFFERING)] {
+        let event = common::installation_event(
+            event_domain,
+            offering,
+            "acme",
+            LifecycleStep::SecretsUpdated,
+        );
+        let (status, message) = env.invoke(event).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            message,
+            format!("Not an installation of {OFFERING}: {offering}")
+        );
+    }
+    let mut malformed = env.installation_event(LifecycleStep::SecretsUpdated, "acme");
+    malformed["detail"] = json!({"account": "acme"});
+    let (status, message) = env.invoke(malformed).await;
+    assert_eq!(status, 400);
+    assert!(
+        message.starts_with("malformed installation event"),
+        "{message}"
     );
-    let other = format!("4me-app-builder/{OFFERING}2/{domain}/instances/acme");
-    let (status, message) = env
-        .invoke(common::secret_event("CreateSecret", &other))
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        message,
-        format!("Current offering {OFFERING} not found in {other}")
-    );
-    let mut missing = common::secret_event("CreateSecret", &other);
-    missing["detail"]["requestParameters"] = json!({});
-    assert_eq!(
-        env.invoke(missing).await,
-        (
-            400,
-            "Missing detail.requestParameters.secretId/name value".to_owned()
-        )
-    );
-    let (status, message) = env.installation("CreateSecret", "nobody").await;
+    let (status, message) = env.installation("nobody").await;
     assert_eq!(
         (status, message.as_str()),
         (500, "Unable to gather customer context")
@@ -407,7 +382,7 @@ async fn installed(
         .install(account, Some(&form_url(form_id)), Some(token))
         .await;
     env.typeform.add_form(form_id, token);
-    assert_eq!(env.installation("CreateSecret", account).await.0, 200);
+    assert_eq!(env.installation(account).await.0, 200);
     customer
 }
 

@@ -42,7 +42,7 @@ async fn typeform_install_and_survey_response_with_secrets_manager() {
         .await;
     env.typeform.add_form(FORM_ID, token);
 
-    let (status, message) = env.installation("CreateSecret", &account).await;
+    let (status, message) = env.installation(&account).await;
     assert_eq!((status, message.as_str()), (200, "OK"));
     let webhook = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
     assert_eq!(webhook.url, format!("{}?account={account}", env.api_url));

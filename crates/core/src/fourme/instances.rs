@@ -148,6 +148,67 @@ pub async fn lambda_api_url(
     }
 }
 
+const INSTANCE_STATE_QUERY: &str = "query InstanceState($id: ID!) { node(id: $id) { ... on AppInstance { id appOffering { reference } customerAccount { id } disabled enabledByCustomer suspended } } }";
+
+/// Where an app instance is in its life, as the provider reads it by node id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceState {
+    /// The offering reference.
+    pub offering: String,
+    /// The customer account id.
+    pub account: String,
+    /// Disabled (in the provider account, or before the customer confirmed the configuration).
+    pub disabled: bool,
+    /// Whether the customer has the instance enabled.
+    pub enabled_by_customer: bool,
+    /// Suspended by the provider.
+    pub suspended: bool,
+}
+
+impl InstanceState {
+    /// Whether the instance runs: enabled on both sides and not suspended.
+    pub fn is_active(&self) -> bool {
+        !self.disabled && self.enabled_by_customer && !self.suspended
+    }
+}
+
+/// The app instance with node id `node_id` (provider client); `None` when 4me knows no such
+/// instance (deleted, or another account's).
+pub async fn app_instance_state(
+    provider: &FourMeClient,
+    node_id: &str,
+) -> Result<Option<InstanceState>, InstanceError> {
+    #[derive(Deserialize)]
+    struct Reference {
+        reference: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Node {
+        app_offering: Option<Reference>,
+        customer_account: Option<IdOnly>,
+        disabled: Option<bool>,
+        enabled_by_customer: Option<bool>,
+        suspended: Option<bool>,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        node: Option<Node>,
+    }
+    let data: Data = provider
+        .query(INSTANCE_STATE_QUERY, &json!({ "id": node_id }))
+        .await?;
+    Ok(data.node.and_then(|node| {
+        Some(InstanceState {
+            offering: node.app_offering?.reference,
+            account: node.customer_account?.id,
+            disabled: node.disabled.unwrap_or(false),
+            enabled_by_customer: node.enabled_by_customer.unwrap_or(true),
+            suspended: node.suspended.unwrap_or(false),
+        })
+    }))
+}
+
 const INSTANCE_QUERY: &str = "query Instance($customerAccount: String!, $reference: String) { appInstances(first: 1, filter: {customerAccount: {values: [$customerAccount]}, appOfferingReference: {values: [$reference]}}) { nodes { id customerAccount { id } suspended suspensionComment customFields { id value } } } }";
 
 /// The app instance of offering `reference` in `customer` (provider client).

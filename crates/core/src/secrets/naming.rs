@@ -7,8 +7,8 @@
 //!   for an integration's external service (e.g. a Fun Translations API secret), readable by
 //!   that integration's function only.
 //!
-//! Note the asymmetric position of `<domain>`. Installation events (CloudTrail) carry the secret
-//! id either as a name or as a full ARN (`…:secret:<name>-XXXXXX`, a 6-character random suffix);
+//! Note the asymmetric position of `<domain>`. AWS names a secret either by its name or by its
+//! full ARN (`…:secret:<name>-XXXXXX`, a 6-character random suffix);
 //! [`parse_customer_secret_id`] accepts both and matches segments exactly (the original used a
 //! substring test, so `typeform` also matched `typeform2`).
 

@@ -159,8 +159,43 @@ impl<T: StateStore> StateStore for &T {
     }
 }
 
+/// A held lease: the exclusive right to work on something until it expires or is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "release the lease when done"]
+pub struct Lease {
+    key: String,
+    version: u64,
+}
+
+impl Lease {
+    /// Takes the lease `key` until `until` (seconds since the epoch) if nobody holds it; `None`
+    /// when it is held. A holder that crashes loses it when it expires.
+    pub async fn acquire<S: StateStore>(
+        store: &S,
+        key: &str,
+        until: i64,
+    ) -> Result<Option<Self>, StateStoreError> {
+        let holder = serde_json::json!({ "lease": true });
+        Ok(
+            match store.put(key, &holder, Some(until), Expect::Absent).await? {
+                Written::Done(version) => Some(Self {
+                    key: key.to_owned(),
+                    version,
+                }),
+                Written::Conflict(_) => None,
+            },
+        )
+    }
+
+    /// Gives the lease up (a lease that expired meanwhile and was taken by another is left to
+    /// its new holder).
+    pub async fn release<S: StateStore>(self, store: &S) -> Result<(), StateStoreError> {
+        store.delete(&self.key, self.version).await.map(|_| ())
+    }
+}
+
 /// Seconds since the Unix epoch.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

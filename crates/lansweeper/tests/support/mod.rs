@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use app_builder_core::bus::{InstallationChanged, LifecycleStep};
 use app_builder_core::context::{ContextConfig, ContextLoader};
-use app_builder_core::events::{EngineEvent, SecretWriteEvent};
+use app_builder_core::events::EngineEvent;
 use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{
@@ -197,19 +198,23 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             .unwrap()
     }
 
-    /// Runs the installation handler for a write of `account`'s secret: (status, message).
-    pub async fn installation(&self, event_name: &str, account: &str) -> (u16, String) {
-        self.installation_of(event_name, self.secret_name(account).as_str())
-            .await
+    /// Runs the installation handler on the event of `account`'s secrets being stored:
+    /// (status, message).
+    pub async fn installation(&self, account: &str) -> (u16, String) {
+        self.installation_event(&installation_event(
+            self.sandbox.domain(),
+            "lansweeper",
+            account,
+            LifecycleStep::SecretsUpdated,
+        ))
+        .await
     }
 
-    pub async fn installation_of(&self, event_name: &str, secret_name: &str) -> (u16, String) {
-        let EngineEvent::SecretWrite(event) =
-            EngineEvent::classify(secret_event(event_name, secret_name)).unwrap()
-        else {
-            panic!("not a secret event")
+    /// Runs the installation handler on `event` (as EventBridge delivers it).
+    pub async fn installation_event(&self, event: &Value) -> (u16, String) {
+        let EngineEvent::Installation(event) = EngineEvent::classify(event.clone()).unwrap() else {
+            panic!("not an installation event")
         };
-        let _: &SecretWriteEvent = &event;
         let resp = self
             .function
             .handle_installation(&event, FUNCTION_ARN)
@@ -250,7 +255,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
     /// `all`.
     pub async fn authorized(&self, account: &str) -> Customer {
         let customer = self.install(account).await;
-        assert_eq!(self.installation("CreateSecret", account).await.0, 200);
+        assert_eq!(self.installation(account).await.0, 200);
         let secret = self
             .secret(account)
             .await
@@ -393,28 +398,26 @@ pub fn response_parts(resp: lambda_http::Response<lambda_http::Body>) -> (u16, S
     (status, message)
 }
 
-pub fn secret_event(event_name: &str, secret_name: &str) -> Value {
-    let parameter = if event_name == "CreateSecret" {
-        "name"
-    } else {
-        "secretId"
-    };
-    json!({
-        "version": "0",
-        "id": "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-11-23T09:30:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": event_name,
-            "awsRegion": "eu-west-1",
-            "requestParameters": { parameter: secret_name, "secretString": "HIDDEN_DUE_TO_SECURITY_REASONS" },
-        }
-    })
+/// An `Installation changed` event as EventBridge delivers it.
+pub fn installation_event(
+    domain: &str,
+    offering: &str,
+    account: &str,
+    step: LifecycleStep,
+) -> Value {
+    InstallationChanged {
+        domain: domain.to_owned(),
+        offering: offering.to_owned(),
+        account: account.to_owned(),
+        step,
+        keys: vec!["secrets".to_owned()],
+        change: uuid::Uuid::new_v4().to_string(),
+    }
+    .eventbridge_event(
+        "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
+        "123456789012",
+        "eu-west-1",
+    )
 }
 
 /// A REST API (v1) proxy event for `ANY /integration/{proxy+}`.

@@ -1245,10 +1245,17 @@ impl AppsMutation {
                 }
                 r.clone()
             });
-        let errors = if record.is_none() {
-            vec![ValidationError::new(&["id"], "App instance not found")]
-        } else {
-            Vec::new()
+        drop(state);
+        let errors = match &record {
+            None => vec![ValidationError::new(&["id"], "App instance not found")],
+            Some(record) => {
+                // 4me tells the provider's app_instance.update webhooks of every change.
+                crate::webhooks::spawn_instance_update(
+                    std::sync::Arc::clone(shared),
+                    record.clone(),
+                );
+                Vec::new()
+            }
         };
         Ok(AppInstanceUpdatePayload {
             client_mutation_id: input.client_mutation_id,

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use app_builder_core::bus::{EventPublisher, InstallationChanged, PublishError};
 use app_builder_core::config::EnabledOfferings;
 use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::fourme::{ClientSettings, Endpoints};
@@ -138,27 +139,72 @@ pub fn context_config(domain: &str, provider: &str) -> ContextConfig {
     }
 }
 
-/// The handler as `main` builds it, over `store` and the state store `state`.
-pub fn handler_with<S: SecretStore, T: StateStore>(
+/// A stand-in for the engine's bus that records what is published (and fails on demand).
+#[derive(Clone, Default)]
+pub struct Recorder {
+    published: std::sync::Arc<std::sync::Mutex<Vec<InstallationChanged>>>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    /// Everything published so far.
+    pub fn published(&self) -> Vec<InstallationChanged> {
+        self.published.lock().unwrap().clone()
+    }
+
+    /// From now on publishing fails (`true`) or succeeds.
+    pub fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl EventPublisher for Recorder {
+    async fn publish(&self, event: &InstallationChanged) -> Result<(), PublishError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PublishError {
+                bus: "test".into(),
+                detail_type: app_builder_core::bus::INSTALLATION_CHANGED,
+                message: "ServiceUnavailable: injected".into(),
+            });
+        }
+        self.published.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// The handler as `main` builds it, over `store`, the state store `state` and `bus`.
+pub fn handler_with<S: SecretStore, T: StateStore, P: EventPublisher>(
     store: S,
     state: T,
+    bus: P,
     config: ContextConfig,
     enabled: EnabledOfferings,
     verify_timeout: Duration,
-) -> SecretsHandler<S, T> {
+) -> SecretsHandler<S, T, P> {
     let endpoints = Endpoints::for_domain(&config.domain).unwrap();
     let loader = ContextLoader::new(config, store, endpoints, ClientSettings::default()).unwrap();
-    SecretsHandler::new(loader, state, enabled, verify_timeout).unwrap()
+    SecretsHandler::new(loader, state, bus, enabled, verify_timeout).unwrap()
 }
 
 pub fn handler<S: SecretStore, T: StateStore>(
     store: S,
     state: T,
     enabled: &str,
-) -> SecretsHandler<S, T> {
+) -> SecretsHandler<S, T, Recorder> {
+    handler_on(store, state, Recorder::default(), enabled)
+}
+
+pub fn handler_on<S: SecretStore, T: StateStore>(
+    store: S,
+    state: T,
+    bus: Recorder,
+    enabled: &str,
+) -> SecretsHandler<S, T, Recorder> {
     handler_with(
         store,
         state,
+        bus,
         context_config(DOMAIN, PROVIDER),
         EnabledOfferings::parse(enabled),
         Duration::from_secs(5),
@@ -229,11 +275,33 @@ pub fn status_and_message(response: &Response<Body>) -> (u16, String) {
     )
 }
 
+/// Delivers `jwt` under `delivery` as 4me does: again after a 503 (the answer to a delivery that
+/// meets another update of the same secret in progress), until it gets another answer.
+pub async fn deliver_until_done<S: SecretStore, T: StateStore, P: EventPublisher>(
+    handler: &SecretsHandler<S, T, P>,
+    jwt: &str,
+    delivery: &str,
+) -> (u16, String) {
+    for _ in 0..200 {
+        let answer =
+            status_and_message(&handler.handle(delivery_request(jwt, Some(delivery))).await);
+        if answer.0 != 503 {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("delivery {delivery} still answered 503 after 200 attempts");
+}
+
 /// Serves `handler` over HTTP on 127.0.0.1 (so that the sandbox can deliver to it): each request
 /// is turned into the API Gateway REST (v1) event Lambda would receive. Returns the URL of
 /// `/secrets`.
-pub async fn serve<S: SecretStore + 'static, T: StateStore + 'static>(
-    handler: std::sync::Arc<SecretsHandler<S, T>>,
+pub async fn serve<
+    S: SecretStore + 'static,
+    T: StateStore + 'static,
+    P: EventPublisher + 'static,
+>(
+    handler: std::sync::Arc<SecretsHandler<S, T, P>>,
 ) -> String {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, StatusCode};

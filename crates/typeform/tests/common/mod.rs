@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app_builder_core::bus::{InstallationChanged, LifecycleStep};
 use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{
@@ -216,9 +217,10 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             .unwrap()
     }
 
-    /// The CloudTrail event of a write of `account`'s customer secret.
-    pub fn secret_event(&self, event_name: &str, account: &str) -> Value {
-        secret_event(event_name, self.customer_secret_name(account).as_str())
+    /// The `Installation changed` event of `step` for `account`, as the Typeform stack's rule
+    /// delivers it.
+    pub fn installation_event(&self, step: LifecycleStep, account: &str) -> Value {
+        installation_event(self.sandbox.domain(), OFFERING, account, step)
     }
 
     /// Runs a non-HTTP payload through the function: (status, message).
@@ -232,9 +234,10 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         )
     }
 
-    /// Installation event for `account` → (status, message).
-    pub async fn installation(&self, event_name: &str, account: &str) -> (u16, String) {
-        self.invoke(self.secret_event(event_name, account)).await
+    /// The event of `account`'s secrets being stored → (status, message).
+    pub async fn installation(&self, account: &str) -> (u16, String) {
+        self.invoke(self.installation_event(LifecycleStep::SecretsUpdated, account))
+            .await
     }
 
     /// The app instance as the provider sees it.
@@ -290,28 +293,26 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
     }
 }
 
-pub fn secret_event(event_name: &str, secret_name: &str) -> Value {
-    let parameter = if event_name == "CreateSecret" {
-        "name"
-    } else {
-        "secretId"
-    };
-    json!({
-        "version": "0",
-        "id": "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-11-23T09:30:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": event_name,
-            "awsRegion": "eu-west-1",
-            "requestParameters": { parameter: secret_name, "secretString": "HIDDEN_DUE_TO_SECURITY_REASONS" },
-        }
-    })
+/// An `Installation changed` event as EventBridge delivers it.
+pub fn installation_event(
+    domain: &str,
+    offering: &str,
+    account: &str,
+    step: LifecycleStep,
+) -> Value {
+    InstallationChanged {
+        domain: domain.to_owned(),
+        offering: offering.to_owned(),
+        account: account.to_owned(),
+        step,
+        keys: vec!["secrets".to_owned()],
+        change: uuid::Uuid::new_v4().to_string(),
+    }
+    .eventbridge_event(
+        "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
+        "123456789012",
+        "eu-west-1",
+    )
 }
 
 /// A REST API (v1) proxy event as API Gateway builds it for `POST /integration`.
