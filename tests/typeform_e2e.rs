@@ -179,10 +179,13 @@ impl World {
         );
         let mut results = Vec::new();
         for event in events {
-            assert_eq!(event["detail"]["account"], account, "{event}");
+            // A late event of another customer is handled as EventBridge would, not reported.
+            let ours = event["detail"]["account"] == account;
             let step = event["detail"]["step"].as_str().unwrap().to_owned();
             let result = self.function.handle_payload(event, FUNCTION_ARN).await;
-            results.push((step, result));
+            if ours {
+                results.push((step, result));
+            }
         }
         results
     }
@@ -206,11 +209,14 @@ impl World {
             .await
             .unwrap();
         assert_eq!(delivery.status, Some(200), "secrets function answered");
-        let mut results = self.secret_event_results(&customer.account).await;
-        assert_eq!(results.len(), 1, "one change, one event");
-        let (step, result) = results.remove(0);
-        assert_eq!(step, "secrets-updated");
-        result
+        let results = self.secret_event_results(&customer.account).await;
+        let mut updates: Vec<Value> = results
+            .into_iter()
+            .filter(|(step, _)| step == "secrets-updated")
+            .map(|(_, result)| result)
+            .collect();
+        assert_eq!(updates.len(), 1, "one change, one event");
+        updates.remove(0)
     }
 
     /// POSTs a Typeform delivery to the function's API URL for `account` → (status, message).
@@ -422,7 +428,10 @@ async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
     world.typeform.add_form("FormT1", "tfp_real");
 
     // EventBridge: Typeform refuses the registration, the instance is suspended.
-    for (step, result) in world.secret_event_results(&customer.account).await {
+    let results = world.secret_event_results(&customer.account).await;
+    let updates = results.iter().filter(|(step, _)| step == "secrets-updated");
+    assert_eq!(updates.clone().count(), 2, "{results:?}");
+    for (step, result) in updates {
         assert_eq!(result["statusCode"], 500, "{step}: {result}");
         let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["message"], "Unable to create Typeform webhook");
@@ -471,4 +480,100 @@ async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
         .unwrap();
     assert_eq!(delivery.status, 200, "{}", delivery.response);
     assert_eq!(world.notes(&customer), vec![YES_NOTE.to_owned()]);
+}
+
+/// The customer disables the app: the Typeform function deletes exactly its own webhook (another
+/// app's webhook on the same form stays); enabling registers a new one; uninstalling deletes it
+/// again and schedules the customer secret for deletion.
+#[tokio::test]
+async fn disable_enable_and_uninstall_remove_only_our_webhook() {
+    let world = World::start().await;
+    let (customer, _) = world.installed_with_one_note("customer-u", "FormU1").await;
+    let token = format!("tfp_{}", customer.account);
+    // Another integration's webhook on the same form.
+    let other = typeform::api::WebhookRegistration {
+        url: "https://hooks.example.com/other-app",
+        enabled: true,
+        secret: "other-secret",
+        verify_ssl: true,
+    };
+    typeform::TypeformApi::new(world.typeform.url().parse().unwrap())
+        .unwrap()
+        .put_webhook(&token, "FormU1", "other-app", &other)
+        .await
+        .unwrap();
+    let first_secret = world
+        .typeform
+        .webhook("FormU1", WEBHOOK_TAG)
+        .unwrap()
+        .secret;
+
+    // Disabled by the customer: app_instance.update → `disabled` on the bus.
+    let sent = world
+        .provider
+        .sandbox
+        .set_app_instance_enabled(&customer.instance_id, false)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, Some(200), "the secrets function answered");
+    let results = world.secret_event_results(&customer.account).await;
+    let disabled = results.iter().find(|(step, _)| step == "disabled").unwrap();
+    assert_eq!(disabled.1["statusCode"], 200, "{results:?}");
+    assert!(world.typeform.webhook("FormU1", WEBHOOK_TAG).is_none());
+    assert_eq!(
+        world.typeform.webhook("FormU1", "other-app").unwrap().url,
+        "https://hooks.example.com/other-app"
+    );
+    assert!(
+        world
+            .stored(&customer.account)
+            .await
+            .get(TYPEFORM_SECRET_KEY)
+            .is_none()
+    );
+
+    // Enabled again: registered anew, with a new secret.
+    world
+        .provider
+        .sandbox
+        .set_app_instance_enabled(&customer.instance_id, true)
+        .await
+        .unwrap();
+    world.secret_events(&customer.account).await;
+    let again = world.typeform.webhook("FormU1", WEBHOOK_TAG).unwrap();
+    assert_ne!(again.secret, first_secret);
+    assert_eq!(
+        world.stored(&customer.account).await[TYPEFORM_SECRET_KEY],
+        again.secret.unwrap().as_str()
+    );
+
+    // Uninstalled: app_instance.delete → `deleted`.
+    let sent = world
+        .provider
+        .sandbox
+        .uninstall_app(&customer.instance_id)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].status, Some(200));
+    let results = world.secret_event_results(&customer.account).await;
+    let deleted = results.iter().find(|(step, _)| step == "deleted").unwrap();
+    assert_eq!(deleted.1["statusCode"], 200, "{results:?}");
+    assert!(world.typeform.webhook("FormU1", WEBHOOK_TAG).is_none());
+    assert!(world.typeform.webhook("FormU1", "other-app").is_some());
+    let name = world.provider.customer_secret(OFFERING, &customer.account);
+    assert_eq!(world.provider.store.get(&name).await.unwrap(), None);
+    let described = world
+        .provider
+        .store
+        .client()
+        .describe_secret()
+        .secret_id(name.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        described.deleted_date().is_some(),
+        "scheduled for deletion, recoverable"
+    );
 }

@@ -311,24 +311,39 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
         .await;
 
         // Created unverified: the sandbox sends webhook.verify, the function GETs the callback.
-        let webhook_id = sandbox
-            .create_webhook(
-                PROVIDER,
-                "app_instance.secrets-update",
-                &served.url,
-                Some(&policy.id),
-                false,
-            )
-            .unwrap();
-        let deliveries = sandbox.wait_for_deliveries(1, WAIT).await;
-        assert_eq!(deliveries.len(), 1, "no webhook.verify delivery");
-        assert_eq!(deliveries[0].event, "webhook.verify");
-        assert_eq!(deliveries[0].status, Some(200), "webhook.verify answered");
+        // As bootstrap does, the app-instance lifecycle webhooks go to the same function with
+        // the same policy.
+        let mut webhooks = Vec::new();
+        for event in [
+            "app_instance.secrets-update",
+            "app_instance.create",
+            "app_instance.update",
+            "app_instance.delete",
+        ] {
+            webhooks.push(
+                sandbox
+                    .create_webhook(PROVIDER, event, &served.url, Some(&policy.id), false)
+                    .unwrap(),
+            );
+        }
+        let deliveries = sandbox.wait_for_deliveries(webhooks.len(), WAIT).await;
         assert_eq!(
-            sandbox.record(&webhook_id).unwrap()["active"],
-            true,
-            "the secrets webhook was not activated by the function's callback"
+            deliveries.len(),
+            webhooks.len(),
+            "no webhook.verify deliveries"
         );
+        for delivery in &deliveries {
+            assert_eq!(delivery.event, "webhook.verify");
+            assert_eq!(delivery.status, Some(200), "webhook.verify answered");
+        }
+        for webhook in &webhooks {
+            assert_eq!(
+                sandbox.record(webhook).unwrap()["active"],
+                true,
+                "a webhook was not activated by the function's callback"
+            );
+        }
+        let webhook_id = webhooks.remove(0);
 
         Self {
             sandbox,

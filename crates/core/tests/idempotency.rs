@@ -120,7 +120,10 @@ async fn a_completed_record_expires_after_the_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
     moto::require_endpoint();
-    let store = DynamoStateStore::from_env(format!("idem-{}", uuid::Uuid::new_v4().simple())).await;
+    let store = DynamoStateStore::new(
+        moto::dynamodb_client().await,
+        format!("idem-{}", uuid::Uuid::new_v4().simple()),
+    );
     store.create_table().await.unwrap();
     let idem = Arc::new(Idempotency::new(store, Duration::from_secs(3600)));
     let attempts: Vec<_> = (0..12)

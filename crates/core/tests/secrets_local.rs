@@ -214,6 +214,12 @@ async fn local_delete_and_recreate() {
     secrets_contract::delete_and_recreate(&store, &customer("delete")).await;
 }
 
+#[tokio::test]
+async fn local_scheduled_deletion_and_reinstall() {
+    let (_dir, store) = store();
+    secrets_contract::scheduled_deletion_and_reinstall(&store, &customer("uninstall")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_twenty_concurrent_writers() {
     let (_dir, store) = store();

@@ -52,6 +52,11 @@ async fn moto_delete_and_recreate() {
     secrets_contract::delete_and_recreate(&store().await, &unique("delete")).await;
 }
 
+#[tokio::test]
+async fn moto_scheduled_deletion_and_reinstall() {
+    secrets_contract::scheduled_deletion_and_reinstall(&store().await, &unique("uninstall")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moto_twenty_concurrent_writers() {
     let store = Arc::new(store().await);

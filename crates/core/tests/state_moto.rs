@@ -12,9 +12,8 @@ use std::sync::Arc;
 use app_builder_core::state::DynamoStateStore;
 
 async fn store() -> DynamoStateStore {
-    moto::require_endpoint();
     let table = format!("state-{}", uuid::Uuid::new_v4().simple());
-    let store = DynamoStateStore::from_env(table).await;
+    let store = DynamoStateStore::new(moto::dynamodb_client().await, table);
     store.create_table().await.unwrap();
     // Creating it twice is harmless.
     store.create_table().await.unwrap();

@@ -89,6 +89,14 @@ impl SecretStore for EventingStore {
     async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {
         self.inner.delete(name).await
     }
+
+    async fn schedule_deletion(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+        recovery_days: u32,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        self.inner.schedule_deletion(name, recovery_days).await
+    }
 }
 
 /// The EventBridge scheduled event.

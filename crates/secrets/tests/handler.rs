@@ -796,6 +796,14 @@ impl SecretStore for HangingStore {
     ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
         self.inner.delete(name).await
     }
+
+    async fn schedule_deletion(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+        recovery_days: u32,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        self.inner.schedule_deletion(name, recovery_days).await
+    }
 }
 
 fn file_inode(path: &std::path::Path) -> u64 {
@@ -977,6 +985,14 @@ impl SecretStore for CountingStore {
         name: &app_builder_core::secrets::SecretName,
     ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
         self.inner.delete(name).await
+    }
+
+    async fn schedule_deletion(
+        &self,
+        name: &app_builder_core::secrets::SecretName,
+        recovery_days: u32,
+    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
+        self.inner.schedule_deletion(name, recovery_days).await
     }
 }
 

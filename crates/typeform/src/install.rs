@@ -4,7 +4,9 @@ use app_builder_core::bus::{InstallationEvent, LifecycleStep};
 use app_builder_core::context::AccountContext;
 use app_builder_core::fourme::FourMeClient;
 use app_builder_core::response::{ApiError, ApiResponse};
-use app_builder_core::secrets::{SecretDocument, SecretStore};
+use app_builder_core::secrets::{
+    RECOVERY_WINDOW_DAYS, SecretDocument, SecretStore, customer_secret_name,
+};
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,6 +21,10 @@ use crate::{REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 /// Public message of every failed installation.
 pub(crate) const INSTALL_FAILED: &str = "Unable to create Typeform webhook";
+/// 200 after a disable or uninstall.
+pub const WEBHOOK_REMOVED: &str = "Typeform webhook removed";
+/// 500 when the webhook cannot be removed (EventBridge and Lambda retry the event).
+pub const REMOVE_FAILED: &str = "Unable to remove Typeform webhook";
 const COMMENT_FORM_ID: &str = "Please fill Form ID.";
 const COMMENT_TOKEN: &str = "Please fill Typeform token.";
 const COMMENT_TYPEFORM: &str =
@@ -123,8 +129,13 @@ impl<S: SecretStore> TypeformFunction<S> {
             keys = ?event.detail.keys,
             "installation changed"
         );
-        if !matches!(step, LifecycleStep::SecretsUpdated | LifecycleStep::Enabled) {
-            return ApiResponse::ok(&format!("No action for {}", step.as_str()));
+        match step {
+            LifecycleStep::SecretsUpdated | LifecycleStep::Enabled => {}
+            LifecycleStep::Disabled => return self.remove_webhook(&account, false).await,
+            LifecycleStep::Deleted => return self.remove_webhook(&account, true).await,
+            LifecycleStep::Installed | LifecycleStep::Updated | LifecycleStep::Suspended => {
+                return ApiResponse::ok(&format!("No action for {}", step.as_str()));
+            }
         }
         let customer = match self.loader.customer(&account).await {
             Ok(context) => context,
@@ -153,6 +164,59 @@ impl<S: SecretStore> TypeformFunction<S> {
         {
             Ok(()) => ApiResponse::ok("OK"),
             Err(err) => ApiError::upstream(INSTALL_FAILED, err).into_response(),
+        }
+    }
+
+    /// Disabled or uninstalled: deletes exactly the webhook this function registered (its tag on
+    /// the form it registered it on; other webhooks of the form stay) and forgets it, so that
+    /// enabling registers a new one; after an uninstall the customer secret is scheduled for
+    /// deletion. 200 `Typeform webhook removed`; 500 when Typeform or the store fails (retried).
+    async fn remove_webhook(&self, account: &str, uninstalled: bool) -> Response<Body> {
+        let config = self.loader.config();
+        let reference = config.offering_reference.as_deref().unwrap_or_default();
+        let name = match customer_secret_name(&config.app, reference, &config.domain, account) {
+            Ok(name) => name,
+            Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
+        };
+        let store = self.loader.store();
+        let secrets = match store.get(&name).await {
+            Ok(Some(secrets)) => secrets,
+            Ok(None) => return ApiResponse::ok("No Typeform webhook registered"),
+            Err(err) => return ApiError::upstream(REMOVE_FAILED, err).into_response(),
+        };
+        let registered: Option<Registration> = secrets
+            .get(REGISTRATION_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let token = secrets
+            .get("secrets")
+            .and_then(|s| s.get("typeform_token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty());
+        if let (Some(registered), Some(token)) = (&registered, token) {
+            if let Err(err) = self
+                .typeform
+                .delete_webhook(token, &registered.form_id, WEBHOOK_TAG)
+                .await
+            {
+                return ApiError::upstream(REMOVE_FAILED, err).into_response();
+            }
+            tracing::info!(account, form_id = %registered.form_id, "Typeform webhook deleted");
+        }
+        let forgotten = if uninstalled {
+            store.schedule_deletion(&name, RECOVERY_WINDOW_DAYS).await
+        } else {
+            let mut update = SecretDocument::new();
+            update.insert(REGISTRATION_KEY, Value::Null);
+            update.insert(TYPEFORM_SECRET_KEY, Value::Null);
+            store.upsert(&name, update).await.map(|_| ())
+        };
+        match forgotten {
+            Ok(()) if uninstalled => {
+                tracing::info!(account, secret = %name, "customer secret scheduled for deletion");
+                ApiResponse::ok(WEBHOOK_REMOVED)
+            }
+            Ok(()) => ApiResponse::ok(WEBHOOK_REMOVED),
+            Err(err) => ApiError::upstream(REMOVE_FAILED, err).into_response(),
         }
     }
 

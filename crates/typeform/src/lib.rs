@@ -48,6 +48,7 @@ use app_builder_core::secrets::SecretStore;
 use serde_json::{Value, json};
 
 pub use api::{TypeformApi, TypeformError};
+pub use install::{REMOVE_FAILED, WEBHOOK_REMOVED};
 
 /// Environment variable: wait before the one retry of the instance lookup, in ms (default 2000).
 pub const ENV_INSTANCE_RETRY_TIMEOUT: &str = "INSTANCE_RETRY_TIMEOUT";

@@ -133,11 +133,8 @@ impl AwsSecretStore {
         Duration::from_millis(rand::rng().random_range(0..=cap_ms))
     }
 
-    /// Reads the `AWSCURRENT` version: its id and document, or `None` if the secret is missing.
-    async fn read_current(
-        &self,
-        name: &SecretName,
-    ) -> Result<Option<(String, SecretDocument)>, SecretStoreError> {
+    /// Reads the `AWSCURRENT` version.
+    async fn read_current(&self, name: &SecretName) -> Result<Current, SecretStoreError> {
         let output = match self
             .client
             .get_secret_value()
@@ -147,7 +144,18 @@ impl AwsSecretStore {
             .await
         {
             Ok(output) => output,
-            Err(err) if err.code() == Some("ResourceNotFoundException") => return Ok(None),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => {
+                return Ok(Current::Missing);
+            }
+            // Also the answer for a secret scheduled for deletion, which DescribeSecret tells
+            // by its `DeletedDate`.
+            Err(err) if err.code() == Some("InvalidRequestException") => {
+                return if self.scheduled_for_deletion(name).await? {
+                    Ok(Current::ScheduledForDeletion)
+                } else {
+                    Err(classify(name, "GetSecretValue", err))
+                };
+            }
             Err(err) => return Err(classify(name, "GetSecretValue", err)),
         };
         let invalid = |source| SecretStoreError::InvalidJson {
@@ -165,7 +173,22 @@ impl AwsSecretStore {
                 operation: "GetSecretValue",
                 message: "response has no VersionId".to_owned(),
             })?;
-        Ok(Some((version.to_owned(), document)))
+        Ok(Current::Present(version.to_owned(), document))
+    }
+
+    /// Whether the secret exists and is scheduled for deletion.
+    async fn scheduled_for_deletion(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+        match self
+            .client
+            .describe_secret()
+            .secret_id(name.as_str())
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output.deleted_date().is_some()),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(false),
+            Err(err) => Err(classify(name, "DescribeSecret", err)),
+        }
     }
 
     /// The version id currently labelled `AWSCURRENT`, `None` if the secret is missing.
@@ -291,13 +314,37 @@ impl AwsSecretStore {
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
         match self.read_current(name).await? {
-            None => match f(None) {
+            Current::Missing => match f(None) {
                 None => Ok(Cycle::Done(None)),
                 Some(next) => self.create(name, without_nulls(next)).await,
             },
-            Some((version, current)) => match f(Some(&current)) {
+            Current::Present(version, current) => match f(Some(&current)) {
                 None => Ok(Cycle::Done(None)),
                 Some(next) => self.swap(name, &version, without_nulls(next)).await,
+            },
+            // An uninstalled customer installs again within the recovery window: the secret is
+            // restored and its old content replaced, as if it had been deleted.
+            Current::ScheduledForDeletion => match f(None) {
+                None => Ok(Cycle::Done(None)),
+                Some(next) => {
+                    match self
+                        .client
+                        .restore_secret()
+                        .secret_id(name.as_str())
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(err) if err.code() == Some("InvalidRequestException") => {}
+                        Err(err) => return Err(classify(name, "RestoreSecret", err)),
+                    }
+                    match self.read_current(name).await? {
+                        Current::Present(version, _) => {
+                            self.swap(name, &version, without_nulls(next)).await
+                        }
+                        _ => Ok(Cycle::RetryNow),
+                    }
+                }
             },
         }
     }
@@ -329,9 +376,48 @@ where
     }
 }
 
+/// What a secret holds now.
+enum Current {
+    /// No such secret.
+    Missing,
+    /// Deleted with a recovery window: reads as missing, can be restored.
+    ScheduledForDeletion,
+    /// The `AWSCURRENT` version's id and document.
+    Present(String, SecretDocument),
+}
+
 impl SecretStore for AwsSecretStore {
     async fn get(&self, name: &SecretName) -> Result<Option<SecretDocument>, SecretStoreError> {
-        Ok(self.read_current(name).await?.map(|(_, document)| document))
+        Ok(match self.read_current(name).await? {
+            Current::Present(_, document) => Some(document),
+            Current::Missing | Current::ScheduledForDeletion => None,
+        })
+    }
+
+    async fn schedule_deletion(
+        &self,
+        name: &SecretName,
+        recovery_days: u32,
+    ) -> Result<(), SecretStoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name.as_str())
+            .recovery_window_in_days(i64::from(recovery_days.clamp(7, 30)))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(()),
+            // Already scheduled for deletion.
+            Err(err)
+                if err.code() == Some("InvalidRequestException")
+                    && self.scheduled_for_deletion(name).await? =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(classify(name, "DeleteSecret", err)),
+        }
     }
 
     async fn update<F>(

@@ -134,6 +134,34 @@ impl SecretStore for LocalSecretStore {
         Ok(Some(next))
     }
 
+    /// Moves the file into `.deleted/` (restored by moving it back; nothing removes it later).
+    async fn schedule_deletion(
+        &self,
+        name: &SecretName,
+        _recovery_days: u32,
+    ) -> Result<(), SecretStoreError> {
+        let dir = self.dir.clone();
+        let path = self.path_of(name);
+        let lock_path = self.lock_path(name);
+        let owned = name.clone();
+        Self::blocking(name, "schedule deletion", move || {
+            let name = &owned;
+            if !path.exists() {
+                return Ok(());
+            }
+            let _guard = lock(&lock_path).map_err(io_err(name, "lock"))?;
+            let deleted = dir.join(".deleted");
+            create_dir(&deleted).map_err(io_err(name, "create directory"))?;
+            let target = deleted.join(path.file_name().unwrap_or_default());
+            match fs::rename(&path, &target) {
+                Ok(()) => sync_dir(&dir).map_err(io_err(name, "schedule deletion")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(name, "schedule deletion")(e)),
+            }
+        })
+        .await
+    }
+
     async fn delete(&self, name: &SecretName) -> Result<(), SecretStoreError> {
         let dir = self.dir.clone();
         let path = self.path_of(name);

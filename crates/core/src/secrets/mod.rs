@@ -168,7 +168,19 @@ pub trait SecretStore: Send + Sync {
         &self,
         name: &SecretName,
     ) -> impl Future<Output = Result<(), SecretStoreError>> + Send;
+
+    /// Deletes a secret after a recovery window of `recovery_days` (AWS allows 7 to 30; the
+    /// value is clamped): from now on it reads as missing, and a write makes it anew (the old
+    /// content is not merged). Scheduling a missing or already scheduled secret succeeds.
+    fn schedule_deletion(
+        &self,
+        name: &SecretName,
+        recovery_days: u32,
+    ) -> impl Future<Output = Result<(), SecretStoreError>> + Send;
 }
+
+/// The recovery window of an uninstalled customer's secret, in days (Secrets Manager's default).
+pub const RECOVERY_WINDOW_DAYS: u32 = 30;
 
 /// Drops top-level nulls from a document the `update` closure produced (nulls are never stored).
 pub(crate) fn without_nulls(mut document: SecretDocument) -> SecretDocument {
@@ -201,6 +213,14 @@ impl<S: SecretStore> SecretStore for Arc<S> {
     ) -> impl Future<Output = Result<(), SecretStoreError>> + Send {
         (**self).delete(name)
     }
+
+    fn schedule_deletion(
+        &self,
+        name: &SecretName,
+        recovery_days: u32,
+    ) -> impl Future<Output = Result<(), SecretStoreError>> + Send {
+        (**self).schedule_deletion(name, recovery_days)
+    }
 }
 
 impl<S: SecretStore> SecretStore for &S {
@@ -227,5 +247,13 @@ impl<S: SecretStore> SecretStore for &S {
         name: &SecretName,
     ) -> impl Future<Output = Result<(), SecretStoreError>> + Send {
         (**self).delete(name)
+    }
+
+    fn schedule_deletion(
+        &self,
+        name: &SecretName,
+        recovery_days: u32,
+    ) -> impl Future<Output = Result<(), SecretStoreError>> + Send {
+        (**self).schedule_deletion(name, recovery_days)
     }
 }

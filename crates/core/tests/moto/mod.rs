@@ -11,3 +11,16 @@ pub fn require_endpoint() {
          AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
     );
 }
+
+/// A DynamoDB client on moto that retries more than the SDK's default three attempts: moto under
+/// the whole suite's load answers 5xx now and then, which DynamoDB itself does far more rarely.
+#[allow(dead_code)] // not every test binary including this module uses it
+pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    require_endpoint();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+            .build(),
+    )
+}

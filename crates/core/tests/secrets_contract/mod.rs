@@ -72,6 +72,34 @@ pub async fn delete_and_recreate<S: SecretStore>(store: &S, name: &SecretName) {
     );
 }
 
+/// A secret scheduled for deletion reads as missing; scheduling again (or a missing secret)
+/// succeeds; the next write makes it anew, without the old content (a customer who uninstalled
+/// and installs again within the recovery window starts clean).
+pub async fn scheduled_deletion_and_reinstall<S: SecretStore>(store: &S, name: &SecretName) {
+    store
+        .upsert(name, doc(json!({"old": "v", "secrets": {"a": 1}})))
+        .await
+        .unwrap();
+    store.schedule_deletion(name, 7).await.unwrap();
+    assert_eq!(store.get(name).await.unwrap(), None);
+    store.schedule_deletion(name, 7).await.unwrap();
+    let merged = store
+        .upsert(name, doc(json!({"secrets": {"b": 2}})))
+        .await
+        .unwrap();
+    assert_eq!(Value::from(merged), json!({"secrets": {"b": 2}}));
+    assert_eq!(
+        store.get(name).await.unwrap().map(Value::from),
+        Some(json!({"secrets": {"b": 2}}))
+    );
+    // And it merges normally again.
+    store.upsert(name, doc(json!({"c": 3}))).await.unwrap();
+    assert_eq!(
+        store.get(name).await.unwrap().map(Value::from),
+        Some(json!({"secrets": {"b": 2}, "c": 3}))
+    );
+}
+
 async fn concurrent_writers<S: SecretStore + 'static>(
     store: Arc<S>,
     name: &SecretName,
