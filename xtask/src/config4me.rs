@@ -89,6 +89,9 @@ pub struct BootstrapConfig {
     pub secrets_lambda_ci: Template,
     /// The `app_instance.secrets-update` webhook.
     pub secrets_webhook: Template,
+    /// The `app_instance.create`, `.update` and `.delete` webhooks (to the same function, with
+    /// the same policy), in that order.
+    pub instance_webhooks: Vec<Template>,
     /// The webhook policy (`jwtAudience` holds `{account}` and `{domain}` placeholders).
     pub secrets_webhook_policy: Template,
 }
@@ -207,6 +210,13 @@ fn load_ui_extension(dir: &Path, source_id: &str) -> Result<Template, ConfigErro
 const PRODUCT_FIELDS: [&str; 4] = ["name", "brand", "model", "category"];
 const CI_FIELDS: [&str; 3] = ["name", "label", "status"];
 
+/// The app-instance lifecycle webhooks of the provider account: template and event.
+pub const INSTANCE_WEBHOOKS: [(&str, &str); 3] = [
+    ("instance_create_webhook", "app_instance.create"),
+    ("instance_update_webhook", "app_instance.update"),
+    ("instance_delete_webhook", "app_instance.delete"),
+];
+
 /// Loads `<root>/config_4me/bootstrap`.
 pub fn load_bootstrap(root: &Path) -> Result<BootstrapConfig, ConfigError> {
     let dir = root.join(CONFIG_DIR).join("bootstrap");
@@ -219,6 +229,10 @@ pub fn load_bootstrap(root: &Path) -> Result<BootstrapConfig, ConfigError> {
         s3_ci: load_template(&dir, "s3_ci", &CI_FIELDS)?,
         secrets_lambda_ci: load_template(&dir, "secrets_lambda_ci", &CI_FIELDS)?,
         secrets_webhook: load_template(&dir, "secrets_webhook", &["name", "event"])?,
+        instance_webhooks: INSTANCE_WEBHOOKS
+            .iter()
+            .map(|(source_id, _)| load_template(&dir, source_id, &["name", "event"]))
+            .collect::<Result<_, _>>()?,
         secrets_webhook_policy: load_template(
             &dir,
             "secrets_webhook_policy",
@@ -235,6 +249,14 @@ pub fn load_bootstrap(root: &Path) -> Result<BootstrapConfig, ConfigError> {
             &dir.join("secrets_webhook.json"),
             "`event` must be app_instance.secrets-update",
         ));
+    }
+    for (template, (source_id, wanted)) in config.instance_webhooks.iter().zip(INSTANCE_WEBHOOKS) {
+        if template.input.get("event").and_then(Value::as_str) != Some(wanted) {
+            return Err(invalid(
+                &dir.join(format!("{source_id}.json")),
+                format!("`event` must be {wanted}"),
+            ));
+        }
     }
     Ok(config)
 }

@@ -380,17 +380,30 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         )
         .await?;
 
-        // 6. The secrets webhook at the deployed URL; stale ones deleted.
-        self.secrets_webhook(
-            &mut records,
-            &mut report.steps,
-            &config,
-            &secret_name,
-            &stored,
-            &policy,
-            &secrets_url,
-        )
-        .await?;
+        // 6. The secrets webhook and the app-instance lifecycle webhooks at the deployed URL,
+        //    signed with the policy; stale ones deleted, then a replaced policy.
+        let target = WebhookTarget {
+            secret_name: &secret_name,
+            stored: &stored,
+            policy: &policy.id,
+            uri: &secrets_url,
+        };
+        for template in std::iter::once(&config.secrets_webhook).chain(&config.instance_webhooks) {
+            self.provider_webhook(&mut records, &mut report.steps, template, &target)
+                .await?;
+        }
+        if let Some(old) = &policy.stale {
+            if !self.dry_run {
+                records.delete("WebhookPolicy", old).await?;
+            }
+            self.step(
+                &mut report.steps,
+                "webhook policy",
+                "replaced policy",
+                Action::Delete(old.clone()),
+                "",
+            )?;
+        }
 
         self.save_fingerprints(&records, &secret_name).await?;
         report.secrets_url = (!secrets_url.is_empty()).then_some(secrets_url);
@@ -827,30 +840,36 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         Ok(Policy { id, stale })
     }
 
-    /// The `app_instance.secrets-update` webhook at `uri` signed with `policy`: updated in place
-    /// when it exists, created otherwise; other webhooks of the same name and event (left behind
-    /// by earlier runs) and a replaced policy are deleted.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one step of bootstrap, with its inputs"
-    )]
-    async fn secrets_webhook(
+    /// A provider-account webhook of `template` at the target's URI signed with its policy:
+    /// updated in place when it exists (its id is kept in the provider secret), created
+    /// otherwise; other webhooks of the same name and event (left behind by earlier runs) are
+    /// deleted.
+    async fn provider_webhook(
         &mut self,
         records: &mut Records,
         steps: &mut Vec<Step>,
-        config: &config4me::BootstrapConfig,
-        secret_name: &SecretName,
-        stored: &SecretDocument,
-        policy: &Policy,
-        uri: &str,
+        template: &config4me::Template,
+        target: &WebhookTarget<'_>,
     ) -> Result<(), ProvisionError> {
         const FIELDS: &str = "id name event uri description disabled webhookPolicy { id }";
-        let name = config.secrets_webhook.name().to_owned();
-        let mut input = config.secrets_webhook.input.clone();
+        let WebhookTarget {
+            secret_name,
+            stored,
+            policy,
+            uri,
+        } = *target;
+        // The secrets webhook keeps the key of earlier versions.
+        let key = if template.source_id == "secrets_webhook" {
+            "webhook"
+        } else {
+            template.source_id.as_str()
+        };
+        let name = template.name().to_owned();
+        let mut input = template.input.clone();
         input.insert("uri".into(), uri.into());
-        input.insert("webhookPolicyId".into(), policy.id.clone().into());
+        input.insert("webhookPolicyId".into(), policy.into());
         let stored_id = stored
-            .get("webhook")
+            .get(key)
             .and_then(|w| w.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
@@ -908,9 +927,9 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             self.store
                 .update(secret_name, |current| {
                     let current = current.cloned().unwrap_or_default();
-                    (current.get("webhook") != Some(&keep)).then(|| {
+                    (current.get(key) != Some(&keep)).then(|| {
                         let mut update = SecretDocument::new();
-                        update.insert("webhook", keep.clone());
+                        update.insert(key, keep.clone());
                         merge(Some(current), &update)
                     })
                 })
@@ -942,18 +961,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 records.delete("Webhook", &stale_id).await?;
             }
             self.step(steps, "webhook", &name, Action::Delete(stale_id), "")?;
-        }
-        if let Some(old) = &policy.stale {
-            if !self.dry_run {
-                records.delete("WebhookPolicy", old).await?;
-            }
-            self.step(
-                steps,
-                "webhook policy",
-                "replaced policy",
-                Action::Delete(old.clone()),
-                "",
-            )?;
         }
         Ok(())
     }
@@ -1224,6 +1231,15 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Where the provider's webhooks deliver, and what bootstrap remembers of them.
+#[derive(Clone, Copy)]
+struct WebhookTarget<'a> {
+    secret_name: &'a SecretName,
+    stored: &'a SecretDocument,
+    policy: &'a str,
+    uri: &'a str,
 }
 
 /// The policy bootstrap keeps, and the one it replaced (deleted after the webhook moved).

@@ -319,7 +319,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     // --- bootstrap, first run -----------------------------------------------------------------
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        summary(&stdout).starts_with("10 created, 0 updated, 0 deleted, 0 unchanged"),
+        summary(&stdout).starts_with("13 created, 0 updated, 0 deleted, 0 unchanged"),
         "{stdout}"
     );
     let overrides = [
@@ -366,10 +366,25 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
             .unwrap()
             .contains(&json!({"id": "api_url", "value": format!("{receiver}/Prod/secrets/")}))
     );
+    // The secrets webhook and the app-instance lifecycle webhooks: one function, one policy.
     let webhooks = nodes(&data, "webhooks");
-    assert_eq!(webhooks.len(), 1);
-    assert_eq!(webhooks[0]["event"], "app_instance.secrets-update");
-    assert_eq!(webhooks[0]["uri"], format!("{receiver}/Prod/secrets/"));
+    let events: Vec<&str> = webhooks
+        .iter()
+        .map(|w| w["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "app_instance.secrets-update",
+            "app_instance.create",
+            "app_instance.update",
+            "app_instance.delete"
+        ]
+    );
+    for webhook in &webhooks {
+        assert_eq!(webhook["uri"], format!("{receiver}/Prod/secrets/"));
+        assert_eq!(webhook["webhookPolicy"], webhooks[0]["webhookPolicy"]);
+    }
     assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
     assert_eq!(
         webhooks[0]["webhookPolicy"]["jwtAudience"],
@@ -391,12 +406,13 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     );
     assert_eq!(secret["webhook"]["id"], webhooks[0]["id"]);
     assert_eq!(secret["webhook"]["uri"], webhooks[0]["uri"]);
+    assert_eq!(secret["instance_delete_webhook"]["id"], webhooks[3]["id"]);
 
     // --- bootstrap, second run: nothing changes ---------------------------------------------
     let before = world.counts().await;
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 13 unchanged"),
         "{stdout}"
     );
     assert_eq!(world.counts().await, before);
@@ -413,15 +429,17 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     world.set_outputs(&outputs);
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        summary(&stdout).starts_with("0 created, 2 updated, 0 deleted, 8 unchanged"),
-        "the secrets CI and the webhook: {stdout}"
+        summary(&stdout).starts_with("0 created, 5 updated, 0 deleted, 8 unchanged"),
+        "the secrets CI and the four webhooks: {stdout}"
     );
     let data = world
         .query("query W { webhooks { nodes { id uri } } }")
         .await;
     let webhooks = nodes(&data, "webhooks");
-    assert_eq!(webhooks.len(), 1);
-    assert_eq!(webhooks[0]["uri"], format!("{receiver}/v2/secrets/"));
+    assert_eq!(webhooks.len(), 4);
+    for webhook in &webhooks {
+        assert_eq!(webhook["uri"], format!("{receiver}/v2/secrets/"));
+    }
     world.set_outputs(&world.outputs());
     world.ok(&["bootstrap"]).await;
 
@@ -430,7 +448,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     let stdout = world.ok(&["bootstrap", "--dry-run"]).await;
     assert!(
         stdout
-            .contains("plan, nothing changed: 0 to create, 0 to update, 0 to delete, 10 unchanged"),
+            .contains("plan, nothing changed: 0 to create, 0 to update, 0 to delete, 13 unchanged"),
         "{stdout}"
     );
     assert_eq!(
@@ -456,7 +474,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         "{stdout}"
     );
     assert!(
-        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 9 unchanged"),
+        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 12 unchanged"),
         "{stdout}"
     );
     let data = world
@@ -490,7 +508,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         "{stdout}"
     );
     assert!(
-        summary(&stdout).starts_with("1 created, 1 updated, 1 deleted, 8 unchanged"),
+        summary(&stdout).starts_with("1 created, 4 updated, 1 deleted, 8 unchanged"),
         "{stdout}"
     );
     let data = world
@@ -501,7 +519,10 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         .await;
     assert_eq!(data["node"], Value::Null, "the replaced policy is deleted");
     let webhooks = nodes(&data, "webhooks");
-    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks.len(), 4);
+    for webhook in &webhooks {
+        assert_eq!(webhook["webhookPolicy"], webhooks[0]["webhookPolicy"]);
+    }
     assert_eq!(webhooks[0]["webhookPolicy"]["jwtAlg"], "es512");
     let (secret, _) = world.provider_secret().await.unwrap();
     assert_eq!(secret["policy"]["id"], webhooks[0]["webhookPolicy"]["id"]);
@@ -519,7 +540,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     );
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        summary(&stdout).starts_with("0 created, 0 updated, 0 deleted, 13 unchanged"),
         "{stdout}"
     );
 
@@ -535,7 +556,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         .unwrap();
     let stdout = world.ok(&["bootstrap"]).await;
     assert!(
-        summary(&stdout).starts_with("1 created, 1 updated, 1 deleted, 8 unchanged"),
+        summary(&stdout).starts_with("1 created, 4 updated, 1 deleted, 8 unchanged"),
         "{stdout}"
     );
     let (secret, _) = world.provider_secret().await.unwrap();
@@ -570,7 +591,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         "{stdout}"
     );
     assert!(
-        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 9 unchanged"),
+        summary(&stdout).starts_with("0 created, 1 updated, 0 deleted, 12 unchanged"),
         "{stdout}"
     );
     let (after, _) = world.provider_secret().await.unwrap();
@@ -804,7 +825,7 @@ async fn dry_runs_change_nothing() {
     }
     assert!(
         stdout
-            .contains("plan, nothing changed: 10 to create, 0 to update, 0 to delete, 0 unchanged"),
+            .contains("plan, nothing changed: 13 to create, 0 to update, 0 to delete, 0 unchanged"),
         "{stdout}"
     );
     assert_eq!(world.counts().await, before);
