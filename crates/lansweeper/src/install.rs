@@ -7,8 +7,8 @@ use app_builder_core::fourme::FourMeClient;
 use app_builder_core::fourme::instances::{
     InstanceUpdate, find_app_instance_with_retry, lambda_api_url, update_app_instance,
 };
-use app_builder_core::response::ApiResponse;
-use app_builder_core::secrets::SecretStore;
+use app_builder_core::response::{ApiError, ApiResponse};
+use app_builder_core::secrets::{RECOVERY_WINDOW_DAYS, SecretStore, customer_secret_name};
 use lambda_http::{Body, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -19,6 +19,11 @@ use crate::{
     AWAITING_AUTHORIZATION, CALLBACK_SECRET_KEY, LansweeperFunction, ROTATE_TOKEN_COMMENT,
     RefreshQueue, client_secret, credentials_fingerprint, refresh_token,
 };
+
+/// 200 after an uninstall.
+pub const TOKENS_FORGOTTEN: &str = "Lansweeper tokens forgotten";
+/// 500 when an uninstalled customer's secret cannot be scheduled for deletion.
+pub const FORGET_FAILED: &str = "Unable to forget Lansweeper tokens";
 
 /// Public message of a failed installation.
 pub(crate) const INSTALL_FAILED: &str = "Unable to update Lansweeper callback URL";
@@ -72,8 +77,10 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         let account = &event.detail.account;
         let span = tracing::info_span!("installation", account = %account, offering = %self.offering(), step = event.detail.step.as_str());
         let _guard = span.enter();
-        if event.detail.step != LifecycleStep::SecretsUpdated {
-            return ApiResponse::ok(&format!("No action for {}", event.detail.step.as_str()));
+        match event.detail.step {
+            LifecycleStep::SecretsUpdated => {}
+            LifecycleStep::Deleted => return self.forget(account).await,
+            other => return ApiResponse::ok(&format!("No action for {}", other.as_str())),
         }
         match self.install(account, function_arn).await {
             Ok(()) => ApiResponse::ok("OK"),
@@ -81,6 +88,30 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
                 tracing::error!(account = %account, error = %e, "installation failed");
                 ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
             }
+        }
+    }
+
+    /// Uninstalled: the customer secret (its Lansweeper refresh token, client secret and callback
+    /// secret) is scheduled for deletion; the tokens are never used again. 200 `Lansweeper
+    /// tokens forgotten`, 500 when the store fails (retried).
+    async fn forget(&self, account: &str) -> Response<Body> {
+        let config = self.loader.config();
+        let name = match customer_secret_name(&config.app, self.offering(), &config.domain, account)
+        {
+            Ok(name) => name,
+            Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
+        };
+        match self
+            .loader
+            .store()
+            .schedule_deletion(&name, RECOVERY_WINDOW_DAYS)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(secret = %name, "customer secret scheduled for deletion");
+                ApiResponse::ok(TOKENS_FORGOTTEN)
+            }
+            Err(err) => ApiError::upstream(FORGET_FAILED, err).into_response(),
         }
     }
 

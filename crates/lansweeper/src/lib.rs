@@ -25,6 +25,7 @@ use app_builder_core::secrets::{SecretDocument, SecretStore};
 use secrecy::SecretString;
 
 pub use api::LansweeperApi;
+pub use install::{FORGET_FAILED, TOKENS_FORGOTTEN};
 pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
 
 /// Top-level key of the customer secret holding the callback secret.

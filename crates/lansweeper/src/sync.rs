@@ -214,6 +214,12 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         let instance = find_app_instance(provider, self.offering(), account)
             .await
             .map_err(|e| SyncError::Transient(e.to_string()))?;
+        // Disabled since the sync was queued: nothing is synced (the schedule queues enabled
+        // instances only).
+        if instance.disabled {
+            tracing::info!(account, "app instance disabled, not synced");
+            return Ok(json!({ "skipped": "app instance disabled" }));
+        }
         let config = InstanceConfig::from(&instance);
         let (Some(client_id), Some(secret)) =
             (config.client_id.clone(), client_secret(customer.secrets()))

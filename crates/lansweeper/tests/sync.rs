@@ -257,3 +257,59 @@ async fn handles_failure_on_download_for_first_page() {
     assert_eq!(summary["uploadCounts"]["HQ"]["HQ installation"], all);
     assert!(summary.get("errors").is_none(), "{summary}");
 }
+
+/// A sync queued before the customer disabled the app does nothing: no Lansweeper request, no
+/// sync fields written.
+#[tokio::test]
+async fn a_queued_sync_of_a_disabled_instance_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.lansweeper.add_site(SiteSpec::new("HQ", 10));
+    let customer = env.authorized("wdc-off").await;
+    env.sandbox
+        .set_app_instance_enabled(&customer.instance_id, false)
+        .await
+        .unwrap();
+    let pages = env.lansweeper.stats().asset_pages;
+
+    let response = env.function.handle_sqs(&sqs_event("wdc-off")).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(env.lansweeper.stats().asset_pages, pages);
+    assert!(
+        env.custom_field(&customer.instance_id, "sync_start_at")
+            .is_null()
+    );
+}
+
+/// Uninstalled: the customer secret with the Lansweeper tokens is scheduled for deletion, and a
+/// sync queued before finds nothing to work with.
+#[tokio::test]
+async fn an_uninstall_forgets_the_lansweeper_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.authorized("wdc-gone").await;
+    assert!(
+        env.secret("wdc-gone")
+            .await
+            .get_str("refresh_token")
+            .is_some()
+    );
+    let event = support::installation_event(
+        env.sandbox.domain(),
+        "lansweeper",
+        "wdc-gone",
+        app_builder_core::bus::LifecycleStep::Deleted,
+    );
+    assert_eq!(
+        env.installation_event(&event).await,
+        (200, lansweeper::TOKENS_FORGOTTEN.to_owned())
+    );
+    assert_eq!(
+        env.store.get(&env.secret_name("wdc-gone")).await.unwrap(),
+        None
+    );
+    // Again (EventBridge delivers at least once): the same answer.
+    assert_eq!(env.installation_event(&event).await.0, 200);
+    let response = env.function.handle_sqs(&sqs_event("wdc-gone")).await;
+    assert!(response.batch_item_failures.is_empty(), "nothing to retry");
+}

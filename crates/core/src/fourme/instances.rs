@@ -43,6 +43,8 @@ pub struct AppInstance {
     pub customer_account: Option<String>,
     /// Whether the provider suspended it.
     pub suspended: bool,
+    /// Whether it is disabled (in the provider account, or by the customer).
+    pub disabled: bool,
     /// The suspension comment, if any.
     pub suspension_comment: Option<String>,
     /// Custom fields by id.
@@ -83,6 +85,10 @@ struct InstanceNode {
     #[serde(default)]
     suspended: bool,
     #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    enabled_by_customer: Option<bool>,
+    #[serde(default)]
     suspension_comment: Option<String>,
     #[serde(default)]
     custom_fields: Option<Vec<CustomField>>,
@@ -99,6 +105,7 @@ impl From<InstanceNode> for AppInstance {
             id: node.id,
             customer_account: node.customer_account.map(|a| a.id),
             suspended: node.suspended,
+            disabled: node.disabled || node.enabled_by_customer == Some(false),
             suspension_comment: node.suspension_comment,
             custom_fields: node
                 .custom_fields
@@ -209,7 +216,7 @@ pub async fn app_instance_state(
     }))
 }
 
-const INSTANCE_QUERY: &str = "query Instance($customerAccount: String!, $reference: String) { appInstances(first: 1, filter: {customerAccount: {values: [$customerAccount]}, appOfferingReference: {values: [$reference]}}) { nodes { id customerAccount { id } suspended suspensionComment customFields { id value } } } }";
+const INSTANCE_QUERY: &str = "query Instance($customerAccount: String!, $reference: String) { appInstances(first: 1, filter: {customerAccount: {values: [$customerAccount]}, appOfferingReference: {values: [$reference]}}) { nodes { id customerAccount { id } suspended disabled enabledByCustomer suspensionComment customFields { id value } } } }";
 
 /// The app instance of offering `reference` in `customer` (provider client).
 pub async fn find_app_instance(
