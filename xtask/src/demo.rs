@@ -679,6 +679,56 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         survey_dispatched,
     );
 
+    println!();
+    println!("== Customer {CUSTOMER} uninstalls the Typeform app");
+    // Another integration's webhook on the same form: the uninstall must leave it alone.
+    let other = typeform::api::WebhookRegistration {
+        url: "https://hooks.example.com/another-app",
+        enabled: true,
+        secret: "another-app-secret",
+        verify_ssl: true,
+    };
+    let other_registered = match stage.typeform.url().parse() {
+        Ok(url) => match typeform::TypeformApi::new(url) {
+            Ok(api) => api
+                .put_webhook("tfp_widget_data_center", FORM_ID, "another-app", &other)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    let uninstall = stage
+        .sandbox
+        .uninstall_app(&typeform_app.app_instance_id)
+        .await
+        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    for delivery in &uninstall {
+        println!(
+            "  4me -> provider webhook: {} ({})",
+            delivery.event,
+            answered(delivery.status, "announced on the engine's bus")
+        );
+    }
+    let removed = stage.engine.settle(WAIT).await
+        && stage.engine.activity().iter().any(|activity| {
+            matches!(activity, Activity::InstallationEvent { function, step, status: 200, .. }
+                if function.starts_with(typeform_stack) && step == "deleted")
+        });
+    check(
+        format!(
+            "the uninstall reached the Typeform function, which deleted its webhook `{TYPEFORM_TAG}` on form {FORM_ID} and nothing else"
+        ),
+        removed
+            && other_registered
+            && stage.typeform.webhook(FORM_ID, TYPEFORM_TAG).is_none()
+            && stage.typeform.webhook(FORM_ID, "another-app").is_some(),
+    );
+    check(
+        "the uninstalled customer's Typeform secret is scheduled for deletion".into(),
+        stage.customer_secret("typeform").await?.is_none(),
+    );
+
     // Secret writes of the last steps may still be announcing installation events; stopping
     // the sandbox under their handlers would make them fail for no reason of their own.
     if !stage.engine.settle(WAIT).await {

@@ -25,11 +25,11 @@ fn demo_observes_every_effect_and_exits_zero() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("demo passed: all 11 expected effects observed"),
+        stdout.contains("demo passed: all 13 expected effects observed"),
         "{stdout}"
     );
     let summary = stdout.split("== Summary").nth(1).unwrap();
-    assert_eq!(summary.matches("[ok]").count(), 11, "{summary}");
+    assert_eq!(summary.matches("[ok]").count(), 13, "{summary}");
     assert!(!summary.contains("[MISSING]"), "{summary}");
     // The same bootstrap and deploys as against AWS, with the local engine as the stack.
     for line in [
@@ -37,6 +37,10 @@ fn demo_observes_every_effect_and_exits_zero() {
         "AWS stack app-builder-note-dispatcher: deployed",
         "AWS stack app-builder-typeform: deployed",
         "webhook 4me app builder secrets: created",
+        "webhook 4me app builder app instance delete: created",
+        // The customer uninstalls: 4me tells the engine, the bus tells the Typeform function.
+        "4me -> provider webhook: app_instance.delete (200",
+        "Installation changed (deleted) of typeform for widget-data-center -> 200 Typeform webhook removed",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in\n{stdout}");
     }
