@@ -16,6 +16,7 @@ use std::sync::Arc;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::ClientSettings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
+use app_builder_core::state::DynamoStateStore;
 use app_builder_sandbox::typeform::{TypeformDelivery, TypeformFake, sign};
 use app_builder_sandbox::{InstallOptions, SeededRequest};
 use serde_json::{Value, json};
@@ -35,7 +36,7 @@ const WEBHOOK_TAG: &str = "4me-webhook";
 struct World {
     provider: Provider<AwsSecretStore>,
     typeform: TypeformFake,
-    function: Arc<TypeformFunction<AwsSecretStore>>,
+    function: Arc<TypeformFunction<AwsSecretStore, DynamoStateStore>>,
     /// The Typeform function's API URL (its configuration item's `api_url`).
     api_url: String,
     /// The Typeform stack's rule on the engine's bus (its target stands in for the function).
@@ -76,7 +77,8 @@ impl World {
             ClientSettings::default(),
         )
         .unwrap();
-        let function = Arc::new(TypeformFunction::new(loader, api, function_settings));
+        let state = DynamoStateStore::from_env(env.get("STATE_TABLE").unwrap()).await;
+        let function = Arc::new(TypeformFunction::new(loader, api, state, function_settings));
         let served_function = Arc::clone(&function);
         let served = serve_payload("/integration", move |event| {
             let function = Arc::clone(&served_function);

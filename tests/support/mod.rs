@@ -264,6 +264,8 @@ pub struct Provider<S> {
     pub webhook_id: String,
     /// The engine's bus the secrets function publishes on.
     pub bus: EngineBus,
+    /// The engine's state table on moto.
+    pub state_table: String,
 }
 
 impl<S: SecretStore + Clone + 'static> Provider<S> {
@@ -294,6 +296,7 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
             DynamoStateStore::from_env(format!("state-{}", uuid::Uuid::new_v4().simple())).await;
         state.create_table().await.unwrap();
         let bus = EngineBus::create().await;
+        let state_table = state.table().to_owned();
         let env = FunctionEnv::new(&sandbox, app)
             .with("PARAM_ENABLED_OFFERINGS", enabled.to_owned())
             .with("STATE_TABLE", state.table().to_owned())
@@ -354,6 +357,7 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
             secrets_url: served.url,
             webhook_id,
             bus,
+            state_table,
         }
     }
 
@@ -391,6 +395,8 @@ impl<S: SecretStore + Clone + 'static> Provider<S> {
 
     /// The function environment of an integration of `offering`.
     pub fn integration_env(&self, offering: &str) -> FunctionEnv {
-        FunctionEnv::new(&self.sandbox, &self.app).with("PARAM_OFFERING_REFERENCE", offering)
+        FunctionEnv::new(&self.sandbox, &self.app)
+            .with("PARAM_OFFERING_REFERENCE", offering)
+            .with("STATE_TABLE", self.state_table.clone())
     }
 }

@@ -96,6 +96,20 @@ pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<std::borrow::Cow<
         .map(|(_, value)| value)
 }
 
+/// The deadline of the attempt handling `req` (seconds since the epoch): the Lambda invocation's,
+/// else `default` from now (local runs, tests). Idempotency claims expire at it, so that a retry
+/// of an attempt that died runs again once the attempt can no longer be running.
+pub fn attempt_deadline(req: &Request, default: std::time::Duration) -> i64 {
+    let from_context = req
+        .lambda_context_ref()
+        .map(|context| context.deadline / 1000)
+        .filter(|deadline| *deadline > 0)
+        .and_then(|deadline| i64::try_from(deadline).ok());
+    from_context.unwrap_or_else(|| {
+        crate::state::now().saturating_add(i64::try_from(default.as_secs()).unwrap_or(i64::MAX))
+    })
+}
+
 /// The path parameter `name` (e.g. `proxy` of `/integration/{proxy+}`).
 pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.path_parameters_ref()

@@ -125,7 +125,7 @@ pub fn build(
             let api = typeform::typeform_api_from_settings(&settings)?;
             let function_settings = typeform::FunctionSettings::from_settings(&settings);
             let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
-            let function = typeform::TypeformFunction::new(loader, api, function_settings);
+            let function = typeform::TypeformFunction::new(loader, api, state, function_settings);
             Ok(only(Arc::new(Typeform(function))))
         }
         "lansweeper" => {
@@ -196,7 +196,7 @@ impl LocalFunction for NoteDispatcher {
     }
 }
 
-struct Typeform(typeform::TypeformFunction<EventingStore>);
+struct Typeform(typeform::TypeformFunction<EventingStore, LocalStateStore>);
 
 impl LocalFunction for Typeform {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {

@@ -51,6 +51,7 @@ pub use app_builder_core::bus::ENV_EVENT_BUS;
 use app_builder_core::bus::{EventPublisher, InstallationChanged, LifecycleStep};
 use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
+use app_builder_core::events;
 use app_builder_core::fourme::instances::app_instance_state;
 use app_builder_core::idempotency::{BegunAll, Idempotency};
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
@@ -60,7 +61,7 @@ use app_builder_core::secrets::{
 };
 use app_builder_core::state::{Expect, Lease, StateStore, Written};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use tracing::Instrument as _;
 
@@ -133,8 +134,7 @@ pub struct FunctionConfig {
     pub event_bus: String,
 }
 
-/// Required setting: the DynamoDB table of the engine's state (applied deliveries).
-pub const ENV_STATE_TABLE: &str = "STATE_TABLE";
+pub use app_builder_core::state::ENV_STATE_TABLE;
 
 impl FunctionConfig {
     /// Reads the configuration; a missing or malformed setting is an error naming it.
@@ -229,7 +229,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             &config.provider_account,
         )?;
         let keys = delivery_keys(&token.claims, delivery.as_deref());
-        let deadline = attempt_deadline(req);
+        let deadline = events::attempt_deadline(req, DEFAULT_ATTEMPT_TIME);
         let envelope = token.data;
         // Every line about this delivery (including the error line) carries these fields;
         // `offering` and `account` are recorded once known.
@@ -681,23 +681,6 @@ pub fn delivery_keys(claims: &StandardClaims, delivery: Option<&str>) -> Vec<Str
         keys.push(format!("secrets/delivery/{id}"));
     }
     keys
-}
-
-/// The attempt's deadline (seconds since the epoch): the Lambda invocation's, else
-/// [`DEFAULT_ATTEMPT_TIME`] from now.
-fn attempt_deadline(req: &Request) -> i64 {
-    let from_context = req
-        .lambda_context_ref()
-        .map(|context| context.deadline / 1000)
-        .filter(|deadline| *deadline > 0)
-        .and_then(|deadline| i64::try_from(deadline).ok());
-    from_context.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| {
-                i64::try_from((d + DEFAULT_ATTEMPT_TIME).as_secs()).unwrap_or(i64::MAX)
-            })
-    })
 }
 
 /// The part of a secrets-update payload that is stored: the [`SECRET_KEYS`] whose values are

@@ -7,6 +7,7 @@ use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
     RECOVERY_WINDOW_DAYS, SecretDocument, SecretStore, customer_secret_name,
 };
+use app_builder_core::state::StateStore;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use app_builder_core::fourme::instances::{
 };
 
 use crate::fourme::{self, FORM_URL_FIELD};
-use crate::{REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
+use crate::{EVENTS_KEY, REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 /// Public message of every failed installation.
 pub(crate) const INSTALL_FAILED: &str = "Unable to create Typeform webhook";
@@ -100,7 +101,7 @@ fn webhook_url(api_url: &str, customer: &str) -> Result<String, url::ParseError>
     Ok(url.into())
 }
 
-impl<S: SecretStore> TypeformFunction<S> {
+impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     /// Handles an `Installation changed` event: when secrets were stored or the instance was
     /// enabled, 200 `OK` once the webhook is (or already was) registered for the current form,
     /// token and URL; other steps and other offerings 200 without action; 500
@@ -318,6 +319,8 @@ impl<S: SecretStore> TypeformFunction<S> {
         }
         let mut update = SecretDocument::new();
         update.insert(TYPEFORM_SECRET_KEY, secret);
+        // Processed event ids of earlier versions: idempotency records in the state store now.
+        update.insert(EVENTS_KEY, Value::Null);
         update.insert(
             REGISTRATION_KEY,
             serde_json::to_value(&wanted).unwrap_or(Value::Null),

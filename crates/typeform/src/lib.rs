@@ -43,8 +43,10 @@ use app_builder_core::events::{
     EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
 };
 use app_builder_core::fourme::settings::parse_millis;
+use app_builder_core::idempotency::Idempotency;
 use app_builder_core::response::ApiError;
 use app_builder_core::secrets::SecretStore;
+use app_builder_core::state::StateStore;
 use serde_json::{Value, json};
 
 pub use api::{TypeformApi, TypeformError};
@@ -62,11 +64,16 @@ pub const TYPEFORM_SECRET_KEY: &str = "typeform_secret";
 /// Key of the last registration in the customer secret.
 pub const REGISTRATION_KEY: &str = "typeform_webhook";
 
-/// Key of the processed `event_id`s in the customer secret.
+/// Legacy key of the processed `event_id`s in the customer secret (read once, dropped by the
+/// next registration): they are idempotency records in the state store now.
 pub const EVENTS_KEY: &str = "typeform_events";
 
-/// How many processed `event_id`s are remembered per customer.
-pub const MAX_REMEMBERED_EVENTS: usize = 100;
+/// How long a processed `event_id` is remembered: longer than Typeform retries a delivery
+/// (every few minutes for ten hours).
+pub const EVENT_MEMORY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// How long handling a delivery may take when the Lambda context gives no deadline.
+pub const DEFAULT_ATTEMPT_TIME: Duration = Duration::from_secs(60);
 
 /// Settings of the function besides the context configuration.
 #[derive(Debug, Clone)]
@@ -122,22 +129,26 @@ pub fn typeform_api_from_settings<L: Fn(&str) -> Option<String>>(
 }
 
 /// The Typeform function over its ports: the secret store (through the context loader, which
-/// also builds the 4me clients) and the Typeform API.
+/// also builds the 4me clients), the engine's state store (processed deliveries) and the
+/// Typeform API.
 #[derive(Debug, Clone)]
-pub struct TypeformFunction<S> {
+pub struct TypeformFunction<S, T> {
     loader: ContextLoader<S>,
     typeform: TypeformApi,
+    events: Idempotency<T>,
     settings: FunctionSettings,
 }
 
-impl<S: SecretStore> TypeformFunction<S> {
+impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     /// The function; `loader` must be configured with this offering's reference.
     pub fn new(
         loader: ContextLoader<S>,
         typeform: TypeformApi,
+        state: T,
         settings: FunctionSettings,
     ) -> Self {
         Self {
+            events: Idempotency::new(state, EVENT_MEMORY),
             loader,
             typeform,
             settings,

@@ -5,6 +5,7 @@ use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
+use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -23,13 +24,19 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Reads the configuration (errors name the setting) and builds the function over AWS.
-async fn setup() -> Result<TypeformFunction<AwsSecretStore>, Error> {
+async fn setup() -> Result<TypeformFunction<AwsSecretStore, DynamoStateStore>, Error> {
     let settings = Settings::from_env();
     let config = settings.context_config(true)?;
     let endpoints = Endpoints::from_env(&config.domain)?;
     let typeform = typeform_api_from_settings(&settings)?;
     let function_settings = FunctionSettings::from_settings(&settings);
     let store = AwsSecretStore::from_env().await;
+    let state = DynamoStateStore::from_env(settings.required(ENV_STATE_TABLE)?).await;
     let loader = ContextLoader::new(config, store, endpoints, ClientSettings::from_env())?;
-    Ok(TypeformFunction::new(loader, typeform, function_settings))
+    Ok(TypeformFunction::new(
+        loader,
+        typeform,
+        state,
+        function_settings,
+    ))
 }

@@ -1,21 +1,26 @@
-//! Typeform webhook handler (spec §5.2.2, §5.2.3) with replay protection by `event_id`.
+//! Typeform webhook handler: a signed form response becomes a note on the customer's request,
+//! once per `event_id` in any number of containers (an idempotency record in the engine's state
+//! store, keyed on the customer and the `event_id`, holds the delivery while it is processed and
+//! remembers it afterwards).
 
 use app_builder_core::context::{AccountContext, ContextError};
-use app_builder_core::events::{body_bytes, header, query_param};
+use app_builder_core::events::{attempt_deadline, body_bytes, header, query_param};
 use app_builder_core::fourme::instances::find_app_instance;
+use app_builder_core::idempotency::Begun;
 use app_builder_core::response::{ApiError, ApiResponse};
-use app_builder_core::secrets::{SecretDocument, SecretName, SecretStore, SecretStoreError};
+use app_builder_core::secrets::{SecretDocument, SecretStore};
+use app_builder_core::state::StateStore;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use crate::fourme::{self, REQUEST_ID_FIELD};
 use crate::note::form_response_to_note;
 use crate::signature::{SIGNATURE_HEADER, verify};
-use crate::{EVENTS_KEY, MAX_REMEMBERED_EVENTS, TYPEFORM_SECRET_KEY, TypeformFunction};
+use crate::{DEFAULT_ATTEMPT_TIME, EVENTS_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 const NOTE_FAILED: &str = "Unable to add note";
 
-/// The processed event ids stored in a secret document.
+/// The processed event ids an earlier version stored in the customer secret.
 fn remembered_events(document: Option<&SecretDocument>) -> Vec<String> {
     document
         .and_then(|d| d.get(EVENTS_KEY))
@@ -29,15 +34,7 @@ fn remembered_events(document: Option<&SecretDocument>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Outcome of claiming an event id.
-enum Claim {
-    /// The id was recorded now: process the event.
-    New,
-    /// The id was already recorded: the event was processed before.
-    Duplicate,
-}
-
-impl<S: SecretStore> TypeformFunction<S> {
+impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     /// Handles a Typeform webhook delivery: 200 `Thanks for <event_id>` when the note was added
     /// (or had been added for this `event_id` before); 405 for non-POST; 400
     /// `Missing account parameter`, `Bad signature`, `Invalid JSON body`, `Missing event_id`,
@@ -119,23 +116,47 @@ impl<S: SecretStore> TypeformFunction<S> {
             return Ok(ApiResponse::ok(&thanks));
         }
         let request_id = self.request_id(&offering, &account).await?;
-        let name = customer.secret_name().clone();
-        match self.claim(&name, event_id).await {
-            Ok(Claim::Duplicate) => {
+        let key = format!("typeform/{offering}/{account}/events/{event_id}");
+        let claim = match self
+            .events
+            .begin(&key, body, attempt_deadline(req, DEFAULT_ATTEMPT_TIME))
+            .await
+            .map_err(|err| ApiError::upstream(NOTE_FAILED, err))?
+        {
+            Begun::New(claim) => claim,
+            Begun::Completed(_) => {
                 tracing::info!(delivery = event_id, account = %account, "event already processed, no second note");
                 return Ok(ApiResponse::ok(&thanks));
             }
-            Ok(Claim::New) => {}
-            Err(err) => return Err(ApiError::upstream(NOTE_FAILED, err)),
-        }
+            // Typeform retries a 503 a few minutes later.
+            Begun::InProgress => {
+                return Err(ApiError::Unavailable {
+                    message: "Event is being processed, retry later".into(),
+                    detail: format!("{key} is in progress"),
+                });
+            }
+            Begun::PayloadMismatch => {
+                tracing::warn!(delivery = event_id, account = %account, "event_id reused with another body");
+                return Err(ApiError::BadRequest(
+                    "event_id reused with another body".into(),
+                ));
+            }
+        };
         let note = form_response_to_note(&event["form_response"]);
         if let Err(err) = add_note(&customer, &request_id, &note).await {
-            if let Err(unclaim) = self.unclaim(&name, event_id).await {
-                tracing::error!(delivery = event_id, error = %unclaim, "cannot release the event id");
+            if let Err(release) = self.events.release(claim).await {
+                tracing::error!(delivery = event_id, error = %release, "event claim not released; it expires at the deadline");
             }
             return Err(err);
         }
         tracing::info!(delivery = event_id, account = %account, "note added");
+        if let Err(error) = self
+            .events
+            .complete(claim, &serde_json::json!({ "message": thanks }))
+            .await
+        {
+            tracing::warn!(delivery = event_id, %error, "processed event not recorded; a retry would add the note again");
+        }
         Ok(ApiResponse::ok(&thanks))
     }
 
@@ -156,53 +177,6 @@ impl<S: SecretStore> TypeformFunction<S> {
         instance
             .text(REQUEST_ID_FIELD)
             .ok_or_else(|| ApiError::upstream(MESSAGE, "no request_id on the app instance"))
-    }
-
-    /// Records `event_id` as processed in the customer secret unless it already is, atomically
-    /// (the store's compare-and-swap update): of two simultaneous deliveries of one event, only
-    /// one claims it, and concurrent claims of different events keep each other's ids.
-    async fn claim(&self, name: &SecretName, event_id: &str) -> Result<Claim, SecretStoreError> {
-        let stored = self
-            .loader
-            .store()
-            .update(name, |current| {
-                let mut events = remembered_events(current);
-                if events.iter().any(|id| id == event_id) {
-                    return None;
-                }
-                events.push(event_id.to_owned());
-                let excess = events.len().saturating_sub(MAX_REMEMBERED_EVENTS);
-                events.drain(..excess);
-                let mut document = current.cloned().unwrap_or_default();
-                document.insert(EVENTS_KEY, events);
-                Some(document)
-            })
-            .await?;
-        Ok(if stored.is_some() {
-            Claim::New
-        } else {
-            Claim::Duplicate
-        })
-    }
-
-    /// Forgets `event_id` after its note could not be added, so a Typeform retry can add it.
-    async fn unclaim(&self, name: &SecretName, event_id: &str) -> Result<(), SecretStoreError> {
-        self.loader
-            .store()
-            .update(name, |current| {
-                let current = current?;
-                let mut events = remembered_events(Some(current));
-                let before = events.len();
-                events.retain(|id| id != event_id);
-                if events.len() == before {
-                    return None;
-                }
-                let mut document = current.clone();
-                document.insert(EVENTS_KEY, events);
-                Some(document)
-            })
-            .await
-            .map(drop)
     }
 }
 

@@ -210,8 +210,20 @@ async fn webhook_answers_503_when_the_request_id_or_request_is_missing() {
         (503, "Unable to add note".to_owned())
     );
     // The event id was released: Typeform's retry can still add the note later.
-    let stored = env.customer_secret("acme").await;
-    assert_eq!(stored.get("typeform_events"), Some(&json!([])));
+    use app_builder_core::state::StateStore as _;
+    assert_eq!(
+        env.state
+            .get("typeform/typeform/acme/events/E1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        env.customer_secret("acme")
+            .await
+            .get("typeform_events")
+            .is_none()
+    );
 
     // No request id configured at all.
     let _: Value = env

@@ -20,6 +20,9 @@ pub use local::LocalStateStore;
 
 use serde_json::Value;
 
+/// Setting of every function that keeps state: the name of the engine's state table.
+pub const ENV_STATE_TABLE: &str = "STATE_TABLE";
+
 /// Longest key accepted (DynamoDB allows 2048 bytes for a partition key).
 pub const MAX_KEY_LEN: usize = 1024;
 

@@ -15,6 +15,7 @@ use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeCli
 use app_builder_core::secrets::{
     SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
 };
+use app_builder_core::state::LocalStateStore;
 use app_builder_sandbox::typeform::TypeformFake;
 use app_builder_sandbox::{InstallOptions, Sandbox, SeededRequest};
 use axum::body::Bytes;
@@ -38,7 +39,10 @@ pub struct Env<S: SecretStore + Clone + 'static> {
     pub sandbox: Sandbox,
     pub typeform: TypeformFake,
     pub store: S,
-    pub function: Arc<TypeformFunction<S>>,
+    pub function: Arc<TypeformFunction<S, LocalStateStore>>,
+    /// The engine's state store (processed deliveries), in a directory of its own.
+    pub state: LocalStateStore,
+    _state_dir: tempfile::TempDir,
     /// The function's API URL (`api_url` of its configuration item).
     pub api_url: String,
     /// Provider-side 4me client (for setting up and inspecting the sandbox).
@@ -111,9 +115,12 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             ContextLoader::new(config, store.clone(), endpoints(&sandbox), fast_settings())
                 .unwrap();
         let api = TypeformApi::new(typeform.url().parse().unwrap()).unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let state = LocalStateStore::new(state_dir.path());
         let function = Arc::new(TypeformFunction::new(
             loader,
             api,
+            state.clone(),
             FunctionSettings {
                 instance_retry_wait: Duration::from_millis(10),
             },
@@ -144,6 +151,8 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             typeform,
             store,
             function,
+            state,
+            _state_dir: state_dir,
             api_url,
             provider,
             ci_id,
@@ -390,14 +399,14 @@ fn uuid_like() -> String {
 }
 
 struct Gateway<S: SecretStore + Clone + 'static> {
-    function: Arc<TypeformFunction<S>>,
+    function: Arc<TypeformFunction<S, LocalStateStore>>,
 }
 
 /// A local stand-in for API Gateway: every request to `/Prod/integration/` becomes a REST v1
 /// proxy event for the real handler (with a base64-encoded body when the request has the header
 /// `x-test-base64`); the proxy response is sent back.
 async fn start_gateway<S: SecretStore + Clone + 'static>(
-    function: Arc<TypeformFunction<S>>,
+    function: Arc<TypeformFunction<S, LocalStateStore>>,
 ) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
