@@ -14,6 +14,7 @@ use std::sync::Arc;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::ClientSettings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
+use app_builder_core::state::DynamoStateStore;
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
 use app_builder_sandbox::{Delivery, InstallOptions, InstalledApp};
 use base64::Engine as _;
@@ -65,7 +66,8 @@ impl World {
             ClientSettings::default(),
         )
         .unwrap();
-        let dispatcher = Arc::new(NoteDispatcher::new(loader, config).unwrap());
+        let state = DynamoStateStore::from_env(env.get("STATE_TABLE").unwrap()).await;
+        let dispatcher = Arc::new(NoteDispatcher::new(loader, state, config).unwrap());
         let served = serve("/integration", move |request| {
             let dispatcher = Arc::clone(&dispatcher);
             async move { dispatcher.handle(request).await }

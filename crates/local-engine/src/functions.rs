@@ -115,7 +115,7 @@ pub fn build(
             let endpoints = Endpoints::from_lookup(&context.domain, lookup)?;
             let config = note_dispatcher::DispatcherConfig::from_settings(&settings)?;
             let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
-            let dispatcher = note_dispatcher::NoteDispatcher::new(loader, config)
+            let dispatcher = note_dispatcher::NoteDispatcher::new(loader, state, config)
                 .map_err(|e| FunctionError::Setup(e.to_string()))?;
             Ok(only(Arc::new(NoteDispatcher(dispatcher))))
         }
@@ -188,7 +188,7 @@ impl LocalFunction for Secrets {
     }
 }
 
-struct NoteDispatcher(note_dispatcher::NoteDispatcher<EventingStore>);
+struct NoteDispatcher(note_dispatcher::NoteDispatcher<EventingStore, LocalStateStore>);
 
 impl LocalFunction for NoteDispatcher {
     fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {

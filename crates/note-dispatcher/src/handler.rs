@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
+use app_builder_core::idempotency::{BegunAll, Idempotency};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretStore, SecretStoreError, offering_settings_secret_name};
+use app_builder_core::state::StateStore;
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
 use secrecy::SecretString;
@@ -14,7 +16,6 @@ use serde_json::Value;
 
 use crate::config::DispatcherConfig;
 use crate::guard::{UrlGuard, UrlRefused};
-use crate::replay::RecentDeliveries;
 use crate::translate::{FunTranslationsClient, Translation, random_translation};
 
 /// 400 when the request has no `?account=`.
@@ -27,6 +28,18 @@ pub const CUSTOMER_CONTEXT_FAILED_MESSAGE: &str = "Unable to gather customer con
 pub const COMPLETE_MESSAGE: &str = "note-dispatcher event handling complete";
 /// 500 when translating or posting failed (also 400-free payload problems, as the original).
 pub const FAILED_MESSAGE: &str = "Unable to process note-dispatcher event";
+
+/// 503 while a copy of the same delivery is being dispatched.
+pub const IN_PROGRESS_MESSAGE: &str = "Delivery is being dispatched, retry later";
+/// 400 when a delivery id comes again with another payload.
+pub const PAYLOAD_MISMATCH_MESSAGE: &str = "Delivery id reused with another payload";
+
+/// How long a dispatched delivery is remembered: longer than 4me retries one delivery and than
+/// a token lives.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// How long a dispatch may take when the Lambda context gives no deadline.
+pub const DEFAULT_ATTEMPT_TIME: Duration = Duration::from_secs(30);
 
 /// The key of the provider's Fun Translations API secret in the offering settings secret.
 pub const API_SECRET_KEY: &str = "funtranslationsApiSecret";
@@ -47,14 +60,14 @@ pub struct Dispatch<'a> {
 /// The note-dispatcher: verifies 4me automation-rule webhooks of a customer, translates the
 /// note and POSTs it to the customer's target URL.
 #[derive(Debug)]
-pub struct NoteDispatcher<S> {
+pub struct NoteDispatcher<S, T> {
     loader: ContextLoader<S>,
     translator: FunTranslationsClient,
     /// The provider's Fun Translations API secret, read once from the offering settings secret.
     api_secret: tokio::sync::OnceCell<Option<SecretString>>,
     guard: UrlGuard,
     timeout: Duration,
-    recent: RecentDeliveries,
+    deliveries: Idempotency<T>,
 }
 
 /// Why the dispatcher could not be built.
@@ -65,10 +78,14 @@ pub enum SetupError {
     Http(#[from] reqwest::Error),
 }
 
-impl<S: SecretStore> NoteDispatcher<S> {
+impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
     /// A dispatcher loading customer contexts through `loader` (which must have an offering
-    /// reference) with `config`.
-    pub fn new(loader: ContextLoader<S>, config: DispatcherConfig) -> Result<Self, SetupError> {
+    /// reference), remembering dispatched deliveries in `state`, with `config`.
+    pub fn new(
+        loader: ContextLoader<S>,
+        state: T,
+        config: DispatcherConfig,
+    ) -> Result<Self, SetupError> {
         let translator = FunTranslationsClient::new(config.funtranslations_url, config.timeout)?;
         Ok(Self {
             loader,
@@ -76,7 +93,7 @@ impl<S: SecretStore> NoteDispatcher<S> {
             api_secret: tokio::sync::OnceCell::new(),
             guard: config.guard,
             timeout: config.timeout,
-            recent: RecentDeliveries::default(),
+            deliveries: Idempotency::new(state, DELIVERY_MEMORY),
         })
     }
 
@@ -120,32 +137,58 @@ impl<S: SecretStore> NoteDispatcher<S> {
             &self.loader.config().domain,
             account,
         )?;
-        // The token id binds the key to this exact token; the delivery header is the fallback
-        // (without a `jti` the delivery id is the header's).
-        let replay_key = match &token.claims.jti {
-            Some(jti) => Some(format!("{} {jti}", token.claims.iss)),
-            None => id.map(|delivery| format!("delivery {delivery}")),
-        };
+        // Either key seen means the delivery was seen: the token (a captured token replayed
+        // under a fresh delivery id) or the delivery (4me re-signing a retry).
+        let mut keys = Vec::new();
+        if let Some(jti) = token.claims.jti.as_deref().filter(|j| !j.is_empty()) {
+            keys.push(format!("note-dispatcher/token/{}/{jti}", token.claims.iss));
+        }
+        if let Some(delivery) = id.as_deref().filter(|d| !d.is_empty()) {
+            keys.push(format!("note-dispatcher/delivery/{account}/{delivery}"));
+        }
         let data = token.data;
         let envelope = webhook::envelope(&data)?;
         span.record("event", envelope.event.as_str());
         match envelope.event.as_str() {
             WEBHOOK_VERIFY_EVENT => self.verify_webhook(&envelope.payload).await,
             AUTOMATION_RULE_EVENT => {
-                if replay_key
-                    .as_deref()
-                    .is_some_and(|key| self.recent.contains(key))
+                let payload = serde_json::to_vec(&data).unwrap_or_default();
+                let deadline = events::attempt_deadline(req, DEFAULT_ATTEMPT_TIME);
+                let claims = match self
+                    .deliveries
+                    .begin_all(&keys, &payload, deadline)
+                    .await
+                    .map_err(|e| ApiError::upstream(FAILED_MESSAGE, e))?
                 {
-                    tracing::info!(
-                        "delivery already dispatched: acknowledged, not dispatched again"
-                    );
-                    return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
+                    BegunAll::New(claims) => claims,
+                    BegunAll::Completed(_) => {
+                        tracing::info!(
+                            "delivery already dispatched: acknowledged, not dispatched again"
+                        );
+                        return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
+                    }
+                    BegunAll::InProgress(key) => {
+                        return Err(ApiError::Unavailable {
+                            message: IN_PROGRESS_MESSAGE.into(),
+                            detail: format!("{key} is in progress"),
+                        });
+                    }
+                    BegunAll::PayloadMismatch(key) => {
+                        tracing::warn!(%key, "delivery key reused with another payload");
+                        return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
+                    }
+                };
+                match self.dispatch(&data, &envelope.payload).await {
+                    Ok(response) => {
+                        let recorded = serde_json::json!({ "message": COMPLETE_MESSAGE });
+                        self.deliveries.complete_all(claims, &recorded).await;
+                        Ok(response)
+                    }
+                    Err(error) => {
+                        self.deliveries.release_all(claims).await;
+                        Err(error)
+                    }
                 }
-                let response = self.dispatch(&data, &envelope.payload).await?;
-                if let Some(key) = replay_key {
-                    self.recent.insert(key);
-                }
-                Ok(response)
             }
             other => Err(ApiError::BadRequest(format!("Unsupported event: {other}"))),
         }

@@ -14,17 +14,21 @@
 //!    addresses), translates `text` with a random style ([`translate`]; a 429 is a soft result),
 //!    POSTs `{input, translationResponse}` to the URL and answers 200
 //!    `note-dispatcher event handling complete` (500 `Unable to process note-dispatcher event`
-//!    when translation or delivery fails). A delivery already dispatched by this container is
-//!    acknowledged without dispatching again ([`replay`]).
+//!    when translation or delivery fails). Each delivery is dispatched once, in any number of
+//!    containers: its keys (the signed token's `iss` + `jti`, and the delivery id) are claimed
+//!    in the engine's state store before dispatching ([`app_builder_core::idempotency`]); a
+//!    duplicate gets 200 without a second dispatch, a copy that arrives while the first is being
+//!    dispatched gets 503 (4me retries it later), and a failed dispatch gives the keys up so
+//!    4me's retry runs.
 //!
 //! The library holds the handler over ports ([`NoteDispatcher`] over a
-//! [`SecretStore`](app_builder_core::secrets::SecretStore)); `main.rs` only wires AWS.
+//! [`SecretStore`](app_builder_core::secrets::SecretStore) and a
+//! [`StateStore`](app_builder_core::state::StateStore)); `main.rs` only wires AWS.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod guard;
 pub mod handler;
-pub mod replay;
 pub mod translate;
 
 pub use config::DispatcherConfig;

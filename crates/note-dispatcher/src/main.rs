@@ -1,4 +1,5 @@
-//! The note-dispatcher Lambda: reads its configuration once, wires AWS Secrets Manager and runs
+//! The note-dispatcher Lambda: reads its configuration once, wires AWS Secrets Manager and the
+//! engine's DynamoDB state table, and runs
 //! the handler under `lambda_http`.
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
+use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
 use lambda_http::{Error, Request, service_fn};
 use note_dispatcher::{DispatcherConfig, NoteDispatcher};
@@ -23,12 +25,13 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Reads the configuration (errors name the setting) and builds the handler over AWS.
-async fn setup() -> Result<NoteDispatcher<AwsSecretStore>, Error> {
+async fn setup() -> Result<NoteDispatcher<AwsSecretStore, DynamoStateStore>, Error> {
     let settings = Settings::from_env();
     let context = settings.context_config(true)?;
     let endpoints = Endpoints::from_env(&context.domain)?;
     let config = DispatcherConfig::from_settings(&settings)?;
     let store = AwsSecretStore::from_env().await;
+    let state = DynamoStateStore::from_env(settings.required(ENV_STATE_TABLE)?).await;
     let loader = ContextLoader::new(context, store, endpoints, ClientSettings::from_env())?;
-    Ok(NoteDispatcher::new(loader, config)?)
+    Ok(NoteDispatcher::new(loader, state, config)?)
 }

@@ -13,6 +13,7 @@ use app_builder_core::secrets::{
     AwsSecretStore, LocalSecretStore, SecretDocument, SecretStore, customer_secret_name,
     offering_settings_secret_name,
 };
+use app_builder_core::state::LocalStateStore;
 use app_builder_core::webhook::{EXPECTED_JWT_MESSAGE, WEBHOOK_VERIFIED_MESSAGE};
 use app_builder_sandbox::fakes::{
     CaptureServer, CapturedRequest, FunTranslations, RATE_LIMIT_MESSAGE,
@@ -43,6 +44,9 @@ struct World {
     /// The customer's target URL.
     target: CaptureServer,
     store: LocalSecretStore,
+    /// The engine's state table (dispatched deliveries), shared by every dispatcher built here
+    /// as by every container of the function.
+    state: LocalStateStore,
     _dir: tempfile::TempDir,
     customer: InstalledApp,
     other: InstalledApp,
@@ -79,13 +83,15 @@ impl World {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path());
+        let store = LocalSecretStore::new(dir.path().join("secrets"));
+        let state = LocalStateStore::new(dir.path().join("state"));
         let world = World {
             sandbox,
             gateway,
             translations,
             target,
             store,
+            state,
             _dir: dir,
             customer,
             other,
@@ -133,7 +139,11 @@ impl World {
         }
     }
 
-    fn dispatcher_over<S: SecretStore>(&self, store: S, guard: UrlGuard) -> NoteDispatcher<S> {
+    fn dispatcher_over<S: SecretStore>(
+        &self,
+        store: S,
+        guard: UrlGuard,
+    ) -> NoteDispatcher<S, LocalStateStore> {
         let context = ContextConfig {
             domain: self.sandbox.domain().to_owned(),
             app: APP.to_owned(),
@@ -150,11 +160,11 @@ impl World {
         .unwrap();
         let loader =
             ContextLoader::new(context, store, endpoints, ClientSettings::default()).unwrap();
-        NoteDispatcher::new(loader, self.config(guard)).unwrap()
+        NoteDispatcher::new(loader, self.state.clone(), self.config(guard)).unwrap()
     }
 
     /// The dispatcher as the local engine runs it (private target URLs allowed).
-    fn dispatcher(&self) -> NoteDispatcher<&LocalSecretStore> {
+    fn dispatcher(&self) -> NoteDispatcher<&LocalSecretStore, LocalStateStore> {
         self.dispatcher_over(&self.store, UrlGuard::allowing_private())
     }
 
@@ -985,4 +995,35 @@ async fn http_api_v2_event_with_base64_body() {
         (200, COMPLETE_MESSAGE.to_owned())
     );
     assert_eq!(world.target.requests().len(), 1);
+}
+
+/// One delivery reaching several containers at once (4me retrying while the first attempt still
+/// runs): each container is its own dispatcher, they share only the stores. The note reaches the
+/// customer's URL once; copies that meet the first in progress are told to retry (503), and
+/// their retries are acknowledged without a second dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_copies_in_several_containers_are_dispatched_once() {
+    let world = std::sync::Arc::new(World::new().await);
+    let captured = world.note("once, whatever the containers").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let world = std::sync::Arc::clone(&world);
+        let captured = captured.clone();
+        tasks.push(tokio::spawn(async move {
+            let container = world.dispatcher();
+            loop {
+                let response = container.handle(delivered(&captured, CUSTOMER)).await;
+                let (status, message) = status_and_message(&response);
+                if status != 503 {
+                    return (status, message);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (200, COMPLETE_MESSAGE.to_owned()));
+    }
+    assert_eq!(world.target.requests().len(), 1, "dispatched once");
+    assert_eq!(world.translations.calls().len(), 1);
 }
