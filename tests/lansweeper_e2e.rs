@@ -18,6 +18,7 @@ use std::sync::Arc;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient};
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
+use app_builder_core::state::DynamoStateStore;
 use app_builder_sandbox::InstallOptions;
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFake, LansweeperFault, LansweeperFaultKind, SiteSpec,
@@ -32,7 +33,7 @@ const FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:lansweeper-IntegrationFunction-E2e123";
 const ASSETS: u64 = 1_000;
 
-type Function = LansweeperFunction<AwsSecretStore, SqsRefreshQueue>;
+type Function = LansweeperFunction<AwsSecretStore, SqsRefreshQueue, DynamoStateStore>;
 
 struct World {
     provider: Provider<AwsSecretStore>,
@@ -97,10 +98,12 @@ impl World {
         )
         .unwrap();
         let queue = SqsRefreshQueue::from_env(config.refresh_queue_url.clone()).await;
+        let state = DynamoStateStore::from_env(config.state_table.clone()).await;
         let function = Arc::new(LansweeperFunction::new(
             loader,
             LansweeperApi::new(config.api).unwrap(),
             queue,
+            state,
             config.function,
         ));
         let served_function = Arc::clone(&function);

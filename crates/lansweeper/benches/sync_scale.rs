@@ -30,6 +30,7 @@ use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeCli
 use app_builder_core::secrets::{
     LocalSecretStore, SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
 };
+use app_builder_core::state::LocalStateStore;
 use app_builder_sandbox::lansweeper::{LansweeperFake, SiteSpec};
 use app_builder_sandbox::{InstallOptions, Sandbox};
 use aws_lambda_events::sqs::SqsEvent;
@@ -531,6 +532,7 @@ fn sync() -> BoxResult<()> {
             loader,
             api.clone(),
             InMemoryQueue::new(),
+            LocalStateStore::new(dir.path().join("state")),
             FunctionSettings::default(),
         ))
     })?;

@@ -6,6 +6,7 @@ use app_builder_core::events::{header, path_param, query_param};
 use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::SecretStore;
+use app_builder_core::state::StateStore;
 use http::Method;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -40,7 +41,7 @@ fn callback_url(req: &Request) -> String {
     format!("https://{host}{path}")
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// Handles `ANY /integration/{proxy+}`: 302 to the app instance after a successful
     /// authorization, 200 after a queued manual refresh, 400 `Unauthorized` for an unknown
     /// customer, wrong callback secret, missing code or refused code, 405 for other methods,

@@ -9,6 +9,7 @@ use app_builder_core::fourme::instances::{
 };
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{RECOVERY_WINDOW_DAYS, SecretStore, customer_secret_name};
+use app_builder_core::state::StateStore;
 use lambda_http::{Body, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -57,7 +58,7 @@ fn new_callback_secret() -> Result<String, InstallError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// Handles an `Installation changed` event: when secrets were stored, 200 `OK` once the
     /// callback URL is set (or the credentials still work); other steps and offerings 200
     /// without action; 500 `Unable to update Lansweeper callback URL` on failures.

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use app_builder_core::context::ContextLoader;
 use app_builder_core::secrets::{SecretDocument, SecretStore};
+use app_builder_core::state::StateStore;
 use secrecy::SecretString;
 
 pub use api::LansweeperApi;
@@ -115,27 +116,31 @@ impl FunctionSettings {
     }
 }
 
-/// The Lansweeper function: handlers over a secret store, the Lansweeper API and a refresh queue.
+/// The Lansweeper function: handlers over a secret store, the Lansweeper API, a refresh queue
+/// and the engine's state store (the sync lease).
 #[derive(Debug)]
-pub struct LansweeperFunction<S, Q> {
+pub struct LansweeperFunction<S, Q, T> {
     loader: ContextLoader<S>,
     api: LansweeperApi,
     queue: Q,
+    state: T,
     settings: FunctionSettings,
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// A function over its ports.
     pub fn new(
         loader: ContextLoader<S>,
         api: LansweeperApi,
         queue: Q,
+        state: T,
         settings: FunctionSettings,
     ) -> Self {
         LansweeperFunction {
             loader,
             api,
             queue,
+            state,
             settings,
         }
     }
@@ -202,6 +207,8 @@ pub struct FunctionConfig {
     pub function: FunctionSettings,
     /// `REFRESH_QUEUE_URL`.
     pub refresh_queue_url: String,
+    /// The engine's state table (`STATE_TABLE`).
+    pub state_table: String,
 }
 
 impl FunctionConfig {
@@ -214,11 +221,12 @@ impl FunctionConfig {
             api: api::ApiSettings::from_settings(settings)?,
             function: FunctionSettings::from_settings(settings)?,
             refresh_queue_url: settings.required(ENV_REFRESH_QUEUE_URL)?,
+            state_table: settings.required(app_builder_core::state::ENV_STATE_TABLE)?,
         })
     }
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// Routes a raw Lambda payload: an event of the engine's bus → installation, schedule → fan-out, SQS → sync, anything else → HTTP.
     ///
     /// SQS batches answer with `batchItemFailures` (transient sync failures).

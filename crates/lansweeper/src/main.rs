@@ -1,11 +1,13 @@
 //! Lambda entry point of the Lansweeper function: reads the configuration once (a missing or
-//! malformed setting fails start-up naming it), builds the AWS adapters (Secrets Manager, SQS)
+//! malformed setting fails start-up naming it), builds the AWS adapters (Secrets Manager, SQS,
+//! DynamoDB)
 //! and routes every payload through [`LansweeperFunction::handle_payload`].
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
+use app_builder_core::state::DynamoStateStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
 use serde_json::Value;
@@ -25,9 +27,10 @@ async fn main() -> Result<(), Error> {
     let endpoints = Endpoints::from_env(&config.context.domain)?;
     let store = AwsSecretStore::from_env().await;
     let queue = SqsRefreshQueue::from_env(config.refresh_queue_url.clone()).await;
+    let state = DynamoStateStore::from_env(config.state_table.clone()).await;
     let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
     let api = LansweeperApi::new(config.api)?;
-    let function = LansweeperFunction::new(loader, api, queue, config.function);
+    let function = LansweeperFunction::new(loader, api, queue, state, config.function);
     let function = &function;
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -5,6 +5,7 @@
 
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::SecretStore;
+use app_builder_core::state::StateStore;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lambda_http::{Body, Response};
@@ -48,7 +49,7 @@ fn is_due(last_start: Option<&str>, end: DateTime<Utc>) -> bool {
     }
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// Handles the schedule at `now`: 200 `Triggered refresh of <n> accounts`; 500
     /// `Configuration error, unable to query 4me` when the provider context or the query fails.
     pub async fn handle_schedule(&self, now: DateTime<Utc>) -> Response<Body> {

@@ -13,6 +13,8 @@ use app_builder_core::events::batch_failures;
 use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
 use app_builder_core::fourme::{FourMeClient, FourMeError};
 use app_builder_core::secrets::SecretStore;
+use app_builder_core::secrets::customer_secret_name;
+use app_builder_core::state::{Lease, StateStore};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -26,8 +28,14 @@ use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secre
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
 
-/// Top-level key of the customer secret holding the end (RFC 3339) of the running sync's lease.
+/// Legacy key of the customer secret that held the end of the running sync's lease (dropped by
+/// the next sync); the lease is a record of the engine's state store now ([`sync_lease_key`]).
 pub const SYNC_LEASE_KEY: &str = "sync_lease_until";
+
+/// The state record of the lease of `account`'s sync.
+pub fn sync_lease_key(offering: &str, account: &str) -> String {
+    format!("lansweeper/{offering}/{account}/sync")
+}
 
 /// How long a sync may hold the lease (the function timeout, 900 s).
 const LEASE: chrono::Duration = chrono::Duration::minutes(15);
@@ -116,7 +124,7 @@ fn duration_text(seconds: f64) -> String {
     }
 }
 
-impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
     /// Handles an SQS batch: one sync per record (body = customer account); transient failures
     /// are reported as batch item failures.
     pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
@@ -140,58 +148,49 @@ impl<S: SecretStore, Q: RefreshQueue> LansweeperFunction<S, Q> {
         batch_failures(failed)
     }
 
-    /// Syncs one customer unless a sync of it is already running (a lease in the customer
-    /// secret, [`SYNC_LEASE_KEY`], taken atomically and released at the end); returns the
-    /// summary stored in the instance, or `null` when skipped.
+    /// Syncs one customer unless a sync of it is already running (a lease in the engine's state
+    /// store, [`sync_lease_key`], taken atomically, released at the end, expiring by itself
+    /// after the function's timeout); returns the summary stored in the instance, or `null`
+    /// when skipped.
     pub async fn sync_account(&self, account: &str) -> Result<Value, SyncError> {
-        let customer = self
-            .loader
-            .customer(account)
+        let until = Utc::now().timestamp().saturating_add(LEASE.num_seconds());
+        let key = sync_lease_key(self.offering(), account);
+        let Some(lease) = Lease::acquire(&self.state, &key, until)
             .await
-            .map_err(|e| SyncError::Permanent(format!("no customer context: {e}")))?;
-        let name = customer.secret_name().clone();
-        let now = Utc::now();
-        let until = (now + LEASE).to_rfc3339();
-        let taken = self
-            .loader
-            .store()
-            .update(&name, |current| {
-                let current = current?;
-                let held = current
-                    .get_str(SYNC_LEASE_KEY)
-                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
-                    .is_some_and(|t| t > now);
-                if held {
-                    return None;
-                }
-                let mut next = current.clone();
-                next.insert(SYNC_LEASE_KEY, until.clone());
-                Some(next)
-            })
-            .await
-            .map_err(|e| SyncError::Transient(format!("sync lease: {e}")))?;
-        if taken.is_none() {
+            .map_err(|e| SyncError::Transient(format!("sync lease: {e}")))?
+        else {
             tracing::info!("a sync of this account is already running, message acknowledged");
             return Ok(Value::Null);
-        }
+        };
+        self.drop_legacy_lease(account).await;
         let result = self.sync_leased(account).await;
-        let released = self
+        if let Err(e) = lease.release(&self.state).await {
+            tracing::error!(error = %e, "unable to release the sync lease (it expires by itself)");
+        }
+        result
+    }
+
+    /// Removes the lease an earlier version kept in the customer secret (no write without it).
+    async fn drop_legacy_lease(&self, account: &str) {
+        let config = self.loader.config();
+        let Ok(name) = customer_secret_name(&config.app, self.offering(), &config.domain, account)
+        else {
+            return;
+        };
+        let dropped = self
             .loader
             .store()
             .update(&name, |current| {
                 let current = current?;
-                if current.get_str(SYNC_LEASE_KEY) != Some(until.as_str()) {
-                    return None;
-                }
+                current.get(SYNC_LEASE_KEY)?;
                 let mut next = current.clone();
                 next.remove(SYNC_LEASE_KEY);
                 Some(next)
             })
             .await;
-        if let Err(e) = released {
-            tracing::error!(error = %e, "unable to release the sync lease (it expires by itself)");
+        if let Err(e) = dropped {
+            tracing::warn!(error = %e, "legacy sync lease not dropped from the customer secret");
         }
-        result
     }
 
     async fn sync_leased(&self, account: &str) -> Result<Value, SyncError> {

@@ -92,6 +92,7 @@ fn configuration_names_the_missing_refresh_queue_url() {
                 "PARAM_BOOTSTRAP_ACCOUNT" => "wdc",
                 "PARAM_OFFERING_REFERENCE" => "lansweeper",
                 "REFRESH_QUEUE_URL" if with_queue => "https://sqs.eu-west-1.amazonaws.com/1/q",
+                "STATE_TABLE" => "4me-app-builder-4me-demo.com-state",
                 "SYNC_INTERVAL" => "4",
                 "LAST_SEEN_DAYS" => "60",
                 _ => return None,
@@ -112,4 +113,5 @@ fn configuration_names_the_missing_refresh_queue_url() {
     assert_eq!(config.function.last_seen_days, 60);
     assert_eq!(config.function.max_summary_size, 15_000);
     assert_eq!(config.api.api_url, "https://api.lansweeper.com/api");
+    assert_eq!(config.state_table, "4me-app-builder-4me-demo.com-state");
 }

@@ -5,6 +5,7 @@
 mod support;
 
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
+use app_builder_core::state::{Lease, StateStore};
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
@@ -99,15 +100,11 @@ async fn never_two_overlapping_syncs_for_one_account() {
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
     let customer = env.authorized("wdc-lease").await;
-    // A running sync holds the lease.
-    let until = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
-    env.store
-        .update(&env.secret_name("wdc-lease"), |current| {
-            let mut next = current.cloned()?;
-            next.insert("sync_lease_until", until.clone());
-            Some(next)
-        })
+    // A running sync (in another container) holds the lease in the engine's state store.
+    let key = lansweeper::sync::sync_lease_key("lansweeper", "wdc-lease");
+    let held = Lease::acquire(&env.state, &key, chrono::Utc::now().timestamp() + 600)
         .await
+        .unwrap()
         .unwrap();
     let pages = env.lansweeper.stats().asset_pages;
     let response = env.function.handle_sqs(&sqs_event("wdc-lease")).await;
@@ -118,12 +115,13 @@ async fn never_two_overlapping_syncs_for_one_account() {
             .is_null()
     );
 
-    // An expired lease is taken over, and released at the end.
-    let expired = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    // Released (or expired: a lease expires by itself): the next message syncs, and a lease an
+    // earlier version kept in the customer secret is dropped from it.
+    held.release(&env.state).await.unwrap();
     env.store
         .update(&env.secret_name("wdc-lease"), |current| {
             let mut next = current.cloned()?;
-            next.insert("sync_lease_until", expired.clone());
+            next.insert("sync_lease_until", "2026-01-01T00:00:00Z");
             Some(next)
         })
         .await
@@ -138,7 +136,13 @@ async fn never_two_overlapping_syncs_for_one_account() {
         env.secret("wdc-lease")
             .await
             .get("sync_lease_until")
-            .is_none()
+            .is_none(),
+        "the customer secret holds secrets only"
+    );
+    assert_eq!(
+        env.state.get(&key).await.unwrap(),
+        None,
+        "released at the end"
     );
 }
 

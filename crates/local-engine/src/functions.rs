@@ -135,7 +135,8 @@ pub fn build(
             let loader = ContextLoader::new(config.context, store, endpoints, client_settings)?;
             let api = lansweeper::LansweeperApi::new(config.api)
                 .map_err(|e| FunctionError::Setup(e.to_string()))?;
-            let function = lansweeper::LansweeperFunction::new(loader, api, queue, config.function);
+            let function =
+                lansweeper::LansweeperFunction::new(loader, api, queue, state, config.function);
             Ok(Built {
                 function: Arc::new(Lansweeper(function)),
                 queue: Some(receiver),
@@ -204,7 +205,7 @@ impl LocalFunction for Typeform {
     }
 }
 
-struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue>);
+struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue, LocalStateStore>);
 
 impl LocalFunction for Lansweeper {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {

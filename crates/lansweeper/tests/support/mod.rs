@@ -14,6 +14,7 @@ use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeCli
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
 };
+use app_builder_core::state::LocalStateStore;
 use app_builder_sandbox::lansweeper::LansweeperFake;
 use app_builder_sandbox::{InstallOptions, OAuthCredentials, Sandbox};
 use lansweeper::api::{ApiSettings, LansweeperApi};
@@ -29,7 +30,7 @@ pub const API_URL: &str =
     "https://gt0ead5in8.execute-api.eu-west-1.amazonaws.com/Prod/integration/";
 pub const API_HOST: &str = "gt0ead5in8.execute-api.eu-west-1.amazonaws.com";
 
-pub type Function<S> = LansweeperFunction<S, Arc<InMemoryQueue>>;
+pub type Function<S> = LansweeperFunction<S, Arc<InMemoryQueue>, LocalStateStore>;
 
 pub struct Env<S: SecretStore + Clone + 'static> {
     pub sandbox: Sandbox,
@@ -38,6 +39,9 @@ pub struct Env<S: SecretStore + Clone + 'static> {
     pub queue: Arc<InMemoryQueue>,
     pub function: Function<S>,
     pub provider: FourMeClient,
+    /// The engine's state store (the sync lease), in a directory of its own.
+    pub state: LocalStateStore,
+    _state_dir: tempfile::TempDir,
 }
 
 pub struct Customer {
@@ -107,10 +111,13 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             ContextLoader::new(config, store.clone(), endpoints(&sandbox), fast_settings())
                 .unwrap();
         let queue = Arc::new(InMemoryQueue::new());
+        let state_dir = tempfile::tempdir().unwrap();
+        let state = LocalStateStore::new(state_dir.path());
         let function = LansweeperFunction::new(
             loader,
             LansweeperApi::new(api_settings(&lansweeper)).unwrap(),
             queue.clone(),
+            state.clone(),
             FunctionSettings {
                 instance_retry_wait: Duration::from_millis(10),
                 ..FunctionSettings::default()
@@ -140,6 +147,8 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             queue,
             function,
             provider,
+            state,
+            _state_dir: state_dir,
         }
     }
 
