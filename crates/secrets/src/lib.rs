@@ -1,4 +1,4 @@
-//! The shared secrets-webhook function (original spec §2, with the fixes of issue 3).
+//! The shared secrets-webhook function: the receiver of the provider account's webhooks.
 //!
 //! 4me sends every app-instance secret of every offering of the provider to one provider webhook
 //! (`POST /secrets`, body `{"jwt": "<JWS>"}` signed with the provider's webhook policy). The
@@ -22,7 +22,15 @@
 //!    store; otherwise the top-level keys [`SECRET_KEYS`] present (JavaScript-truthy) in the payload
 //!    are merged into `<app>/<ref>/<domain>/instances/<payload.customer_account_id>` → 200
 //!    `Secrets stored`; a store failure → 500 `Unable to store secrets`;
-//! 7. any other event → 400 `Unsupported event: <event>` (the original stored anything).
+//! 7. `app_instance.create` / `.update` / `.delete`: the lifecycle step of the instance
+//!    (installed, enabled, disabled, suspended, deleted) is published on the engine's bus, once
+//!    per delivery → 200 `Installation change published`;
+//! 8. any other event → 400 `Unsupported event: <event>` (the original stored anything).
+//!
+//! After a committed secrets update the change is published on the engine's bus as an
+//! `Installation changed` event ([`app_builder_core::bus`]); a failed publication answers 500
+//! and 4me's retry writes the same values again and publishes. An update issued (`iat`) before
+//! the one applied for a key is acknowledged and not applied for that key.
 //!
 //! # Exactly-once deliveries
 //!
