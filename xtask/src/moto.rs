@@ -17,12 +17,26 @@ use crate::venv::Venv;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `moto.server.main(sys.argv[1:])` (what `moto_server` does) plus the stdin watchdog.
+///
+/// DynamoDB applies a conditional write atomically per item; moto's threaded server checks the
+/// condition and writes without a lock, so two concurrent compare-and-swaps can both succeed
+/// (seen as lost increments in the state store's concurrency test). The launcher serialises
+/// moto's DynamoDB item operations, making the stand-in as atomic as the service it stands for.
 const LAUNCHER: &str = "\
 import os, sys, threading
 def _watch():
     sys.stdin.buffer.read()
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
+from moto.dynamodb.models import DynamoDBBackend
+_items = threading.RLock()
+def _atomic(operation):
+    def run(self, *args, **kwargs):
+        with _items:
+            return operation(self, *args, **kwargs)
+    return run
+for _name in ('put_item', 'get_item', 'update_item', 'delete_item', 'transact_write_items'):
+    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 from moto.server import main
 main(sys.argv[1:])
 ";
