@@ -67,7 +67,7 @@ use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, merge,
 };
-use app_builder_core::state::{Expect, Lease, StateStore, Written};
+use app_builder_core::state::{Expect, Lease, StateRecord, StateStore, Written};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
@@ -508,13 +508,47 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .await
             .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
         tracing::info!(step = step.as_str(), "installation change published");
-        if step == LifecycleStep::Deleted
-            && let Some(record) = remembered
-            && let Err(error) = state.delete(&record_key, record.version).await
-        {
-            tracing::warn!(%error, "record of the deleted instance not removed");
+        if step == LifecycleStep::Deleted {
+            self.forget_installation(&event, &record_key, remembered)
+                .await;
         }
         Ok(LIFECYCLE_PUBLISHED_MESSAGE.to_owned())
+    }
+
+    /// After an uninstall: the engine's durable records of the installation go (what the
+    /// instance was, the `iat`s applied to its secret); its idempotency records expire by
+    /// themselves. Best effort: a record left behind is harmless (a reinstall starts with
+    /// newer tokens).
+    async fn forget_installation(
+        &self,
+        event: &InstallationChanged,
+        record_key: &str,
+        remembered: Option<StateRecord>,
+    ) {
+        let state = self.deliveries.store();
+        let mut records = Vec::new();
+        if let Some(record) = remembered {
+            records.push((record_key.to_owned(), Some(record)));
+        }
+        let config = self.loader.config();
+        if let Ok(name) =
+            customer_secret_name(&config.app, &event.offering, &config.domain, &event.account)
+        {
+            let key = applied_key(name.as_str());
+            match state.get(&key).await {
+                Ok(record) => records.push((key, record)),
+                Err(error) => {
+                    tracing::warn!(%error, "applied updates of the uninstalled secret not read")
+                }
+            }
+        }
+        for (key, record) in records {
+            if let Some(record) = record
+                && let Err(error) = state.delete(&key, record.version).await
+            {
+                tracing::warn!(%key, %error, "record of the uninstalled installation not removed");
+            }
+        }
     }
 
     /// Applies an update while holding the customer secret's lease, so that updates of one

@@ -405,6 +405,19 @@ async fn unsupported_event_is_400_and_stores_nothing() {
 #[tokio::test]
 async fn a_deleted_instance_is_announced_once() {
     let f = fixture().await;
+    let update = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("typeform", "wdc", application()),
+    ));
+    assert_eq!(send(&f.handler("*"), &update, Some("upd-1")).await.0, 200);
+    let name = customer_name("typeform", "wdc");
+    assert!(
+        f.state
+            .get(&secrets::applied_key(name.as_str()))
+            .await
+            .unwrap()
+            .is_some()
+    );
     let jwt = f.signer.sign(&claims(
         "app_instance.delete",
         secrets_payload("typeform", "wdc", json!({})),
@@ -415,12 +428,13 @@ async fn a_deleted_instance_is_announced_once() {
             (200, secrets::LIFECYCLE_PUBLISHED_MESSAGE.to_owned())
         );
     }
-    let published = f.bus.published();
+    let published: Vec<_> = f
+        .bus
+        .published()
+        .into_iter()
+        .filter(|event| event.step == app_builder_core::bus::LifecycleStep::Deleted)
+        .collect();
     assert_eq!(published.len(), 1, "{published:?}");
-    assert_eq!(
-        published[0].step,
-        app_builder_core::bus::LifecycleStep::Deleted
-    );
     assert_eq!(
         (
             published[0].offering.as_str(),
@@ -429,6 +443,16 @@ async fn a_deleted_instance_is_announced_once() {
         ("typeform", "wdc")
     );
     assert!(published[0].keys.is_empty());
+
+    // The engine forgot the installation's durable records.
+    let name = customer_name("typeform", "wdc");
+    assert_eq!(
+        f.state
+            .get(&secrets::applied_key(name.as_str()))
+            .await
+            .unwrap(),
+        None
+    );
 
     // Nothing to go by: acknowledged, nothing announced.
     let mut bare = claims("app_instance.delete", json!({}));
@@ -443,7 +467,7 @@ async fn a_deleted_instance_is_announced_once() {
         send(&f.handler("*"), &f.signer.sign(&broken), Some("del-3")).await,
         (400, "Missing object_nodeID".to_owned())
     );
-    assert_eq!(f.bus.published().len(), 1);
+    assert_eq!(f.bus.published().len(), 2, "the update and the deletion");
 }
 
 #[tokio::test]
