@@ -62,6 +62,30 @@ pub enum BegunAll {
     PayloadMismatch(String),
 }
 
+impl BegunAll {
+    /// The claims to run with, or `None` for a duplicate (answer it as the first attempt was
+    /// answered); an attempt in progress is 503 `in_progress` (the sender retries later) and a
+    /// key reused with another payload 400 `mismatch` (logged).
+    pub fn claims_or_refusal(
+        self,
+        in_progress: &str,
+        mismatch: &str,
+    ) -> Result<Option<Vec<Claim>>, crate::response::ApiError> {
+        match self {
+            Self::New(claims) => Ok(Some(claims)),
+            Self::Completed(_) => Ok(None),
+            Self::InProgress(key) => Err(crate::response::ApiError::Unavailable {
+                message: in_progress.into(),
+                detail: format!("{key} is in progress"),
+            }),
+            Self::PayloadMismatch(key) => {
+                tracing::warn!(%key, "idempotency key reused with another payload");
+                Err(crate::response::ApiError::BadRequest(mismatch.into()))
+            }
+        }
+    }
+}
+
 /// What [`Idempotency::begin`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begun {

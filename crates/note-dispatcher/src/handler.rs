@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
-use app_builder_core::idempotency::{BegunAll, Idempotency};
+use app_builder_core::idempotency::Idempotency;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretStore, SecretStoreError, offering_settings_secret_name};
 use app_builder_core::state::StateStore;
@@ -159,23 +159,14 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
                     .begin_all(&keys, &payload, deadline)
                     .await
                     .map_err(|e| ApiError::upstream(FAILED_MESSAGE, e))?
+                    .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
                 {
-                    BegunAll::New(claims) => claims,
-                    BegunAll::Completed(_) => {
+                    Some(claims) => claims,
+                    None => {
                         tracing::info!(
                             "delivery already dispatched: acknowledged, not dispatched again"
                         );
                         return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
-                    }
-                    BegunAll::InProgress(key) => {
-                        return Err(ApiError::Unavailable {
-                            message: IN_PROGRESS_MESSAGE.into(),
-                            detail: format!("{key} is in progress"),
-                        });
-                    }
-                    BegunAll::PayloadMismatch(key) => {
-                        tracing::warn!(%key, "delivery key reused with another payload");
-                        return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
                     }
                 };
                 match self.dispatch(&data, &envelope.payload).await {

@@ -61,7 +61,7 @@ use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
 use app_builder_core::events;
 use app_builder_core::fourme::instances::app_instance_state;
-use app_builder_core::idempotency::{BegunAll, Idempotency};
+use app_builder_core::idempotency::Idempotency;
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
@@ -329,21 +329,12 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
             .await
             .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
+            .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
         {
-            BegunAll::New(claims) => claims,
-            BegunAll::Completed(_) => {
+            Some(claims) => claims,
+            None => {
                 tracing::info!(secret = %name, "delivery already applied, nothing stored");
                 return Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE));
-            }
-            BegunAll::InProgress(key) => {
-                return Err(ApiError::Unavailable {
-                    message: IN_PROGRESS_MESSAGE.into(),
-                    detail: format!("{key} is in progress"),
-                });
-            }
-            BegunAll::PayloadMismatch(key) => {
-                tracing::warn!(%key, "delivery key reused with another payload");
-                return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
             }
         };
         let change = Change {
@@ -385,21 +376,12 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
             .await
             .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?
+            .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
         {
-            BegunAll::New(claims) => claims,
-            BegunAll::Completed(_) => {
+            Some(claims) => claims,
+            None => {
                 tracing::info!("delivery already handled");
                 return Ok(ApiResponse::ok(LIFECYCLE_PUBLISHED_MESSAGE));
-            }
-            BegunAll::InProgress(key) => {
-                return Err(ApiError::Unavailable {
-                    message: IN_PROGRESS_MESSAGE.into(),
-                    detail: format!("{key} is in progress"),
-                });
-            }
-            BegunAll::PayloadMismatch(key) => {
-                tracing::warn!(%key, "delivery key reused with another payload");
-                return Err(ApiError::BadRequest(PAYLOAD_MISMATCH_MESSAGE.into()));
             }
         };
         match self.announce_instance(envelope, node, attempt).await {
