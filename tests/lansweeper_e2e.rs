@@ -16,6 +16,7 @@ mod support;
 use std::sync::Arc;
 
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient};
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
 use app_builder_core::state::DynamoStateStore;
@@ -23,7 +24,9 @@ use app_builder_sandbox::InstallOptions;
 use app_builder_sandbox::lansweeper::{
     LansweeperEndpoint, LansweeperFake, LansweeperFault, LansweeperFaultKind, SiteSpec,
 };
-use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
+use lansweeper::{
+    DEFAULT_ATTEMPT_TIME, FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue,
+};
 use serde_json::{Value, json};
 use support::gateway::{API_HOST, STAGE, serve_payload};
 use support::{Provider, Subscription, moto_store, unique_app};
@@ -109,7 +112,13 @@ impl World {
         let served_function = Arc::clone(&function);
         let served = serve_payload("/integration/{proxy+}", move |event| {
             let function = Arc::clone(&served_function);
-            async move { function.handle_payload(event, FUNCTION_ARN).await }
+            async move {
+                let invocation = Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME);
+                function
+                    .handle_payload(event, invocation)
+                    .await
+                    .unwrap_or_else(|failed| json!({ "errorMessage": failed.to_string() }))
+            }
         })
         .await;
 
@@ -196,8 +205,12 @@ impl World {
             .collect();
         let answer = self
             .function
-            .handle_payload(json!({ "Records": records }), FUNCTION_ARN)
-            .await;
+            .handle_payload(
+                json!({ "Records": records }),
+                Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME),
+            )
+            .await
+            .unwrap();
         (ids, answer)
     }
 
@@ -282,7 +295,12 @@ async fn install_authorize_sync_and_failures_end_to_end() {
     assert_eq!(updates, 2, "{events:?}");
     for event in events {
         assert_eq!(event["detail"]["account"], account);
-        let result = world.function.handle_payload(event, FUNCTION_ARN).await;
+        let invocation = Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME);
+        let result = world
+            .function
+            .handle_payload(event, invocation)
+            .await
+            .unwrap();
         assert_eq!(result["statusCode"], 200, "{result}");
     }
 

@@ -503,11 +503,11 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         .is_some_and(|d| d.data["payload"].get("secrets").is_none());
     let answered_missing_token = stage.engine.activity().iter().any(|activity| {
         matches!(activity, Activity::InstallationEvent { function, account, status, .. }
-            if function.starts_with(typeform_stack) && account == CUSTOMER && *status == 500)
+            if function.starts_with(typeform_stack) && account == CUSTOMER && *status == 400)
     });
     if first_without_token && answered_missing_token {
         println!(
-            "  waiting for the token: the first event had only the application, so the Typeform function answered 500 and suspended the instance until the token arrived"
+            "  waiting for the token: the first event had only the application, so the Typeform function answered 400 (nothing to retry) and suspended the instance until the token arrived"
         );
     }
     let webhook = stage.typeform.webhook(FORM_ID, TYPEFORM_TAG);

@@ -71,7 +71,8 @@ fn demo_observes_every_effect_and_exits_zero() {
     assert!(stdout.contains("waiting for the token:"), "{stdout}");
     // ... and it is the only failure: the engine settles before the sandbox stops, so no
     // handler still running is cut off.
-    assert_eq!(stdout.matches("-> 500").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("-> 400").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("-> 5").count(), 0, "{stdout}");
     // What arrived and what was written, as it happened.
     assert!(stdout.contains("-> 200 Secrets stored"), "{stdout}");
     assert!(

@@ -105,9 +105,7 @@ pub fn attempt_deadline(req: &Request, default: std::time::Duration) -> i64 {
         .map(|context| context.deadline / 1000)
         .filter(|deadline| *deadline > 0)
         .and_then(|deadline| i64::try_from(deadline).ok());
-    from_context.unwrap_or_else(|| {
-        crate::state::now().saturating_add(i64::try_from(default.as_secs()).unwrap_or(i64::MAX))
-    })
+    from_context.unwrap_or_else(|| deadline_after(default))
 }
 
 /// The path parameter `name` (e.g. `proxy` of `/integration/{proxy+}`).
@@ -188,6 +186,125 @@ pub fn status_payload(response: Response<Body>) -> Value {
         tracing::error!(status, "failed");
     }
     serde_json::json!({ "statusCode": status, "body": body })
+}
+
+/// The invocation a raw-payload handler serves: which function was invoked and by when it must
+/// be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invocation<'a> {
+    /// The invoked function's ARN as the Lambda context gives it (possibly qualified).
+    pub function_arn: &'a str,
+    /// Seconds since the epoch by which the invocation ends (idempotency claims expire then).
+    pub deadline: i64,
+}
+
+impl<'a> Invocation<'a> {
+    /// The invocation described by a Lambda context; `default` from now when the context has no
+    /// deadline.
+    pub fn from_context(context: &'a lambda_http::Context, default: std::time::Duration) -> Self {
+        let deadline = i64::try_from(context.deadline / 1000)
+            .ok()
+            .filter(|deadline| *deadline > 0)
+            .unwrap_or_else(|| deadline_after(default));
+        Self {
+            function_arn: &context.invoked_function_arn,
+            deadline,
+        }
+    }
+
+    /// An invocation of `function_arn` that may take `time` from now (local runs, tests).
+    pub fn new(function_arn: &'a str, time: std::time::Duration) -> Self {
+        Self {
+            function_arn,
+            deadline: deadline_after(time),
+        }
+    }
+}
+
+fn deadline_after(time: std::time::Duration) -> i64 {
+    crate::state::now().saturating_add(i64::try_from(time.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An asynchronously delivered event (the engine's bus, a schedule) whose handling failed in a
+/// way a retry may fix. The function returns it to the Lambda runtime as a function error, so
+/// that Lambda's asynchronous invocation retries the event (twice, with backoff) and then hands
+/// it to the function's on-failure destination; answered as a value, the event would be lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event handling failed with {status}: {body}")]
+pub struct InvocationFailed {
+    /// The status the handler answered (5xx).
+    pub status: u16,
+    /// The handler's answer (public message, never a secret).
+    pub body: String,
+}
+
+/// The result of an asynchronously delivered event answered with `response`: a 5xx is an
+/// [`InvocationFailed`] (retried), anything else the [`status_payload`].
+pub fn event_result(response: Response<Body>) -> Result<Value, InvocationFailed> {
+    let payload = status_payload(response);
+    let status = payload["statusCode"].as_u64().unwrap_or(500);
+    if status >= 500 {
+        return Err(InvocationFailed {
+            status: u16::try_from(status).unwrap_or(500),
+            body: payload["body"].as_str().unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(payload)
+}
+
+/// Handles an `Installation changed` event at most once per change for `consumer` (EventBridge
+/// delivers at least once, and the publisher's retry publishes the same change again under a
+/// new event id): the key is the change, the payload the detail. A duplicate gets the recorded
+/// result; an attempt still in progress elsewhere, a failed state store and a 5xx are
+/// [`InvocationFailed`] (retried); a change id reused with another detail is refused with 400.
+pub async fn installation_once<S: crate::state::StateStore>(
+    deliveries: &crate::idempotency::Idempotency<S>,
+    consumer: &str,
+    event: &InstallationEvent,
+    deadline: i64,
+    handle: impl Future<Output = Response<Body>>,
+) -> Result<Value, InvocationFailed> {
+    use crate::idempotency::{Once, OnceError};
+    let detail = &event.detail;
+    let key = format!(
+        "{consumer}/{}/{}/installation/{}",
+        detail.offering,
+        detail.account,
+        crate::idempotency::payload_hash(detail.change.as_bytes())
+    );
+    let payload = serde_json::to_vec(detail).unwrap_or_default();
+    let handled = deliveries
+        .once(
+            &[key],
+            &payload,
+            deadline,
+            async { event_result(handle.await) },
+            Value::clone,
+        )
+        .await;
+    match handled {
+        Ok(Once::Ran(result)) => Ok(result),
+        Ok(Once::Duplicate(result)) => {
+            tracing::info!(change = %detail.change, "installation change already handled");
+            Ok(result)
+        }
+        Err(OnceError::Failed(failed)) => Err(failed),
+        Err(OnceError::Store(error)) => {
+            tracing::error!(%error, "state store failed, the event will be retried");
+            Err(InvocationFailed {
+                status: 503,
+                body: "State store unavailable".into(),
+            })
+        }
+        Err(OnceError::InProgress(_)) => Err(InvocationFailed {
+            status: 503,
+            body: "The change is being handled by another attempt".into(),
+        }),
+        Err(OnceError::PayloadMismatch(_)) => Ok(serde_json::json!({
+            "statusCode": 400,
+            "body": "Change id reused with another detail",
+        })),
+    }
 }
 
 /// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version

@@ -15,6 +15,8 @@
 //!
 //! A delivery known under several keys (a signed token's id and a delivery id, say) is a
 //! duplicate when any of them was seen: [`Idempotency::begin_all`] claims them all or none.
+//! [`Idempotency::once`] is the whole shape (claim, run, record or release) around a piece of
+//! work; handlers use it rather than the steps.
 //!
 //! Every transition is a conditional write ([`Expect`]), so of simultaneous attempts with one key
 //! in any number of containers exactly one runs, and an attempt that lost its record (it outlived
@@ -62,26 +64,52 @@ pub enum BegunAll {
     PayloadMismatch(String),
 }
 
-impl BegunAll {
-    /// The claims to run with, or `None` for a duplicate (answer it as the first attempt was
-    /// answered); an attempt in progress is 503 `in_progress` (the sender retries later) and a
-    /// key reused with another payload 400 `mismatch` (logged).
-    pub fn claims_or_refusal(
+/// What [`Idempotency::once`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once<T> {
+    /// The work ran (first attempt, or the retry of a failed or timed-out one) and its outcome
+    /// is recorded.
+    Ran(T),
+    /// A duplicate: the work ran before; the response recorded then.
+    Duplicate(Value),
+}
+
+/// Why [`Idempotency::once`] did not run the work, or the work's own failure.
+#[derive(Debug, thiserror::Error)]
+pub enum OnceError<E> {
+    /// The state store failed: nothing ran (retry).
+    #[error(transparent)]
+    Store(StateStoreError),
+    /// Another attempt holds this key now: nothing ran (retry later).
+    #[error("{0} is in progress")]
+    InProgress(String),
+    /// The key was used before with another payload: nothing ran (logged; do not retry).
+    #[error("idempotency key {0} reused with another payload")]
+    PayloadMismatch(String),
+    /// The work failed: its claims are released, so a retry runs it again.
+    #[error(transparent)]
+    Failed(E),
+}
+
+impl OnceError<crate::response::ApiError> {
+    /// The answer to an HTTP sender: the work's own error; 500 `store_failed` when the state
+    /// store failed and 503 `in_progress` while another attempt runs (both retried by the
+    /// sender); 400 `mismatch` for a key reused with another payload.
+    pub fn into_api_error(
         self,
+        store_failed: &str,
         in_progress: &str,
         mismatch: &str,
-    ) -> Result<Option<Vec<Claim>>, crate::response::ApiError> {
+    ) -> crate::response::ApiError {
+        use crate::response::ApiError;
         match self {
-            Self::New(claims) => Ok(Some(claims)),
-            Self::Completed(_) => Ok(None),
-            Self::InProgress(key) => Err(crate::response::ApiError::Unavailable {
+            Self::Failed(error) => error,
+            Self::Store(error) => ApiError::upstream(store_failed, error),
+            Self::InProgress(key) => ApiError::Unavailable {
                 message: in_progress.into(),
                 detail: format!("{key} is in progress"),
-            }),
-            Self::PayloadMismatch(key) => {
-                tracing::warn!(%key, "idempotency key reused with another payload");
-                Err(crate::response::ApiError::BadRequest(mismatch.into()))
-            }
+            },
+            Self::PayloadMismatch(_) => ApiError::BadRequest(mismatch.into()),
         }
     }
 }
@@ -122,6 +150,42 @@ impl<S: StateStore> Idempotency<S> {
     /// The state store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Runs `work` at most once per delivery known under `keys` (see [`Idempotency::begin_all`]):
+    /// a first attempt runs it and records `record(&outcome)` for its duplicates, a failed one
+    /// releases its claims so that the sender's retry runs it again.
+    pub async fn once<T, E>(
+        &self,
+        keys: &[String],
+        payload: &[u8],
+        deadline: i64,
+        work: impl Future<Output = Result<T, E>>,
+        record: impl FnOnce(&T) -> Value,
+    ) -> Result<Once<T>, OnceError<E>> {
+        let claims = match self
+            .begin_all(keys, payload, deadline)
+            .await
+            .map_err(OnceError::Store)?
+        {
+            BegunAll::New(claims) => claims,
+            BegunAll::Completed(response) => return Ok(Once::Duplicate(response)),
+            BegunAll::InProgress(key) => return Err(OnceError::InProgress(key)),
+            BegunAll::PayloadMismatch(key) => {
+                tracing::warn!(%key, "idempotency key reused with another payload");
+                return Err(OnceError::PayloadMismatch(key));
+            }
+        };
+        match work.await {
+            Ok(outcome) => {
+                self.complete_all(claims, &record(&outcome)).await;
+                Ok(Once::Ran(outcome))
+            }
+            Err(error) => {
+                self.release_all(claims).await;
+                Err(OnceError::Failed(error))
+            }
+        }
     }
 
     /// Claims every one of `keys` for an attempt on `payload` (see [`Idempotency::begin`]): all,

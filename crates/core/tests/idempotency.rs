@@ -8,7 +8,9 @@ mod moto;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app_builder_core::idempotency::{Begun, Idempotency};
+use app_builder_core::bus::{InstallationChanged, InstallationEvent, LifecycleStep};
+use app_builder_core::events::installation_once;
+use app_builder_core::idempotency::{Begun, Idempotency, Once, OnceError};
 use app_builder_core::state::{DynamoStateStore, LocalStateStore};
 use serde_json::json;
 
@@ -149,4 +151,144 @@ async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
         idem.begin("delivery-x", b"same", now() + 30).await.unwrap(),
         Begun::Completed(json!({"effects": 1}))
     );
+}
+
+#[tokio::test]
+async fn once_runs_the_work_records_it_and_answers_duplicates_with_the_record() {
+    let (idem, _dir) = local();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let work = || async {
+        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, String>("done")
+    };
+    let keys = ["token-1".to_owned(), "delivery-1".to_owned()];
+    let first = idem
+        .once(&keys, b"p", now() + 30, work(), |out| json!({ "out": out }))
+        .await
+        .unwrap();
+    assert_eq!(first, Once::Ran("done"));
+    // The same delivery under either of its keys is a duplicate.
+    for keys in [["token-1".to_owned()], ["delivery-1".to_owned()]] {
+        let again = idem
+            .once(&keys, b"p", now() + 30, work(), |out| json!({ "out": out }))
+            .await
+            .unwrap();
+        assert_eq!(again, Once::Duplicate(json!({"out": "done"})));
+    }
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let reused = idem
+        .once(&keys, b"other", now() + 30, work(), |_| json!(null))
+        .await;
+    assert!(
+        matches!(reused, Err(OnceError::PayloadMismatch(_))),
+        "{reused:?}"
+    );
+}
+
+#[tokio::test]
+async fn once_releases_a_failed_attempt_so_the_retry_runs() {
+    let (idem, _dir) = local();
+    let keys = ["k".to_owned()];
+    let failed = idem
+        .once(
+            &keys,
+            b"p",
+            now() + 30,
+            async { Err::<(), _>("down") },
+            |_| json!(null),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(OnceError::Failed("down"))),
+        "{failed:?}"
+    );
+    let retried = idem
+        .once(&keys, b"p", now() + 30, async { Ok::<_, &str>(7) }, |n| {
+            json!(n)
+        })
+        .await
+        .unwrap();
+    assert_eq!(retried, Once::Ran(7));
+}
+
+fn installation_event(id: &str, change: &str) -> InstallationEvent {
+    InstallationEvent {
+        id: id.to_owned(),
+        detail: InstallationChanged {
+            domain: "4me-demo.com".into(),
+            offering: "typeform".into(),
+            account: "wdc".into(),
+            step: LifecycleStep::SecretsUpdated,
+            keys: vec!["secrets".into()],
+            change: change.to_owned(),
+        },
+    }
+}
+
+fn answer(status: u16) -> lambda_http::Response<lambda_http::Body> {
+    lambda_http::Response::builder()
+        .status(status)
+        .body(lambda_http::Body::from(format!(
+            "{{\"message\":\"{status}\"}}"
+        )))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_installation_change_published_twice_is_handled_once() {
+    let (idem, _dir) = local();
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let handle = |status| {
+        let runs = &runs;
+        async move {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            answer(status)
+        }
+    };
+    // A 5xx is a function error (Lambda retries the event) and runs again on the retry.
+    let first = installation_event("ev-1", "secrets/token/iss/jti-1");
+    let failed = installation_once(&idem, "typeform", &first, now() + 30, handle(500)).await;
+    assert_eq!(failed.unwrap_err().status, 500);
+    let done = installation_once(&idem, "typeform", &first, now() + 30, handle(200))
+        .await
+        .unwrap();
+    assert_eq!(done["statusCode"], 200);
+    // The publisher's retry publishes the same change under a new event id: not run again.
+    let republished = installation_event("ev-2", "secrets/token/iss/jti-1");
+    let again = installation_once(&idem, "typeform", &republished, now() + 30, handle(200))
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Another consumer of the same change runs it for itself.
+    installation_once(&idem, "lansweeper", &republished, now() + 30, handle(200))
+        .await
+        .unwrap();
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_installation_change_in_progress_elsewhere_is_retried_later() {
+    let (idem, _dir) = local();
+    let event = installation_event("ev-1", "secrets/token/iss/jti-2");
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = async {
+        started_tx.send(()).unwrap();
+        finish_rx.await.unwrap();
+        answer(200)
+    };
+    let first = installation_once(&idem, "typeform", &event, now() + 30, slow);
+    let duplicate = async {
+        started_rx.await.unwrap();
+        let result = installation_once(&idem, "typeform", &event, now() + 30, async {
+            panic!("a duplicate in progress must not run")
+        })
+        .await;
+        finish_tx.send(()).unwrap();
+        result
+    };
+    let (first, duplicate) = tokio::join!(first, duplicate);
+    assert_eq!(first.unwrap()["statusCode"], 200);
+    assert_eq!(duplicate.unwrap_err().status, 503);
 }

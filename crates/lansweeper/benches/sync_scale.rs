@@ -548,7 +548,9 @@ fn sync() -> BoxResult<()> {
     let (_, rss_before) = memory_kib()?;
     let cpu_before = cpu_ns()?;
     let start = Instant::now();
-    let response = runtime.block_on(function.handle_sqs(&event));
+    let deadline =
+        app_builder_core::events::Invocation::new("bench", Duration::from_secs(900)).deadline;
+    let response = runtime.block_on(function.handle_sqs(&event, deadline));
     let wall = start.elapsed();
     let cpu = cpu_ns()? - cpu_before;
     let (peak, rss_after) = memory_kib()?;

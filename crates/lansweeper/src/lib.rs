@@ -21,6 +21,8 @@ pub mod sync;
 use std::time::Duration;
 
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::{Invocation, InvocationFailed};
+use app_builder_core::idempotency::Idempotency;
 use app_builder_core::secrets::{SecretDocument, SecretStore};
 use app_builder_core::state::StateStore;
 use secrecy::SecretString;
@@ -28,6 +30,18 @@ use secrecy::SecretString;
 pub use api::LansweeperApi;
 pub use install::{FORGET_FAILED, TOKENS_FORGOTTEN};
 pub use queue::{InMemoryQueue, QueueError, RefreshQueue, SqsRefreshQueue};
+
+/// Prefix of this function's idempotency keys in the state store.
+pub const CONSUMER: &str = "lansweeper";
+
+/// How long a handled installation change or queue message is remembered: longer than an
+/// installation event can be retried (an hour at EventBridge, six at Lambda's asynchronous
+/// invocation) and than SQS redelivers a message in practice.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
+
+/// How long handling an event may take when the Lambda context gives no deadline (the
+/// function's timeout).
+pub const DEFAULT_ATTEMPT_TIME: Duration = Duration::from_secs(900);
 
 /// Top-level key of the customer secret holding the callback secret.
 pub const CALLBACK_SECRET_KEY: &str = "callback_secret";
@@ -227,40 +241,56 @@ impl FunctionConfig {
 }
 
 impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
-    /// Routes a raw Lambda payload: an event of the engine's bus → installation, schedule → fan-out, SQS → sync, anything else → HTTP.
+    /// Routes a raw Lambda payload: an event of the engine's bus → installation (once per
+    /// change), schedule → fan-out, SQS → sync (once per message), anything else → HTTP.
     ///
-    /// SQS batches answer with `batchItemFailures` (transient sync failures).
+    /// SQS batches answer with `batchItemFailures` (transient sync failures); a 5xx of an
+    /// installation event or a schedule is an [`InvocationFailed`], so that Lambda retries it.
     pub async fn handle_payload(
         &self,
         payload: serde_json::Value,
-        function_arn: &str,
-    ) -> serde_json::Value {
+        invocation: Invocation<'_>,
+    ) -> Result<serde_json::Value, InvocationFailed> {
         use app_builder_core::events::{
-            EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
+            EngineEvent, event_result, http_response_payload, installation_once, status_payload,
+            unqualified_function_arn,
         };
         use app_builder_core::response::ApiError;
         match EngineEvent::classify(payload) {
             Ok(EngineEvent::Installation(event)) => {
-                let arn = unqualified_function_arn(function_arn);
-                status_payload(self.handle_installation(&event, arn).await)
+                let arn = unqualified_function_arn(invocation.function_arn);
+                installation_once(
+                    &self.deliveries(),
+                    CONSUMER,
+                    &event,
+                    invocation.deadline,
+                    self.handle_installation(&event, arn),
+                )
+                .await
             }
             Ok(EngineEvent::Schedule(_)) => {
-                status_payload(self.handle_schedule(chrono::Utc::now()).await)
+                event_result(self.handle_schedule(chrono::Utc::now()).await)
             }
-            Ok(EngineEvent::Sqs(event)) => {
-                serde_json::to_value(self.handle_sqs(&event).await).unwrap_or_default()
-            }
+            Ok(EngineEvent::Sqs(event)) => Ok(serde_json::to_value(
+                self.handle_sqs(&event, invocation.deadline).await,
+            )
+            .unwrap_or_default()),
             Ok(EngineEvent::Http(request)) => {
                 let response = self.handle_http(&request).await;
-                http_response_payload(&request, response).unwrap_or_else(|e| {
+                Ok(http_response_payload(&request, response).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot encode the HTTP response");
                     serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-                })
+                }))
             }
             Err(err) => {
                 tracing::warn!(error = %err, "unrecognised payload");
-                status_payload(ApiError::from(err).into_response())
+                Ok(status_payload(ApiError::from(err).into_response()))
             }
         }
+    }
+
+    /// The idempotency records of deliveries (installation changes, queue messages).
+    fn deliveries(&self) -> Idempotency<&T> {
+        Idempotency::new(&self.state, DELIVERY_MEMORY)
     }
 }

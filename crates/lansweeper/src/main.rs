@@ -5,11 +5,14 @@
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::DynamoStateStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
+use lansweeper::{
+    DEFAULT_ATTEMPT_TIME, FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue,
+};
 use serde_json::Value;
 
 #[tokio::main]
@@ -34,8 +37,8 @@ async fn main() -> Result<(), Error> {
     let function = &function;
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let arn = event.context.invoked_function_arn.clone();
-        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, &arn)).await)
+        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
+        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, invocation)).await?)
     }))
     .await
 }

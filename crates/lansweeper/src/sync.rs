@@ -12,6 +12,7 @@ use std::time::Instant;
 use app_builder_core::events::batch_failures;
 use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
 use app_builder_core::fourme::{FourMeClient, FourMeError};
+use app_builder_core::idempotency::{Once, OnceError};
 use app_builder_core::secrets::SecretStore;
 use app_builder_core::secrets::customer_secret_name;
 use app_builder_core::state::{Lease, StateStore};
@@ -19,12 +20,15 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::api::{AssetQuery, ClientCredentials, LansweeperError, Session};
 use crate::discovery::{DiscoveryBatch, MAX_ITEMS_PER_UPLOAD};
 use crate::instance::{InstanceConfig, fields};
 use crate::references::References;
-use crate::{LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token};
+use crate::{
+    CONSUMER, LansweeperFunction, ROTATE_TOKEN_COMMENT, RefreshQueue, client_secret, refresh_token,
+};
 
 const UPLOAD: &str = "mutation Discovered($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
 
@@ -125,27 +129,71 @@ fn duration_text(seconds: f64) -> String {
 }
 
 impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
-    /// Handles an SQS batch: one sync per record (body = customer account); transient failures
-    /// are reported as batch item failures.
-    pub async fn handle_sqs(&self, event: &SqsEvent) -> SqsBatchResponse {
+    /// Handles an SQS batch: one sync per record (body = customer account), once per message
+    /// (SQS delivers at least once: a message delivered again after its sync completed is
+    /// acknowledged without a second sync). Transient failures, and a message whose first
+    /// delivery is still being synced, are reported as batch item failures (SQS delivers them
+    /// again after the visibility timeout); `deadline` is the invocation's.
+    pub async fn handle_sqs(&self, event: &SqsEvent, deadline: i64) -> SqsBatchResponse {
         let mut failed = Vec::new();
         for record in &event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let account = record.body.clone().unwrap_or_default();
             let span = tracing::info_span!("sync", account = %account, message = %id, offering = %self.offering());
-            let _guard = span.enter();
-            match self.sync_account(account.trim()).await {
-                Ok(summary) => tracing::info!(summary = %summary, "sync done"),
-                Err(SyncError::Transient(e)) => {
-                    tracing::error!(error = %e, "sync failed, message will be retried");
-                    failed.push(id);
-                }
-                Err(e @ SyncError::Permanent(_)) => {
-                    tracing::error!(error = %e, "sync impossible, message dropped");
-                }
+            if !self
+                .sync_message(&id, &account, deadline)
+                .instrument(span)
+                .await
+            {
+                failed.push(id);
             }
         }
         batch_failures(failed)
+    }
+
+    /// Syncs the account of message `id`; `false` when the message should be delivered again.
+    async fn sync_message(&self, id: &str, account: &str, deadline: i64) -> bool {
+        let key = format!("{CONSUMER}/{}/queue/{id}", self.offering());
+        let synced = self
+            .deliveries()
+            .once(
+                &[key],
+                account.as_bytes(),
+                deadline,
+                self.sync_account(account.trim()),
+                |_| serde_json::json!({ "synced": true }),
+            )
+            .await;
+        match synced {
+            Ok(Once::Ran(summary)) => {
+                tracing::info!(summary = %summary, "sync done");
+                true
+            }
+            Ok(Once::Duplicate(_)) => {
+                tracing::info!("message already synced, acknowledged");
+                true
+            }
+            Err(OnceError::Failed(SyncError::Transient(e))) => {
+                tracing::error!(error = %e, "sync failed, message will be retried");
+                false
+            }
+            Err(OnceError::Failed(e @ SyncError::Permanent(_))) => {
+                tracing::error!(error = %e, "sync impossible, message dropped");
+                true
+            }
+            Err(OnceError::Store(e)) => {
+                tracing::error!(error = %e, "state store failed, message will be retried");
+                false
+            }
+            Err(OnceError::InProgress(_)) => {
+                tracing::info!("message being synced by another attempt, retried later");
+                false
+            }
+            Err(e @ OnceError::PayloadMismatch(_)) => {
+                tracing::error!(error = %e, "message dropped");
+                true
+            }
+        }
     }
 
     /// Syncs one customer unless a sync of it is already running (a lease in the engine's state

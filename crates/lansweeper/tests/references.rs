@@ -11,7 +11,7 @@ use app_builder_core::secrets::LocalSecretStore;
 use app_builder_sandbox::lansweeper::SiteSpec;
 use app_builder_sandbox::{OperationAnswer, OperationFault};
 use serde_json::{Value, json};
-use support::{Env, PROVIDER, sqs_event};
+use support::{Env, PROVIDER, deadline, sqs_event};
 
 const SITE_ASSETS: u64 = 300;
 
@@ -129,7 +129,10 @@ async fn synced_with_references_after(prepare: impl FnOnce(&Env<LocalSecretStore
     );
 
     prepare(&env);
-    let response = env.function.handle_sqs(&sqs_event("wdc-refs")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-refs"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     Synced {
@@ -304,7 +307,10 @@ async fn finds_matching_configured_asset_types_case_insensitive() {
         ],
     )
     .await;
-    let response = env.function.handle_sqs(&sqs_event("wdc-types")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-types"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     let expected = env.expected_uploads(&site, SITE_ASSETS, |a| {
@@ -346,7 +352,10 @@ async fn handles_no_matching_asset_types_for_one_site() {
         ],
     )
     .await;
-    let response = env.function.handle_sqs(&sqs_event("wdc-notypes")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-notypes"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     let message = summary["errors"]["HQ"].as_str().unwrap();

@@ -4,8 +4,9 @@
 mod support;
 
 use app_builder_core::config::{ConfigError, Settings};
+use app_builder_core::events::Invocation;
 use app_builder_core::secrets::LocalSecretStore;
-use lansweeper::FunctionConfig;
+use lansweeper::{DEFAULT_ATTEMPT_TIME as TIME, FunctionConfig};
 use serde_json::{Value, json};
 use support::{Env, FUNCTION_ARN, PROVIDER};
 
@@ -15,6 +16,10 @@ async fn env() -> (Env<LocalSecretStore>, tempfile::TempDir) {
         Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await,
         dir,
     )
+}
+
+fn invocation() -> Invocation<'static> {
+    Invocation::new(FUNCTION_ARN, TIME)
 }
 
 fn body_message(result: &Value) -> String {
@@ -34,8 +39,12 @@ async fn installation_events_go_to_the_installation_handler_with_the_unqualified
     );
     let result = env
         .function
-        .handle_payload(event, &format!("{FUNCTION_ARN}:live"))
-        .await;
+        .handle_payload(
+            event,
+            Invocation::new(&format!("{FUNCTION_ARN}:live"), TIME),
+        )
+        .await
+        .unwrap();
     assert_eq!(result["statusCode"], 200, "{result}");
     assert_eq!(body_message(&result), "OK");
     assert_eq!(env.instance(&customer.instance_id)["suspended"], true);
@@ -52,13 +61,21 @@ async fn schedule_events_fan_out_and_http_events_answer_as_api_gateway_expects()
         "resources": ["arn:aws:events:eu-west-1:123456789012:rule/LansweeperResyncSchedule"],
         "detail": {}
     });
-    let result = env.function.handle_payload(schedule, FUNCTION_ARN).await;
+    let result = env
+        .function
+        .handle_payload(schedule, invocation())
+        .await
+        .unwrap();
     assert_eq!(result["statusCode"], 200);
     assert_eq!(body_message(&result), "Triggered refresh of 1 accounts");
     assert_eq!(env.queue.messages(), ["wdc-s"]);
 
     let http = support::apigw_v1_event("GET", "wdc-s/not-the-secret", &[("code", "x")]);
-    let result = env.function.handle_payload(http, FUNCTION_ARN).await;
+    let result = env
+        .function
+        .handle_payload(http, invocation())
+        .await
+        .unwrap();
     assert_eq!(result["statusCode"], 400);
     assert_eq!(body_message(&result), "Unauthorized");
 }
@@ -78,7 +95,11 @@ async fn an_sqs_record_for_an_unknown_customer_is_dropped_not_retried() {
         "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
         "awsRegion": "eu-west-1"
     }]});
-    let result = env.function.handle_payload(sqs, FUNCTION_ARN).await;
+    let result = env
+        .function
+        .handle_payload(sqs, invocation())
+        .await
+        .unwrap();
     assert_eq!(result["batchItemFailures"], json!([]));
 }
 

@@ -12,7 +12,7 @@ use app_builder_sandbox::lansweeper::{
 };
 use app_builder_sandbox::{OperationAnswer, OperationFault};
 use serde_json::Value;
-use support::{Env, PROVIDER, sqs_event};
+use support::{Env, PROVIDER, deadline, sqs_event};
 
 const SITE_ASSETS: u64 = 300;
 
@@ -83,7 +83,10 @@ async fn handles_lansweeper_error_when_retrieving_installations_for_one_site() {
     );
     env.lansweeper.inject_scoped_fault(scope, fault);
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-inst")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-inst"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
     let error = summary["errors"]["Site B"].as_str().unwrap();
@@ -105,7 +108,10 @@ async fn a_transient_lansweeper_error_for_one_site_fails_the_record_for_a_retry(
     fault.times = 100;
     env.lansweeper.inject_scoped_fault(scope, fault);
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-inst5xx")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-inst5xx"), deadline())
+        .await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(env.instance(&instance)["suspended"], false);
     assert!(env.custom_field(&instance, "sync_summary").is_null());
@@ -123,7 +129,10 @@ async fn handles_lansweeper_error_when_retrieving_assets_for_one_site() {
     );
     env.lansweeper.inject_scoped_fault(scope, fault);
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-assets")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-assets"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
     assert_eq!(summary["uploadCounts"]["Site B"]["b1"], 0, "{summary}");
@@ -155,7 +164,10 @@ async fn handles_lansweeper_error_when_retrieving_asset_types_for_one_site() {
     let (scope, fault) = scoped("assetTypes", &site_b, LansweeperFaultKind::GraphQlError);
     env.lansweeper.inject_scoped_fault(scope, fault);
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-types")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-types"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&instance);
     let error = summary["errors"]["Site B"].as_str().unwrap();
@@ -186,7 +198,10 @@ async fn handles_error_on_first_page_upload() {
         times: 1,
     });
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-upload")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-upload"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     let all = env.expected_uploads(&site, SITE_ASSETS, |_| true);
@@ -226,7 +241,10 @@ async fn error_preparing_upload(account: &str, operation: &str) {
         times: 1,
     });
 
-    let response = env.function.handle_sqs(&sqs_event(account)).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event(account), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     assert_eq!(

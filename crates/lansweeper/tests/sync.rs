@@ -11,7 +11,7 @@ use app_builder_sandbox::lansweeper::{
 };
 
 use serde_json::{Value, json};
-use support::{Env, PROVIDER, sqs_event};
+use support::{Env, PROVIDER, deadline, sqs_event};
 
 #[tokio::test]
 async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
@@ -22,7 +22,10 @@ async fn syncs_a_thousand_asset_site_into_discovered_configuration_items() {
     let site = env.lansweeper.add_site(spec);
     let customer = env.authorized("wdc-sync").await;
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-sync")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-sync"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
 
     let expected = |installation: &str| {
@@ -64,7 +67,10 @@ async fn errors_suspends_on_lansweeper_authorization_error() {
     env.lansweeper.add_site(SiteSpec::new("HQ", 10));
     let customer = env.authorized("wdc-401").await;
     env.lansweeper.revoke_all_tokens();
-    let response = env.function.handle_sqs(&sqs_event("wdc-401")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-401"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let instance = env.instance(&customer.instance_id);
     assert_eq!(instance["suspended"], true);
@@ -88,10 +94,55 @@ async fn a_lansweeper_5xx_fails_the_sqs_record_for_a_retry() {
         kind: LansweeperFaultKind::ServerError { status: 503 },
         times: 10,
     });
-    let response = env.function.handle_sqs(&sqs_event("wdc-5xx")).await;
+    let event = sqs_event("wdc-5xx");
+    let response = env.function.handle_sqs(&event, deadline()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
-    assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
+    assert_eq!(
+        Some(&response.batch_item_failures[0].item_identifier),
+        event.records[0].message_id.as_ref()
+    );
     assert_eq!(env.instance(&customer.instance_id)["suspended"], false);
+    // A failed attempt releases its claim: SQS's redeliveries of the message sync once
+    // Lansweeper is back (the injected faults run out).
+    let redeliveries = async {
+        for _ in 0..10 {
+            let response = env.function.handle_sqs(&event, deadline()).await;
+            if response.batch_item_failures.is_empty() {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(redeliveries.await, "the message never synced");
+    let summary = env.summary(&customer.instance_id);
+    assert!(summary.get("errors").is_none(), "{summary}");
+}
+
+#[tokio::test]
+async fn a_message_delivered_again_after_its_sync_is_acknowledged_without_a_second_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.lansweeper.add_site(SiteSpec::new("HQ", 3));
+    env.authorized("wdc-twice").await;
+    let event = sqs_event("wdc-twice");
+    let response = env.function.handle_sqs(&event, deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let requests = env.lansweeper.stats().graphql_requests;
+    // SQS delivers at least once: the same message again.
+    let response = env.function.handle_sqs(&event, deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        env.lansweeper.stats().graphql_requests,
+        requests,
+        "no second sync"
+    );
+    // A new message for the account does sync.
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-twice"), deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(env.lansweeper.stats().graphql_requests > requests);
 }
 
 #[tokio::test]
@@ -107,7 +158,10 @@ async fn never_two_overlapping_syncs_for_one_account() {
         .unwrap()
         .unwrap();
     let pages = env.lansweeper.stats().asset_pages;
-    let response = env.function.handle_sqs(&sqs_event("wdc-lease")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-lease"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(env.lansweeper.stats().asset_pages, pages);
     assert!(
@@ -126,7 +180,10 @@ async fn never_two_overlapping_syncs_for_one_account() {
         })
         .await
         .unwrap();
-    let response = env.function.handle_sqs(&sqs_event("wdc-lease")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-lease"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     assert!(
         env.custom_field(&customer.instance_id, "sync_summary")
@@ -154,7 +211,10 @@ async fn handles_refresh_sqs_call_without_import_type() {
     let customer = env.authorized("wdc-ip").await;
     env.set_fields(&customer.instance_id, &[("import_type", Value::Null)])
         .await;
-    let response = env.function.handle_sqs(&sqs_event("wdc-ip")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-ip"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let with_ip = env.expected_uploads(&site, 300, |a| {
         a["assetBasicInfo"].get("ipAddress").is_some()
@@ -181,7 +241,10 @@ async fn handles_refresh_get_call_with_label_generator_lansweeper_asset_name() {
         &[("label_generator", json!("lansweeper_asset_name"))],
     )
     .await;
-    let response = env.function.handle_sqs(&sqs_event("wdc-labels")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-labels"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let cis = env.discovered("wdc-labels").await;
     assert_eq!(cis.len(), env.expected_uploads(&site, 50, |_| true));
@@ -214,7 +277,10 @@ async fn errors_suspends_on_4me_customer_authorization_error() {
         })
         .await
         .unwrap();
-    let response = env.function.handle_sqs(&sqs_event("wdc-4me401")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-4me401"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty(), "not retried");
     let instance = env.instance(&customer.instance_id);
     assert_eq!(instance["suspended"], true);
@@ -237,7 +303,10 @@ async fn handles_failure_on_download_for_first_page() {
             status: 400,
             times: 1,
         });
-    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-download"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let all = env.expected_uploads(&site, 300, |_| true);
     let summary = env.summary(&customer.instance_id);
@@ -255,7 +324,10 @@ async fn handles_failure_on_download_for_first_page() {
     assert!(errors[0].as_str().unwrap().contains("400"), "{summary}");
 
     // The next sync reports every CI again (the upload itself went through).
-    let response = env.function.handle_sqs(&sqs_event("wdc-download")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-download"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     let summary = env.summary(&customer.instance_id);
     assert_eq!(summary["uploadCounts"]["HQ"]["HQ installation"], all);
@@ -276,7 +348,10 @@ async fn a_queued_sync_of_a_disabled_instance_is_skipped() {
         .unwrap();
     let pages = env.lansweeper.stats().asset_pages;
 
-    let response = env.function.handle_sqs(&sqs_event("wdc-off")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-off"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(env.lansweeper.stats().asset_pages, pages);
     assert!(
@@ -314,6 +389,9 @@ async fn an_uninstall_forgets_the_lansweeper_tokens() {
     );
     // Again (EventBridge delivers at least once): the same answer.
     assert_eq!(env.installation_event(&event).await.0, 200);
-    let response = env.function.handle_sqs(&sqs_event("wdc-gone")).await;
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-gone"), deadline())
+        .await;
     assert!(response.batch_item_failures.is_empty(), "nothing to retry");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::{ContextError, ContextLoader};
-use app_builder_core::events::http_response_payload;
+use app_builder_core::events::{Invocation, InvocationFailed, http_response_payload};
 use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
 use app_builder_core::state::LocalStateStore;
 use futures::future::BoxFuture;
@@ -201,7 +201,8 @@ struct Typeform(typeform::TypeformFunction<EventingStore, LocalStateStore>);
 
 impl LocalFunction for Typeform {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
-        Box::pin(self.0.handle_payload(payload, function_arn))
+        let invocation = Invocation::new(function_arn, typeform::DEFAULT_ATTEMPT_TIME);
+        Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
     }
 }
 
@@ -209,8 +210,25 @@ struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue, Loca
 
 impl LocalFunction for Lansweeper {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
-        Box::pin(self.0.handle_payload(payload, function_arn))
+        let invocation = Invocation::new(function_arn, lansweeper::DEFAULT_ATTEMPT_TIME);
+        Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
     }
+}
+
+/// A handler's result as the Lambda runtime reports it: the payload, or for a function error
+/// the runtime API's error document (`errorType`, `errorMessage`).
+fn lambda_result(result: Result<Value, InvocationFailed>) -> Value {
+    result.unwrap_or_else(|failed| {
+        json!({
+            "errorType": "InvocationFailed",
+            "errorMessage": failed.to_string(),
+        })
+    })
+}
+
+/// Whether an invocation's result is a function error (Lambda retries an asynchronous one).
+pub fn is_function_error(result: &Value) -> bool {
+    result.get("errorType").is_some()
 }
 
 #[cfg(test)]

@@ -183,6 +183,9 @@ pub fn proxy_response_into_http(response: &Value) -> axum::response::Response {
 /// body (every handler of the engine answers `{"message": ...}`, which never holds a secret),
 /// else the start of the body text.
 pub fn response_message(payload: &Value) -> String {
+    if let Some(error) = payload["errorMessage"].as_str() {
+        return error.chars().take(120).collect();
+    }
     let body = payload["body"].as_str().unwrap_or_default();
     let message = serde_json::from_str::<Value>(body)
         .ok()

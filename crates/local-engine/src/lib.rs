@@ -15,7 +15,9 @@
 //!   ([`EngineOptions::state_dir`]).
 //! - **The engine's EventBridge bus** ([`bus`]): what the secrets function publishes is
 //!   delivered asynchronously, in publication order, as the EventBridge event to every function
-//!   whose template has a rule with a matching pattern — the same patterns SAM deploys.
+//!   whose template has a rule with a matching pattern — the same patterns SAM deploys. A
+//!   function error (an event the function asks to be retried) is delivered again with backoff
+//!   ([`EVENT_ATTEMPTS`]), as Lambda's asynchronous invocation retries it.
 //! - **SQS**: a function that queues work (Lansweeper's refresh queue) gets an in-process
 //!   queue; each message is delivered as an SQS event to the same function, and a message
 //!   reported in `batchItemFailures` is delivered again with backoff ([`QUEUE_ATTEMPTS`]).
@@ -64,6 +66,9 @@ pub const LOCAL_REGION: &str = "local";
 pub const LOCAL_ACCOUNT: &str = "000000000000";
 /// How often a queue message is delivered before it is dropped (SQS `maxReceiveCount`).
 pub const QUEUE_ATTEMPTS: u32 = 3;
+/// How often a bus event is delivered to a function that fails it (Lambda's asynchronous
+/// invocation: the first attempt and two retries).
+pub const EVENT_ATTEMPTS: u32 = 3;
 
 /// A stack's Outputs by name.
 pub type StackOutputs = BTreeMap<String, String>;
@@ -83,8 +88,9 @@ pub struct EngineOptions {
     pub environment: BTreeMap<String, String>,
     /// Interval of the scheduled events; `None` disables the scheduler.
     pub schedule_interval: Option<Duration>,
-    /// First wait before a failed queue message is delivered again (doubles per attempt).
-    pub queue_retry_delay: Duration,
+    /// First wait before a failed queue message or bus event is delivered again (doubles per
+    /// attempt).
+    pub retry_delay: Duration,
 }
 
 impl EngineOptions {
@@ -98,7 +104,7 @@ impl EngineOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             environment: BTreeMap::new(),
             schedule_interval: None,
-            queue_retry_delay: Duration::from_secs(1),
+            retry_delay: Duration::from_secs(1),
         }
     }
 
@@ -438,7 +444,7 @@ impl LocalEngine {
                 Arc::downgrade(&self.inner),
                 function,
                 queue,
-                self.inner.options.queue_retry_delay,
+                self.inner.options.retry_delay,
             ));
             self.inner
                 .tasks
@@ -826,15 +832,23 @@ async fn deliver_bus_events(
             {
                 continue;
             }
-            let result = function.function.invoke(event.clone(), &function.arn).await;
-            engine.record(Activity::InstallationEvent {
-                function: function.name.clone(),
-                step: detail.step.as_str().to_owned(),
-                offering: detail.offering.clone(),
-                account: detail.account.clone(),
-                status: status_of(&result),
-                message: gateway::response_message(&result),
-            });
+            let mut delay = engine.options.retry_delay;
+            for attempt in 1..=EVENT_ATTEMPTS {
+                let result = function.function.invoke(event.clone(), &function.arn).await;
+                engine.record(Activity::InstallationEvent {
+                    function: function.name.clone(),
+                    step: detail.step.as_str().to_owned(),
+                    offering: detail.offering.clone(),
+                    account: detail.account.clone(),
+                    status: status_of(&result),
+                    message: gateway::response_message(&result),
+                });
+                if !functions::is_function_error(&result) || attempt == EVENT_ATTEMPTS {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
         }
         engine.bus.delivered();
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
-use app_builder_core::idempotency::Idempotency;
+use app_builder_core::idempotency::{Idempotency, Once};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretStore, SecretStoreError, offering_settings_secret_name};
 use app_builder_core::state::StateStore;
@@ -154,32 +154,32 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
             AUTOMATION_RULE_EVENT => {
                 let payload = serde_json::to_vec(&data).unwrap_or_default();
                 let deadline = events::attempt_deadline(req, DEFAULT_ATTEMPT_TIME);
-                let claims = match self
+                let dispatched = self
                     .deliveries
-                    .begin_all(&keys, &payload, deadline)
+                    .once(
+                        &keys,
+                        &payload,
+                        deadline,
+                        self.dispatch(&data, &envelope.payload),
+                        |_| serde_json::json!({ "message": COMPLETE_MESSAGE }),
+                    )
                     .await
-                    .map_err(|e| ApiError::upstream(FAILED_MESSAGE, e))?
-                    .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
-                {
-                    Some(claims) => claims,
-                    None => {
+                    .map_err(|error| {
+                        error.into_api_error(
+                            FAILED_MESSAGE,
+                            IN_PROGRESS_MESSAGE,
+                            PAYLOAD_MISMATCH_MESSAGE,
+                        )
+                    })?;
+                Ok(match dispatched {
+                    Once::Ran(response) => response,
+                    Once::Duplicate(_) => {
                         tracing::info!(
                             "delivery already dispatched: acknowledged, not dispatched again"
                         );
-                        return Ok(ApiResponse::ok(COMPLETE_MESSAGE));
+                        ApiResponse::ok(COMPLETE_MESSAGE)
                     }
-                };
-                match self.dispatch(&data, &envelope.payload).await {
-                    Ok(response) => {
-                        let recorded = serde_json::json!({ "message": COMPLETE_MESSAGE });
-                        self.deliveries.complete_all(claims, &recorded).await;
-                        Ok(response)
-                    }
-                    Err(error) => {
-                        self.deliveries.release_all(claims).await;
-                        Err(error)
-                    }
-                }
+                })
             }
             other => Err(ApiError::BadRequest(format!("Unsupported event: {other}"))),
         }

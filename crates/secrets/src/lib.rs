@@ -61,7 +61,7 @@ use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
 use app_builder_core::events;
 use app_builder_core::fourme::instances::app_instance_state;
-use app_builder_core::idempotency::Idempotency;
+use app_builder_core::idempotency::{Idempotency, Once};
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
@@ -324,35 +324,32 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             },
         )?;
         let payload_bytes = serde_json::to_vec(payload).unwrap_or_default();
-        let claims = match self
-            .deliveries
-            .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
-            .await
-            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
-            .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
-        {
-            Some(claims) => claims,
-            None => {
-                tracing::info!(secret = %name, "delivery already applied, nothing stored");
-                return Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE));
-            }
-        };
         let change = Change {
             secret: &name,
             offering: reference,
             account: customer,
         };
-        match self.apply_serially(&change, &update, attempt).await {
-            Ok(()) => {
-                let response = serde_json::json!({"message": SECRETS_STORED_MESSAGE});
-                self.deliveries.complete_all(claims, &response).await;
-                Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
-            }
-            Err(error) => {
-                self.deliveries.release_all(claims).await;
-                Err(error)
-            }
+        let applied = self
+            .deliveries
+            .once(
+                attempt.keys,
+                &payload_bytes,
+                attempt.deadline,
+                self.apply_serially(&change, &update, attempt),
+                |()| serde_json::json!({"message": SECRETS_STORED_MESSAGE}),
+            )
+            .await
+            .map_err(|error| {
+                error.into_api_error(
+                    STORE_FAILED_MESSAGE,
+                    IN_PROGRESS_MESSAGE,
+                    PAYLOAD_MISMATCH_MESSAGE,
+                )
+            })?;
+        if let Once::Duplicate(_) = applied {
+            tracing::info!(secret = %name, "delivery already applied, nothing stored");
         }
+        Ok(ApiResponse::ok(SECRETS_STORED_MESSAGE))
     }
 
     /// `app_instance.create` / `.update` / `.delete`: announces the instance's lifecycle step on
@@ -371,30 +368,30 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .filter(|node| !node.is_empty())
             .ok_or_else(|| ApiError::BadRequest("Missing object_nodeID".into()))?;
         let payload_bytes = serde_json::to_vec(envelope).unwrap_or_default();
-        let claims = match self
+        let announced = self
             .deliveries
-            .begin_all(attempt.keys, &payload_bytes, attempt.deadline)
+            .once(
+                attempt.keys,
+                &payload_bytes,
+                attempt.deadline,
+                self.announce_instance(envelope, node, attempt),
+                |message| serde_json::json!({ "message": message }),
+            )
             .await
-            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?
-            .claims_or_refusal(IN_PROGRESS_MESSAGE, PAYLOAD_MISMATCH_MESSAGE)?
-        {
-            Some(claims) => claims,
-            None => {
+            .map_err(|error| {
+                error.into_api_error(
+                    PUBLISH_FAILED_MESSAGE,
+                    IN_PROGRESS_MESSAGE,
+                    PAYLOAD_MISMATCH_MESSAGE,
+                )
+            })?;
+        Ok(match announced {
+            Once::Ran(message) => ApiResponse::ok(&message),
+            Once::Duplicate(_) => {
                 tracing::info!("delivery already handled");
-                return Ok(ApiResponse::ok(LIFECYCLE_PUBLISHED_MESSAGE));
+                ApiResponse::ok(LIFECYCLE_PUBLISHED_MESSAGE)
             }
-        };
-        match self.announce_instance(envelope, node, attempt).await {
-            Ok(message) => {
-                let response = serde_json::json!({ "message": message });
-                self.deliveries.complete_all(claims, &response).await;
-                Ok(ApiResponse::ok(&message))
-            }
-            Err(error) => {
-                self.deliveries.release_all(claims).await;
-                Err(error)
-            }
-        }
+        })
     }
 
     async fn announce_instance(

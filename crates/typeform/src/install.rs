@@ -79,6 +79,21 @@ enum InstallError {
     ApiUrl(url::ParseError),
 }
 
+impl InstallError {
+    /// Whether only the customer can fix it (a missing form or token, a token or form Typeform
+    /// refuses), as opposed to a failure a retry may get past (4me, Typeform unavailable).
+    fn is_for_the_customer(&self) -> bool {
+        match self {
+            Self::NoFormId | Self::NoToken => true,
+            Self::Typeform(crate::api::TypeformError::Rejected { status, .. }) => {
+                (400..500).contains(status) && *status != 429
+            }
+            Self::Typeform(crate::api::TypeformError::InvalidFormId) => true,
+            _ => false,
+        }
+    }
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }
@@ -104,10 +119,11 @@ fn webhook_url(api_url: &str, customer: &str) -> Result<String, url::ParseError>
 impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     /// Handles an `Installation changed` event: when secrets were stored or the instance was
     /// enabled, 200 `OK` once the webhook is (or already was) registered for the current form,
-    /// token and URL; other steps and other offerings 200 without action; 500
-    /// `Unable to gather customer context` / `Unable to gather provider context` /
-    /// `Unable to create Typeform webhook` on failures (the instance is suspended with the
-    /// original's comments where it was).
+    /// token and URL; other steps and other offerings 200 without action; 400
+    /// `Unable to create Typeform webhook` when the customer must fix the installation (no form,
+    /// no token, a token Typeform refuses: the instance is suspended with the original's
+    /// comments); 500 `Unable to gather customer context` / `Unable to gather provider context`
+    /// / `Unable to create Typeform webhook` on failures a retry may get past.
     pub async fn handle_installation(
         &self,
         event: &InstallationEvent,
@@ -164,6 +180,12 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             .await
         {
             Ok(()) => ApiResponse::ok("OK"),
+            // Retrying cannot help until the customer changes the installation, which sends a
+            // new event: acknowledged (the instance is suspended with what to fix).
+            Err(err) if err.is_for_the_customer() => {
+                tracing::warn!(account = %account, error = %err, "installation waits for the customer");
+                ApiError::BadRequest(INSTALL_FAILED.into()).into_response()
+            }
             Err(err) => ApiError::upstream(INSTALL_FAILED, err).into_response(),
         }
     }

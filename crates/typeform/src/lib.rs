@@ -40,7 +40,8 @@ use std::time::Duration;
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::ContextLoader;
 use app_builder_core::events::{
-    EngineEvent, http_response_payload, status_payload, unqualified_function_arn,
+    EngineEvent, Invocation, InvocationFailed, http_response_payload, installation_once,
+    status_payload, unqualified_function_arn,
 };
 use app_builder_core::fourme::settings::parse_millis;
 use app_builder_core::idempotency::Idempotency;
@@ -68,8 +69,12 @@ pub const REGISTRATION_KEY: &str = "typeform_webhook";
 /// next registration): they are idempotency records in the state store now.
 pub const EVENTS_KEY: &str = "typeform_events";
 
-/// How long a processed `event_id` is remembered: longer than Typeform retries a delivery
-/// (every few minutes for ten hours).
+/// Prefix of this function's idempotency keys in the state store.
+pub const CONSUMER: &str = "typeform";
+
+/// How long a processed `event_id` or installation change is remembered: longer than Typeform
+/// retries a delivery (every few minutes for ten hours) and than an installation event can be
+/// retried (an hour at EventBridge, six at Lambda's asynchronous invocation).
 pub const EVENT_MEMORY: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
 /// How long handling a delivery may take when the Lambda context gives no deadline.
@@ -135,7 +140,7 @@ pub fn typeform_api_from_settings<L: Fn(&str) -> Option<String>>(
 pub struct TypeformFunction<S, T> {
     loader: ContextLoader<S>,
     typeform: TypeformApi,
-    events: Idempotency<T>,
+    deliveries: Idempotency<T>,
     settings: FunctionSettings,
 }
 
@@ -148,7 +153,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         settings: FunctionSettings,
     ) -> Self {
         Self {
-            events: Idempotency::new(state, EVENT_MEMORY),
+            deliveries: Idempotency::new(state, EVENT_MEMORY),
             loader,
             typeform,
             settings,
@@ -160,30 +165,41 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         &self.loader
     }
 
-    /// Handles a raw Lambda payload: an event of the engine's bus is an installation change (the
-    /// result is `{"statusCode", "body"}` like the original's), anything else an HTTP request
-    /// answered in the API Gateway format it came in. `function_arn` is the invoked function's
-    /// ARN (the `systemID` of its configuration item).
-    pub async fn handle_payload(&self, payload: Value, function_arn: &str) -> Value {
+    /// Handles a raw Lambda payload: an event of the engine's bus is an installation change,
+    /// handled once per change (the result is `{"statusCode", "body"}` like the original's; a
+    /// 5xx is an [`InvocationFailed`], so that Lambda retries the event), anything else an HTTP
+    /// request answered in the API Gateway format it came in. The invocation's function ARN is
+    /// the `systemID` of the function's configuration item.
+    pub async fn handle_payload(
+        &self,
+        payload: Value,
+        invocation: Invocation<'_>,
+    ) -> Result<Value, InvocationFailed> {
         match EngineEvent::classify(payload) {
             Ok(EngineEvent::Installation(event)) => {
-                let function_arn = unqualified_function_arn(function_arn);
-                let response = self.handle_installation(&event, function_arn).await;
-                status_payload(response)
+                let function_arn = unqualified_function_arn(invocation.function_arn);
+                installation_once(
+                    &self.deliveries,
+                    CONSUMER,
+                    &event,
+                    invocation.deadline,
+                    self.handle_installation(&event, function_arn),
+                )
+                .await
             }
             Ok(EngineEvent::Http(request)) => {
                 let response = self.handle_webhook(&request).await;
-                http_response_payload(&request, response).unwrap_or_else(|e| {
+                Ok(http_response_payload(&request, response).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot encode the HTTP response");
                     json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-                })
+                }))
             }
-            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => {
-                status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
-            }
+            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => Ok(status_payload(
+                ApiError::BadRequest("Unsupported event".into()).into_response(),
+            )),
             Err(err) => {
                 tracing::warn!(error = %err, "unrecognised payload");
-                status_payload(ApiError::from(err).into_response())
+                Ok(status_payload(ApiError::from(err).into_response()))
             }
         }
     }

@@ -1,15 +1,18 @@
 //! Lambda entry point of the Typeform function: reads the configuration once, builds the AWS
-//! adapters and serves EventBridge (Secrets Manager) and API Gateway events.
+//! adapters and serves the engine bus's installation events and API Gateway events.
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use typeform::{FunctionSettings, TypeformFunction, typeform_api_from_settings};
+use typeform::{
+    DEFAULT_ATTEMPT_TIME, FunctionSettings, TypeformFunction, typeform_api_from_settings,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,8 +20,8 @@ async fn main() -> Result<(), Error> {
     let function = setup().await.map_err(telemetry::start_up_failed)?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let arn = event.context.invoked_function_arn.clone();
-        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, &arn)).await)
+        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
+        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, invocation)).await?)
     }))
     .await
 }

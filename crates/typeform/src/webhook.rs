@@ -6,7 +6,7 @@
 use app_builder_core::context::{AccountContext, ContextError};
 use app_builder_core::events::{attempt_deadline, body_bytes, header, query_param};
 use app_builder_core::fourme::instances::find_app_instance;
-use app_builder_core::idempotency::Begun;
+use app_builder_core::idempotency::Once;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretDocument, SecretStore};
 use app_builder_core::state::StateStore;
@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::fourme::{self, REQUEST_ID_FIELD};
 use crate::note::form_response_to_note;
 use crate::signature::{SIGNATURE_HEADER, verify};
-use crate::{DEFAULT_ATTEMPT_TIME, EVENTS_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
+use crate::{CONSUMER, DEFAULT_ATTEMPT_TIME, EVENTS_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 const NOTE_FAILED: &str = "Unable to add note";
 
@@ -116,46 +116,31 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             return Ok(ApiResponse::ok(&thanks));
         }
         let request_id = self.request_id(&offering, &account).await?;
-        let key = format!("typeform/{offering}/{account}/events/{event_id}");
-        let claim = match self
-            .events
-            .begin(&key, body, attempt_deadline(req, DEFAULT_ATTEMPT_TIME))
-            .await
-            .map_err(|err| ApiError::upstream(NOTE_FAILED, err))?
-        {
-            Begun::New(claim) => claim,
-            Begun::Completed(_) => {
-                tracing::info!(delivery = event_id, account = %account, "event already processed, no second note");
-                return Ok(ApiResponse::ok(&thanks));
-            }
-            // Typeform retries a 503 a few minutes later.
-            Begun::InProgress => {
-                return Err(ApiError::Unavailable {
-                    message: "Event is being processed, retry later".into(),
-                    detail: format!("{key} is in progress"),
-                });
-            }
-            Begun::PayloadMismatch => {
-                tracing::warn!(delivery = event_id, account = %account, "event_id reused with another body");
-                return Err(ApiError::BadRequest(
-                    "event_id reused with another body".into(),
-                ));
-            }
-        };
+        let key = format!("{CONSUMER}/{offering}/{account}/events/{event_id}");
         let note = form_response_to_note(&event["form_response"]);
-        if let Err(err) = add_note(&customer, &request_id, &note).await {
-            if let Err(release) = self.events.release(claim).await {
-                tracing::error!(delivery = event_id, error = %release, "event claim not released; it expires at the deadline");
-            }
-            return Err(err);
-        }
-        tracing::info!(delivery = event_id, account = %account, "note added");
-        if let Err(error) = self
-            .events
-            .complete(claim, &serde_json::json!({ "message": thanks }))
+        let added = self
+            .deliveries
+            .once(
+                &[key],
+                body,
+                attempt_deadline(req, DEFAULT_ATTEMPT_TIME),
+                add_note(&customer, &request_id, &note),
+                |()| serde_json::json!({ "message": thanks }),
+            )
             .await
-        {
-            tracing::warn!(delivery = event_id, %error, "processed event not recorded; a retry would add the note again");
+            // Typeform retries a 503 a few minutes later.
+            .map_err(|error| {
+                error.into_api_error(
+                    NOTE_FAILED,
+                    "Event is being processed, retry later",
+                    "event_id reused with another body",
+                )
+            })?;
+        match added {
+            Once::Ran(()) => tracing::info!(delivery = event_id, account = %account, "note added"),
+            Once::Duplicate(_) => {
+                tracing::info!(delivery = event_id, account = %account, "event already processed, no second note")
+            }
         }
         Ok(ApiResponse::ok(&thanks))
     }

@@ -198,7 +198,7 @@ async fn recovers_when_the_customer_fixes_a_bad_token() {
         .install("test-account", Some(&form_url(FORM_ID)), Some("tfp_typo"))
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
-    assert_eq!(env.installation("test-account").await.0, 500);
+    assert_eq!(env.installation("test-account").await.0, 400);
     assert_eq!(
         env.instance(&customer.instance_id).await["suspended"],
         json!(true)
@@ -222,7 +222,7 @@ async fn renews_a_matching_registration_only_after_its_own_suspension() {
 
     // A bad token suspends the instance; going back to the registered token renews and lifts it.
     set_token(env, "test-account", "tfp_typo").await;
-    assert_eq!(env.installation("test-account").await.0, 500);
+    assert_eq!(env.installation("test-account").await.0, 400);
     assert_eq!(
         env.instance(&customer.instance_id).await["suspended"],
         json!(true)
@@ -287,10 +287,11 @@ async fn does_not_store_secrets_if_typeform_call_fails() {
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
 
+    // Only the customer can fix the token: acknowledged (400), not retried.
     let (status, message) = env.installation("test-account").await;
     assert_eq!(
         (status, message.as_str()),
-        (500, "Unable to create Typeform webhook")
+        (400, "Unable to create Typeform webhook")
     );
     assert_eq!(env.typeform.put_requests(), 1);
     assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_none());
@@ -327,7 +328,7 @@ async fn suspends_when_form_id_or_token_is_missing() {
         let (status, message) = env.installation(account).await;
         assert_eq!(
             (status, message.as_str()),
-            (500, "Unable to create Typeform webhook")
+            (400, "Unable to create Typeform webhook")
         );
         let record = env.instance(instance).await;
         assert_eq!(record["suspended"], json!(true), "{account}");

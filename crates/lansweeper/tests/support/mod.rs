@@ -381,16 +381,23 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
     }
 }
 
-/// An SQS event with one message (`m-1`) whose body is `account`.
+/// An SQS event with one new message (a fresh message id, as SQS gives each message) whose
+/// body is `account`.
 pub fn sqs_event(account: &str) -> aws_lambda_events::sqs::SqsEvent {
     serde_json::from_value(json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r", "body": account,
+        "messageId": uuid::Uuid::new_v4().to_string(), "receiptHandle": "r", "body": account,
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
         "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
         "awsRegion": "eu-west-1"
     }]}))
     .unwrap()
+}
+
+/// The deadline of an invocation starting now (seconds since the epoch).
+pub fn deadline() -> i64 {
+    app_builder_core::events::Invocation::new(FUNCTION_ARN, lansweeper::DEFAULT_ATTEMPT_TIME)
+        .deadline
 }
 
 pub fn response_parts(resp: lambda_http::Response<lambda_http::Body>) -> (u16, String) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use app_builder_core::bus::{InstallationChanged, LifecycleStep};
 use app_builder_core::context::{ContextConfig, ContextLoader};
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
 use app_builder_core::secrets::{
     SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
@@ -25,7 +26,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use typeform::{FunctionSettings, TypeformApi, TypeformFunction};
+use typeform::{DEFAULT_ATTEMPT_TIME, FunctionSettings, TypeformApi, TypeformFunction};
+
+/// An invocation of the function as Lambda makes it.
+pub fn invocation() -> Invocation<'static> {
+    Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME)
+}
 
 pub const APP: &str = "4me-app-builder";
 pub const PROVIDER: &str = "wdc";
@@ -232,11 +238,17 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         installation_event(self.sandbox.domain(), OFFERING, account, step)
     }
 
-    /// Runs a non-HTTP payload through the function: (status, message).
+    /// Runs a non-HTTP payload through the function: (status, message); a 5xx is always a
+    /// function error (Lambda retries the event), reported here with its status.
     pub async fn invoke(&self, payload: Value) -> (u16, String) {
-        let result = self.function.handle_payload(payload, FUNCTION_ARN).await;
-        let status = result["statusCode"].as_u64().unwrap() as u16;
-        let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
+        let (status, body) = match self.function.handle_payload(payload, invocation()).await {
+            Ok(result) => (
+                result["statusCode"].as_u64().unwrap() as u16,
+                result["body"].as_str().unwrap().to_owned(),
+            ),
+            Err(failed) => (failed.status, failed.body),
+        };
+        let body: Value = serde_json::from_str(&body).unwrap();
         (
             status,
             body["message"].as_str().unwrap_or_default().to_owned(),
@@ -429,7 +441,11 @@ async fn gateway<S: SecretStore + Clone + 'static>(
 ) -> Response {
     let base64_body = headers.get("x-test-base64").is_some();
     let event = apigw_v1_event(method.as_str(), &query, &headers, &body, base64_body);
-    let result = gateway.function.handle_payload(event, FUNCTION_ARN).await;
+    let result = gateway
+        .function
+        .handle_payload(event, invocation())
+        .await
+        .unwrap();
     let status = StatusCode::from_u16(result["statusCode"].as_u64().unwrap() as u16).unwrap();
     let body = result["body"].as_str().unwrap_or_default().to_owned();
     (status, [("content-type", "application/json")], body).into_response()
