@@ -175,6 +175,9 @@ async fn typeform_installation_event_registers_webhook_and_survey_becomes_note()
         json!({"name": "Typeform", "policyJwtAlg": "es256"}),
     );
     world.typeform.add_form("u6nXL7", "tfp_acme");
+    // Typeform is down for the first registration attempt: the function fails the event and
+    // the engine delivers it again, as Lambda retries an asynchronous invocation.
+    world.typeform.fail_next_requests(1);
     let request = world.sandbox.seed_request("acme", "Survey results");
     let mut custom_fields = serde_json::Map::new();
     custom_fields.insert(
@@ -218,6 +221,20 @@ async fn typeform_installation_event_registers_webhook_and_survey_becomes_note()
         })
         .await;
     assert!(registered.is_some(), "{:#?}", world.engine.activity());
+    let attempts: Vec<u16> = world
+        .engine
+        .activity()
+        .iter()
+        .filter_map(|a| match a {
+            Activity::InstallationEvent { step, status, .. } if step == "secrets-updated" => {
+                Some(*status)
+            }
+            _ => None,
+        })
+        .collect();
+    // (The first event, with the application only, waits for the token: 400, not retried.)
+    assert_eq!(attempts, [400, 502, 200]);
+    assert_eq!(world.typeform.put_requests(), 2);
     let webhook = world.typeform.webhook("u6nXL7", "4me-webhook").unwrap();
     assert_eq!(
         webhook.url,

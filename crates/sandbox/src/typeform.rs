@@ -116,6 +116,23 @@ struct FakeState {
     deliveries: Vec<TypeformDelivery>,
     put_requests: u64,
     delete_requests: u64,
+    /// Webhook requests still to answer with 503.
+    unavailable: u32,
+}
+
+impl FakeState {
+    /// Counts down [`TypeformFake::fail_next_requests`]: the 503 to answer, if any.
+    fn outage(&mut self) -> Option<Response> {
+        if self.unavailable == 0 {
+            return None;
+        }
+        self.unavailable -= 1;
+        Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "Service temporarily unavailable".into(),
+        ))
+    }
 }
 
 struct Shared {
@@ -240,6 +257,11 @@ impl TypeformFake {
     /// Number of `PUT /forms/.../webhooks/...` requests received (including rejected ones).
     pub fn put_requests(&self) -> u64 {
         self.inner.shared.lock().put_requests
+    }
+
+    /// Answers the next `count` webhook requests (`PUT`, `DELETE`) with 503, as during an outage.
+    pub fn fail_next_requests(&self, count: u32) {
+        self.inner.shared.lock().unavailable = count;
     }
 
     /// Number of `DELETE` webhook requests received.
@@ -393,6 +415,9 @@ async fn delete_webhook(
 ) -> Response {
     let mut state = shared.lock();
     state.delete_requests += 1;
+    if let Some(outage) = state.outage() {
+        return outage;
+    }
     if let Some(refused) = refusal(&state, &headers, &form_id) {
         return refused;
     }
@@ -414,6 +439,9 @@ async fn put_webhook(
 ) -> Response {
     let mut state = shared.lock();
     state.put_requests += 1;
+    if let Some(outage) = state.outage() {
+        return outage;
+    }
     if let Some(refused) = refusal(&state, &headers, &form_id) {
         return refused;
     }
