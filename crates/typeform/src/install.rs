@@ -7,7 +7,7 @@ use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
     RECOVERY_WINDOW_DAYS, SecretDocument, SecretStore, customer_secret_name,
 };
-use app_builder_core::state::StateStore;
+use app_builder_core::state::{Expect, Lease, StateRecord, StateStore, Written};
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,7 +18,7 @@ use app_builder_core::fourme::instances::{
 };
 
 use crate::fourme::{self, FORM_URL_FIELD};
-use crate::{EVENTS_KEY, REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
+use crate::{CONSUMER, EVENTS_KEY, REGISTRATION_KEY, TYPEFORM_SECRET_KEY, TypeformFunction};
 
 /// Public message of every failed installation.
 pub(crate) const INSTALL_FAILED: &str = "Unable to create Typeform webhook";
@@ -48,7 +48,10 @@ fn suspended_by_us(instance: &AppInstance) -> bool {
             .is_some_and(|c| OUR_COMMENTS.contains(&c))
 }
 
-/// What was registered at Typeform, remembered in the customer secret.
+/// What was registered at Typeform, remembered in the engine's state store
+/// ([`registration_key`]); an earlier version kept it in the customer secret
+/// ([`REGISTRATION_KEY`]), which is read when there is no record and dropped by the next
+/// registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Registration {
     form_id: String,
@@ -71,6 +74,8 @@ enum InstallError {
     Typeform(crate::api::TypeformError),
     #[error("Unable to store Typeform webhook secret: {0}")]
     Store(app_builder_core::secrets::SecretStoreError),
+    #[error("Unable to record the Typeform webhook registration: {0}")]
+    Record(String),
     #[error("Unable to store Typeform webhook secret: typeform_secret missing after the write")]
     NotStored,
     #[error("cannot generate the webhook secret: random generator failed")]
@@ -91,6 +96,29 @@ impl InstallError {
             Self::Typeform(crate::api::TypeformError::InvalidFormId) => true,
             _ => false,
         }
+    }
+}
+
+/// Key of the registration record of `account`'s installation of `reference`.
+fn registration_key(reference: &str, account: &str) -> String {
+    format!("{CONSUMER}/{reference}/{account}/webhook")
+}
+
+/// Key of the lease held while an installation event of `account` is handled: two events of
+/// one installation handled at once could leave Typeform signing with one webhook secret and
+/// the customer secret holding the other.
+fn installation_lease_key(reference: &str, account: &str) -> String {
+    format!("{CONSUMER}/{reference}/{account}/installation-lease")
+}
+
+/// The remembered registration: the state record (and its version), else the legacy key of
+/// the customer secret.
+fn remembered(record: Option<&StateRecord>, secrets: &SecretDocument) -> Option<Registration> {
+    match record {
+        Some(record) => serde_json::from_value(record.data.clone()).ok(),
+        None => secrets
+            .get(REGISTRATION_KEY)
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
     }
 }
 
@@ -124,10 +152,14 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     /// no token, a token Typeform refuses: the instance is suspended with the original's
     /// comments); 500 `Unable to gather customer context` / `Unable to gather provider context`
     /// / `Unable to create Typeform webhook` on failures a retry may get past.
+    ///
+    /// Events of one installation are handled one at a time (a lease in the state store until
+    /// `deadline`, the invocation's): another one meanwhile is 503, retried.
     pub async fn handle_installation(
         &self,
         event: &InstallationEvent,
         function_arn: &str,
+        deadline: i64,
     ) -> Response<Body> {
         let config = self.loader.config();
         let reference = config.offering_reference.clone().unwrap_or_default();
@@ -146,15 +178,40 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             keys = ?event.detail.keys,
             "installation changed"
         );
-        match step {
-            LifecycleStep::SecretsUpdated | LifecycleStep::Enabled => {}
-            LifecycleStep::Disabled => return self.remove_webhook(&account, false).await,
-            LifecycleStep::Deleted => return self.remove_webhook(&account, true).await,
-            LifecycleStep::Installed | LifecycleStep::Updated | LifecycleStep::Suspended => {
-                return ApiResponse::ok(&format!("No action for {}", step.as_str()));
-            }
+        if matches!(
+            step,
+            LifecycleStep::Installed | LifecycleStep::Updated | LifecycleStep::Suspended
+        ) {
+            return ApiResponse::ok(&format!("No action for {}", step.as_str()));
         }
-        let customer = match self.loader.customer(&account).await {
+        let state = self.deliveries.store();
+        let lease_key = installation_lease_key(&reference, &account);
+        let lease = match Lease::acquire(state, &lease_key, deadline).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                return ApiError::Unavailable {
+                    message: "Another change of this installation is being handled".into(),
+                    detail: format!("{lease_key} is held"),
+                }
+                .into_response();
+            }
+            Err(err) => return ApiError::upstream(INSTALL_FAILED, err).into_response(),
+        };
+        let response = match step {
+            LifecycleStep::Disabled => self.remove_webhook(&account, false).await,
+            LifecycleStep::Deleted => self.remove_webhook(&account, true).await,
+            _ => self.register(&account, &reference, function_arn).await,
+        };
+        if let Err(err) = lease.release(state).await {
+            tracing::warn!(error = %err, "installation lease not released; it expires by itself");
+        }
+        response
+    }
+
+    /// Secrets stored or instance enabled: the webhook registered for the current form, token
+    /// and URL.
+    async fn register(&self, account: &str, reference: &str, function_arn: &str) -> Response<Body> {
+        let customer = match self.loader.customer(account).await {
             Ok(context) => context,
             Err(err) => {
                 return ApiError::upstream("Unable to gather customer context", err)
@@ -176,14 +233,14 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             }
         };
         match self
-            .ensure_webhook(&customer, provider_client, &reference, function_arn)
+            .ensure_webhook(&customer, provider_client, reference, function_arn)
             .await
         {
             Ok(()) => ApiResponse::ok("OK"),
             // Retrying cannot help until the customer changes the installation, which sends a
             // new event: acknowledged (the instance is suspended with what to fix).
             Err(err) if err.is_for_the_customer() => {
-                tracing::warn!(account = %account, error = %err, "installation waits for the customer");
+                tracing::warn!(account, error = %err, "installation waits for the customer");
                 ApiError::BadRequest(INSTALL_FAILED.into()).into_response()
             }
             Err(err) => ApiError::upstream(INSTALL_FAILED, err).into_response(),
@@ -207,9 +264,13 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             Ok(None) => return ApiResponse::ok("No Typeform webhook registered"),
             Err(err) => return ApiError::upstream(REMOVE_FAILED, err).into_response(),
         };
-        let registered: Option<Registration> = secrets
-            .get(REGISTRATION_KEY)
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let state = self.deliveries.store();
+        let key = registration_key(reference, account);
+        let record = match state.get(&key).await {
+            Ok(record) => record,
+            Err(err) => return ApiError::upstream(REMOVE_FAILED, err).into_response(),
+        };
+        let registered = remembered(record.as_ref(), &secrets);
         let token = secrets
             .get("secrets")
             .and_then(|s| s.get("typeform_token"))
@@ -224,6 +285,11 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
                 return ApiError::upstream(REMOVE_FAILED, err).into_response();
             }
             tracing::info!(account, form_id = %registered.form_id, "Typeform webhook deleted");
+        }
+        if let Some(record) = record
+            && let Err(err) = state.delete(&key, record.version).await
+        {
+            return ApiError::upstream(REMOVE_FAILED, err).into_response();
         }
         let forgotten = if uninstalled {
             store.schedule_deletion(&name, RECOVERY_WINDOW_DAYS).await
@@ -283,9 +349,13 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             url,
             token_sha256: sha256_hex(token.as_bytes()),
         };
-        let registered: Option<Registration> = secrets
-            .get(REGISTRATION_KEY)
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let state = self.deliveries.store();
+        let key = registration_key(reference, account);
+        let record = state
+            .get(&key)
+            .await
+            .map_err(|e| InstallError::Record(e.to_string()))?;
+        let registered = remembered(record.as_ref(), secrets);
         let has_secret = secrets
             .get_str(TYPEFORM_SECRET_KEY)
             .is_some_and(|s| !s.is_empty());
@@ -341,12 +411,9 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         }
         let mut update = SecretDocument::new();
         update.insert(TYPEFORM_SECRET_KEY, secret);
-        // Processed event ids of earlier versions: idempotency records in the state store now.
+        // What earlier versions kept in the customer secret: state records now.
         update.insert(EVENTS_KEY, Value::Null);
-        update.insert(
-            REGISTRATION_KEY,
-            serde_json::to_value(&wanted).unwrap_or(Value::Null),
-        );
+        update.insert(REGISTRATION_KEY, Value::Null);
         match self
             .loader
             .store()
@@ -362,6 +429,18 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
                 self.suspend(provider, &instance, COMMENT_INTERNAL).await;
                 return Err(InstallError::Store(err));
             }
+        }
+        let expect = record.map_or(Expect::Absent, |r| Expect::Version(r.version));
+        let data =
+            serde_json::to_value(&wanted).map_err(|e| InstallError::Record(e.to_string()))?;
+        match state.put(&key, &data, None, expect).await {
+            Ok(Written::Done(_)) => {}
+            Ok(Written::Conflict(_)) => {
+                return Err(InstallError::Record(
+                    "changed meanwhile by another attempt".into(),
+                ));
+            }
+            Err(err) => return Err(InstallError::Record(err.to_string())),
         }
         if lift_suspension {
             match update_app_instance(provider, &instance.id, &InstanceUpdate::unsuspend()).await {

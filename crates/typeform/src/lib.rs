@@ -6,24 +6,27 @@
 //!   event of the engine's bus for an installation of this offering. The function registers a
 //!   Typeform webhook on the customer's form (`PUT /forms/{id}/webhooks/4me-webhook`) pointing at
 //!   its own API URL with `?account=<customer>`, stores the generated secret in the customer
-//!   secret (`typeform_secret`) and suspends or unsuspends the app instance;
+//!   secret (`typeform_secret`) and suspends or unsuspends the app instance; on disable and
+//!   uninstall it deletes that webhook again;
 //! - **Typeform webhook** ([`TypeformFunction::handle_webhook`]): a signed form response; it is
 //!   verified and added as a note to the request named in the instance's `request_id` field.
 //!
-//! [`TypeformFunction::handle_payload`] routes a raw Lambda payload (spec §5.2:
-//! `source == "aws.secretsmanager"` → installation, anything else → HTTP).
+//! [`TypeformFunction::handle_payload`] routes a raw Lambda payload (an event of the engine's
+//! bus → installation, anything else → HTTP).
 //!
 //! Deviations from the original, all deliberate:
 //! - the webhook is registered again when the form, the Typeform token or the function's API
-//!   URL changed since the last registration, which is remembered in the customer secret
-//!   (`typeform_webhook`: form id, URL and a SHA-256 fingerprint of the token) — the original
-//!   never re-registered once `typeform_secret` existed (spec §8 #7);
+//!   URL changed since the last registration, which is a record of the engine's state table
+//!   (form id, URL and a SHA-256 fingerprint of the token) — the original never re-registered
+//!   once `typeform_secret` existed;
 //! - a registration that still matches but whose instance this function suspended (one of its
 //!   suspension comments) is registered again and the instance unsuspended; a suspension by the
 //!   provider for other reasons is only lifted by a first registration (as the original did);
-//! - a Typeform retry of an `event_id` already processed adds no second note (processed ids are
-//!   claimed atomically in the customer secret, `typeform_events`, the latest
-//!   [`MAX_REMEMBERED_EVENTS`]);
+//! - a Typeform retry of an `event_id` already processed adds no second note, and an
+//!   installation change delivered twice is handled once (idempotency records in the state
+//!   table);
+//! - what only the customer can fix is a 400, not retried; other failures are function errors,
+//!   retried by Lambda;
 //! - the signature comparison is constant time and the header is found case-insensitively;
 //! - a request for an account without a secret is a 400, not a 500; malformed bodies are 400s;
 //! - nothing secret (tokens, webhook secrets, bodies) is logged.
@@ -62,7 +65,8 @@ pub const DEFAULT_INSTANCE_RETRY_WAIT: Duration = Duration::from_millis(2000);
 /// Key of the webhook secret in the customer secret (as the original).
 pub const TYPEFORM_SECRET_KEY: &str = "typeform_secret";
 
-/// Key of the last registration in the customer secret.
+/// Legacy key of the last registration in the customer secret (read when the state table has
+/// no record, dropped by the next registration).
 pub const REGISTRATION_KEY: &str = "typeform_webhook";
 
 /// Legacy key of the processed `event_id`s in the customer secret (read once, dropped by the
@@ -183,7 +187,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
                     CONSUMER,
                     &event,
                     invocation.deadline,
-                    self.handle_installation(&event, function_arn),
+                    self.handle_installation(&event, function_arn, invocation.deadline),
                 )
                 .await
             }

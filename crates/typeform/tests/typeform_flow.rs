@@ -97,6 +97,68 @@ async fn handles_initial_secrets_no_typeform_secret_yet() {
 }
 
 #[tokio::test]
+async fn the_registration_is_engine_state_and_the_customer_secret_holds_only_secrets() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    env.install("test-account", Some(&form_url(FORM_ID)), Some(TOKEN))
+        .await;
+    env.typeform.add_form(FORM_ID, TOKEN);
+    // A registration and processed event ids an earlier version kept in the customer secret.
+    env.store
+        .upsert(
+            &env.customer_secret_name("test-account"),
+            common::doc(json!({
+                "typeform_webhook": {"form_id": "OldForm", "url": "https://old.example/", "token_sha256": "00"},
+                "typeform_events": ["E1"],
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.installation("test-account").await.0, 200);
+    let stored = env.customer_secret("test-account").await;
+    let mut keys: Vec<&str> = stored.keys().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["application", "policy", "secrets", "typeform_secret"]
+    );
+    let record = env
+        .state
+        .get(&format!("typeform/{OFFERING}/test-account/webhook"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.data["form_id"], FORM_ID);
+    assert_eq!(
+        record.data["url"],
+        format!("{}?account=test-account", env.api_url)
+    );
+    assert_eq!(record.data["token_sha256"].as_str().unwrap().len(), 64);
+    // The legacy registration was read: its form's webhook was deleted as the previous one.
+    assert_eq!(env.typeform.delete_requests(), 1);
+
+    // The same change delivered again (EventBridge at least once, or the publisher's retry
+    // under a new event id) is handled once.
+    let event = env.installation_event(LifecycleStep::SecretsUpdated, "test-account");
+    let mut republished = event.clone();
+    republished["id"] = json!("another-event-id");
+    env.typeform.add_token("tfp_changed", TOKEN);
+    env.typeform.revoke_token(TOKEN);
+    env.store
+        .upsert(
+            &env.customer_secret_name("test-account"),
+            common::doc(json!({"secrets": {"typeform_token": "tfp_changed"}})),
+        )
+        .await
+        .unwrap();
+    let first = env.invoke(event).await;
+    assert_eq!(first, (200, "OK".to_owned()));
+    let puts = env.typeform.put_requests();
+    assert_eq!(env.invoke(republished).await, first);
+    assert_eq!(env.typeform.put_requests(), puts, "not handled twice");
+}
+
+#[tokio::test]
 async fn handles_event_when_typeform_secret_is_present() {
     let fx = fixture().await;
     let env = &fx.env;
