@@ -12,21 +12,25 @@ mod support;
 use std::sync::Arc;
 
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::ClientSettings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
 use app_builder_core::state::DynamoStateStore;
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
 use app_builder_sandbox::{Delivery, InstallOptions, InstalledApp};
 use base64::Engine as _;
-use note_dispatcher::handler::COMPLETE_MESSAGE;
+use note_dispatcher::handler::{COMPLETE_MESSAGE, DEFAULT_ATTEMPT_TIME};
+use note_dispatcher::installation::FORGOTTEN_MESSAGE;
 use note_dispatcher::{DispatcherConfig, NoteDispatcher, TRANSLATIONS};
 use serde_json::{Value, json};
-use support::gateway::serve;
-use support::{PROVIDER, Provider, WAIT, moto_store, unique_app};
+use support::gateway::serve_payload;
+use support::{PROVIDER, Provider, Subscription, WAIT, moto_store, unique_app};
 
 const OFFERING: &str = "note-dispatcher";
 const CUSTOMER: &str = "customer-a";
 const OTHER_CUSTOMER: &str = "customer-b";
+const FUNCTION_ARN: &str =
+    "arn:aws:lambda:eu-west-1:123456789012:function:note-dispatcher-IntegrationFunction-E2e1";
 
 /// The deployed engine: provider + secrets function, the served note-dispatcher, the fakes.
 struct World {
@@ -35,6 +39,9 @@ struct World {
     /// The customer's target URL (`payload.url`).
     target: CaptureServer,
     dispatcher_url: String,
+    dispatcher: Arc<NoteDispatcher<AwsSecretStore, DynamoStateStore>>,
+    /// What the stack's `InstallationChanged` rule delivers (an SQS target on moto).
+    installations: Subscription,
 }
 
 impl World {
@@ -68,11 +75,27 @@ impl World {
         .unwrap();
         let state = DynamoStateStore::from_env(env.get("STATE_TABLE").unwrap()).await;
         let dispatcher = Arc::new(NoteDispatcher::new(loader, state, config).unwrap());
-        let served = serve("/integration", move |request| {
-            let dispatcher = Arc::clone(&dispatcher);
-            async move { dispatcher.handle(request).await }
+        let served_dispatcher = Arc::clone(&dispatcher);
+        // Served as Lambda runs it: every payload through the one entry point.
+        let served = serve_payload("/integration", move |payload| {
+            let dispatcher = Arc::clone(&served_dispatcher);
+            async move {
+                let invocation = Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME);
+                dispatcher
+                    .handle_payload(payload, invocation)
+                    .await
+                    .unwrap_or_else(|failed| json!({ "errorMessage": failed.to_string() }))
+            }
         })
         .await;
+        let installations = provider
+            .bus
+            .subscribe(
+                "crates/note-dispatcher/template.yaml",
+                provider.sandbox.domain(),
+                OFFERING,
+            )
+            .await;
 
         // The offering as the provider configured it (spec §5.1: RS512 policy).
         provider.sandbox.seed_app_offering(
@@ -89,6 +112,8 @@ impl World {
             translations,
             target,
             dispatcher_url: served.url,
+            dispatcher,
+            installations,
         }
     }
 
@@ -396,5 +421,57 @@ async fn forged_secrets_update_cannot_plant_a_policy_for_forged_notes() {
         .post(CUSTOMER, &uuid::Uuid::new_v4().to_string(), &forged_note)
         .await;
     assert_eq!(status, 400, "{message}");
+    world.assert_nothing_more_dispatched();
+}
+
+#[tokio::test]
+async fn uninstall_reaches_the_dispatcher_on_the_bus_and_its_customer_secret_goes() {
+    let world = World::start().await;
+    let installed = world.install(CUSTOMER).await;
+    let genuine = world.dispatched_once(&installed).await;
+    // The stack's rule asks for uninstalls only: the installation's secrets updates and
+    // lifecycle steps so far never reached the function.
+    assert_eq!(world.installations.events().await, Vec::<Value>::new());
+
+    let sent = world
+        .provider
+        .sandbox
+        .uninstall_app(&installed.app_instance_id)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].status, Some(200));
+    let events = world.installations.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["step"], "deleted");
+    assert_eq!(events[0]["detail"]["account"], CUSTOMER);
+    let invocation = Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME);
+    let result = world
+        .dispatcher
+        .handle_payload(events[0].clone(), invocation)
+        .await
+        .unwrap();
+    assert_eq!(result["statusCode"], 200, "{result}");
+    let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["message"], FORGOTTEN_MESSAGE);
+
+    // The customer secret is scheduled for deletion (recoverable for 30 days) ...
+    let name = world.provider.customer_secret(OFFERING, CUSTOMER);
+    assert_eq!(world.provider.store.get(&name).await.unwrap(), None);
+    let described = world
+        .provider
+        .store
+        .client()
+        .describe_secret()
+        .secret_id(name.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(described.deleted_date().is_some());
+    // ... so a token signed for the uninstalled account is no longer dispatched.
+    let (status, message) = world.post(CUSTOMER, "after-uninstall", &genuine.jwt).await;
+    assert_eq!(
+        (status, message.as_str()),
+        (400, note_dispatcher::handler::NO_CUSTOMER_CONTEXT_MESSAGE)
+    );
     world.assert_nothing_more_dispatched();
 }

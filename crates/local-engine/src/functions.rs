@@ -192,8 +192,10 @@ impl LocalFunction for Secrets {
 struct NoteDispatcher(note_dispatcher::NoteDispatcher<EventingStore, LocalStateStore>);
 
 impl LocalFunction for NoteDispatcher {
-    fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {
-        Box::pin(async move { invoke_http(&payload, |request| self.0.handle(request)).await })
+    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
+        let invocation =
+            Invocation::new(function_arn, note_dispatcher::handler::DEFAULT_ATTEMPT_TIME);
+        Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
     }
 }
 

@@ -481,8 +481,18 @@ mod tests {
         );
         assert_eq!(function.routes[0].method, "ANY");
         let note = repository_template("crates/note-dispatcher/template.yaml");
-        assert!(note.functions[0].rules.is_empty());
         assert_eq!(note.functions[0].binary, "note-dispatcher");
+        // The note-dispatcher's rule asks for uninstalls only.
+        let EventPattern::Object(pattern) = &note.functions[0].rules[0].pattern else {
+            panic!("{:?}", note.functions[0].rules);
+        };
+        let EventPattern::Object(detail) = &pattern["detail"] else {
+            panic!("{pattern:?}");
+        };
+        assert_eq!(
+            detail["step"],
+            EventPattern::Values(vec![TemplateValue::Literal("deleted".into())])
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use lambda_http::{Body, Request, Response};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::config::DispatcherConfig;
 use crate::guard::{UrlGuard, UrlRefused};
@@ -98,11 +99,11 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
     }
 
     /// Handles one API Gateway request; every outcome is a `{"message": ...}` response.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        let delivery = events::delivery_id(&req)
+    pub async fn handle(&self, req: &Request) -> Response<Body> {
+        let delivery = events::delivery_id(req)
             .unwrap_or(webhook::UNKNOWN_DELIVERY)
             .to_owned();
-        let account = events::account_param(&req);
+        let account = events::account_param(req);
         let span = tracing::info_span!(
             "note_dispatcher",
             delivery = %delivery,
@@ -110,14 +111,26 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
             offering = self.loader.config().offering_reference.as_deref().unwrap_or("-"),
             event = tracing::field::Empty,
         );
-        let _entered = span.enter();
-        match self.process(&req, account.as_deref(), &span).await {
-            Ok(response) => {
-                tracing::info!(status = response.status().as_u16(), "request handled");
-                response
+        let handled = async {
+            match self.process(req, account.as_deref(), &span).await {
+                Ok(response) => {
+                    tracing::info!(status = response.status().as_u16(), "request handled");
+                    response
+                }
+                Err(error) => error.into_response(),
             }
-            Err(error) => error.into_response(),
-        }
+        };
+        handled.instrument(span.clone()).await
+    }
+
+    /// The context loader in use.
+    pub fn loader(&self) -> &ContextLoader<S> {
+        &self.loader
+    }
+
+    /// The idempotency records of deliveries.
+    pub(crate) fn deliveries(&self) -> &Idempotency<T> {
+        &self.deliveries
     }
 
     async fn process(

@@ -21,6 +21,10 @@
 //!    dispatched gets 503 (4me retries it later), and a failed dispatch gives the keys up so
 //!    4me's retry runs.
 //!
+//! It also subscribes to the engine's bus: when the app is uninstalled, the customer secret is
+//! scheduled for deletion ([`installation`]). [`NoteDispatcher::handle_payload`] routes a raw
+//! Lambda payload to one or the other.
+//!
 //! The library holds the handler over ports ([`NoteDispatcher`] over a
 //! [`SecretStore`](app_builder_core::secrets::SecretStore) and a
 //! [`StateStore`](app_builder_core::state::StateStore)); `main.rs` only wires AWS.
@@ -29,6 +33,7 @@
 pub mod config;
 pub mod guard;
 pub mod handler;
+pub mod installation;
 pub mod translate;
 
 pub use config::DispatcherConfig;

@@ -1,25 +1,28 @@
 //! The note-dispatcher Lambda: reads its configuration once, wires AWS Secrets Manager and the
-//! engine's DynamoDB state table, and runs
-//! the handler under `lambda_http`.
-
-use std::sync::Arc;
+//! engine's DynamoDB state table, and routes every payload (API Gateway requests, the engine
+//! bus's installation events) through [`NoteDispatcher::handle_payload`].
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::lambda_runtime;
+use lambda_http::{Error, LambdaEvent, service_fn};
+use note_dispatcher::handler::DEFAULT_ATTEMPT_TIME;
 use note_dispatcher::{DispatcherConfig, NoteDispatcher};
+use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let dispatcher = Arc::new(setup().await.map_err(telemetry::start_up_failed)?);
-    lambda_http::run(service_fn(move |req: Request| {
-        let dispatcher = Arc::clone(&dispatcher);
-        async move { Ok::<_, Error>(dispatcher.handle(req).await) }
+    let dispatcher = setup().await.map_err(telemetry::start_up_failed)?;
+    let dispatcher = &dispatcher;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
+        Ok::<Value, Error>(Box::pin(dispatcher.handle_payload(event.payload, invocation)).await?)
     }))
     .await
 }

@@ -307,7 +307,7 @@ async fn handles_note_dispatcher_event() {
     let captured = world.note("a new note").await;
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, CUSTOMER))
+        .handle(&delivered(&captured, CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -372,7 +372,7 @@ async fn the_providers_api_secret_puts_translations_on_the_paid_plan() {
     let dispatcher = world.dispatcher();
     for text in ["first note", "second note"] {
         let captured = world.note(text).await;
-        let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+        let response = dispatcher.handle(&delivered(&captured, CUSTOMER)).await;
         assert_eq!(
             status_and_message(&response),
             (200, COMPLETE_MESSAGE.to_owned())
@@ -453,7 +453,7 @@ async fn translation_rate_limit_is_a_soft_result() {
     let captured = world.note("a rate limited note").await;
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, CUSTOMER))
+        .handle(&delivered(&captured, CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -479,7 +479,7 @@ async fn translation_failure_is_500_and_nothing_is_posted() {
     let captured = world.note("a note").await;
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, CUSTOMER))
+        .handle(&delivered(&captured, CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -495,7 +495,7 @@ async fn target_url_error_is_500() {
     let captured = world.note("a note").await;
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, CUSTOMER))
+        .handle(&delivered(&captured, CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -515,7 +515,7 @@ async fn missing_text_or_url_is_500_as_the_original() {
         let captured = world.automation_rule(&world.customer, payload).await;
         let response = world
             .dispatcher()
-            .handle(delivered(&captured, CUSTOMER))
+            .handle(&delivered(&captured, CUSTOMER))
             .await;
         assert_eq!(
             status_and_message(&response),
@@ -536,7 +536,7 @@ async fn method_not_allowed_405() {
     for method in ["GET", "PUT", "DELETE"] {
         let response = world
             .dispatcher()
-            .handle(gateway_request(method, Some(CUSTOMER), &captured))
+            .handle(&gateway_request(method, Some(CUSTOMER), &captured))
             .await;
         assert_eq!(
             status_and_message(&response),
@@ -552,7 +552,7 @@ async fn missing_account_parameter_400() {
     let captured = world.note("a note").await;
     let response = world
         .dispatcher()
-        .handle(gateway_request("POST", None, &captured))
+        .handle(&gateway_request("POST", None, &captured))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -560,7 +560,7 @@ async fn missing_account_parameter_400() {
     );
     let response = world
         .dispatcher()
-        .handle(gateway_request("POST", Some(""), &captured))
+        .handle(&gateway_request("POST", Some(""), &captured))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -576,7 +576,7 @@ async fn unknown_account_400() {
     for account in ["nobody", "../customer1", "customer1/../x"] {
         let response = world
             .dispatcher()
-            .handle(gateway_request("POST", Some(account), &captured))
+            .handle(&gateway_request("POST", Some(account), &captured))
             .await;
         assert_eq!(
             status_and_message(&response),
@@ -601,7 +601,7 @@ async fn secret_without_policy_400() {
     let captured = world.note("a note").await;
     let response = world
         .dispatcher()
-        .handle(gateway_request("POST", Some("appl-only"), &captured))
+        .handle(&gateway_request("POST", Some("appl-only"), &captured))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -624,7 +624,7 @@ async fn expected_jwt_in_body_400() {
     ] {
         let response = world
             .dispatcher()
-            .handle(request_with_body("POST", Some(CUSTOMER), body))
+            .handle(&request_with_body("POST", Some(CUSTOMER), body))
             .await;
         assert_eq!(
             status_and_message(&response),
@@ -655,7 +655,7 @@ async fn forged_token_rejected() {
     let body = json!({ "jwt": forged }).to_string();
     let response = world
         .dispatcher()
-        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .handle(&request_with_body("POST", Some(CUSTOMER), &body))
         .await;
     let (status, message) = status_and_message(&response);
     assert_eq!(status, 400);
@@ -678,7 +678,7 @@ async fn forged_token_rejected() {
     let body = json!({ "jwt": parts.join(".") }).to_string();
     let response = world
         .dispatcher()
-        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .handle(&request_with_body("POST", Some(CUSTOMER), &body))
         .await;
     assert_eq!(status_and_message(&response).0, 400);
     assert_nothing_dispatched(&world);
@@ -696,7 +696,7 @@ async fn cross_customer_token_rejected() {
         .await;
     let response = world
         .dispatcher()
-        .handle(gateway_request("POST", Some(CUSTOMER), &captured))
+        .handle(&gateway_request("POST", Some(CUSTOMER), &captured))
         .await;
     let (status, message) = status_and_message(&response);
     assert_eq!(status, 400);
@@ -716,7 +716,7 @@ async fn cross_customer_token_rejected() {
     let body = json!({ "jwt": token }).to_string();
     let response = world
         .dispatcher()
-        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .handle(&request_with_body("POST", Some(CUSTOMER), &body))
         .await;
     let (status, message) = status_and_message(&response);
     assert_eq!(status, 400);
@@ -726,7 +726,7 @@ async fn cross_customer_token_rejected() {
     // The same delivery is accepted at its own account.
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, OTHER_CUSTOMER))
+        .handle(&delivered(&captured, OTHER_CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -749,7 +749,7 @@ async fn refused_private_target_url() {
         let captured = world
             .automation_rule(&world.customer, json!({"text": "a note", "url": url}))
             .await;
-        let response = strict.handle(delivered(&captured, CUSTOMER)).await;
+        let response = strict.handle(&delivered(&captured, CUSTOMER)).await;
         let (status, message) = status_and_message(&response);
         assert_eq!(status, 400, "{url}");
         assert!(
@@ -787,7 +787,7 @@ async fn unsupported_event_400() {
     let body = json!({ "jwt": jwt }).to_string();
     let response = world
         .dispatcher()
-        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .handle(&request_with_body("POST", Some(CUSTOMER), &body))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -823,7 +823,7 @@ async fn webhook_verify_activates_the_webhook() {
     );
     let response = world
         .dispatcher()
-        .handle(delivered(&captured, CUSTOMER))
+        .handle(&delivered(&captured, CUSTOMER))
         .await;
     assert_eq!(
         status_and_message(&response),
@@ -846,7 +846,7 @@ async fn delivery_id_is_reported_in_bad_jwt_message() {
     let delivery = captured.header("x-4me-delivery").unwrap().to_owned();
     let response = world
         .dispatcher()
-        .handle(delivered(&tampered, CUSTOMER))
+        .handle(&delivered(&tampered, CUSTOMER))
         .await;
     let (status, message) = status_and_message(&response);
     assert_eq!(status, 400);
@@ -873,7 +873,7 @@ async fn handles_note_dispatcher_event_with_secrets_manager() {
     world.store_secret(&store, &world.customer).await;
     let dispatcher = world.dispatcher_over(store.clone(), UrlGuard::allowing_private());
     let captured = world.note("a note via Secrets Manager").await;
-    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    let response = dispatcher.handle(&delivered(&captured, CUSTOMER)).await;
     assert_eq!(
         status_and_message(&response),
         (200, COMPLETE_MESSAGE.to_owned())
@@ -895,10 +895,10 @@ async fn replayed_delivery_is_acknowledged_and_not_dispatched_twice() {
     // A failed attempt is not remembered: 4me's retry dispatches.
     world.target.set_status(500);
     let captured = world.note("a note sent once").await;
-    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    let response = dispatcher.handle(&delivered(&captured, CUSTOMER)).await;
     assert_eq!(status_and_message(&response).0, 500);
     world.target.set_status(200);
-    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    let response = dispatcher.handle(&delivered(&captured, CUSTOMER)).await;
     assert_eq!(
         status_and_message(&response),
         (200, COMPLETE_MESSAGE.to_owned())
@@ -906,7 +906,7 @@ async fn replayed_delivery_is_acknowledged_and_not_dispatched_twice() {
     assert_eq!(world.target.requests().len(), 2);
 
     // Once dispatched, the same token again is acknowledged without a second POST.
-    let response = dispatcher.handle(delivered(&captured, CUSTOMER)).await;
+    let response = dispatcher.handle(&delivered(&captured, CUSTOMER)).await;
     assert_eq!(
         status_and_message(&response),
         (200, COMPLETE_MESSAGE.to_owned())
@@ -916,7 +916,7 @@ async fn replayed_delivery_is_acknowledged_and_not_dispatched_twice() {
 
     // A new note (new token) is dispatched.
     let next = world.note("another note").await;
-    let response = dispatcher.handle(delivered(&next, CUSTOMER)).await;
+    let response = dispatcher.handle(&delivered(&next, CUSTOMER)).await;
     assert_eq!(
         status_and_message(&response),
         (200, COMPLETE_MESSAGE.to_owned())
@@ -938,7 +938,7 @@ async fn expired_token_rejected() {
     let body = json!({ "jwt": token }).to_string();
     let response = world
         .dispatcher()
-        .handle(request_with_body("POST", Some(CUSTOMER), &body))
+        .handle(&request_with_body("POST", Some(CUSTOMER), &body))
         .await;
     let (status, message) = status_and_message(&response);
     assert_eq!(status, 400);
@@ -989,7 +989,7 @@ async fn http_api_v2_event_with_base64_body() {
         "isBase64Encoded": true
     });
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = world.dispatcher().handle(request).await;
+    let response = world.dispatcher().handle(&request).await;
     assert_eq!(
         status_and_message(&response),
         (200, COMPLETE_MESSAGE.to_owned())
@@ -1012,7 +1012,7 @@ async fn simultaneous_copies_in_several_containers_are_dispatched_once() {
         tasks.push(tokio::spawn(async move {
             let container = world.dispatcher();
             loop {
-                let response = container.handle(delivered(&captured, CUSTOMER)).await;
+                let response = container.handle(&delivered(&captured, CUSTOMER)).await;
                 let (status, message) = status_and_message(&response);
                 if status != 503 {
                     return (status, message);
