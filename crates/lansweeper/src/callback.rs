@@ -127,13 +127,12 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         };
         let fingerprint =
             crate::credentials_fingerprint(&credentials.client_id, &credentials.client_secret);
-        self.store_validation(
-            &context,
-            Some(refresh.expose_secret().to_owned()),
-            Some(fingerprint),
-        )
-        .await
-        .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        self.store_refresh_token(&context, refresh.expose_secret())
+            .await
+            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        self.store_validated(context.account(), &fingerprint)
+            .await
+            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
         let update = InstanceUpdate {
             suspended: Some(false),
             suspension_comment: None,

@@ -9,10 +9,11 @@ use app_builder_core::fourme::instances::{
 };
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{RECOVERY_WINDOW_DAYS, SecretStore, customer_secret_name};
-use app_builder_core::state::StateStore;
+use app_builder_core::state::{Expect, StateStore, Written};
 use lambda_http::{Body, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::api::ClientCredentials;
 use crate::instance::{InstanceConfig, fields, status};
@@ -77,23 +78,26 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         }
         let account = &event.detail.account;
         let span = tracing::info_span!("installation", account = %account, offering = %self.offering(), step = event.detail.step.as_str());
-        let _guard = span.enter();
-        match event.detail.step {
-            LifecycleStep::SecretsUpdated => {}
-            LifecycleStep::Deleted => return self.forget(account).await,
-            other => return ApiResponse::ok(&format!("No action for {}", other.as_str())),
-        }
-        match self.install(account, function_arn).await {
-            Ok(()) => ApiResponse::ok("OK"),
-            Err(e) => {
-                tracing::error!(account = %account, error = %e, "installation failed");
-                ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
+        let handled = async {
+            match event.detail.step {
+                LifecycleStep::SecretsUpdated => {}
+                LifecycleStep::Deleted => return self.forget(account).await,
+                other => return ApiResponse::ok(&format!("No action for {}", other.as_str())),
             }
-        }
+            match self.install(account, function_arn).await {
+                Ok(()) => ApiResponse::ok("OK"),
+                Err(e) => {
+                    tracing::error!(account = %account, error = %e, "installation failed");
+                    ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
+                }
+            }
+        };
+        handled.instrument(span).await
     }
 
     /// Uninstalled: the customer secret (its Lansweeper refresh token, client secret and callback
-    /// secret) is scheduled for deletion; the tokens are never used again. 200 `Lansweeper
+    /// secret) is scheduled for deletion and the validated-credentials record deleted; the
+    /// tokens are never used again. 200 `Lansweeper
     /// tokens forgotten`, 500 when the store fails (retried).
     async fn forget(&self, account: &str) -> Response<Body> {
         let config = self.loader.config();
@@ -102,6 +106,16 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             Ok(name) => name,
             Err(err) => return ApiError::BadRequest(err.to_string()).into_response(),
         };
+        let key = validated_key(self.offering(), account);
+        let record = match self.state.get(&key).await {
+            Ok(record) => record,
+            Err(err) => return ApiError::upstream(FORGET_FAILED, err).into_response(),
+        };
+        if let Some(record) = record
+            && let Err(err) = self.state.delete(&key, record.version).await
+        {
+            return ApiError::upstream(FORGET_FAILED, err).into_response();
+        }
         match self
             .loader
             .store()
@@ -130,7 +144,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         .await?;
         let config = InstanceConfig::from(&instance);
         if config.connection_status.as_deref() != Some(status::PENDING_CALLBACK_URL)
-            && credentials_unchanged(&config, &customer)
+            && self.credentials_unchanged(&config, &customer).await
         {
             tracing::info!("Lansweeper credentials unchanged since their validation");
             return Ok(());
@@ -244,7 +258,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         if let Some(rotated) = session.take_rotated_refresh_token() {
             // Store a rotated token at once: the old one no longer works.
             if let Err(e) = self
-                .store_validation(customer, Some(rotated.expose_secret().to_owned()), None)
+                .store_refresh_token(customer, rotated.expose_secret())
                 .await
             {
                 tracing::error!(error = %e, "unable to store the rotated Lansweeper refresh token");
@@ -265,10 +279,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             Ok(client) => match check_4me(client).await {
                 Ok(()) => {
                     let fingerprint = credentials_fingerprint(&session_client_id, &session_secret);
-                    if let Err(e) = self
-                        .store_validation(customer, None, Some(fingerprint))
-                        .await
-                    {
+                    if let Err(e) = self.store_validated(customer.account(), &fingerprint).await {
                         tracing::error!(error = %e, "unable to store the validated credentials");
                     }
                     Validation::Valid
@@ -283,62 +294,86 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         }
     }
 
-    /// Stores `token` as the customer's refresh token (atomic merge).
+    /// Stores `token` as the customer's refresh token (atomic merge; no write when unchanged).
+    /// The validated-credentials fingerprint an earlier version kept beside it goes.
     pub(crate) async fn store_refresh_token(
         &self,
         customer: &AccountContext,
         token: &str,
     ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
-        self.store_validation(customer, Some(token.to_owned()), None)
-            .await
-    }
-
-    /// Stores a refresh token and/or the validated-credentials fingerprint (atomic merge; no
-    /// write when nothing changes).
-    pub(crate) async fn store_validation(
-        &self,
-        customer: &AccountContext,
-        token: Option<String>,
-        fingerprint: Option<String>,
-    ) -> Result<(), app_builder_core::secrets::SecretStoreError> {
         self.loader
             .store()
             .update(customer.secret_name(), |current| {
                 let mut next = current.cloned().unwrap_or_default();
-                let mut changed = false;
-                for (key, value) in [
-                    (crate::REFRESH_TOKEN_KEY, &token),
-                    (crate::VALIDATED_CREDENTIALS_KEY, &fingerprint),
-                ] {
-                    if let Some(v) = value
-                        && next.get_str(key) != Some(v.as_str())
-                    {
-                        next.insert(key, v.clone());
-                        changed = true;
-                    }
+                let legacy = next.remove(crate::VALIDATED_CREDENTIALS_KEY).is_some();
+                if !legacy && next.get_str(crate::REFRESH_TOKEN_KEY) == Some(token) {
+                    return None;
                 }
-                changed.then_some(next)
+                next.insert(crate::REFRESH_TOKEN_KEY, token.to_owned());
+                Some(next)
             })
             .await
             .map(drop)
     }
+
+    /// Remembers that the Lansweeper credentials with `fingerprint` were validated (a record of
+    /// the state table: a fingerprint is not a secret).
+    pub(crate) async fn store_validated(
+        &self,
+        account: &str,
+        fingerprint: &str,
+    ) -> Result<(), app_builder_core::state::StateStoreError> {
+        let key = validated_key(self.offering(), account);
+        let data = json!({ "sha256": fingerprint });
+        for _ in 0..3 {
+            let expect = match self.state.get(&key).await? {
+                Some(record) if record.data == data => return Ok(()),
+                Some(record) => Expect::Version(record.version),
+                None => Expect::Absent,
+            };
+            if let Written::Done(_) = self.state.put(&key, &data, None, expect).await? {
+                return Ok(());
+            }
+        }
+        tracing::warn!("validated credentials changed concurrently, not recorded");
+        Ok(())
+    }
+
+    /// Whether the validated fingerprint matches the current Lansweeper credentials (and a
+    /// refresh token exists): then the change left nothing to validate. The fingerprint is the
+    /// state record, else the key an earlier version kept in the customer secret.
+    async fn credentials_unchanged(
+        &self,
+        config: &InstanceConfig,
+        customer: &AccountContext,
+    ) -> bool {
+        let secrets = customer.secrets();
+        let (Some(id), Some(secret), Some(_)) = (
+            &config.client_id,
+            client_secret(secrets),
+            refresh_token(secrets),
+        ) else {
+            return false;
+        };
+        let current = credentials_fingerprint(id, &secret);
+        let key = validated_key(self.offering(), customer.account());
+        match self.state.get(&key).await {
+            Ok(Some(record)) => record.data["sha256"].as_str() == Some(current.as_str()),
+            Ok(None) => secrets.get_str(crate::VALIDATED_CREDENTIALS_KEY) == Some(current.as_str()),
+            Err(e) => {
+                tracing::warn!(error = %e, "validated credentials unreadable, validating again");
+                false
+            }
+        }
+    }
 }
 
-/// Whether the stored fingerprint matches the current Lansweeper credentials (and a refresh
-/// token exists): then a secret write changed nothing to validate.
-fn credentials_unchanged(config: &InstanceConfig, customer: &AccountContext) -> bool {
-    let secrets = customer.secrets();
-    match (
-        &config.client_id,
-        client_secret(secrets),
-        refresh_token(secrets),
-    ) {
-        (Some(id), Some(secret), Some(_)) => {
-            secrets.get_str(crate::VALIDATED_CREDENTIALS_KEY)
-                == Some(credentials_fingerprint(id, &secret).as_str())
-        }
-        _ => false,
-    }
+/// Key of the record of the last validated Lansweeper credentials of `account`.
+pub(crate) fn validated_key(offering: &str, account: &str) -> String {
+    format!(
+        "{}/{offering}/{account}/validated-credentials",
+        crate::CONSUMER
+    )
 }
 
 async fn check_4me(client: &FourMeClient) -> Result<(), app_builder_core::fourme::FourMeError> {

@@ -47,10 +47,10 @@ pub const DEFAULT_ATTEMPT_TIME: Duration = Duration::from_secs(900);
 pub const CALLBACK_SECRET_KEY: &str = "callback_secret";
 /// Top-level key of the customer secret holding the Lansweeper refresh token.
 pub const REFRESH_TOKEN_KEY: &str = "refresh_token";
-/// Top-level key of the customer secret holding the SHA-256 (hex) of the Lansweeper client id
-/// and secret that were last authorized or validated: a secret write that leaves them unchanged
-/// (e.g. the function's own refresh-token rotation) is not validated again, so writes by the
-/// function do not trigger an endless chain of validations and rotations.
+/// Legacy key of the customer secret holding the SHA-256 (hex) of the Lansweeper client id and
+/// secret last authorized or validated: a record of the state table now (a change that leaves
+/// them unchanged is not validated again); read when there is no record, dropped with the next
+/// refresh-token write.
 pub const VALIDATED_CREDENTIALS_KEY: &str = "validated_credentials";
 /// Key inside `secrets` holding the Lansweeper client secret (UI secret field).
 pub const CLIENT_SECRET_KEY: &str = "client_secret";

@@ -6,6 +6,7 @@
 mod support;
 
 use app_builder_core::secrets::{LocalSecretStore, SecretStore};
+use app_builder_core::state::StateStore;
 use serde_json::{Value, json};
 use support::{API_URL, Env, PROVIDER};
 
@@ -168,8 +169,26 @@ async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
     );
     assert_eq!(env.queue.messages(), ["test-account"]);
 
-    // The function's own write (refresh token + validated-credentials fingerprint) triggers
-    // another installation event: it validates nothing, so writes cannot chain endlessly.
+    // The customer secret holds secrets only; the validated-credentials fingerprint is a
+    // record of the state table.
+    let stored = env.secret("test-account").await;
+    let mut keys: Vec<&str> = stored.keys().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "application",
+            "callback_secret",
+            "policy",
+            "refresh_token",
+            "secrets"
+        ]
+    );
+    let validated_key = "lansweeper/lansweeper/test-account/validated-credentials";
+    assert!(env.state.get(validated_key).await.unwrap().is_some());
+
+    // An installation event that changes nothing of the credentials (another secret stored)
+    // validates nothing.
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
     let requests = env.lansweeper.stats().token_requests;
@@ -181,22 +200,25 @@ async fn handles_authorize_event_and_retrieves_lansweeper_refresh_token() {
         Some(refresh.as_str())
     );
 
-    // Without the fingerprint (e.g. stored by an older version) the credentials are validated
-    // once, the rotated token and the fingerprint stored; the next event validates nothing.
-    env.store
-        .update(&env.secret_name("test-account"), |current| {
-            let mut next = current.cloned()?;
-            next.remove("validated_credentials");
-            Some(next)
-        })
-        .await
-        .unwrap();
+    // Without the fingerprint the credentials are validated once, the rotated token and the
+    // fingerprint stored; the next event validates nothing.
+    let record = env.state.get(validated_key).await.unwrap().unwrap();
+    assert!(
+        env.state
+            .delete(validated_key, record.version)
+            .await
+            .unwrap()
+    );
     assert_eq!(env.installation("test-account").await.0, 200);
     let stored = env.secret("test-account").await;
     let rotated = stored.get_str("refresh_token").unwrap().to_owned();
     assert_ne!(rotated, refresh);
     assert!(env.lansweeper.is_refresh_token_valid(&rotated));
-    assert!(stored.get_str("validated_credentials").is_some());
+    assert_eq!(
+        env.state.get(validated_key).await.unwrap().unwrap().data,
+        record.data
+    );
+    assert!(stored.get_str("validated_credentials").is_none());
     let requests = env.lansweeper.stats().token_requests;
     assert_eq!(env.installation("test-account").await.0, 200);
     assert_eq!(env.lansweeper.stats().token_requests, requests);
@@ -332,10 +354,13 @@ async fn revalidating(
     env.lansweeper
         .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 5));
     let customer = env.authorized(account).await;
+    // Forget the last validation, so the next event validates.
+    let key = format!("lansweeper/lansweeper/{account}/validated-credentials");
+    let record = env.state.get(&key).await.unwrap().unwrap();
+    env.state.delete(&key, record.version).await.unwrap();
     env.store
         .update(&env.secret_name(account), |current| {
             let mut next = current.cloned()?;
-            next.remove(lansweeper::VALIDATED_CREDENTIALS_KEY);
             change(&mut next);
             Some(next)
         })
@@ -399,5 +424,46 @@ async fn success_and_js4me_authorization_error_suspends_with_rotate_token_commen
     assert_eq!(
         env.custom_field(&customer.instance_id, "callback_url"),
         Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_fingerprint_kept_in_the_customer_secret_by_an_earlier_version_is_honoured_then_dropped()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
+    env.authorized("legacy").await;
+    // As an earlier version left it: the fingerprint in the secret, no state record.
+    let key = "lansweeper/lansweeper/legacy/validated-credentials";
+    let record = env.state.get(key).await.unwrap().unwrap();
+    env.state.delete(key, record.version).await.unwrap();
+    let fingerprint = record.data["sha256"].as_str().unwrap().to_owned();
+    env.store
+        .upsert(
+            &env.secret_name("legacy"),
+            support::doc(json!({ "validated_credentials": fingerprint })),
+        )
+        .await
+        .unwrap();
+    let requests = env.lansweeper.stats().token_requests;
+    assert_eq!(env.installation("legacy").await, (200, "OK".into()));
+    assert_eq!(
+        env.lansweeper.stats().token_requests,
+        requests,
+        "the legacy fingerprint counts: nothing validated again"
+    );
+    // The next refresh-token write drops it.
+    env.lansweeper.expire_access_tokens();
+    env.lansweeper
+        .add_site(app_builder_sandbox::lansweeper::SiteSpec::new("HQ", 2));
+    let response = env
+        .function
+        .handle_sqs(&support::sqs_event("legacy"), support::deadline())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let stored = env.secret("legacy").await;
+    assert!(
+        stored.get_str("validated_credentials").is_none(),
+        "{stored:?}"
     );
 }

@@ -367,6 +367,8 @@ async fn an_uninstall_forgets_the_lansweeper_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new(LocalSecretStore::new(dir.path()), PROVIDER).await;
     env.authorized("wdc-gone").await;
+    let validated = "lansweeper/lansweeper/wdc-gone/validated-credentials";
+    assert!(env.state.get(validated).await.unwrap().is_some());
     assert!(
         env.secret("wdc-gone")
             .await
@@ -387,6 +389,8 @@ async fn an_uninstall_forgets_the_lansweeper_tokens() {
         env.store.get(&env.secret_name("wdc-gone")).await.unwrap(),
         None
     );
+    // Its state record goes too.
+    assert_eq!(env.state.get(validated).await.unwrap(), None);
     // Again (EventBridge delivers at least once): the same answer.
     assert_eq!(env.installation_event(&event).await.0, 200);
     let response = env
