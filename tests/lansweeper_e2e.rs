@@ -114,10 +114,7 @@ impl World {
             let function = Arc::clone(&served_function);
             async move {
                 let invocation = Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME);
-                function
-                    .handle_payload(event, invocation)
-                    .await
-                    .unwrap_or_else(|failed| json!({ "errorMessage": failed.to_string() }))
+                function.handle_payload(event, invocation).await
             }
         })
         .await;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use app_builder_core::events::InvocationFailed;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -48,11 +49,12 @@ where
 
 /// Serves a `lambda_runtime` function taking the raw payload (`serde_json::Value`) at
 /// `resource`: it gets the REST (v1) proxy event as JSON and must answer the proxy response
-/// (`statusCode`, `headers`, `multiValueHeaders`, `body`, `isBase64Encoded`), which is sent back.
+/// (`statusCode`, `headers`, `multiValueHeaders`, `body`, `isBase64Encoded`), which is sent back;
+/// a function error is answered as API Gateway answers it (502).
 pub async fn serve_payload<H, F>(resource: &str, function: H) -> Served
 where
     H: Fn(Value) -> F + Send + Sync + 'static,
-    F: Future<Output = Value> + Send + 'static,
+    F: Future<Output = Result<Value, InvocationFailed>> + Send + 'static,
 {
     let function = Arc::new(function);
     let resource_owned = resource.to_owned();
@@ -62,7 +64,10 @@ where
             let resource = resource_owned.clone();
             async move {
                 let event = rest_event(&resource, &method, &uri, &headers, &body);
-                proxy_response_into_http(&function(event).await)
+                let result = function(event).await.unwrap_or_else(
+                    |failed| serde_json::json!({ "errorType": "InvocationFailed", "errorMessage": failed.to_string() }),
+                );
+                proxy_response_into_http(&result)
             }
         },
     );

@@ -307,6 +307,26 @@ pub async fn installation_once<S: crate::state::StateStore>(
     }
 }
 
+/// The Lambda payload answering `req` with `response` ([`http_response_payload`]); a response
+/// that cannot be encoded is logged and answered 500.
+pub fn http_result(req: &Request, response: Response<Body>) -> Value {
+    http_response_payload(req, response).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot encode the HTTP response");
+        serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
+    })
+}
+
+/// The answer to an event of a kind the function does not serve (400, not retried).
+pub fn unsupported_event() -> Value {
+    status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
+}
+
+/// The answer to a payload that is no event the engine knows (400, logged, not retried).
+pub fn unrecognised_payload(error: EventError) -> Value {
+    tracing::warn!(%error, "unrecognised payload");
+    status_payload(ApiError::from(error).into_response())
+}
+
 /// The unqualified function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`): a version
 /// or alias qualifier of the invoked ARN is dropped, as the function's configuration item holds
 /// its own ARN as `systemID`.

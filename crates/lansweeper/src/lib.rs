@@ -252,10 +252,9 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         invocation: Invocation<'_>,
     ) -> Result<serde_json::Value, InvocationFailed> {
         use app_builder_core::events::{
-            EngineEvent, event_result, http_response_payload, installation_once, status_payload,
-            unqualified_function_arn,
+            EngineEvent, event_result, http_result, installation_once, unqualified_function_arn,
+            unrecognised_payload,
         };
-        use app_builder_core::response::ApiError;
         match EngineEvent::classify(payload) {
             Ok(EngineEvent::Installation(event)) => {
                 let arn = unqualified_function_arn(invocation.function_arn);
@@ -276,16 +275,9 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             )
             .unwrap_or_default()),
             Ok(EngineEvent::Http(request)) => {
-                let response = self.handle_http(&request).await;
-                Ok(http_response_payload(&request, response).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot encode the HTTP response");
-                    serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-                }))
+                Ok(http_result(&request, self.handle_http(&request).await))
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "unrecognised payload");
-                Ok(status_payload(ApiError::from(err).into_response()))
-            }
+            Err(err) => Ok(unrecognised_payload(err)),
         }
     }
 

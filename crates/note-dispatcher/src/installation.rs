@@ -7,8 +7,8 @@
 
 use app_builder_core::bus::{InstallationEvent, LifecycleStep};
 use app_builder_core::events::{
-    EngineEvent, Invocation, InvocationFailed, http_response_payload, installation_once,
-    status_payload,
+    EngineEvent, Invocation, InvocationFailed, http_result, installation_once,
+    unrecognised_payload, unsupported_event,
 };
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{RECOVERY_WINDOW_DAYS, SecretStore, customer_secret_name};
@@ -46,19 +46,10 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
                 .await
             }
             Ok(EngineEvent::Http(request)) => {
-                let response = self.handle(&request).await;
-                Ok(http_response_payload(&request, response).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot encode the HTTP response");
-                    serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-                }))
+                Ok(http_result(&request, self.handle(&request).await))
             }
-            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => Ok(status_payload(
-                ApiError::BadRequest("Unsupported event".into()).into_response(),
-            )),
-            Err(err) => {
-                tracing::warn!(error = %err, "unrecognised payload");
-                Ok(status_payload(ApiError::from(err).into_response()))
-            }
+            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => Ok(unsupported_event()),
+            Err(err) => Ok(unrecognised_payload(err)),
         }
     }
 

@@ -43,15 +43,14 @@ use std::time::Duration;
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::ContextLoader;
 use app_builder_core::events::{
-    EngineEvent, Invocation, InvocationFailed, http_response_payload, installation_once,
-    status_payload, unqualified_function_arn,
+    EngineEvent, Invocation, InvocationFailed, http_result, installation_once,
+    unqualified_function_arn, unrecognised_payload, unsupported_event,
 };
 use app_builder_core::fourme::settings::parse_millis;
 use app_builder_core::idempotency::Idempotency;
-use app_builder_core::response::ApiError;
 use app_builder_core::secrets::SecretStore;
 use app_builder_core::state::StateStore;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use api::{TypeformApi, TypeformError};
 pub use install::{REMOVE_FAILED, WEBHOOK_REMOVED};
@@ -192,19 +191,10 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
                 .await
             }
             Ok(EngineEvent::Http(request)) => {
-                let response = self.handle_webhook(&request).await;
-                Ok(http_response_payload(&request, response).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot encode the HTTP response");
-                    json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-                }))
+                Ok(http_result(&request, self.handle_webhook(&request).await))
             }
-            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => Ok(status_payload(
-                ApiError::BadRequest("Unsupported event".into()).into_response(),
-            )),
-            Err(err) => {
-                tracing::warn!(error = %err, "unrecognised payload");
-                Ok(status_payload(ApiError::from(err).into_response()))
-            }
+            Ok(EngineEvent::Schedule(_) | EngineEvent::Sqs(_)) => Ok(unsupported_event()),
+            Err(err) => Ok(unrecognised_payload(err)),
         }
     }
 }

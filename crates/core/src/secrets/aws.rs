@@ -49,6 +49,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use rand::Rng;
 
 use super::{
@@ -176,8 +177,11 @@ impl AwsSecretStore {
         Ok(Current::Present(version.to_owned(), document))
     }
 
-    /// Whether the secret exists and is scheduled for deletion.
-    async fn scheduled_for_deletion(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+    /// `DescribeSecret`; `None` when there is no such secret.
+    async fn describe(
+        &self,
+        name: &SecretName,
+    ) -> Result<Option<DescribeSecretOutput>, SecretStoreError> {
         match self
             .client
             .describe_secret()
@@ -185,10 +189,22 @@ impl AwsSecretStore {
             .send()
             .await
         {
-            Ok(output) => Ok(output.deleted_date().is_some()),
-            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(false),
+            Ok(output) => Ok(Some(output)),
+            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(err) => Err(classify(name, "DescribeSecret", err)),
         }
+    }
+
+    /// Whether the secret exists but is scheduled for deletion (it reads as missing; a write
+    /// restores it).
+    pub async fn scheduled_for_deletion(
+        &self,
+        name: &SecretName,
+    ) -> Result<bool, SecretStoreError> {
+        Ok(self
+            .describe(name)
+            .await?
+            .is_some_and(|output| output.deleted_date().is_some()))
     }
 
     /// The version id currently labelled `AWSCURRENT`, `None` if the secret is missing.
@@ -196,22 +212,14 @@ impl AwsSecretStore {
         &self,
         name: &SecretName,
     ) -> Result<Option<String>, SecretStoreError> {
-        match self
-            .client
-            .describe_secret()
-            .secret_id(name.as_str())
-            .send()
-            .await
-        {
-            Ok(output) => Ok(output.version_ids_to_stages().and_then(|stages| {
+        Ok(self.describe(name).await?.and_then(|output| {
+            output.version_ids_to_stages().and_then(|stages| {
                 stages
                     .iter()
                     .find(|(_, labels)| labels.iter().any(|l| l == AWSCURRENT))
                     .map(|(version, _)| version.clone())
-            })),
-            Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(err) => Err(classify(name, "DescribeSecret", err)),
-        }
+            })
+        }))
     }
 
     /// Removes a temporary staging label (best effort).
