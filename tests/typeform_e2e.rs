@@ -29,9 +29,13 @@ use typeform::{
 };
 
 const OFFERING: &str = "typeform";
+
+/// The tag of the webhook the function registers for `account`'s installation.
+fn tag(account: &str) -> String {
+    typeform::api::webhook_tag(support::PROVIDER, OFFERING, account)
+}
 const FUNCTION_ARN: &str =
     "arn:aws:lambda:eu-west-1:123456789012:function:typeform-IntegrationFunction-E2e123";
-const WEBHOOK_TAG: &str = "4me-webhook";
 
 /// The deployed engine: provider + secrets function, the Typeform function (served, and
 /// invocable with EventBridge events), the Typeform fake.
@@ -319,7 +323,7 @@ async fn installs_typeform_registers_webhook_and_notes_survey_response_through_s
     world.secret_events(&customer.account).await;
     let webhook = world
         .typeform
-        .webhook(&customer.form_id, WEBHOOK_TAG)
+        .webhook(&customer.form_id, &tag(&customer.account))
         .unwrap();
     assert_eq!(
         webhook.url,
@@ -451,7 +455,12 @@ async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
         let body: Value = serde_json::from_str(result["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["message"], "Unable to create Typeform webhook");
     }
-    assert!(world.typeform.webhook("FormT1", WEBHOOK_TAG).is_none());
+    assert!(
+        world
+            .typeform
+            .webhook("FormT1", &tag(&customer.account))
+            .is_none()
+    );
     let instance = world
         .provider
         .sandbox
@@ -476,7 +485,10 @@ async fn wrong_typeform_token_suspends_instance_until_customer_fixes_token() {
     assert_eq!(result["statusCode"], 200, "{result}");
     let stored = world.stored(&customer.account).await;
     assert_eq!(stored["secrets"]["typeform_token"], "tfp_real");
-    let webhook = world.typeform.webhook("FormT1", WEBHOOK_TAG).unwrap();
+    let webhook = world
+        .typeform
+        .webhook("FormT1", &tag(&customer.account))
+        .unwrap();
     assert_eq!(
         stored[TYPEFORM_SECRET_KEY],
         webhook.secret.unwrap().as_str()
@@ -519,7 +531,7 @@ async fn disable_enable_and_uninstall_remove_only_our_webhook() {
         .unwrap();
     let first_secret = world
         .typeform
-        .webhook("FormU1", WEBHOOK_TAG)
+        .webhook("FormU1", &tag(&customer.account))
         .unwrap()
         .secret;
 
@@ -539,7 +551,12 @@ async fn disable_enable_and_uninstall_remove_only_our_webhook() {
         200,
         "{results:?}"
     );
-    assert!(world.typeform.webhook("FormU1", WEBHOOK_TAG).is_none());
+    assert!(
+        world
+            .typeform
+            .webhook("FormU1", &tag(&customer.account))
+            .is_none()
+    );
     assert_eq!(
         world.typeform.webhook("FormU1", "other-app").unwrap().url,
         "https://hooks.example.com/other-app"
@@ -560,7 +577,10 @@ async fn disable_enable_and_uninstall_remove_only_our_webhook() {
         .await
         .unwrap();
     world.secret_events(&customer.account).await;
-    let again = world.typeform.webhook("FormU1", WEBHOOK_TAG).unwrap();
+    let again = world
+        .typeform
+        .webhook("FormU1", &tag(&customer.account))
+        .unwrap();
     assert_ne!(again.secret, first_secret);
     assert_eq!(
         world.stored(&customer.account).await[TYPEFORM_SECRET_KEY],
@@ -582,7 +602,12 @@ async fn disable_enable_and_uninstall_remove_only_our_webhook() {
         200,
         "{results:?}"
     );
-    assert!(world.typeform.webhook("FormU1", WEBHOOK_TAG).is_none());
+    assert!(
+        world
+            .typeform
+            .webhook("FormU1", &tag(&customer.account))
+            .is_none()
+    );
     assert!(world.typeform.webhook("FormU1", "other-app").is_some());
     let name = world.provider.customer_secret(OFFERING, &customer.account);
     assert_eq!(world.provider.store.get(&name).await.unwrap(), None);

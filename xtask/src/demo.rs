@@ -38,8 +38,6 @@ const SERVICE_INSTANCE: &str = "Mainframe 1";
 const CUSTOMER: &str = "widget-data-center";
 /// The customer's Typeform form.
 const FORM_ID: &str = "u6nXL7";
-/// The Typeform tag of the webhook the function registers.
-const TYPEFORM_TAG: &str = "4me-webhook";
 /// How long the demo waits for any one effect.
 const WAIT: Duration = Duration::from_secs(20);
 /// The longest the whole demo may take.
@@ -510,10 +508,11 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             "  waiting for the token: the first event had only the application, so the Typeform function answered 400 (nothing to retry) and suspended the instance until the token arrived"
         );
     }
-    let webhook = stage.typeform.webhook(FORM_ID, TYPEFORM_TAG);
+    let tag = typeform::api::webhook_tag(PROVIDER, "typeform", CUSTOMER);
+    let webhook = stage.typeform.webhook(FORM_ID, &tag);
     check(
         format!(
-            "the installation event made the Typeform function register webhook `{TYPEFORM_TAG}` at Typeform for {expected_url}"
+            "the installation event made the Typeform function register webhook `{tag}` at Typeform for {expected_url}"
         ),
         settled
             && webhook
@@ -715,13 +714,14 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             matches!(activity, Activity::InstallationEvent { function, step, status: 200, .. }
                 if function.starts_with(typeform_stack) && step == "deleted")
         });
+    let tag = typeform::api::webhook_tag(PROVIDER, "typeform", CUSTOMER);
     check(
         format!(
-            "the uninstall reached the Typeform function, which deleted its webhook `{TYPEFORM_TAG}` on form {FORM_ID} and nothing else"
+            "the uninstall reached the Typeform function, which deleted its webhook `{tag}` on form {FORM_ID} and nothing else"
         ),
         removed
             && other_registered
-            && stage.typeform.webhook(FORM_ID, TYPEFORM_TAG).is_none()
+            && stage.typeform.webhook(FORM_ID, &tag).is_none()
             && stage.typeform.webhook(FORM_ID, "another-app").is_some(),
     );
     check(

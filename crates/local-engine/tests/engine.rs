@@ -235,7 +235,13 @@ async fn typeform_installation_event_registers_webhook_and_survey_becomes_note()
     // (The first event, with the application only, waits for the token: 400, not retried.)
     assert_eq!(attempts, [400, 502, 200]);
     assert_eq!(world.typeform.put_requests(), 2);
-    let webhook = world.typeform.webhook("u6nXL7", "4me-webhook").unwrap();
+    let webhook = world
+        .typeform
+        .webhook(
+            "u6nXL7",
+            &typeform::api::webhook_tag(PROVIDER, "typeform", "acme"),
+        )
+        .unwrap();
     assert_eq!(
         webhook.url,
         format!("{}/typeform/integration/?account=acme", world.engine.url())

@@ -14,8 +14,16 @@ pub const ENV_TYPEFORM_API_URL: &str = "TYPEFORM_API_URL";
 /// The public Typeform API.
 pub const DEFAULT_TYPEFORM_API_URL: &str = "https://api.typeform.com";
 
-/// The tag of the webhook the integration registers.
-pub const WEBHOOK_TAG: &str = "4me-webhook";
+/// The tag of the webhook earlier versions (and the original) registered for every
+/// installation: one tag per form, so two installations on one form took each other's webhook.
+pub const LEGACY_WEBHOOK_TAG: &str = "4me-webhook";
+
+/// The tag of the webhook registered for `customer`'s installation of `offering` of provider
+/// account `provider`: a tag names one webhook of a form, so each installation has its own and
+/// never replaces or deletes another's (another 4me account, another provider's app).
+pub fn webhook_tag(provider: &str, offering: &str, customer: &str) -> String {
+    format!("4me-{provider}-{offering}-{customer}")
+}
 
 /// Timeout of a Typeform API call (as the original).
 pub const TYPEFORM_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,7 +12,7 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{WEBHOOK_TAG, WebhookRegistration, form_id_from_url};
+use crate::api::{LEGACY_WEBHOOK_TAG, WebhookRegistration, form_id_from_url, webhook_tag};
 use app_builder_core::fourme::instances::{
     self, AppInstance, InstanceUpdate, find_app_instance_with_retry, update_app_instance,
 };
@@ -55,10 +55,17 @@ fn suspended_by_us(instance: &AppInstance) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Registration {
     form_id: String,
+    /// The webhook's tag (registrations of earlier versions: [`LEGACY_WEBHOOK_TAG`]).
+    #[serde(default = "legacy_tag")]
+    tag: String,
     url: String,
     /// SHA-256 (hex) of the Typeform token used: a changed token is noticed without storing it
     /// twice.
     token_sha256: String,
+}
+
+fn legacy_tag() -> String {
+    LEGACY_WEBHOOK_TAG.to_owned()
 }
 
 /// Why the installation failed (logged; the caller gets [`INSTALL_FAILED`]).
@@ -279,12 +286,12 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         if let (Some(registered), Some(token)) = (&registered, token) {
             if let Err(err) = self
                 .typeform
-                .delete_webhook(token, &registered.form_id, WEBHOOK_TAG)
+                .delete_webhook(token, &registered.form_id, &registered.tag)
                 .await
             {
                 return ApiError::upstream(REMOVE_FAILED, err).into_response();
             }
-            tracing::info!(account, form_id = %registered.form_id, "Typeform webhook deleted");
+            tracing::info!(account, form_id = %registered.form_id, tag = %registered.tag, "Typeform webhook deleted");
         }
         if let Some(record) = record
             && let Err(err) = state.delete(&key, record.version).await
@@ -344,8 +351,10 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             return Err(InstallError::NoToken);
         };
         let url = webhook_url(&api_url, account).map_err(InstallError::ApiUrl)?;
+        let config = self.loader.config();
         let wanted = Registration {
             form_id,
+            tag: webhook_tag(&config.provider_account, reference, account),
             url,
             token_sha256: sha256_hex(token.as_bytes()),
         };
@@ -385,27 +394,31 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         };
         if let Err(err) = self
             .typeform
-            .put_webhook(token, &wanted.form_id, WEBHOOK_TAG, &registration)
+            .put_webhook(token, &wanted.form_id, &wanted.tag, &registration)
             .await
         {
             self.suspend(provider, &instance, COMMENT_TYPEFORM).await;
             return Err(InstallError::Typeform(err));
         }
         tracing::info!(account, form_id = %wanted.form_id, "Typeform webhook registered");
-        // The webhook of a form the customer no longer uses would keep delivering responses
-        // that no longer belong to this installation: delete it. Best effort: a form of another
-        // Typeform account (the token changed too) cannot be reached with the new token.
-        if let Some(previous) = registered.as_ref().filter(|r| r.form_id != wanted.form_id) {
+        // The webhook of a form the customer no longer uses (or under the tag of an earlier
+        // version) would keep delivering responses that no longer belong to this installation:
+        // delete it. Best effort: a form of another Typeform account (the token changed too)
+        // cannot be reached with the new token.
+        if let Some(previous) = registered
+            .as_ref()
+            .filter(|r| r.form_id != wanted.form_id || r.tag != wanted.tag)
+        {
             match self
                 .typeform
-                .delete_webhook(token, &previous.form_id, WEBHOOK_TAG)
+                .delete_webhook(token, &previous.form_id, &previous.tag)
                 .await
             {
                 Ok(()) => {
-                    tracing::info!(account, form_id = %previous.form_id, "previous Typeform webhook deleted")
+                    tracing::info!(account, form_id = %previous.form_id, tag = %previous.tag, "previous Typeform webhook deleted")
                 }
                 Err(err) => {
-                    tracing::warn!(account, form_id = %previous.form_id, error = %err, "previous Typeform webhook not deleted")
+                    tracing::warn!(account, form_id = %previous.form_id, tag = %previous.tag, error = %err, "previous Typeform webhook not deleted")
                 }
             }
         }

@@ -4,7 +4,8 @@
 //!
 //! - **installation** ([`TypeformFunction::handle_installation`]): an `Installation changed`
 //!   event of the engine's bus for an installation of this offering. The function registers a
-//!   Typeform webhook on the customer's form (`PUT /forms/{id}/webhooks/4me-webhook`) pointing at
+//!   Typeform webhook on the customer's form (`PUT /forms/{id}/webhooks/{tag}`, a tag per
+//!   installation: [`api::webhook_tag`]) pointing at
 //!   its own API URL with `?account=<customer>`, stores the generated secret in the customer
 //!   secret (`typeform_secret`) and suspends or unsuspends the app instance; on disable and
 //!   uninstall it deletes that webhook again;

@@ -73,7 +73,10 @@ async fn handles_initial_secrets_no_typeform_secret_yet() {
     let (status, message) = env.installation("test-account").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
 
-    let webhook = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
+    let webhook = env
+        .typeform
+        .webhook(FORM_ID, &common::tag("test-account"))
+        .unwrap();
     assert_eq!(webhook.url, format!("{}?account=test-account", env.api_url));
     assert!(webhook.enabled && webhook.verify_ssl);
     let secret = webhook.secret.clone().unwrap();
@@ -159,6 +162,81 @@ async fn the_registration_is_engine_state_and_the_customer_secret_holds_only_sec
 }
 
 #[tokio::test]
+async fn installations_of_two_accounts_on_one_form_keep_their_own_webhooks() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    installed(env, "account-a", FORM_ID, TOKEN).await;
+    installed(env, "account-b", FORM_ID, TOKEN).await;
+    for account in ["account-a", "account-b"] {
+        let webhook = env
+            .typeform
+            .webhook(FORM_ID, &common::tag(account))
+            .unwrap();
+        assert_eq!(webhook.url, format!("{}?account={account}", env.api_url));
+    }
+    // One is disabled: its webhook goes, the other account's stays untouched.
+    let disabled = env.installation_event(LifecycleStep::Disabled, "account-a");
+    assert_eq!(env.invoke(disabled).await.0, 200);
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, &common::tag("account-a"))
+            .is_none()
+    );
+    let other = env
+        .typeform
+        .webhook(FORM_ID, &common::tag("account-b"))
+        .unwrap();
+    assert_eq!(other.writes, 1);
+}
+
+#[tokio::test]
+async fn a_webhook_under_the_originals_shared_tag_moves_to_the_installations_own_tag() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    env.install("test-account", Some(&form_url(FORM_ID)), Some(TOKEN))
+        .await;
+    env.typeform.add_form(FORM_ID, TOKEN);
+    // As the original (and earlier versions) left it: the webhook under `4me-webhook`, the
+    // registration without a tag in the customer secret.
+    let api = typeform::TypeformApi::new(env.typeform.url().parse().unwrap()).unwrap();
+    let registration = typeform::api::WebhookRegistration {
+        url: "https://old.example/integration?account=test-account",
+        enabled: true,
+        secret: "old-secret",
+        verify_ssl: true,
+    };
+    api.put_webhook(
+        TOKEN,
+        FORM_ID,
+        typeform::api::LEGACY_WEBHOOK_TAG,
+        &registration,
+    )
+    .await
+    .unwrap();
+    env.store
+        .upsert(
+            &env.customer_secret_name("test-account"),
+            common::doc(json!({
+                "typeform_secret": "old-secret",
+                "typeform_webhook": {"form_id": FORM_ID, "url": registration.url, "token_sha256": "00"},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.installation("test-account").await.0, 200);
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, typeform::api::LEGACY_WEBHOOK_TAG)
+            .is_none()
+    );
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, &common::tag("test-account"))
+            .is_some()
+    );
+}
+
+#[tokio::test]
 async fn handles_event_when_typeform_secret_is_present() {
     let fx = fixture().await;
     let env = &fx.env;
@@ -189,7 +267,10 @@ async fn re_registers_when_the_typeform_token_changed() {
         .await;
     env.typeform.add_form(FORM_ID, TOKEN);
     assert_eq!(env.installation("test-account").await.0, 200);
-    let first = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
+    let first = env
+        .typeform
+        .webhook(FORM_ID, &common::tag("test-account"))
+        .unwrap();
 
     // The customer rotates the token (a secrets-update delivery rewrites `secrets`).
     env.typeform.add_token("tfp_rotated", TOKEN);
@@ -203,7 +284,10 @@ async fn re_registers_when_the_typeform_token_changed() {
         .unwrap();
     let (status, _) = env.installation("test-account").await;
     assert_eq!(status, 200);
-    let second = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
+    let second = env
+        .typeform
+        .webhook(FORM_ID, &common::tag("test-account"))
+        .unwrap();
     assert_eq!(second.writes, 2, "registered again with the new token");
     assert_ne!(second.secret, first.secret);
     assert_eq!(
@@ -228,7 +312,10 @@ async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
     env.set_form_url(&customer.instance_id, &form_url("NewForm9"))
         .await;
     assert_eq!(env.installation("test-account").await.0, 200);
-    let webhook = env.typeform.webhook("NewForm9", "4me-webhook").unwrap();
+    let webhook = env
+        .typeform
+        .webhook("NewForm9", &common::tag("test-account"))
+        .unwrap();
     assert_eq!(
         env.customer_secret("test-account")
             .await
@@ -237,7 +324,11 @@ async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
     );
     // The old form's webhook is deleted: it would keep delivering responses of a form this
     // installation no longer uses.
-    assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_none());
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, &common::tag("test-account"))
+            .is_none()
+    );
     assert_eq!(env.typeform.delete_requests(), 1);
     assert_eq!(env.typeform.webhooks().len(), 1);
 }
@@ -269,7 +360,11 @@ async fn recovers_when_the_customer_fixes_a_bad_token() {
     set_token(env, "test-account", TOKEN).await;
     let (status, message) = env.installation("test-account").await;
     assert_eq!((status, message.as_str()), (200, "OK"));
-    assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_some());
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, &common::tag("test-account"))
+            .is_some()
+    );
     assert_eq!(
         env.instance(&customer.instance_id).await["suspended"],
         json!(false)
@@ -292,7 +387,10 @@ async fn renews_a_matching_registration_only_after_its_own_suspension() {
     set_token(env, "test-account", TOKEN).await;
     assert_eq!(env.installation("test-account").await.0, 200);
     assert_eq!(
-        env.typeform.webhook(FORM_ID, "4me-webhook").unwrap().writes,
+        env.typeform
+            .webhook(FORM_ID, &common::tag("test-account"))
+            .unwrap()
+            .writes,
         2
     );
     assert_eq!(
@@ -356,7 +454,11 @@ async fn does_not_store_secrets_if_typeform_call_fails() {
         (400, "Unable to create Typeform webhook")
     );
     assert_eq!(env.typeform.put_requests(), 1);
-    assert!(env.typeform.webhook(FORM_ID, "4me-webhook").is_none());
+    assert!(
+        env.typeform
+            .webhook(FORM_ID, &common::tag("test-account"))
+            .is_none()
+    );
     assert!(
         !env.customer_secret("test-account")
             .await
@@ -480,7 +582,7 @@ async fn handles_a_base64_encoded_api_gateway_body() {
     let customer = installed(env, "test-account", FORM_ID, TOKEN).await;
     let secret = env
         .typeform
-        .webhook(FORM_ID, "4me-webhook")
+        .webhook(FORM_ID, &common::tag("test-account"))
         .unwrap()
         .secret
         .unwrap();

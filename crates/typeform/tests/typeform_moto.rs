@@ -44,7 +44,9 @@ async fn typeform_install_and_survey_response_with_secrets_manager() {
 
     let (status, message) = env.installation(&account).await;
     assert_eq!((status, message.as_str()), (200, "OK"));
-    let webhook = env.typeform.webhook(FORM_ID, "4me-webhook").unwrap();
+    let provider = format!("tf-provider-{unique}");
+    let tag = typeform::api::webhook_tag(&provider, common::OFFERING, &account);
+    let webhook = env.typeform.webhook(FORM_ID, &tag).unwrap();
     assert_eq!(webhook.url, format!("{}?account={account}", env.api_url));
     let stored = env.customer_secret(&account).await;
     assert_eq!(stored.get_str("typeform_secret"), webhook.secret.as_deref());

@@ -28,6 +28,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use typeform::{DEFAULT_ATTEMPT_TIME, FunctionSettings, TypeformApi, TypeformFunction};
 
+/// The tag of the webhook the function registers for `account`'s installation.
+pub fn tag(account: &str) -> String {
+    typeform::api::webhook_tag(PROVIDER, OFFERING, account)
+}
+
 /// An invocation of the function as Lambda makes it.
 pub fn invocation() -> Invocation<'static> {
     Invocation::new(FUNCTION_ARN, DEFAULT_ATTEMPT_TIME)
