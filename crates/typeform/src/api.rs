@@ -52,6 +52,18 @@ pub enum TypeformError {
     },
 }
 
+impl TypeformError {
+    /// Whether Typeform refused the request itself (a token or form it does not accept, 4xx
+    /// other than 429): retrying the same request cannot succeed.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Rejected { status, .. } => (400..500).contains(status) && *status != 429,
+            Self::InvalidFormId => true,
+            Self::Client(_) | Self::Request(_) => false,
+        }
+    }
+}
+
 /// The webhook registration sent to Typeform.
 #[derive(Serialize)]
 pub struct WebhookRegistration<'a> {

@@ -97,10 +97,7 @@ impl InstallError {
     fn is_for_the_customer(&self) -> bool {
         match self {
             Self::NoFormId | Self::NoToken => true,
-            Self::Typeform(crate::api::TypeformError::Rejected { status, .. }) => {
-                (400..500).contains(status) && *status != 429
-            }
-            Self::Typeform(crate::api::TypeformError::InvalidFormId) => true,
+            Self::Typeform(err) => err.is_refusal(),
             _ => false,
         }
     }
@@ -284,14 +281,22 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             .and_then(Value::as_str)
             .filter(|t| !t.trim().is_empty());
         if let (Some(registered), Some(token)) = (&registered, token) {
-            if let Err(err) = self
+            match self
                 .typeform
                 .delete_webhook(token, &registered.form_id, &registered.tag)
                 .await
             {
-                return ApiError::upstream(REMOVE_FAILED, err).into_response();
+                Ok(()) => {
+                    tracing::info!(account, form_id = %registered.form_id, tag = %registered.tag, "Typeform webhook deleted")
+                }
+                // The token no longer reaches the form (revoked, another workspace): no retry
+                // changes that. The installation is forgotten anyway; a delivery the webhook
+                // still makes is answered 410, on which Typeform disables the webhook.
+                Err(err) if err.is_refusal() => {
+                    tracing::warn!(account, form_id = %registered.form_id, error = %err, "Typeform webhook not deleted: the token is refused")
+                }
+                Err(err) => return ApiError::upstream(REMOVE_FAILED, err).into_response(),
             }
-            tracing::info!(account, form_id = %registered.form_id, tag = %registered.tag, "Typeform webhook deleted");
         }
         if let Some(record) = record
             && let Err(err) = state.delete(&key, record.version).await

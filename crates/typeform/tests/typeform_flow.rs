@@ -190,6 +190,31 @@ async fn installations_of_two_accounts_on_one_form_keep_their_own_webhooks() {
 }
 
 #[tokio::test]
+async fn an_uninstall_with_a_token_typeform_refuses_still_forgets_the_installation() {
+    let fx = fixture().await;
+    let env = &fx.env;
+    installed(env, "test-account", FORM_ID, TOKEN).await;
+    // The customer revoked the token at Typeform before uninstalling.
+    env.typeform.revoke_token(TOKEN);
+    let deleted = env.installation_event(LifecycleStep::Deleted, "test-account");
+    assert_eq!(
+        env.invoke(deleted).await,
+        (200, typeform::WEBHOOK_REMOVED.to_owned())
+    );
+    assert_eq!(env.typeform.delete_requests(), 1, "the deletion was tried");
+    // Nothing to retry: the installation is forgotten all the same.
+    assert_eq!(
+        env.store
+            .get(&env.customer_secret_name("test-account"))
+            .await
+            .unwrap(),
+        None
+    );
+    let record = format!("typeform/{OFFERING}/test-account/webhook");
+    assert_eq!(env.state.get(&record).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn a_webhook_under_the_originals_shared_tag_moves_to_the_installations_own_tag() {
     let fx = fixture().await;
     let env = &fx.env;
