@@ -79,17 +79,22 @@ fn is_4me_authorization(e: &FourMeError) -> bool {
     )
 }
 
-/// `{uploadCounts, errorCounts, info, errors}` of one sync.
+/// `{uploadCounts, errorCounts, info, errors}` of one sync, or `{error}` when Lansweeper
+/// refused the sites query.
 #[derive(Debug, Default)]
 struct Summary {
     upload_counts: BTreeMap<String, BTreeMap<String, u64>>,
     error_counts: BTreeMap<String, BTreeMap<String, u64>>,
     info: BTreeMap<String, String>,
     errors: BTreeMap<String, Value>,
+    error: Option<String>,
 }
 
 impl Summary {
     fn to_json(&self) -> Value {
+        if let Some(error) = &self.error {
+            return json!({ "error": error });
+        }
         let mut out = serde_json::Map::new();
         if !self.upload_counts.is_empty() {
             out.insert("uploadCounts".into(), json!(self.upload_counts));
@@ -118,13 +123,15 @@ pub fn format_summary(summary: &Value, max: usize) -> String {
     }
 }
 
+/// The duration as the original writes `sync_duration_text`: whole seconds (floored) as `m:ss`,
+/// or `h:mm:ss` from an hour on.
 fn duration_text(seconds: f64) -> String {
-    let total = seconds.round() as u64;
+    let total = seconds.max(0.0).floor() as u64;
     let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
-    match (h, m) {
-        (0, 0) => format!("{s} seconds"),
-        (0, _) => format!("{m} minutes {s} seconds"),
-        _ => format!("{h} hours {m} minutes {s} seconds"),
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
     }
 }
 
@@ -397,7 +404,17 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
     ) -> Result<(), Failure> {
         session.authenticate().await?;
         self.store_rotated(session, customer).await;
-        let sites = session.sites().await?;
+        let sites = match session.sites().await {
+            Ok(sites) => sites,
+            // As the original: Lansweeper's GraphQL error on the sites query is the sync's
+            // result, shown to the customer in the summary; a retry would meet it again.
+            Err(e @ LansweeperError::GraphQl { .. }) => {
+                tracing::warn!(error = %e, "sites query refused, reported in the summary");
+                summary.error = Some(e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut per_site = Vec::new();
         let mut names: Vec<String> = Vec::new();
         for site in &sites {
@@ -817,8 +834,20 @@ mod tests {
             format_summary(&v, 15_000),
             "```\n{\n  \"site1\": 1,\n  \"site2\": 0\n}\n```\n"
         );
-        assert_eq!(duration_text(1.001), "1 seconds");
-        assert_eq!(duration_text(3725.0), "1 hours 2 minutes 5 seconds");
+        // The original's own examples (`secondsToDurationText`).
+        for (seconds, text) in [
+            (1.001, "0:01"),
+            (7.01, "0:07"),
+            (65.0, "1:05"),
+            (144.0, "2:24"),
+            (744.001, "12:24"),
+            (3600.0, "1:00:00"),
+            (7324.0, "2:02:04"),
+            (7344.0, "2:02:24"),
+            (72744.0, "20:12:24"),
+        ] {
+            assert_eq!(duration_text(seconds), text, "{seconds}");
+        }
     }
 
     #[test]

@@ -97,6 +97,41 @@ async fn handles_lansweeper_error_when_retrieving_installations_for_one_site() {
 }
 
 #[tokio::test]
+async fn a_graphql_error_on_the_sites_query_is_the_summary_and_the_message_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, _, _, instance) = two_sites(&dir, "wdc-sites").await;
+    env.lansweeper.inject_scoped_fault(
+        LansweeperScope {
+            operation: Some("authorizedSites".into()),
+            site_id: None,
+        },
+        LansweeperFault {
+            target: LansweeperEndpoint::GraphQl,
+            kind: LansweeperFaultKind::GraphQlError,
+            times: 1,
+        },
+    );
+
+    let response = env
+        .function
+        .handle_sqs(&sqs_event("wdc-sites"), deadline())
+        .await;
+    // As the original: the customer sees the error in the summary, and no retry meets it again.
+    assert!(response.batch_item_failures.is_empty());
+    let summary = env.summary(&instance);
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.starts_with("Unable to query sites"), "{summary}");
+    assert_eq!(summary.as_object().unwrap().len(), 1, "{summary}");
+    assert!(
+        env.custom_field(&instance, "sync_end_at").is_string(),
+        "the sync is recorded as ended"
+    );
+    let duration = env.custom_field(&instance, "sync_duration_text");
+    assert!(duration.as_str().unwrap().starts_with("0:0"), "{duration}");
+    assert_eq!(env.instance(&instance)["suspended"], false);
+}
+
+#[tokio::test]
 async fn a_transient_lansweeper_error_for_one_site_fails_the_record_for_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let (env, _, site_b, instance) = two_sites(&dir, "wdc-inst5xx").await;
