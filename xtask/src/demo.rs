@@ -864,6 +864,9 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         false,
     )
     .await?;
+    // Subscribed before anything is printed that invites requests, so that the first one is
+    // printed too (a broadcast has no history for late subscribers).
+    let printer = print_activity(&stage.engine);
     println!();
     println!("== Running. Function URLs of the local engine:");
     for (function, route) in stage.engine.routes() {
@@ -891,7 +894,6 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         "  curl -i -X POST '{note_api}?account=someone' -H 'content-type: application/json' -d '{{\"jwt\": \"x\"}}'"
     );
     println!("Stop with Ctrl-C.");
-    let printer = print_activity(&stage.engine);
     match stop.await {
         Ok(result) => result?,
         Err(join) => return Err(DemoError::Output(std::io::Error::other(join))),
