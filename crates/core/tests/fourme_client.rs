@@ -430,9 +430,13 @@ async fn rate_limit_headers_are_recorded() {
     assert_eq!(client.last_rate_limit(), None);
     let _: Value = client.query(CI_IDS, &json!({})).await.unwrap();
     let rl = client.last_rate_limit().unwrap();
-    assert_eq!(rl.limit, Some(20));
-    assert!(rl.remaining.is_some_and(|r| r < 20));
+    // 4me's hourly budgets: 3,600 requests and 5,000 cost points per token.
+    assert_eq!(rl.limit, Some(3600));
+    assert!(rl.remaining.is_some_and(|r| r < 3600));
     assert!(rl.reset.is_some());
+    assert_eq!(rl.cost_limit, Some(5000));
+    assert!(rl.cost_remaining.is_some_and(|r| r < 5000));
+    assert!(rl.cost_reset.is_some());
 }
 
 #[tokio::test]

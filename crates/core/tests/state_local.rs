@@ -54,3 +54,9 @@ async fn local_invalid_keys_are_refused() {
     let (store, _dir) = store();
     state_contract::invalid_keys_are_refused(&store).await;
 }
+
+#[tokio::test]
+async fn local_named_leases_pass_on_to_their_owner() {
+    let (store, _dir) = store();
+    state_contract::named_leases_pass_on_to_their_owner(&store, "lansweeper/x/acme/sync").await;
+}

@@ -54,3 +54,9 @@ async fn moto_concurrent_increments_lose_nothing() {
 async fn moto_invalid_keys_are_refused() {
     state_contract::invalid_keys_are_refused(&store().await).await;
 }
+
+#[tokio::test]
+async fn moto_named_leases_pass_on_to_their_owner() {
+    state_contract::named_leases_pass_on_to_their_owner(&store().await, "lansweeper/x/acme/sync")
+        .await;
+}

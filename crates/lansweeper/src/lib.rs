@@ -66,6 +66,10 @@ pub const CONNECTION_ERROR: &str = "Connection error, please try again later.";
 /// Hours between syncs of one account (default 8).
 pub const ENV_SYNC_INTERVAL: &str = "SYNC_INTERVAL";
 
+/// Seconds before the invocation's deadline at which a sync stops and queues its continuation
+/// (default 120: longer than one batch takes, its reference lookups, upload and result).
+pub const ENV_SYNC_STOP_MARGIN: &str = "SYNC_STOP_MARGIN";
+
 /// Days after which an unseen asset is no longer synced (default 30).
 pub const ENV_LAST_SEEN_DAYS: &str = "LAST_SEEN_DAYS";
 /// Longest sync summary stored in the instance (default 15000).
@@ -87,6 +91,8 @@ pub struct FunctionSettings {
     pub max_summary_size: usize,
     /// `;`-separated user names not linked to people (`USERS_TO_IGNORE`).
     pub users_to_ignore: String,
+    /// A sync stops this long before its invocation's deadline (`SYNC_STOP_MARGIN`).
+    pub stop_margin: Duration,
 }
 
 impl Default for FunctionSettings {
@@ -97,13 +103,14 @@ impl Default for FunctionSettings {
             last_seen_days: 30,
             max_summary_size: 15_000,
             users_to_ignore: references::DEFAULT_USERS_TO_IGNORE.to_owned(),
+            stop_margin: Duration::from_secs(120),
         }
     }
 }
 
 impl FunctionSettings {
     /// Settings from `SYNC_INTERVAL` (hours, positive; default 8), `LAST_SEEN_DAYS` (30),
-    /// `MAX_SUMMARY_SIZE` (15000) and `USERS_TO_IGNORE`.
+    /// `MAX_SUMMARY_SIZE` (15000), `SYNC_STOP_MARGIN` (seconds, 120) and `USERS_TO_IGNORE`.
     pub fn from_settings<L: Fn(&str) -> Option<String>>(
         settings: &app_builder_core::config::Settings<L>,
     ) -> Result<Self, app_builder_core::config::ConfigError> {
@@ -122,6 +129,9 @@ impl FunctionSettings {
         }
         if let Some(size) = settings.parsed::<usize>(ENV_MAX_SUMMARY_SIZE)? {
             out.max_summary_size = size;
+        }
+        if let Some(seconds) = settings.parsed::<u64>(ENV_SYNC_STOP_MARGIN)? {
+            out.stop_margin = Duration::from_secs(seconds);
         }
         if let Some(users) = settings.optional(ENV_USERS_TO_IGNORE) {
             out.users_to_ignore = users;

@@ -1,6 +1,58 @@
-//! The refresh queue port: one message per customer sync (body = customer account id).
+//! The refresh queue port: one message per customer sync. A new sync's body is the customer
+//! account id (as the original's); the continuation of a chained sync is
+//! `{"account": …, "sync": …}` (see [`SyncMessage`]), sent with a delay of at most 15 minutes
+//! (SQS's longest).
 
 use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest delay SQS gives a message (`DelaySeconds` ≤ 900).
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// What a refresh-queue message asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMessage {
+    /// The customer account to sync.
+    pub account: String,
+    /// The chained sync this message continues; `None`: a new sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+}
+
+impl SyncMessage {
+    /// A new sync of `account`.
+    pub fn new_sync(account: &str) -> Self {
+        SyncMessage {
+            account: account.to_owned(),
+            sync: None,
+        }
+    }
+
+    /// The continuation of chained sync `sync` of `account`.
+    pub fn continuation(account: &str, sync: &str) -> Self {
+        SyncMessage {
+            account: account.to_owned(),
+            sync: Some(sync.to_owned()),
+        }
+    }
+
+    /// The message of a queue body: a JSON object with an `account`, or else the trimmed body
+    /// as the account of a new sync.
+    pub fn parse(body: &str) -> Self {
+        serde_json::from_str::<SyncMessage>(body)
+            .unwrap_or_else(|_| SyncMessage::new_sync(body.trim()))
+    }
+
+    /// The queue body: the bare account for a new sync, JSON for a continuation.
+    pub fn body(&self) -> String {
+        match &self.sync {
+            None => self.account.clone(),
+            Some(_) => serde_json::to_string(self).unwrap_or_else(|_| self.account.clone()),
+        }
+    }
+}
 
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
@@ -14,14 +66,26 @@ pub struct QueueError {
 
 /// Where sync requests go (SQS in AWS).
 pub trait RefreshQueue: Send + Sync {
-    /// Queues a sync of `account`.
-    fn enqueue(&self, account: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Queues `message`, to be delivered after `delay` (at most [`MAX_DELAY`]).
+    fn send(
+        &self,
+        message: &SyncMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Queues a new sync of `account`.
+    fn enqueue(&self, account: &str) -> impl Future<Output = Result<(), QueueError>> + Send {
+        async move {
+            self.send(&SyncMessage::new_sync(account), Duration::ZERO)
+                .await
+        }
+    }
 }
 
 /// An in-process queue (tests, local runs): remembers the messages in order.
 #[derive(Debug, Default)]
 pub struct InMemoryQueue {
-    messages: Mutex<Vec<String>>,
+    messages: Mutex<Vec<(String, Duration)>>,
     fail: Mutex<bool>,
 }
 
@@ -31,12 +95,22 @@ impl InMemoryQueue {
         Self::default()
     }
 
-    /// The messages queued so far.
+    /// The bodies of the messages queued so far.
     pub fn messages(&self) -> Vec<String> {
+        self.delayed().into_iter().map(|(body, _)| body).collect()
+    }
+
+    /// The bodies and delays of the messages queued so far.
+    pub fn delayed(&self) -> Vec<(String, Duration)> {
         self.messages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Takes the messages queued so far out of the queue (as a consumer receives them).
+    pub fn take(&self) -> Vec<(String, Duration)> {
+        std::mem::take(&mut *self.messages.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Makes every following `enqueue` fail (or succeed again).
@@ -46,24 +120,28 @@ impl InMemoryQueue {
 }
 
 impl RefreshQueue for InMemoryQueue {
-    async fn enqueue(&self, account: &str) -> Result<(), QueueError> {
+    async fn send(&self, message: &SyncMessage, delay: Duration) -> Result<(), QueueError> {
         if *self.fail.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(QueueError {
-                account: account.to_owned(),
+                account: message.account.clone(),
                 message: "queue unavailable".into(),
             });
         }
         self.messages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(account.to_owned());
+            .push((message.body(), delay.min(MAX_DELAY)));
         Ok(())
     }
 }
 
 impl<Q: RefreshQueue> RefreshQueue for std::sync::Arc<Q> {
-    fn enqueue(&self, account: &str) -> impl Future<Output = Result<(), QueueError>> + Send {
-        (**self).enqueue(account)
+    fn send(
+        &self,
+        message: &SyncMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        (**self).send(message, delay)
     }
 }
 
@@ -98,16 +176,18 @@ impl SqsRefreshQueue {
 }
 
 impl RefreshQueue for SqsRefreshQueue {
-    async fn enqueue(&self, account: &str) -> Result<(), QueueError> {
+    async fn send(&self, message: &SyncMessage, delay: Duration) -> Result<(), QueueError> {
+        let delay = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(account)
+            .message_body(message.body())
+            .delay_seconds(delay)
             .send()
             .await
             .map(drop)
             .map_err(|e| QueueError {
-                account: account.to_owned(),
+                account: message.account.clone(),
                 message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
             })
     }

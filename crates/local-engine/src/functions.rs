@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::{ContextError, ContextLoader};
@@ -11,6 +12,7 @@ use app_builder_core::events::{Invocation, InvocationFailed, http_response_paylo
 use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
 use app_builder_core::state::LocalStateStore;
 use futures::future::BoxFuture;
+use lansweeper::queue::SyncMessage;
 use lansweeper::{QueueError, RefreshQueue};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -62,13 +64,22 @@ impl LocalQueue {
 }
 
 impl RefreshQueue for LocalQueue {
-    async fn enqueue(&self, account: &str) -> Result<(), QueueError> {
-        self.sender
-            .send(account.to_owned())
-            .map_err(|_| QueueError {
-                account: account.to_owned(),
+    async fn send(&self, message: &SyncMessage, delay: Duration) -> Result<(), QueueError> {
+        let body = message.body();
+        if delay.is_zero() {
+            return self.sender.send(body).map_err(|_| QueueError {
+                account: message.account.clone(),
                 message: "the local queue's consumer has stopped".into(),
-            })
+            });
+        }
+        // As SQS's `DelaySeconds`: the message becomes visible to the consumer after `delay`.
+        let sender = self.sender.clone();
+        let delay = delay.min(lansweeper::queue::MAX_DELAY);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = sender.send(body);
+        });
+        Ok(())
     }
 }
 

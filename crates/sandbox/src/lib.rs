@@ -32,8 +32,14 @@ pub use webhooks::{Delivery, InstallOptions, InstalledApp, PolicyInfo, WebhookEr
 /// Domain the sandbox pretends to be (used in issuers and node ids).
 pub const SANDBOX_DOMAIN: &str = "4me-sandbox.test";
 
-/// Requests allowed per token in one rate-limit window.
+/// Requests allowed per token in one short rate-limit window ([`RATE_WINDOW`]).
 pub const RATE_LIMIT: u32 = 20;
+
+/// Requests allowed per token in a 60-minute window (4me's `x-ratelimit-limit`).
+pub const HOURLY_REQUESTS: u32 = 3600;
+
+/// Query-cost points allowed per token in a 60-minute window (4me's `x-costlimit-limit`).
+pub const HOURLY_COST: u32 = 5000;
 
 /// Length of the rate-limit window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(2);
@@ -324,6 +330,19 @@ impl Sandbox {
     /// long window to make the limit independent of timing.
     pub fn set_rate_window(&self, window: Duration) {
         self.shared().lock().rate_window = window;
+    }
+
+    /// The hourly budgets of every token: `requests` per 60 minutes (default
+    /// [`HOURLY_REQUESTS`]), `cost` points per 60 minutes (default [`HOURLY_COST`]) and the
+    /// points one request costs (default 1).
+    pub fn set_hourly_limits(&self, requests: u32, cost: u32, request_cost: u32) {
+        let mut state = self.shared().lock();
+        state.hourly = state::HourlyLimits {
+            requests,
+            cost,
+            request_cost,
+        };
+        state.hours.clear();
     }
 
     /// Queues a fault for the next matching requests (faults are consumed in insertion order).

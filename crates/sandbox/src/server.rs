@@ -11,8 +11,9 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::schema::{self, RequestCtx, SandboxSchema};
+use crate::state::HourlyLimits;
 use crate::state::RateInfo;
-use crate::{Fault, FaultTarget, OperationAnswer, RATE_LIMIT, Shared};
+use crate::{Fault, FaultTarget, OperationAnswer, Shared};
 
 #[derive(Clone)]
 struct App {
@@ -45,14 +46,24 @@ fn set_header(resp: &mut Response, name: &'static str, value: String) {
     }
 }
 
+/// 4me's budget headers: the hourly request window (`x-ratelimit-*`) and the hourly query-cost
+/// window (`x-costlimit-*`, with the cost of this request).
 fn with_rate(mut resp: Response, info: RateInfo) -> Response {
-    set_header(&mut resp, "x-ratelimit-limit", RATE_LIMIT.to_string());
+    set_header(&mut resp, "x-ratelimit-limit", info.limit.to_string());
     set_header(
         &mut resp,
         "x-ratelimit-remaining",
         info.remaining.to_string(),
     );
     set_header(&mut resp, "x-ratelimit-reset", info.reset.to_string());
+    set_header(&mut resp, "x-costlimit-limit", info.cost_limit.to_string());
+    set_header(&mut resp, "x-costlimit-cost", info.cost.to_string());
+    set_header(
+        &mut resp,
+        "x-costlimit-remaining",
+        info.cost_remaining.to_string(),
+    );
+    set_header(&mut resp, "x-costlimit-reset", info.reset.to_string());
     if info.exceeded {
         set_header(&mut resp, "retry-after", info.retry_after.to_string());
     }
@@ -96,8 +107,7 @@ async fn gate(shared: &Shared, endpoint: FaultTarget, headers: &HeaderMap) -> Op
         Fault::TooManyRequests {
             retry_after_secs, ..
         } => {
-            let mut info = peek_rate(shared, headers);
-            info.remaining = 0;
+            let info = peek_rate(shared, headers);
             let mut resp = with_rate(
                 json_response(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -125,12 +135,7 @@ fn unauthorized(message: &str) -> Response {
             StatusCode::UNAUTHORIZED,
             json!({"errors": [{"message": message}], "message": message}),
         ),
-        RateInfo {
-            remaining: RATE_LIMIT,
-            reset: crate::state::unix_now() + crate::RATE_WINDOW.as_secs(),
-            retry_after: 0,
-            exceeded: false,
-        },
+        RateInfo::uncharged(HourlyLimits::default()),
     )
 }
 
@@ -168,12 +173,7 @@ async fn oauth_token(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
     if let Some(resp) = gate(&app.shared, FaultTarget::OAuth, &headers).await {
         return resp;
     }
-    let info = RateInfo {
-        remaining: RATE_LIMIT,
-        reset: crate::state::unix_now() + crate::RATE_WINDOW.as_secs(),
-        retry_after: 0,
-        exceeded: false,
-    };
+    let info = RateInfo::uncharged(app.shared.lock().hourly);
     let params: std::collections::HashMap<String, String> =
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => map

@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::keys::PolicyKey;
 use crate::webhooks::Delivery;
-use crate::{Fault, FaultTarget, OperationAnswer, OperationFault, RATE_LIMIT, RATE_WINDOW, Stats};
+use crate::{
+    Fault, FaultTarget, HOURLY_COST, HOURLY_REQUESTS, OperationAnswer, OperationFault, RATE_LIMIT,
+    RATE_WINDOW, Stats,
+};
 
 /// A registered OAuth application.
 #[derive(Clone)]
@@ -73,16 +76,69 @@ impl Record {
     }
 }
 
-/// Outcome of a rate-limit check.
+/// Outcome of a rate-limit check: the token's hourly request and cost budgets (what the
+/// `x-ratelimit-*` and `x-costlimit-*` headers report) and whether a limit (the hourly ones or
+/// the 20 requests per 2 s) refused the request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RateInfo {
+    pub limit: u32,
     pub remaining: u32,
-    /// Unix time (seconds) when the window has room again.
+    /// Unix time (seconds) when the hourly window resets.
     pub reset: u64,
-    /// Seconds to wait when the limit is exceeded.
+    pub cost_limit: u32,
+    pub cost_remaining: u32,
+    /// Cost points of this request.
+    pub cost: u32,
+    /// Seconds to wait when a limit is exceeded.
     pub retry_after: u64,
     pub exceeded: bool,
 }
+
+impl RateInfo {
+    /// The budgets of a request no token is charged for (a fresh window).
+    pub fn uncharged(limits: HourlyLimits) -> RateInfo {
+        RateInfo {
+            limit: limits.requests,
+            remaining: limits.requests,
+            reset: unix_now() + HOUR_SECS,
+            cost_limit: limits.cost,
+            cost_remaining: limits.cost,
+            cost: 0,
+            retry_after: 0,
+            exceeded: false,
+        }
+    }
+}
+
+/// A token's hourly budget: a fixed 60-minute window from its first request.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HourWindow {
+    pub start: u64,
+    pub requests: u32,
+    pub cost: u32,
+}
+
+/// The hourly limits the sandbox enforces per token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HourlyLimits {
+    pub requests: u32,
+    pub cost: u32,
+    /// Cost points of one counted request.
+    pub request_cost: u32,
+}
+
+impl Default for HourlyLimits {
+    fn default() -> Self {
+        HourlyLimits {
+            requests: HOURLY_REQUESTS,
+            cost: HOURLY_COST,
+            request_cost: 1,
+        }
+    }
+}
+
+/// Length of the hourly windows.
+pub(crate) const HOUR_SECS: u64 = 3600;
 
 /// The whole mutable sandbox state.
 pub(crate) struct State {
@@ -95,6 +151,8 @@ pub(crate) struct State {
     pub stats: Stats,
     pub windows: HashMap<String, VecDeque<Instant>>,
     pub rate_window: Duration,
+    pub hours: HashMap<String, HourWindow>,
+    pub hourly: HourlyLimits,
     pub async_delay: u32,
     pub async_results: HashMap<String, AsyncResult>,
     pub seq: u64,
@@ -137,6 +195,8 @@ impl State {
             stats: Stats::default(),
             windows: HashMap::new(),
             rate_window: RATE_WINDOW,
+            hours: HashMap::new(),
+            hourly: HourlyLimits::default(),
             async_delay: 0,
             async_results: HashMap::new(),
             seq: 0,
@@ -239,9 +299,34 @@ impl State {
         Some(answer)
     }
 
-    /// Counts a request against the window of `key` (unless `consume` is false) and reports.
+    /// Checks (and with `consume`, counts) a request of token `key`: the sliding window of
+    /// [`RATE_LIMIT`] requests per `rate_window`, then the hourly request and cost budgets.
     pub fn rate(&mut self, key: &str, consume: bool) -> RateInfo {
         let now = Instant::now();
+        let now_unix = unix_now();
+        let limits = self.hourly;
+        let hour = self.hours.entry(key.to_owned()).or_default();
+        if hour.requests == 0 || now_unix >= hour.start + HOUR_SECS {
+            *hour = HourWindow {
+                start: now_unix,
+                ..HourWindow::default()
+            };
+        }
+        let mut info = RateInfo {
+            limit: limits.requests,
+            remaining: limits.requests.saturating_sub(hour.requests),
+            reset: hour.start + HOUR_SECS,
+            cost_limit: limits.cost,
+            cost_remaining: limits.cost.saturating_sub(hour.cost),
+            cost: 0,
+            retry_after: 0,
+            exceeded: false,
+        };
+        if info.remaining == 0 || info.cost_remaining == 0 {
+            info.retry_after = (hour.start + HOUR_SECS).saturating_sub(now_unix).max(1);
+            info.exceeded = true;
+            return info;
+        }
         let length = self.rate_window;
         let window = self.windows.entry(key.to_owned()).or_default();
         while window
@@ -250,36 +335,25 @@ impl State {
         {
             window.pop_front();
         }
-        let used = u32::try_from(window.len()).unwrap_or(u32::MAX);
-        let until_free = window
-            .front()
-            .map(|t| length.saturating_sub(now.duration_since(*t)))
-            .unwrap_or(Duration::ZERO);
-        let reset = unix_now() + until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0);
-        if used >= RATE_LIMIT {
-            let retry_after =
+        if window.len() >= RATE_LIMIT as usize {
+            let until_free = window
+                .front()
+                .map(|t| length.saturating_sub(now.duration_since(*t)))
+                .unwrap_or(Duration::ZERO);
+            info.retry_after =
                 (until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0)).max(1);
-            return RateInfo {
-                remaining: 0,
-                reset,
-                retry_after,
-                exceeded: true,
-            };
+            info.exceeded = true;
+            return info;
         }
         if consume {
             window.push_back(now);
+            hour.requests += 1;
+            hour.cost = hour.cost.saturating_add(limits.request_cost);
+            info.remaining -= 1;
+            info.cost_remaining = info.cost_remaining.saturating_sub(limits.request_cost);
+            info.cost = limits.request_cost;
         }
-        let used_after = used + u32::from(consume);
-        RateInfo {
-            remaining: RATE_LIMIT - used_after,
-            reset: if used == 0 {
-                unix_now() + length.as_secs()
-            } else {
-                reset
-            },
-            retry_after: 0,
-            exceeded: false,
-        }
+        info
     }
 
     /// Inserts a record and returns its node id.

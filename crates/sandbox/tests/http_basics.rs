@@ -83,7 +83,7 @@ async fn oauth_accepts_json_and_form_and_rejects_bad_credentials() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+    assert_eq!(resp.headers()["x-ratelimit-limit"], "3600");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 3600);
@@ -449,10 +449,11 @@ async fn rate_limit_allows_twenty_requests_per_window() {
     for i in 0..20u32 {
         let resp = gql(&sb, &t, "wdc", q, json!({})).await;
         assert_eq!(resp.status(), 200, "request {i}");
-        assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+        // The headers report the hourly budget, as 4me's do.
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "3600");
         assert_eq!(
             resp.headers()["x-ratelimit-remaining"],
-            (19 - i).to_string().as_str()
+            (3599 - i).to_string().as_str()
         );
         assert!(resp.headers().contains_key("x-ratelimit-reset"));
     }
@@ -464,7 +465,7 @@ async fn rate_limit_allows_twenty_requests_per_window() {
         .parse()
         .unwrap();
     assert!((1..=600).contains(&retry));
-    assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(resp.headers()["x-ratelimit-remaining"], "3580");
     // REST shares the token's window.
     let url = format!("{}/app_offerings/x/avatar", sb.rest_url());
     let resp = reqwest::Client::new()
@@ -483,30 +484,58 @@ async fn rate_limit_allows_twenty_requests_per_window() {
 }
 
 #[tokio::test]
-async fn default_rate_window_is_two_seconds() {
+async fn budget_headers_report_the_hourly_windows() {
     let (sb, t) = setup().await;
-    let resp = gql(
-        &sb,
-        &t,
-        "wdc",
-        "{ configurationItems(first: 1) { nodes { id } } }",
-        json!({}),
-    )
-    .await;
-    let reset: u64 = resp.headers()["x-ratelimit-reset"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let q = "{ configurationItems(first: 1) { nodes { id } } }";
+    let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+    let header = |resp: &reqwest::Response, name: &str| -> u64 {
+        resp.headers()[name].to_str().unwrap().parse().unwrap()
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    // The first request of a window resets it two seconds after it was made.
+    // A window opens with the token's first request and lasts 60 minutes.
+    let reset = header(&resp, "x-ratelimit-reset");
     assert!(
-        reset > now.saturating_sub(60) && reset <= now + 2,
+        reset > now + 3500 && reset <= now + 3600,
         "reset {reset}, now {now}"
     );
+    assert_eq!(header(&resp, "x-costlimit-limit"), 5000);
+    assert_eq!(header(&resp, "x-costlimit-cost"), 1);
+    assert_eq!(header(&resp, "x-costlimit-remaining"), 4999);
+    assert_eq!(header(&resp, "x-costlimit-reset"), reset);
+}
+
+#[tokio::test]
+async fn a_spent_hourly_budget_is_refused_until_its_window_resets() {
+    let (sb, t) = setup().await;
+    sb.set_rate_window(Duration::ZERO);
+    // 10 requests or 8 points an hour, 3 points a request: the third request would need 9.
+    sb.set_hourly_limits(10, 8, 3);
+    let q = "{ configurationItems(first: 1) { nodes { id } } }";
+    for remaining in ["5", "2"] {
+        let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-costlimit-remaining"], remaining);
+    }
+    let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+    assert_eq!(resp.status(), 200, "2 points left still admit a request");
+    assert_eq!(resp.headers()["x-costlimit-remaining"], "0");
+    let resp = gql(&sb, &t, "wdc", q, json!({})).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry), "retry-after {retry}");
+    assert_eq!(resp.headers()["x-ratelimit-remaining"], "7");
+
+    sb.set_hourly_limits(2, 100, 1);
+    for status in [200, 200, 429] {
+        assert_eq!(gql(&sb, &t, "wdc", q, json!({})).await.status(), status);
+    }
 }
 
 const DISCOVERED: &str = "mutation($input: DiscoveredConfigurationItemsInput!) { discoveredConfigurationItems(input: $input) { errors { path message } configurationItems { id sourceID } asyncQuery { id errorCount resultUrl resultCount } } }";
@@ -770,7 +799,7 @@ async fn unknown_routes_are_404_with_rate_headers() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    assert_eq!(resp.headers()["x-ratelimit-limit"], "20");
+    assert_eq!(resp.headers()["x-ratelimit-limit"], "3600");
 }
 
 /// What real 4me refuses at the schema level, the sandbox refuses: a GraphQL error without data,

@@ -25,7 +25,9 @@ const TOKEN_OPERATION: &str = "access token";
 const ASYNC_OPERATION: &str = "async query result";
 const BODY_EXCERPT: usize = 300;
 
-/// The last `x-ratelimit-*` headers seen on a 4me response.
+/// The token's hourly budgets as the last 4me response reported them: requests
+/// (`x-ratelimit-*`, 3,600 an hour) and query-cost points (`x-costlimit-*`, 5,000 an hour), each
+/// in a 60-minute window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RateLimit {
     /// `x-ratelimit-limit`: requests allowed in the window.
@@ -34,10 +36,16 @@ pub struct RateLimit {
     pub remaining: Option<u32>,
     /// `x-ratelimit-reset`: unix time (seconds) at which the window resets.
     pub reset: Option<u64>,
+    /// `x-costlimit-limit`: query-cost points allowed in the window.
+    pub cost_limit: Option<u32>,
+    /// `x-costlimit-remaining`: points left in the window.
+    pub cost_remaining: Option<u32>,
+    /// `x-costlimit-reset`: unix time (seconds) at which the cost window resets.
+    pub cost_reset: Option<u64>,
 }
 
 impl RateLimit {
-    /// Reads the `x-ratelimit-*` headers; `None` when none is present.
+    /// Reads the `x-ratelimit-*` and `x-costlimit-*` headers; `None` when none is present.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         fn num<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
             headers.get(name)?.to_str().ok()?.trim().parse().ok()
@@ -46,8 +54,26 @@ impl RateLimit {
             limit: num(headers, "x-ratelimit-limit"),
             remaining: num(headers, "x-ratelimit-remaining"),
             reset: num(headers, "x-ratelimit-reset"),
+            cost_limit: num(headers, "x-costlimit-limit"),
+            cost_remaining: num(headers, "x-costlimit-remaining"),
+            cost_reset: num(headers, "x-costlimit-reset"),
         };
         (rl != Self::default()).then_some(rl)
+    }
+
+    /// When this budget next has fewer than `requests` requests or `points` cost points left,
+    /// the unix time (seconds) at which the exhausted window resets; `None` while both suffice
+    /// (or the headers did not say).
+    pub fn exhausted_until(&self, requests: u32, points: u32) -> Option<u64> {
+        let short = |remaining: Option<u32>, reset: Option<u64>, need: u32| {
+            remaining
+                .zip(reset)
+                .filter(|(r, _)| *r < need)
+                .map(|(_, at)| at)
+        };
+        let requests = short(self.remaining, self.reset, requests);
+        let points = short(self.cost_remaining, self.cost_reset, points);
+        requests.max(points)
     }
 }
 
@@ -734,12 +760,7 @@ impl FourMeClient {
             let mut next = lock(&self.0.next_slot);
             let now = Instant::now();
             let mut slot = (*next).max(now);
-            if let Some(RateLimit {
-                remaining: Some(0),
-                reset: Some(reset),
-                ..
-            }) = *lock(&self.0.rate_limit)
-            {
+            if let Some(reset) = lock(&self.0.rate_limit).and_then(|rl| rl.exhausted_until(1, 1)) {
                 let now_unix = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -978,9 +999,23 @@ mod tests {
             Some(RateLimit {
                 limit: Some(20),
                 remaining: Some(7),
-                reset: Some(1_700_000_000)
+                reset: Some(1_700_000_000),
+                ..RateLimit::default()
             })
         );
+        h.insert("x-costlimit-limit", "5000".parse().unwrap());
+        h.insert("x-costlimit-remaining", "12".parse().unwrap());
+        h.insert("x-costlimit-reset", "1700000100".parse().unwrap());
+        let rl = RateLimit::from_headers(&h).unwrap();
+        assert_eq!(
+            (rl.cost_limit, rl.cost_remaining, rl.cost_reset),
+            (Some(5000), Some(12), Some(1_700_000_100))
+        );
+        assert_eq!(rl.exhausted_until(5, 10), None);
+        assert_eq!(rl.exhausted_until(8, 10), Some(1_700_000_000));
+        assert_eq!(rl.exhausted_until(5, 20), Some(1_700_000_100));
+        assert_eq!(rl.exhausted_until(8, 20), Some(1_700_000_100));
+        assert_eq!(RateLimit::default().exhausted_until(8, 20), None);
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl<T: StateStore> StateStore for &T {
 pub struct Lease {
     key: String,
     version: u64,
+    holder: serde_json::Value,
 }
 
 impl Lease {
@@ -184,10 +185,67 @@ impl Lease {
                 Written::Done(version) => Some(Self {
                     key: key.to_owned(),
                     version,
+                    holder,
                 }),
                 Written::Conflict(_) => None,
             },
         )
+    }
+
+    /// Takes the lease `key` for `owner` until `until` if nobody holds it or `owner` already
+    /// does: work that continues in another invocation (a chained sync) hands its lease on by
+    /// name, and nobody else can take it before it expires. `None` when another owner holds it.
+    pub async fn acquire_for<S: StateStore>(
+        store: &S,
+        key: &str,
+        owner: &str,
+        until: i64,
+    ) -> Result<Option<Self>, StateStoreError> {
+        let holder = serde_json::json!({ "lease": true, "owner": owner });
+        let mut expect = Expect::Absent;
+        // Each conflict names the record as it is now; a third one means others keep writing.
+        for _ in 0..3 {
+            match store.put(key, &holder, Some(until), expect).await? {
+                Written::Done(version) => {
+                    return Ok(Some(Self {
+                        key: key.to_owned(),
+                        version,
+                        holder,
+                    }));
+                }
+                Written::Conflict(None) => expect = Expect::Absent,
+                Written::Conflict(Some(record))
+                    if record.data.get("owner") == holder.get("owner") =>
+                {
+                    expect = Expect::Version(record.version);
+                }
+                Written::Conflict(Some(_)) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Keeps the lease until `until`; `false` when it was lost (it expired and another took it).
+    pub async fn extend<S: StateStore>(
+        &mut self,
+        store: &S,
+        until: i64,
+    ) -> Result<bool, StateStoreError> {
+        match store
+            .put(
+                &self.key,
+                &self.holder,
+                Some(until),
+                Expect::Version(self.version),
+            )
+            .await?
+        {
+            Written::Done(version) => {
+                self.version = version;
+                Ok(true)
+            }
+            Written::Conflict(_) => Ok(false),
+        }
     }
 
     /// Gives the lease up (a lease that expired meanwhile and was taken by another is left to

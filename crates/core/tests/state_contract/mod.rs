@@ -198,3 +198,52 @@ pub async fn invalid_keys_are_refused<S: StateStore>(store: &S) {
             .is_err()
     );
 }
+
+/// A named lease: another owner cannot take it while it is live, its owner can again (a chained
+/// piece of work handing it on), an extension keeps it, a release frees it for anyone.
+pub async fn named_leases_pass_on_to_their_owner<S: StateStore>(store: &S, key: &str) {
+    use app_builder_core::state::Lease;
+    let first = Lease::acquire_for(store, key, "sync-1", now() + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Lease::acquire_for(store, key, "sync-2", now() + 600)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        Lease::acquire(store, key, now() + 600)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let until = now() + 900;
+    let mut again = Lease::acquire_for(store, key, "sync-1", until)
+        .await
+        .unwrap()
+        .expect("the owner takes its lease again");
+    assert_eq!(
+        store.get(key).await.unwrap().unwrap().expires_at,
+        Some(until)
+    );
+    // The first holder's copy is stale: it can neither extend nor free the lease now.
+    let mut stale = first.clone();
+    assert!(!stale.extend(store, now() + 1200).await.unwrap());
+    first.release(store).await.unwrap();
+    assert!(store.get(key).await.unwrap().is_some());
+    let until = now() + 1200;
+    assert!(again.extend(store, until).await.unwrap());
+    assert_eq!(
+        store.get(key).await.unwrap().unwrap().expires_at,
+        Some(until)
+    );
+    again.release(store).await.unwrap();
+    assert!(
+        Lease::acquire_for(store, key, "sync-2", now() + 600)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -351,13 +351,15 @@ impl LansweeperApi {
     }
 
     /// Sends one POST with the integration headers, pacing and retries; returns the final
-    /// status and JSON body (`Value::Null` when the body is not JSON).
+    /// status and JSON body (`Value::Null` when the body is not JSON). Every request sent
+    /// (retries included) is added to `sent`.
     async fn post(
         &self,
         url: &str,
         body: &Value,
         bearer: Option<&SecretString>,
         graphql: bool,
+        sent: &mut u64,
     ) -> Result<(StatusCode, Value), LansweeperError> {
         let mut attempt = 0;
         loop {
@@ -365,6 +367,7 @@ impl LansweeperApi {
             if let Err(wait) = self.pacer.wait(self.settings.max_retry_after).await {
                 return Err(LansweeperError::RateLimited { retry_after: wait });
             }
+            *sent += 1;
             self.count(|c| {
                 if graphql {
                     c.graphql += 1
@@ -444,8 +447,14 @@ impl LansweeperApi {
 
     /// Posts to the token endpoint; maps 400 `invalid_grant`, 401, 403 and 404 to
     /// [`LansweeperError::Unauthorized`]. The error body is never logged (it may echo secrets).
-    async fn token_request(&self, body: Value) -> Result<TokenResponse, LansweeperError> {
-        let (status, body) = self.post(&self.token_url(), &body, None, false).await?;
+    async fn token_request(
+        &self,
+        body: Value,
+        sent: &mut u64,
+    ) -> Result<TokenResponse, LansweeperError> {
+        let (status, body) = self
+            .post(&self.token_url(), &body, None, false, sent)
+            .await?;
         let invalid_grant = status == StatusCode::BAD_REQUEST
             && body.get("error").and_then(Value::as_str) == Some("invalid_grant");
         if status == StatusCode::UNAUTHORIZED
@@ -472,13 +481,16 @@ impl LansweeperApi {
         redirect_uri: &str,
     ) -> Result<SecretString, LansweeperError> {
         let response = self
-            .token_request(json!({
-                "client_id": credentials.client_id,
-                "client_secret": credentials.client_secret.expose_secret(),
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-            }))
+            .token_request(
+                json!({
+                    "client_id": credentials.client_id,
+                    "client_secret": credentials.client_secret.expose_secret(),
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                }),
+                &mut 0,
+            )
             .await?;
         response
             .refresh_token
@@ -494,6 +506,7 @@ impl LansweeperApi {
             refresh_token,
             rotated: false,
             access_token: None,
+            sent: 0,
         }
     }
 }
@@ -546,6 +559,7 @@ pub struct Session {
     refresh_token: SecretString,
     rotated: bool,
     access_token: Option<SecretString>,
+    sent: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -563,12 +577,15 @@ impl Session {
     pub async fn authenticate(&mut self) -> Result<(), LansweeperError> {
         let response = self
             .api
-            .token_request(json!({
-                "client_id": self.credentials.client_id,
-                "client_secret": self.credentials.client_secret.expose_secret(),
-                "grant_type": "refresh_token",
-                "refresh_token": self.refresh_token.expose_secret(),
-            }))
+            .token_request(
+                json!({
+                    "client_id": self.credentials.client_id,
+                    "client_secret": self.credentials.client_secret.expose_secret(),
+                    "grant_type": "refresh_token",
+                    "refresh_token": self.refresh_token.expose_secret(),
+                }),
+                &mut self.sent,
+            )
             .await?;
         let access = response.access_token.ok_or_else(|| {
             LansweeperError::InvalidResponse("Unable to access Lansweeper: no access_token".into())
@@ -581,6 +598,12 @@ impl Session {
         }
         self.access_token = Some(SecretString::from(access));
         Ok(())
+    }
+
+    /// Requests this session has sent (token and GraphQL, retries included): what it spent of
+    /// Lansweeper's hourly budget.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent
     }
 
     /// The new refresh token if Lansweeper rotated it since the last call (the old one no
@@ -606,7 +629,13 @@ impl Session {
             let url = self.api.graphql_url();
             let (status, answer) = self
                 .api
-                .post(&url, &body, self.access_token.as_ref(), true)
+                .post(
+                    &url,
+                    &body,
+                    self.access_token.as_ref(),
+                    true,
+                    &mut self.sent,
+                )
                 .await?;
             if status == StatusCode::FORBIDDEN {
                 // The token is valid but no longer allowed (application revoked, site access
@@ -700,19 +729,40 @@ impl Session {
     /// A lazy stream of asset pages: each [`AssetPages::next_page`] fetches one page, so memory
     /// holds at most one page whatever the size of the site.
     pub fn assets(&mut self, query: AssetQuery) -> Result<AssetPages<'_>, LansweeperError> {
+        self.assets_from(query, PagePosition::default())
+    }
+
+    /// The asset pages of `query` from `position` on (saved by [`AssetPages::position`], possibly
+    /// by another invocation).
+    pub fn assets_from(
+        &mut self,
+        query: AssetQuery,
+        position: PagePosition,
+    ) -> Result<AssetPages<'_>, LansweeperError> {
         let filters = query.filters(self.api.settings.max_filter_field_length)?;
         Ok(AssetPages {
             limit: self.api.settings.page_size,
             session: self,
             site_id: query.site_id,
             filters,
-            cursor: None,
-            started: false,
-            done: false,
-            total: None,
-            retrieved: 0,
+            done: position.started && position.cursor.is_none(),
+            position,
         })
     }
+}
+
+/// Where a stream of asset pages is: the page its next [`AssetPages::next_page`] fetches.
+/// Serializable, so that a sync can resume from it in another invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct PagePosition {
+    /// Whether the first page was fetched (then `cursor` is the next page's, `None` at the end).
+    pub started: bool,
+    /// Lansweeper's cursor of the next page.
+    pub cursor: Option<String>,
+    /// The total reported with the first page.
+    pub total: Option<u64>,
+    /// Assets retrieved before this position.
+    pub retrieved: u64,
 }
 
 /// Pages of assets of one [`AssetQuery`] (cursor paging as the original: `FIRST`, then `NEXT`
@@ -723,11 +773,8 @@ pub struct AssetPages<'a> {
     site_id: String,
     filters: Value,
     limit: u32,
-    cursor: Option<String>,
-    started: bool,
+    position: PagePosition,
     done: bool,
-    total: Option<u64>,
-    retrieved: u64,
 }
 
 #[derive(Deserialize)]
@@ -750,8 +797,8 @@ impl AssetPages<'_> {
             if self.done {
                 return Ok(None);
             }
-            let (query, pagination) = if self.started {
-                match &self.cursor {
+            let (query, pagination) = if self.position.started {
+                match &self.position.cursor {
                     Some(c) => (
                         ASSETS_NEXT_PAGE_QUERY,
                         json!({"limit": self.limit, "page": "NEXT", "cursor": c}),
@@ -767,7 +814,6 @@ impl AssetPages<'_> {
                     json!({"limit": self.limit, "page": "FIRST"}),
                 )
             };
-            self.started = true;
             let data = self
                 .session
                 .query(
@@ -787,13 +833,18 @@ impl AssetPages<'_> {
                     .unwrap_or(Value::Null),
             )
             .map_err(|e| LansweeperError::InvalidResponse(format!("asset page: {e}")))?;
+            let position = &mut self.position;
+            position.started = true;
             if let Some(total) = page.total {
-                self.total = Some(total);
+                position.total = Some(total);
             }
             let items = page.items.unwrap_or_default();
-            self.retrieved += items.len() as u64;
-            self.cursor = page.pagination.and_then(|p| p.next);
-            if self.cursor.is_none() || self.total.is_some_and(|t| self.retrieved >= t) {
+            position.retrieved += items.len() as u64;
+            position.cursor = page.pagination.and_then(|p| p.next);
+            if position.total.is_some_and(|t| position.retrieved >= t) {
+                position.cursor = None;
+            }
+            if position.cursor.is_none() {
                 self.done = true;
             }
             if !items.is_empty() {
@@ -804,12 +855,17 @@ impl AssetPages<'_> {
 
     /// The total reported by Lansweeper (after the first page).
     pub fn total(&self) -> Option<u64> {
-        self.total
+        self.position.total
     }
 
     /// Assets retrieved so far.
     pub fn retrieved(&self) -> u64 {
-        self.retrieved
+        self.position.retrieved
+    }
+
+    /// Where the stream is: the page the next [`AssetPages::next_page`] fetches.
+    pub fn position(&self) -> &PagePosition {
+        &self.position
     }
 
     /// The session (e.g. to check for a rotated refresh token between pages).
