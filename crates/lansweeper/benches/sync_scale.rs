@@ -210,6 +210,7 @@ async fn seed_servers(
         fake.set_rate_limit(Some((150, Duration::from_secs(60))));
     } else {
         sandbox.set_rate_window(Duration::ZERO);
+        sandbox.set_hourly_limits(u32::MAX, u32::MAX, 0);
     }
     let provider = sandbox.add_oauth_application(PROVIDER);
     let service_instance = sandbox.seed_service_instance(PROVIDER, "Mainframe 1");

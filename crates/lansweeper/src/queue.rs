@@ -192,3 +192,20 @@ impl RefreshQueue for SqsRefreshQueue {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_sync_is_the_bare_account_and_a_continuation_names_its_sync() {
+        let new = SyncMessage::new_sync("wdc");
+        assert_eq!(new.body(), "wdc");
+        assert_eq!(SyncMessage::parse(" wdc\n"), new);
+        let next = SyncMessage::continuation("wdc", "m-1");
+        assert_eq!(next.body(), r#"{"account":"wdc","sync":"m-1"}"#);
+        assert_eq!(SyncMessage::parse(&next.body()), next);
+        // Anything else is an account name (checked, and refused, by the sync).
+        assert_eq!(SyncMessage::parse("[1]").account, "[1]");
+    }
+}

@@ -683,6 +683,18 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             Ok(Progress::Paused(until)) => {
                 return self.continue_later(account, &mut run, until).await;
             }
+            // Lansweeper's hourly budget is spent (this process's count, or Lansweeper's
+            // `Retry-After`): go on when it resets rather than fail into retries.
+            Err(Failure::Lansweeper(LansweeperError::RateLimited { retry_after })) => {
+                let until = now()
+                    .saturating_add(i64::try_from(retry_after.as_secs()).unwrap_or(3600))
+                    .saturating_add(1);
+                tracing::info!(
+                    retry_after_s = retry_after.as_secs(),
+                    "Lansweeper budget spent"
+                );
+                return self.continue_later(account, &mut run, Some(until)).await;
+            }
             Err(Failure::Lansweeper(e)) if e.is_authorization() => {
                 let message = match &e {
                     LansweeperError::Unauthorized(m) => m.clone(),
@@ -995,8 +1007,9 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         refs: &mut References,
         run: &mut Run,
     ) -> Result<UnitStep, Failure> {
-        let mut at = match run.checkpoint.current.take() {
-            Some(position) if position.unit == upload.unit => position,
+        // The run keeps the position last saved: a step that fails resumes from it.
+        let mut at = match &run.checkpoint.current {
+            Some(position) if position.unit == upload.unit => position.clone(),
             _ => Position::start(upload.unit),
         };
         let mut pages = match session.assets_from(query, at.page.clone()) {

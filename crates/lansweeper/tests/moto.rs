@@ -6,6 +6,9 @@
 mod support;
 
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
+use std::time::Duration;
+
+use lansweeper::queue::SyncMessage;
 use lansweeper::{RefreshQueue, SqsRefreshQueue};
 use support::{API_URL, Env};
 
@@ -57,6 +60,23 @@ async fn sqs_refresh_queue_sends_the_account_id_as_message_body() {
     let queue = SqsRefreshQueue::new(client.clone(), url.clone());
     queue.enqueue("wdc").await.unwrap();
     assert_eq!(receive_bodies(&client, &url).await, ["wdc"]);
+
+    // A continuation is JSON naming its sync, held back by SQS for its delay (at most 15
+    // minutes).
+    let continuation = SyncMessage::continuation("wdc", "sync-1");
+    queue
+        .send(&continuation, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(receive_bodies(&client, &url).await.is_empty(), "delayed");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let bodies = receive_bodies(&client, &url).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(SyncMessage::parse(&bodies[0]), continuation);
+    queue
+        .send(&continuation, Duration::from_secs(3600))
+        .await
+        .expect("a longer delay is cut to SQS's 15 minutes, not refused");
 
     // A missing queue is an error naming the account, not a silent success.
     let missing = SqsRefreshQueue::new(client, format!("{url}-missing"));

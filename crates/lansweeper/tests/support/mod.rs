@@ -83,6 +83,15 @@ pub fn api_settings(fake: &LansweeperFake) -> ApiSettings {
 
 impl<S: SecretStore + Clone + 'static> Env<S> {
     pub async fn new(store: S, provider_account: &str) -> Env<S> {
+        Self::with_api(store, provider_account, |_| {}).await
+    }
+
+    /// An environment whose Lansweeper client settings `adjust` changes.
+    pub async fn with_api(
+        store: S,
+        provider_account: &str,
+        adjust: impl FnOnce(&mut ApiSettings),
+    ) -> Env<S> {
         let sandbox = Sandbox::start().await.unwrap();
         let lansweeper = LansweeperFake::start().await.unwrap();
         let domain = sandbox.domain().to_owned();
@@ -113,9 +122,11 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         let queue = Arc::new(InMemoryQueue::new());
         let state_dir = tempfile::tempdir().unwrap();
         let state = LocalStateStore::new(state_dir.path());
+        let mut settings = api_settings(&lansweeper);
+        adjust(&mut settings);
         let function = LansweeperFunction::new(
             loader,
-            LansweeperApi::new(api_settings(&lansweeper)).unwrap(),
+            LansweeperApi::new(settings).unwrap(),
             queue.clone(),
             state.clone(),
             FunctionSettings {
@@ -335,11 +346,14 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             )
             .await
             .unwrap();
-        nodes
+        let count = nodes.len();
+        let by_source: std::collections::HashMap<String, Value> = nodes
             .into_iter()
             .map(|n| self.sandbox.record(&n.id).unwrap())
             .map(|r| (r["sourceID"].as_str().unwrap().to_owned(), r))
-            .collect()
+            .collect();
+        assert_eq!(by_source.len(), count, "one CI per Lansweeper asset");
+        by_source
     }
 
     /// A 4me client of the customer account (its credentials from the customer secret).
@@ -384,8 +398,13 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
 /// An SQS event with one new message (a fresh message id, as SQS gives each message) whose
 /// body is `account`.
 pub fn sqs_event(account: &str) -> aws_lambda_events::sqs::SqsEvent {
+    sqs_message(account)
+}
+
+/// An SQS event with one new message whose body is `body`.
+pub fn sqs_message(body: &str) -> aws_lambda_events::sqs::SqsEvent {
     serde_json::from_value(json!({"Records": [{
-        "messageId": uuid::Uuid::new_v4().to_string(), "receiptHandle": "r", "body": account,
+        "messageId": uuid::Uuid::new_v4().to_string(), "receiptHandle": "r", "body": body,
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
         "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
