@@ -1384,10 +1384,13 @@ fn other_ci_binding(source_id: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// The offering's webhook URI template (4me calls it for the customer's automation rules, the
-/// function finds the customer by `account`) and configuration URI template, per integration.
+/// function finds the customer by `account`) and configuration URI template (where 4me sends
+/// the installing user with a signed link: Lansweeper's "Connect Lansweeper" page), per
+/// integration.
 fn offering_uris(integration: &str, api_url: &str) -> (Option<String>, Option<String>) {
     match integration {
         "note-dispatcher" => (Some(format!("{api_url}?account={{account}}")), None),
+        "lansweeper" => (None, Some(format!("{api_url}configure"))),
         _ => (None, None),
     }
 }

@@ -13,6 +13,8 @@
 //!   (in-progress and completed records, payload hashes), Powertools' semantics;
 //! - [`config`]: start-up configuration from the `PARAM_*` environment (errors name the variable);
 //! - [`context`]: provider and customer contexts assembled from the store;
+//! - [`configuration`]: 4me's configuration URI (checking the link 4me sends the installing
+//!   user to, and the server-rendered pages of an integration's configuration flow);
 //! - [`bus`]: the engine's event bus (`Installation changed` events) and its EventBridge publisher;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
 //! - [`telemetry`]: the JSON logging set-up of every function's `main`;
@@ -24,6 +26,7 @@
 mod aws_error;
 pub mod bus;
 pub mod config;
+pub mod configuration;
 pub mod context;
 pub mod events;
 pub mod fourme;

@@ -14,10 +14,12 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::api::ClientCredentials;
+use crate::configure::{CONFIGURE_PATH, ERROR_TITLE, Session, connected_page, session_key};
 use crate::instance::{InstanceConfig, fields, status};
 use crate::{
     CALLBACK_SECRET_KEY, CONNECTION_ERROR, LansweeperFunction, RefreshQueue, client_secret,
 };
+use app_builder_core::configuration::page;
 
 /// Public message when the instance configuration cannot be read.
 pub(crate) const CONFIGURATION_ERROR: &str = "Unable to process event. Configuration error.";
@@ -55,6 +57,12 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
 
     async fn http(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         let proxy = path_param(req, "proxy").unwrap_or_default();
+        if proxy == CONFIGURE_PATH {
+            if req.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            return Ok(self.configuration_page(req).await);
+        }
         let mut parts = proxy.split('/');
         let customer = parts.next().unwrap_or_default().to_owned();
         let given_secret = parts.next().unwrap_or_default().to_owned();
@@ -86,8 +94,20 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
                 .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
             return Ok(ApiResponse::ok(&format!("Triggered refresh of {customer}")));
         }
+        // A connection started on the configuration page names its session in `state`.
+        let session = self.configuration_session(&customer, req).await;
+        let refused = |message: String| match &session {
+            Some((session, _)) => Ok(refused_page(&message, &session.link_query)),
+            None => Err(ApiError::Unauthorized),
+        };
+        if let Some(error) = query_param(req, "error").filter(|e| !e.is_empty()) {
+            tracing::info!(error = %error, "Lansweeper declined the authorization");
+            return refused(format!(
+                "Lansweeper did not authorize the application ({error})."
+            ));
+        }
         let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
-            return Err(ApiError::Unauthorized);
+            return refused("Lansweeper sent no authorization code.".into());
         };
 
         let provider = self
@@ -121,7 +141,11 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             Ok(token) => token,
             Err(e) if e.is_authorization() => {
                 tracing::info!(error = %e, "Lansweeper refused the authorization code");
-                return Err(ApiError::Unauthorized);
+                return refused(
+                    "Lansweeper refused the authorization: check the application's client id, \
+                     secret and callback URL."
+                        .into(),
+                );
             }
             Err(e) => return Err(ApiError::upstream(CONNECTION_ERROR, e)),
         };
@@ -147,16 +171,91 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         update_app_instance(provider_client, &instance.id, &update)
             .await
             .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        self.queue
-            .enqueue(&customer)
-            .await
-            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        tracing::info!(instance = %instance.id, "Lansweeper authorized, sync queued");
+        // An instance being configured is enabled when the customer confirms in 4me; its
+        // first sync is queued then (the `enabled` installation change).
+        if !instance.disabled {
+            self.queue
+                .enqueue(&customer)
+                .await
+                .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+        }
+        tracing::info!(instance = %instance.id, disabled = instance.disabled, "Lansweeper authorized");
+        if let Some((session, version)) = session {
+            let sites = self.authorized_sites(credentials, refresh, &context).await;
+            let key = session_key(self.offering(), &customer, &given_state(req));
+            if let Err(e) = self.state.delete(&key, version).await {
+                tracing::warn!(error = %e, "configuration session not deleted (it expires by itself)");
+            }
+            return Ok(connected_page(&sites, &session.confirmation_url));
+        }
         let domain = &self.loader.config().domain;
         Ok(ApiResponse::redirect(&format!(
             "https://{customer}.{domain}/app_instances/{}",
             instance.id
         )))
+    }
+}
+
+/// The `state` Lansweeper sent back (empty when none).
+fn given_state(req: &Request) -> String {
+    query_param(req, "state")
+        .map(|s| s.into_owned())
+        .unwrap_or_default()
+}
+
+/// The page of a connection Lansweeper refused: what happened, nothing stored, and the way to
+/// try again (the configuration page, relative to the callback URL).
+fn refused_page(message: &str, link_query: &str) -> Response<Body> {
+    let mut response = page::error(400, ERROR_TITLE, message);
+    let again = format!(
+        "<p><a class=\"button\" id=\"again\" href=\"../{CONFIGURE_PATH}?{}\">Try again</a></p></main>",
+        page::escape(link_query)
+    );
+    if let Body::Text(text) = response.body_mut() {
+        *text = text.replacen("</main>", &again, 1);
+    }
+    response
+}
+
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
+    /// The configuration session named by the request's `state` for `account`, with its
+    /// record's version; `None` without one.
+    async fn configuration_session(&self, account: &str, req: &Request) -> Option<(Session, u64)> {
+        let state = given_state(req);
+        if state.is_empty() || state.len() > 64 {
+            return None;
+        }
+        let key = session_key(self.offering(), account, &state);
+        match self.state.get(&key).await {
+            Ok(Some(record)) => serde_json::from_value(record.data)
+                .ok()
+                .map(|session| (session, record.version)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "configuration session not read");
+                None
+            }
+        }
+    }
+
+    /// The names of the sites the new authorization gives access to (none when Lansweeper
+    /// cannot tell right now: the connection stands).
+    async fn authorized_sites(
+        &self,
+        credentials: ClientCredentials,
+        refresh: secrecy::SecretString,
+        customer: &app_builder_core::context::AccountContext,
+    ) -> Vec<String> {
+        let mut session = self.api.session(credentials, refresh);
+        let sites = session.sites().await;
+        self.store_rotated(&mut session, customer).await;
+        match sites {
+            Ok(sites) => sites.into_iter().map(|s| s.name).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "authorized sites not read");
+                Vec::new()
+            }
+        }
     }
 }
 

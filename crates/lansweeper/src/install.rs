@@ -54,9 +54,7 @@ enum Validation {
 }
 
 fn new_callback_secret() -> Result<String, InstallError> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| InstallError::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::random_token().ok_or(InstallError::Random)
 }
 
 impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
@@ -82,6 +80,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             match event.detail.step {
                 LifecycleStep::SecretsUpdated => {}
                 LifecycleStep::Deleted => return self.forget(account).await,
+                LifecycleStep::Enabled => return self.first_sync(account).await,
                 other => return ApiResponse::ok(&format!("No action for {}", other.as_str())),
             }
             match self.install(account, function_arn).await {
@@ -93,6 +92,29 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             }
         };
         handled.instrument(span).await
+    }
+
+    /// Enabled (the customer confirmed the configuration, or enabled the app again): a
+    /// connected installation is synced now rather than at the next schedule. 200 `Sync queued`
+    /// or `Not connected yet`; 500 when the queue fails (retried).
+    async fn first_sync(&self, account: &str) -> Response<Body> {
+        let connected = match self.loader.customer(account).await {
+            Ok(customer) => refresh_token(customer.secrets()).is_some(),
+            Err(e) => {
+                tracing::info!(error = %e, "no customer context yet");
+                false
+            }
+        };
+        if !connected {
+            return ApiResponse::ok("Not connected yet");
+        }
+        match self.queue.enqueue(account).await {
+            Ok(()) => ApiResponse::ok("Sync queued"),
+            Err(e) => {
+                tracing::error!(error = %e, "sync not queued");
+                ApiResponse::message(http::StatusCode::INTERNAL_SERVER_ERROR, INSTALL_FAILED)
+            }
+        }
     }
 
     /// Uninstalled: the customer secret (its Lansweeper refresh token, client secret and callback

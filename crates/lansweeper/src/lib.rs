@@ -10,6 +10,7 @@
 
 pub mod api;
 mod callback;
+pub mod configure;
 pub mod discovery;
 mod install;
 pub mod instance;
@@ -195,6 +196,14 @@ pub(crate) fn client_secret(doc: &SecretDocument) -> Option<SecretString> {
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
         .map(|s| SecretString::from(s.to_owned()))
+}
+
+/// 16 random bytes as hex (callback secrets, configuration states); `None` when the system's
+/// random source fails.
+pub(crate) fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Fingerprint of Lansweeper client credentials (SHA-256 hex of `client_id \n client_secret`).

@@ -803,7 +803,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         }
     }
 
-    async fn store_rotated(
+    pub(crate) async fn store_rotated(
         &self,
         session: &mut Session,
         customer: &app_builder_core::context::AccountContext,

@@ -152,6 +152,10 @@ struct CodeGrant {
 
 pub(crate) struct LsState {
     clients: HashMap<String, String>,
+    /// The callback URL registered with each client (Lansweeper's "redirect URI" setting).
+    redirect_uris: HashMap<String, String>,
+    /// The user declines every authorization.
+    declining: bool,
     codes: HashMap<String, CodeGrant>,
     refresh_tokens: HashMap<String, String>,
     access_tokens: HashMap<String, (String, Instant)>,
@@ -261,6 +265,8 @@ impl LansweeperFake {
         let shared = Arc::new(LsShared {
             state: Mutex::new(LsState {
                 clients: HashMap::new(),
+                redirect_uris: HashMap::new(),
+                declining: false,
                 codes: HashMap::new(),
                 refresh_tokens: HashMap::new(),
                 access_tokens: HashMap::new(),
@@ -305,6 +311,24 @@ impl LansweeperFake {
     /// GraphQL endpoint, `<api>/v2/graphql`.
     pub fn graphql_url(&self) -> String {
         format!("{}/api/v2/graphql", self.inner.url)
+    }
+
+    /// Where a user authorizes an application (`<app url>/authorize-app/<client id>?state=`, the
+    /// value for `LANSWEEPER_APP_URL`).
+    pub fn app_url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The customer enters `uri` as the callback URL of application `client_id` in Lansweeper.
+    pub fn register_redirect_uri(&self, client_id: &str, uri: &str) {
+        self.lock()
+            .redirect_uris
+            .insert(client_id.to_owned(), uri.to_owned());
+    }
+
+    /// The user declines (`true`) or grants every following authorization.
+    pub fn set_declining(&self, declining: bool) {
+        self.lock().declining = declining;
     }
 
     /// Registers an OAuth client (a Lansweeper "app" of the customer).
@@ -466,8 +490,58 @@ fn router(shared: Arc<LsShared>) -> Router {
     Router::new()
         .route("/api/integrations/oauth/token", post(token))
         .route("/api/v2/graphql", post(graphql))
+        .route(
+            "/authorize-app/{client_id}",
+            axum::routing::get(authorize_app),
+        )
         .fallback(|| async { json_response(StatusCode::NOT_FOUND, json!({"error": "not_found"})) })
         .with_state(App { shared, schema })
+}
+
+/// The user authorizes application `client_id` (signed in, sites chosen): Lansweeper sends the
+/// browser to the application's registered callback URL with a one-time `code` and the
+/// caller's `state`, or `error=access_denied` when the user declines. An application without a
+/// registered callback URL gets an error page.
+async fn authorize_app(
+    State(app): State<App>,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = app.shared.lock();
+    let Some(redirect) = s.redirect_uris.get(&client_id).cloned() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "This application has no callback URL registered.",
+        )
+            .into_response();
+    };
+    let Ok(mut target) = url::Url::parse(&redirect) else {
+        return (StatusCode::BAD_REQUEST, "Invalid callback URL.").into_response();
+    };
+    {
+        let mut pairs = target.query_pairs_mut();
+        if s.declining {
+            pairs.append_pair("error", "access_denied");
+        } else {
+            let code = s.token("ls-code");
+            s.codes.insert(
+                code.clone(),
+                CodeGrant {
+                    client_id,
+                    redirect_uri: redirect.clone(),
+                },
+            );
+            pairs.append_pair("code", &code);
+        }
+        if let Some(state) = query.get("state") {
+            pairs.append_pair("state", state);
+        }
+    }
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, target.to_string())],
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {

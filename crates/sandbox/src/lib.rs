@@ -621,6 +621,15 @@ impl Sandbox {
         webhooks::set_instance_enabled(self.shared(), app_instance_id, enabled).await
     }
 
+    /// The customer confirms the configuration of app instance `app_instance_id` (what opening
+    /// its `confirmation_url` does): 4me enables it and sends `app_instance.update` (returned).
+    pub async fn confirm_configuration(
+        &self,
+        app_instance_id: &str,
+    ) -> Result<Vec<Delivery>, WebhookError> {
+        webhooks::confirm_configuration(self.shared(), app_instance_id).await
+    }
+
     /// The customer uninstalls the app: the instance `app_instance_id` is deleted and 4me sends
     /// `app_instance.delete` to the provider's webhooks for it (returned).
     pub async fn uninstall_app(

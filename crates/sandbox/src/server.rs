@@ -32,6 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/{resource}/{id}/avatar", post(rest_avatar))
         .route("/async/{file}", get(async_result))
         .route("/webhooks/{id}/verify", get(webhook_verify))
+        .route("/app_instances/{id}/confirm", get(confirm_configuration))
         .fallback(fallback)
         .with_state(app)
 }
@@ -68,6 +69,19 @@ fn with_rate(mut resp: Response, info: RateInfo) -> Response {
         set_header(&mut resp, "retry-after", info.retry_after.to_string());
     }
     resp
+}
+
+/// The `confirmation_url` of a configuration link: the user confirms, 4me enables the instance.
+async fn confirm_configuration(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match crate::webhooks::confirm_configuration(&app.shared, &id).await {
+        Ok(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Installation confirmed</title></head><body><h1>Installation confirmed</h1><p>The app is enabled.</p></body></html>",
+        )
+            .into_response(),
+        Err(e) => json_response(StatusCode::NOT_FOUND, json!({"message": e.to_string()})),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

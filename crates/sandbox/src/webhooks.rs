@@ -60,6 +60,11 @@ pub struct InstalledApp {
     pub deliveries: Vec<Delivery>,
     /// The `app_instance.create` deliveries (sent first) to the provider's webhooks for it.
     pub instance_deliveries: Vec<Delivery>,
+    /// When the offering has a `configurationUriTemplate`: where 4me sends the installing
+    /// user's browser (the template with `nodeID`, `account_id`, `confirmation_url`,
+    /// `created_at` and `X-4me-Signature` added); the instance stays disabled until the user
+    /// opens `confirmation_url`.
+    pub configuration_url: Option<String>,
 }
 
 impl std::fmt::Debug for InstalledApp {
@@ -444,6 +449,29 @@ pub(crate) async fn set_instance_enabled(
     instance_event(shared, INSTANCE_UPDATE, &instance).await
 }
 
+/// The customer confirms the configuration of a new instance (opens its `confirmation_url`):
+/// 4me enables it and sends `app_instance.update`. Confirming an enabled instance changes
+/// nothing and sends nothing.
+pub(crate) async fn confirm_configuration(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+) -> Result<Vec<Delivery>, WebhookError> {
+    let instance = {
+        let mut state = shared.lock();
+        let record = state
+            .records
+            .get_mut(instance_id)
+            .filter(|r| r.kind == "AppInstance")
+            .ok_or_else(|| WebhookError::NotFound(format!("app instance {instance_id}")))?;
+        if record.bool("disabled") != Some(true) {
+            return Ok(Vec::new());
+        }
+        record.fields.insert("disabled".into(), json!(false));
+        record.clone()
+    };
+    instance_event(shared, INSTANCE_UPDATE, &instance).await
+}
+
 /// The customer uninstalls the app: the instance `instance_id` is deleted.
 pub(crate) async fn uninstall_app(
     shared: &Arc<Shared>,
@@ -508,8 +536,15 @@ pub(crate) async fn install_app(
         fields.insert("appOfferingId".into(), json!(offering.id));
         fields.insert("customerAccount".into(), json!(customer));
         fields.insert("suspended".into(), json!(false));
-        fields.insert("disabled".into(), json!(false));
+        // With a configuration URI, 4me creates the instance disabled until the customer
+        // confirms the configuration.
+        let configured = offering.str("configurationUriTemplate").is_some();
+        fields.insert("disabled".into(), json!(configured));
         fields.insert("enabledByCustomer".into(), json!(true));
+        fields.insert(
+            "createdAt".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
         fields.insert("customFields".into(), json!(custom_fields));
         fields.insert("customerPolicyId".into(), json!(policy_id));
         fields.insert("customerClientId".into(), json!(app.client_id));
@@ -592,7 +627,9 @@ pub(crate) async fn install_app(
             );
         }
     }
+    let configuration_url = configuration_link(shared, &offering, &instance, customer)?;
     Ok(InstalledApp {
+        configuration_url,
         app_instance_id: instance.id,
         customer_account: customer.to_owned(),
         customer_credentials: crate::OAuthCredentials {
@@ -603,6 +640,59 @@ pub(crate) async fn install_app(
         deliveries,
         instance_deliveries,
     })
+}
+
+/// The configuration link of a new instance of `offering`, as 4me builds it: the template with
+/// the instance's `nodeID`, `account_id`, `confirmation_url` (the sandbox's confirmation page of
+/// the instance) and `created_at`, and `X-4me-Signature`, a JWT whose `data` is the node id,
+/// signed with the policy of the provider's active `app_instance.secrets-update` webhook.
+/// `None` without a template; a template without a policy gets no signature.
+fn configuration_link(
+    shared: &Arc<Shared>,
+    offering: &Record,
+    instance: &Record,
+    customer: &str,
+) -> Result<Option<String>, WebhookError> {
+    let Some(template) = offering.str("configurationUriTemplate") else {
+        return Ok(None);
+    };
+    let provider = offering.account.clone();
+    let policy = {
+        let state = shared.lock();
+        state
+            .all("Webhook", &provider)
+            .into_iter()
+            .filter(|w| {
+                w.str("event").as_deref() == Some("app_instance.secrets-update")
+                    && w.bool("active") == Some(true)
+                    && w.bool("disabled") != Some(true)
+            })
+            .find_map(|w| w.str("webhookPolicyId"))
+    };
+    let mut url = url::Url::parse(&template.replace("{account}", customer))
+        .map_err(|e| WebhookError::NotFound(format!("a valid configurationUriTemplate ({e})")))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("nodeID", &instance.id)
+            .append_pair("account_id", customer)
+            .append_pair(
+                "confirmation_url",
+                &format!("{}/app_instances/{}/confirm", shared.base_url, instance.id),
+            )
+            .append_pair("created_at", &instance.str("createdAt").unwrap_or_default());
+        if let Some(policy) = policy {
+            let jwt = sign(
+                shared,
+                &provider,
+                &policy,
+                &instance.id,
+                &json!(instance.id),
+            )?;
+            query.append_pair("X-4me-Signature", &jwt);
+        }
+    }
+    Ok(Some(url.to_string()))
 }
 
 /// Calls the app-offering webhook of app instance `app_instance_id` as an automation rule on

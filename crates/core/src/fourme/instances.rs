@@ -155,7 +155,7 @@ pub async fn lambda_api_url(
     }
 }
 
-const INSTANCE_STATE_QUERY: &str = "query InstanceState($id: ID!) { node(id: $id) { ... on AppInstance { id appOffering { reference } customerAccount { id } disabled enabledByCustomer suspended } } }";
+const INSTANCE_STATE_QUERY: &str = "query InstanceState($id: ID!) { node(id: $id) { ... on AppInstance { id appOffering { reference } customerAccount { id } createdAt disabled enabledByCustomer suspended } } }";
 
 /// Where an app instance is in its life, as the provider reads it by node id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +170,8 @@ pub struct InstanceState {
     pub enabled_by_customer: bool,
     /// Suspended by the provider.
     pub suspended: bool,
+    /// When the instance was created (`createdAt`, ISO 8601).
+    pub created_at: Option<String>,
 }
 
 impl InstanceState {
@@ -197,6 +199,7 @@ pub async fn app_instance_state(
         disabled: Option<bool>,
         enabled_by_customer: Option<bool>,
         suspended: Option<bool>,
+        created_at: Option<String>,
     }
     #[derive(Deserialize)]
     struct Data {
@@ -212,6 +215,7 @@ pub async fn app_instance_state(
             disabled: node.disabled.unwrap_or(false),
             enabled_by_customer: node.enabled_by_customer.unwrap_or(true),
             suspended: node.suspended.unwrap_or(false),
+            created_at: node.created_at,
         })
     }))
 }

@@ -41,6 +41,12 @@ pub const ENV_REQUESTS_PER_HOUR: &str = "LANSWEEPER_REQUESTS_PER_HOUR";
 
 /// The production API base.
 pub const DEFAULT_API_URL: &str = "https://api.lansweeper.com/api";
+/// Overrides where users authorize applications (default [`DEFAULT_APP_URL`]).
+pub const ENV_APP_URL: &str = "LANSWEEPER_APP_URL";
+/// Lansweeper's web application: a user authorizes an application at
+/// `<app url>/authorize-app/<client id>?state=…`, and Lansweeper sends the browser to the
+/// application's registered callback URL with `code` and `state`.
+pub const DEFAULT_APP_URL: &str = "https://app.lansweeper.com";
 /// `x-ls-integration-id` of the 4me integration.
 pub const INTEGRATION_ID: &str = "a561a72d-aa5e-4c52-af6d-084129ab5f09";
 /// `x-ls-integration-version`.
@@ -54,6 +60,8 @@ pub const INCORRECT_CREDENTIALS: &str = "Incorrect Lansweeper credentials ('Clie
 pub struct ApiSettings {
     /// API base without trailing slash (`<base>/v2/graphql`, `<base>/integrations/oauth/token`).
     pub api_url: String,
+    /// Lansweeper's web application without trailing slash (`<app>/authorize-app/<client id>`).
+    pub app_url: String,
     /// Assets per page (1–500).
     pub page_size: u32,
     /// Maximum length of a filter value (asset-type regexes are packed up to it).
@@ -80,6 +88,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             api_url: DEFAULT_API_URL.to_owned(),
+            app_url: DEFAULT_APP_URL.to_owned(),
             page_size: 500,
             max_filter_field_length: 100,
             min_request_interval: Duration::from_millis(400),
@@ -110,6 +119,15 @@ impl ApiSettings {
                 });
             }
             out.api_url = url.trim_end_matches('/').to_owned();
+        }
+        if let Some(url) = settings.optional(ENV_APP_URL) {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: ENV_APP_URL,
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+            out.app_url = url.trim_end_matches('/').to_owned();
         }
         if let Some(size) = settings.parsed::<u32>(ENV_PAGE_SIZE)? {
             if !(1..=500).contains(&size) {

@@ -48,6 +48,8 @@ pub struct Customer {
     pub account: String,
     pub instance_id: String,
     pub lansweeper_app: OAuthCredentials,
+    /// Where 4me sends the installing user, when the offering has a configuration URI.
+    pub configuration_url: Option<String>,
 }
 
 fn endpoints(sandbox: &Sandbox) -> Endpoints {
@@ -73,6 +75,7 @@ pub fn doc(value: Value) -> SecretDocument {
 pub fn api_settings(fake: &LansweeperFake) -> ApiSettings {
     ApiSettings {
         api_url: fake.api_url(),
+        app_url: fake.app_url(),
         min_request_interval: Duration::ZERO,
         max_attempts: 2,
         backoff_base: Duration::from_millis(1),
@@ -203,6 +206,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
             account: account.to_owned(),
             instance_id: installed.app_instance_id,
             lansweeper_app: app,
+            configuration_url: installed.configuration_url,
         }
     }
 
@@ -293,6 +297,59 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
         self.set_fields(&customer.instance_id, &[("import_type", json!("all"))])
             .await;
         customer
+    }
+
+    /// Gives the offering its configuration URI (`<api url>configure`), as deploy does, and the
+    /// provider the secrets webhook and policy 4me signs configuration links with (its public
+    /// key in the provider secret, as bootstrap stores it); returns the policy.
+    pub async fn use_configuration_page(&self) -> app_builder_sandbox::PolicyInfo {
+        let domain = self.sandbox.domain().to_owned();
+        let audience = format!("integrations provided by {PROVIDER}@{domain}");
+        let policy = self
+            .sandbox
+            .create_webhook_policy(PROVIDER, "es512", Some(&audience))
+            .unwrap();
+        // Deliveries to it fail fast (nothing listens): these tests run the handlers directly.
+        self.sandbox
+            .create_webhook(
+                PROVIDER,
+                "app_instance.secrets-update",
+                "http://127.0.0.1:9/secrets",
+                Some(&policy.id),
+                true,
+            )
+            .unwrap();
+        let name = provider_secret_name(APP, &domain, PROVIDER).unwrap();
+        self.store
+            .update(&name, |current| {
+                let mut next = current.cloned()?;
+                next.insert(
+                    "policy",
+                    json!({"jwtAlg": policy.jwt_alg, "jwtAudience": audience,
+                           "publicKeyPem": policy.public_key_pem}),
+                );
+                Some(next)
+            })
+            .await
+            .unwrap();
+        let data: Value = self
+            .provider
+            .query(
+                "query($ref: String!) { appOfferings(first: 1, filter: {published: false, reference: {values: [$ref]}}) { nodes { id } } }",
+                &json!({"ref": OFFERING}),
+            )
+            .await
+            .unwrap();
+        let id = data["appOfferings"]["nodes"][0]["id"].as_str().unwrap();
+        let _: Value = self
+            .provider
+            .mutation(
+                "mutation($input: AppOfferingUpdateInput!) { appOfferingUpdate(input: $input) { errors { path message } appOffering { id } } }",
+                &json!({"input": {"id": id, "configurationUriTemplate": format!("{API_URL}configure")}}),
+            )
+            .await
+            .unwrap();
+        policy
     }
 
     /// Sets custom fields of an app instance (provider client).

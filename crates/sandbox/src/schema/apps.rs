@@ -587,6 +587,10 @@ impl AppInstance {
     async fn enabled_by_customer(&self) -> bool {
         self.0.bool("enabledByCustomer").unwrap_or(true)
     }
+    /// When it was created.
+    async fn created_at(&self) -> Option<super::Iso8601Timestamp> {
+        self.0.str("createdAt").map(super::Iso8601Timestamp)
+    }
     /// Custom field values.
     async fn custom_fields(&self) -> Vec<CustomField> {
         custom_fields(&self.0)
