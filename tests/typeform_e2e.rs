@@ -587,6 +587,31 @@ async fn disable_enable_and_uninstall_remove_only_our_webhook() {
         again.secret.unwrap().as_str()
     );
 
+    // An update that leaves the instance enabled is no change of state: `updated`, and the
+    // webhook stays as it is.
+    world
+        .provider
+        .sandbox
+        .set_app_instance_enabled(&customer.instance_id, true)
+        .await
+        .unwrap();
+    let results = world.secret_event_results(&customer.account).await;
+    let steps: Vec<&str> = results.iter().map(|(step, _)| step.as_str()).collect();
+    assert_eq!(steps, ["updated"], "{results:?}");
+    assert_eq!(
+        world
+            .typeform
+            .webhook("FormU1", &tag(&customer.account))
+            .unwrap()
+            .secret,
+        Some(
+            world.stored(&customer.account).await[TYPEFORM_SECRET_KEY]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        )
+    );
+
     // Uninstalled: app_instance.delete → `deleted`.
     let sent = world
         .provider

@@ -20,6 +20,7 @@ use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeCli
 use app_builder_core::secrets::{SecretDocument, SecretStore, customer_secret_name};
 use app_builder_local::{Activity, EngineOptions, LocalEngine, Template};
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
+use app_builder_sandbox::lansweeper::{LansweeperFake, SiteSpec};
 use app_builder_sandbox::typeform::TypeformFake;
 use app_builder_sandbox::{InstallOptions, OAuthCredentials, Sandbox};
 use clap::{Args, ValueEnum};
@@ -40,6 +41,10 @@ const CUSTOMER: &str = "widget-data-center";
 const FORM_ID: &str = "u6nXL7";
 /// How long the demo waits for any one effect.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The customer's Lansweeper site and how many assets it has.
+const LANSWEEPER_SITE: &str = "Widget HQ";
+const LANSWEEPER_ASSETS: u64 = 300;
 /// The longest the whole demo may take.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -163,6 +168,7 @@ struct Stage {
     sandbox: Sandbox,
     translations: FunTranslations,
     typeform: TypeformFake,
+    lansweeper: LansweeperFake,
     customer_url: CaptureServer,
     engine: LocalEngine,
     endpoints: Endpoints,
@@ -172,11 +178,12 @@ struct Stage {
     bootstrap: BootstrapReport,
     note_dispatcher: DeployReport,
     typeform_deploy: DeployReport,
+    lansweeper_deploy: DeployReport,
     _secrets_dir: tempfile::TempDir,
 }
 
 impl Stage {
-    /// Starts the servers and runs bootstrap and both deploys, printing their progress.
+    /// Starts the servers and runs bootstrap and the three deploys, printing their progress.
     async fn start(
         root: &Path,
         sandbox_listen: std::net::SocketAddr,
@@ -196,6 +203,9 @@ impl Stage {
         let typeform = TypeformFake::start()
             .await
             .map_err(start("the Typeform fake"))?;
+        let lansweeper = LansweeperFake::start()
+            .await
+            .map_err(start("the Lansweeper fake"))?;
         let customer_url = CaptureServer::start()
             .await
             .map_err(start("the customer's note URL"))?;
@@ -206,6 +216,8 @@ impl Stage {
             .with_env("FOURME_REST_URL", sandbox.rest_url())
             .with_env("FUNTRANSLATIONS_API_URL", translations.url())
             .with_env("TYPEFORM_API_URL", typeform.url())
+            .with_env("LANSWEEPER_API_URL", lansweeper.api_url())
+            .with_env("LANSWEEPER_APP_URL", lansweeper.app_url())
             // The customer's URL is on this machine.
             .with_env("NOTE_DISPATCHER_ALLOW_PRIVATE_URLS", "true")
             // The sandbox shows a new instance at once: no need for Lambda's 2 s retry wait.
@@ -223,6 +235,7 @@ impl Stage {
         );
         println!("  Fun Translations   {}", translations.url());
         println!("  Typeform API       {}", typeform.url());
+        println!("  Lansweeper         {}", lansweeper.app_url());
         println!("  customer note URL  {}", customer_url.url());
         println!("  local engine       {}", engine.url());
         println!("  secrets            {}", secrets_dir.path().display());
@@ -259,10 +272,14 @@ impl Stage {
         println!();
         println!("== cargo xtask deploy typeform");
         let typeform_deploy = provisioner.deploy("typeform").await?;
+        println!();
+        println!("== cargo xtask deploy lansweeper");
+        let lansweeper_deploy = provisioner.deploy("lansweeper").await?;
         Ok(Stage {
             sandbox,
             translations,
             typeform,
+            lansweeper,
             customer_url,
             engine,
             endpoints,
@@ -271,11 +288,12 @@ impl Stage {
             bootstrap,
             note_dispatcher,
             typeform_deploy,
+            lansweeper_deploy,
             _secrets_dir: secrets_dir,
         })
     }
 
-    /// Runs bootstrap and both deploys again (progress into `out`); returns whether anything
+    /// Runs bootstrap and every deploy again (progress into `out`); returns whether anything
     /// was created, updated or deleted.
     async fn provision_again(
         &self,
@@ -296,7 +314,7 @@ impl Stage {
             out,
         };
         let mut changed = provisioner.bootstrap().await?.changed();
-        for integration in ["note-dispatcher", "typeform"] {
+        for integration in crate::provision::INTEGRATIONS {
             changed |= provisioner.deploy(integration).await?.changed();
         }
         Ok(changed)
@@ -398,7 +416,11 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         format!("4me verified the secrets webhook at {secrets_url} (webhook.verify answered 200)"),
         verified,
     );
-    for report in [&stage.note_dispatcher, &stage.typeform_deploy] {
+    for report in [
+        &stage.note_dispatcher,
+        &stage.typeform_deploy,
+        &stage.lansweeper_deploy,
+    ] {
         println!(
             "  app offering {}: {}",
             report.offering_reference, report.offering_url
@@ -406,7 +428,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     }
 
     println!();
-    println!("== bootstrap and both deploys once more: nothing may change");
+    println!("== bootstrap and the deploys once more: nothing may change");
     let mut again = Vec::new();
     let changed = stage.provision_again(root, &mut again).await?;
     for line in String::from_utf8_lossy(&again)
@@ -729,6 +751,8 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         stage.customer_secret("typeform").await?.is_none(),
     );
 
+    connect_lansweeper(&stage, &mut check).await?;
+
     // Secret writes of the last steps may still be announcing installation events; stopping
     // the sandbox under their handlers would make them fail for no reason of their own.
     if !stage.engine.settle(WAIT).await {
@@ -773,6 +797,209 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The customer installs the Lansweeper app through its configuration page, as a browser would
+/// (following its links, no JavaScript), and the first sync brings the site's assets into 4me.
+async fn connect_lansweeper(
+    stage: &Stage,
+    check: &mut impl FnMut(String, bool),
+) -> Result<(), DemoError> {
+    let fail =
+        |what: &str, err: &dyn std::fmt::Display| DemoError::Sandbox(format!("{what}: {err}"));
+    println!();
+    println!(
+        "== Customer {CUSTOMER} installs the Lansweeper app and connects it on its configuration page"
+    );
+    let mut site = SiteSpec::new(LANSWEEPER_SITE, LANSWEEPER_ASSETS);
+    site.installations = vec!["Main".into()];
+    stage.lansweeper.add_site(site);
+    // The customer's own application in Lansweeper, entered in the app's form in 4me.
+    let app = stage.lansweeper.add_client();
+    let mut custom_fields = serde_json::Map::new();
+    custom_fields.insert("client_id".into(), json!(app.client_id));
+    custom_fields.insert("import_type".into(), json!("all"));
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("client_secret".into(), json!(app.client_secret));
+    let installed = stage
+        .sandbox
+        .install_app(
+            "lansweeper",
+            CUSTOMER,
+            InstallOptions {
+                custom_fields,
+                secrets,
+                ..InstallOptions::default()
+            },
+        )
+        .await
+        .map_err(|err| fail("install", &err))?;
+    print_deliveries(&installed.deliveries);
+    let api_url = Stage::output(&stage.lansweeper_deploy.outputs, "IntegrationApi");
+    let link = installed.configuration_url.clone().unwrap_or_default();
+    check(
+        format!(
+            "4me created the instance disabled and sent the user to the configuration URI {api_url}configure with a signed link"
+        ),
+        link.starts_with(&format!("{api_url}configure?"))
+            && stage
+                .sandbox
+                .record(&installed.app_instance_id)
+                .is_some_and(|i| i["disabled"] == true),
+    );
+    stage.engine.settle(WAIT).await;
+
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|err| fail("HTTP client", &err))?;
+    let get = |url: String| {
+        let browser = browser.clone();
+        async move {
+            let response = browser
+                .get(&url)
+                .send()
+                .await
+                .map_err(|err| fail(&url, &err))?;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = response.text().await.unwrap_or_default();
+            Ok::<_, DemoError>((status, location, text))
+        }
+    };
+    let (status, _, page) = get(link.clone()).await?;
+    let callback = element_text(&page, "callback-url").unwrap_or_default();
+    let connect = href(&page, "connect").unwrap_or_default();
+    println!("  browser  GET configuration page: {status}, callback URL {callback}");
+    check(
+        "the configuration page checked 4me's signature, the instance, its account and creation time, and showed Connect Lansweeper".into(),
+        status == 200 && !callback.is_empty() && !connect.is_empty(),
+    );
+    // The customer registers the callback URL with the application in Lansweeper, then
+    // follows Connect Lansweeper and authorizes.
+    stage
+        .lansweeper
+        .register_redirect_uri(&app.client_id, &callback);
+    let (status, back, _) = get(connect).await?;
+    println!("  browser  Lansweeper authorization: {status} back to the callback");
+    let (status, _, page) = get(back.unwrap_or_default()).await?;
+    let confirmation = href(&page, "return").unwrap_or_default();
+    let stored = stage
+        .customer_secret("lansweeper")
+        .await?
+        .is_some_and(|doc| doc.get_str("refresh_token").is_some());
+    check(
+        format!(
+            "the callback stored Lansweeper's refresh token in the customer secret and showed the authorized site `{LANSWEEPER_SITE}` and Return to 4me"
+        ),
+        status == 200 && stored && page.contains(LANSWEEPER_SITE) && !confirmation.is_empty(),
+    );
+    let (status, _, _) = get(confirmation).await?;
+    stage.engine.settle(WAIT).await;
+    let enabled = stage
+        .sandbox
+        .record(&installed.app_instance_id)
+        .is_some_and(|i| i["disabled"] == false);
+    println!("  browser  4me confirmation page: {status}");
+    check(
+        "the customer confirmed in 4me: the instance is enabled".into(),
+        enabled,
+    );
+
+    // The enabled change queued the first sync; its summary lands in the instance.
+    let mut summary = Value::Null;
+    for _ in 0..100 {
+        stage.engine.settle(WAIT).await;
+        let instance = stage.sandbox.record(&installed.app_instance_id);
+        summary = instance
+            .as_ref()
+            .and_then(|i| i["customFields"].as_array().cloned())
+            .into_iter()
+            .flatten()
+            .find(|f| f["id"] == "sync_summary")
+            .map(|f| f["value"].clone())
+            .unwrap_or(Value::Null);
+        if summary.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let uploaded = summary
+        .as_str()
+        .and_then(|text| {
+            text.strip_prefix(
+                "```
+",
+            )
+        })
+        .and_then(|text| {
+            text.strip_suffix(
+                "
+```
+",
+            )
+        })
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|v| v["uploadCounts"][LANSWEEPER_SITE]["Main"].as_u64())
+        .unwrap_or(0);
+    let customer = FourMeClient::new(
+        stage.endpoints.clone(),
+        CUSTOMER,
+        Credentials::new(
+            installed.customer_credentials.client_id.clone(),
+            installed.customer_credentials.client_secret.clone(),
+        ),
+        ClientSettings::default(),
+    )
+    .map_err(|err| fail("customer client", &err))?;
+    let counted: Value = customer
+        .query(
+            "{ configurationItems(first: 1, filter: {ruleSet: {values: [physical_asset]}}) { totalCount } }",
+            &json!({}),
+        )
+        .await
+        .map_err(|err| fail("configurationItems", &err))?;
+    let in_4me = counted["configurationItems"]["totalCount"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "  sync     {uploaded} of the site's {LANSWEEPER_ASSETS} assets uploaded (the others are filtered as the original filters them); {in_4me} discovered CIs in {CUSTOMER}"
+    );
+    check(
+        format!(
+            "the first sync brought the site's assets into 4me as discovered CIs ({uploaded} uploaded, {in_4me} in the customer's account) and wrote its summary"
+        ),
+        uploaded > 0 && uploaded == in_4me,
+    );
+    Ok(())
+}
+
+/// The `href` of the element with id `id` in a page (entities of the engine's pages undone).
+fn href(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let start = html[at..].find("href=\"")? + at + 6;
+    let end = html[start..].find('"')? + start;
+    Some(unescape(&html[start..end]))
+}
+
+/// The text of the element with id `id` in a page.
+fn element_text(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let start = html[at..].find('>')? + at + 1;
+    let end = html[start..].find('<')? + start;
+    Some(unescape(&html[start..end]))
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The deliveries of an installation: what they carried and how they were signed; a 200 means
@@ -877,7 +1104,11 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         "Provider account `{PROVIDER}` in the sandbox 4me at {}",
         stage.sandbox.url()
     );
-    for report in [&stage.note_dispatcher, &stage.typeform_deploy] {
+    for report in [
+        &stage.note_dispatcher,
+        &stage.typeform_deploy,
+        &stage.lansweeper_deploy,
+    ] {
         println!(
             "  app offering {:<16} {}",
             report.offering_reference, report.offering_url

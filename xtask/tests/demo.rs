@@ -25,17 +25,23 @@ fn demo_observes_every_effect_and_exits_zero() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("demo passed: all 13 expected effects observed"),
+        stdout.contains("demo passed: all 18 expected effects observed"),
         "{stdout}"
     );
     let summary = stdout.split("== Summary").nth(1).unwrap();
-    assert_eq!(summary.matches("[ok]").count(), 13, "{summary}");
+    assert_eq!(summary.matches("[ok]").count(), 18, "{summary}");
     assert!(!summary.contains("[MISSING]"), "{summary}");
     // The same bootstrap and deploys as against AWS, with the local engine as the stack.
     for line in [
         "AWS stack app-builder-engine: deployed",
         "AWS stack app-builder-note-dispatcher: deployed",
         "AWS stack app-builder-typeform: deployed",
+        "AWS stack app-builder-lansweeper: deployed",
+        // Lansweeper is connected on its configuration page, then synced once it is enabled.
+        "GET /lansweeper/integration/configure -> 200 page \"Connect Lansweeper\"",
+        "-> 200 page \"Lansweeper is connected\"",
+        "Installation changed (enabled) of lansweeper for widget-data-center -> 200 Sync queued",
+        "queue message widget-data-center (attempt 1) -> done",
         "webhook 4me app builder secrets: created",
         "webhook 4me app builder app instance delete: created",
         // The customer uninstalls: 4me tells the engine, the bus tells the Typeform function.
@@ -73,6 +79,9 @@ fn demo_observes_every_effect_and_exits_zero() {
     // handler still running is cut off.
     assert_eq!(stdout.matches("-> 400").count(), 1, "{stdout}");
     assert_eq!(stdout.matches("-> 5").count(), 0, "{stdout}");
+    // One change of state, one sync: the sync's own writes to the instance are updates.
+    assert_eq!(stdout.matches("Sync queued").count(), 1, "{stdout}");
+    assert!(!stdout.contains("-> failed"), "{stdout}");
     // What arrived and what was written, as it happened.
     assert!(stdout.contains("-> 200 Secrets stored"), "{stdout}");
     assert!(

@@ -133,9 +133,14 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             client_id,
             client_secret: secret,
         };
+        // OAuth binds the code to the callback URL the application has registered: the one this
+        // installation was given (the request's own URL when an older version gave none).
+        let redirect_uri = instance
+            .text(fields::CALLBACK_URL)
+            .unwrap_or_else(|| callback_url(req));
         let refresh = match self
             .api
-            .exchange_code(&credentials, &code, &callback_url(req))
+            .exchange_code(&credentials, &code, &redirect_uri)
             .await
         {
             Ok(token) => token,

@@ -187,6 +187,14 @@ pub fn response_message(payload: &Value) -> String {
         return error.chars().take(120).collect();
     }
     let body = payload["body"].as_str().unwrap_or_default();
+    // A page: its title says what it is.
+    if let Some(title) = body
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(title, _)| title)
+    {
+        return format!("page \"{}\"", title.chars().take(100).collect::<String>());
+    }
     let message = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|b| b["message"].as_str().map(str::to_owned));
@@ -197,6 +205,14 @@ pub fn response_message(payload: &Value) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_page_is_named_by_its_title() {
+        let page = json!({"statusCode": 200, "body": "<!DOCTYPE html>\n<html><head><title>Connect Lansweeper</title></head></html>"});
+        assert_eq!(response_message(&page), "page \"Connect Lansweeper\"");
+        let message = json!({"statusCode": 400, "body": "{\"message\":\"Bad\"}"});
+        assert_eq!(response_message(&message), "Bad");
+    }
 
     #[test]
     fn requests_become_rest_events_that_lambda_http_parses() {

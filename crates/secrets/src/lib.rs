@@ -406,7 +406,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .get(&record_key)
             .await
             .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
-        let (offering, account, step) = if envelope.event == INSTANCE_DELETE_EVENT {
+        let (offering, account, step, now) = if envelope.event == INSTANCE_DELETE_EVENT {
             let from_record = remembered.as_ref().and_then(|record| {
                 Some((
                     record.data.get("offering")?.as_str()?.to_owned(),
@@ -434,7 +434,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
                 );
                 return Ok(format!("Unknown app instance {node}"));
             };
-            (offering, account, LifecycleStep::Deleted)
+            (offering, account, LifecycleStep::Deleted, None)
         } else {
             let provider = self
                 .loader
@@ -449,16 +449,29 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
                 tracing::info!(node, "app instance no longer exists, nothing to announce");
                 return Ok(format!("Unknown app instance {node}"));
             };
-            let step = if envelope.event == INSTANCE_CREATE_EVENT {
-                LifecycleStep::Installed
-            } else if instance.suspended {
+            let now = if instance.suspended {
                 LifecycleStep::Suspended
             } else if instance.is_active() {
                 LifecycleStep::Enabled
             } else {
                 LifecycleStep::Disabled
             };
-            (instance.offering, instance.account, step)
+            // A step is a change of state: an update that leaves the instance as it was (its
+            // custom fields written, by the customer or by an integration) is `updated`, or
+            // every write of an integration to an enabled instance would announce it enabled
+            // again.
+            let before = remembered
+                .as_ref()
+                .and_then(|record| record.data.get("state"))
+                .and_then(Value::as_str);
+            let step = if envelope.event == INSTANCE_CREATE_EVENT {
+                LifecycleStep::Installed
+            } else if before == Some(now.as_str()) {
+                LifecycleStep::Updated
+            } else {
+                now
+            };
+            (instance.offering, instance.account, step, Some(now))
         };
         let span = tracing::Span::current();
         span.record("offering", offering.as_str());
@@ -466,13 +479,6 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         if !self.enabled.contains(&offering) {
             tracing::info!(enabled = ?self.enabled, "offering not enabled, no action");
             return Ok(format!("No action for app_reference: {offering}"));
-        }
-        if step != LifecycleStep::Deleted && remembered.is_none() {
-            let record = serde_json::json!({ "offering": offering, "account": account });
-            state
-                .put(&record_key, &record, None, Expect::Absent)
-                .await
-                .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
         }
         let event = InstallationChanged {
             domain: self.loader.config().domain.clone(),
@@ -487,6 +493,35 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .await
             .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
         tracing::info!(step = step.as_str(), "installation change published");
+        // Recorded after the event is out: a publish that fails is retried with the same
+        // comparison, so no change of state goes unannounced.
+        if let Some(now) = now {
+            let record = serde_json::json!({
+                "offering": event.offering, "account": event.account, "state": now.as_str(),
+            });
+            let unchanged = remembered
+                .as_ref()
+                .is_some_and(|r| r.data.get("state") == record.get("state"));
+            if !unchanged {
+                let expect = remembered
+                    .as_ref()
+                    .map_or(Expect::Absent, |r| Expect::Version(r.version));
+                let written = state
+                    .put(&record_key, &record, None, expect)
+                    .await
+                    .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+                if let Written::Conflict(_) = written {
+                    // Another delivery of this instance recorded a state meanwhile: this one is
+                    // retried (its event again, under the same change id, which consumers
+                    // handle once) and compares with what that one recorded.
+                    return Err(ApiError::upstream(
+                        PUBLISH_FAILED_MESSAGE,
+                        "instance record changed meanwhile",
+                    )
+                    .retry_later());
+                }
+            }
+        }
         if step == LifecycleStep::Deleted {
             self.forget_installation(&event, &record_key, remembered)
                 .await;
