@@ -814,26 +814,7 @@ async fn connect_lansweeper(
     let mut site = SiteSpec::new(LANSWEEPER_SITE, LANSWEEPER_ASSETS);
     site.installations = vec!["Main".into()];
     stage.lansweeper.add_site(site);
-    // The customer's own application in Lansweeper, entered in the app's form in 4me.
-    let app = stage.lansweeper.add_client();
-    let mut custom_fields = serde_json::Map::new();
-    custom_fields.insert("client_id".into(), json!(app.client_id));
-    custom_fields.insert("import_type".into(), json!("all"));
-    let mut secrets = serde_json::Map::new();
-    secrets.insert("client_secret".into(), json!(app.client_secret));
-    let installed = stage
-        .sandbox
-        .install_app(
-            "lansweeper",
-            CUSTOMER,
-            InstallOptions {
-                custom_fields,
-                secrets,
-                ..InstallOptions::default()
-            },
-        )
-        .await
-        .map_err(|err| fail("install", &err))?;
+    let (installed, app) = install_lansweeper(stage, CUSTOMER).await?;
     print_deliveries(&installed.deliveries);
     let api_url = Stage::output(&stage.lansweeper_deploy.outputs, "IntegrationApi");
     let link = installed.configuration_url.clone().unwrap_or_default();
@@ -976,6 +957,34 @@ async fn connect_lansweeper(
         uploaded > 0 && uploaded == in_4me,
     );
     Ok(())
+}
+
+/// `account` installs the Lansweeper app, with its own application in Lansweeper entered in the
+/// app's form in 4me (client id a field, client secret a secret field).
+async fn install_lansweeper(
+    stage: &Stage,
+    account: &str,
+) -> Result<(app_builder_sandbox::InstalledApp, OAuthCredentials), DemoError> {
+    let app = stage.lansweeper.add_client();
+    let mut custom_fields = serde_json::Map::new();
+    custom_fields.insert("client_id".into(), json!(app.client_id));
+    custom_fields.insert("import_type".into(), json!("all"));
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("client_secret".into(), json!(app.client_secret));
+    let installed = stage
+        .sandbox
+        .install_app(
+            "lansweeper",
+            account,
+            InstallOptions {
+                custom_fields,
+                secrets,
+                ..InstallOptions::default()
+            },
+        )
+        .await
+        .map_err(|err| DemoError::Sandbox(format!("install: {err}")))?;
+    Ok((installed, app))
 }
 
 /// The `href` of the element with id `id` in a page (entities of the engine's pages undone).
@@ -1139,6 +1148,80 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Lansweeper app connected through its configuration page in headless Chromium
+    /// (JavaScript off), against the provisioned local engine, the sandbox and the Lansweeper
+    /// fake: a doctored link's error page, the page, a refusal by Lansweeper and trying again,
+    /// the connected page with the site, back to 4me, enabled and synced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lansweeper_configuration_flow_in_a_real_browser() {
+        use crate::browser::session::Browser;
+        let root = crate::test::workspace_root();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let stage = Stage::start(&root, any, any, None, false).await.unwrap();
+        let mut site = SiteSpec::new(LANSWEEPER_SITE, 20);
+        site.installations = vec!["Main".into()];
+        stage.lansweeper.add_site(site);
+        let (installed, app) = install_lansweeper(&stage, CUSTOMER).await.unwrap();
+        assert!(stage.engine.settle(WAIT).await);
+        let link = installed.configuration_url.clone().unwrap();
+        let browser = Browser::start().await;
+
+        // A doctored link: the page says what is wrong, and nothing happens.
+        let forged = link.replace("account_id=widget-data-center", "account_id=someone-else");
+        browser.client.goto(&forged).await.unwrap();
+        assert_eq!(browser.heading().await, "Lansweeper could not be connected");
+        let body = browser.body().await;
+        assert!(body.contains("its account does not match"), "{body}");
+        assert!(body.contains("Nothing was changed."), "{body}");
+
+        // 4me's link: the page, the callback URL to register, Connect Lansweeper.
+        browser.client.goto(&link).await.unwrap();
+        assert_eq!(browser.heading().await, "Connect Lansweeper");
+        let callback = browser.text("callback-url").await;
+        assert!(callback.contains("/lansweeper/integration/widget-data-center/"));
+        stage
+            .lansweeper
+            .register_redirect_uri(&app.client_id, &callback);
+
+        // The user declines in Lansweeper, tries again and grants.
+        stage.lansweeper.set_declining(true);
+        browser.click("connect").await;
+        assert_eq!(browser.heading().await, "Lansweeper could not be connected");
+        assert!(browser.body().await.contains("access_denied"));
+        stage.lansweeper.set_declining(false);
+        browser.click("again").await;
+        assert_eq!(browser.heading().await, "Connect Lansweeper");
+        browser.click("connect").await;
+        assert_eq!(browser.heading().await, "Lansweeper is connected");
+        assert_eq!(browser.text("sites").await, LANSWEEPER_SITE);
+
+        // Back to 4me, which enables the instance; its first sync follows.
+        browser.click("return").await;
+        assert_eq!(browser.heading().await, "Installation confirmed");
+        browser.close().await;
+        let field = |id: &str| {
+            stage
+                .sandbox
+                .record(&installed.app_instance_id)
+                .and_then(|i| i["customFields"].as_array().cloned())
+                .into_iter()
+                .flatten()
+                .find(|f| f["id"] == id)
+                .map(|f| f["value"].clone())
+                .unwrap_or(Value::Null)
+        };
+        for _ in 0..200 {
+            if field("sync_summary").is_string() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let instance = stage.sandbox.record(&installed.app_instance_id).unwrap();
+        assert_eq!(instance["disabled"], false);
+        assert_eq!(field("connection_status"), json!("success"));
+        assert!(field("sync_summary").is_string(), "{instance}");
+    }
 
     /// Every stack of the repository deploys into the engine and answers every Output its
     /// template declares, with local values the engine serves.

@@ -14,6 +14,7 @@
 //! - `schema pull` ([`schema`]): a newer 4me schema snapshot by introspection, with the
 //!   difference printed.
 
+mod browser;
 mod cfn_lint;
 mod config4me;
 mod demo;

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: cfn-lint, moto server, `cargo nextest run --workspace`, doc tests.
+//! `cargo xtask test`: cfn-lint, moto server, headless Chromium (installed when missing),
+//! `cargo nextest run --workspace`, doc tests.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ pub enum TestError {
     /// The venv could not be prepared.
     #[error(transparent)]
     Venv(#[from] venv::VenvError),
+    /// The page tests' browser could not be installed.
+    #[error(transparent)]
+    Browser(#[from] crate::browser::BrowserError),
     /// Template discovery or cfn-lint failed to run.
     #[error(transparent)]
     Lint(#[from] cfn_lint::LintError),
@@ -123,6 +127,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, TestError> {
     }
 
     ensure_nextest(&root)?;
+    crate::browser::ensure()?;
 
     let moto = MotoServer::start(&venv)?;
     let endpoint = moto.endpoint_url();
