@@ -182,10 +182,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             keys = ?event.detail.keys,
             "installation changed"
         );
-        if matches!(
-            step,
-            LifecycleStep::Installed | LifecycleStep::Updated | LifecycleStep::Suspended
-        ) {
+        if matches!(step, LifecycleStep::Installed | LifecycleStep::Suspended) {
             return ApiResponse::ok(&format!("No action for {}", step.as_str()));
         }
         let state = self.deliveries.store();
@@ -204,7 +201,16 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         let response = match step {
             LifecycleStep::Disabled => self.remove_webhook(&account, false).await,
             LifecycleStep::Deleted => self.remove_webhook(&account, true).await,
-            _ => self.register(&account, &reference, function_arn).await,
+            // A change without a change of state (e.g. the form URL): the registration follows
+            // it while the instance is active; nothing is written when it is unchanged.
+            LifecycleStep::Updated => {
+                self.register(&account, &reference, function_arn, true)
+                    .await
+            }
+            _ => {
+                self.register(&account, &reference, function_arn, false)
+                    .await
+            }
         };
         if let Err(err) = lease.release(state).await {
             tracing::warn!(error = %err, "installation lease not released; it expires by itself");
@@ -214,7 +220,13 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
 
     /// Secrets stored or instance enabled: the webhook registered for the current form, token
     /// and URL.
-    async fn register(&self, account: &str, reference: &str, function_arn: &str) -> Response<Body> {
+    async fn register(
+        &self,
+        account: &str,
+        reference: &str,
+        function_arn: &str,
+        only_if_active: bool,
+    ) -> Response<Body> {
         let customer = match self.loader.customer(account).await {
             Ok(context) => context,
             Err(err) => {
@@ -237,7 +249,13 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
             }
         };
         match self
-            .ensure_webhook(&customer, provider_client, reference, function_arn)
+            .ensure_webhook(
+                &customer,
+                provider_client,
+                reference,
+                function_arn,
+                only_if_active,
+            )
             .await
         {
             Ok(()) => ApiResponse::ok("OK"),
@@ -327,6 +345,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         provider: &FourMeClient,
         reference: &str,
         function_arn: &str,
+        only_if_active: bool,
     ) -> Result<(), InstallError> {
         let account = customer.account();
         let api_url = instances::lambda_api_url(provider, function_arn)
@@ -340,6 +359,13 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         )
         .await
         .map_err(fourme::LookupError::from)?;
+        if only_if_active && (instance.disabled || instance.suspended) {
+            tracing::info!(
+                account,
+                "instance not active: the registration waits for it"
+            );
+            return Ok(());
+        }
         let form_url = instance.text(FORM_URL_FIELD);
         let Some(form_id) = form_url.as_deref().and_then(form_id_from_url) else {
             self.suspend(provider, &instance, COMMENT_FORM_ID).await;

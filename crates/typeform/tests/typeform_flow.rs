@@ -334,9 +334,11 @@ async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
     env.typeform.add_form("NewForm9", TOKEN);
     assert_eq!(env.installation("test-account").await.0, 200);
 
+    // 4me announces the changed custom field as an update of an active instance.
     env.set_form_url(&customer.instance_id, &form_url("NewForm9"))
         .await;
-    assert_eq!(env.installation("test-account").await.0, 200);
+    let updated = env.installation_event(LifecycleStep::Updated, "test-account");
+    assert_eq!(env.invoke(updated).await, (200, "OK".to_owned()));
     let webhook = env
         .typeform
         .webhook("NewForm9", &common::tag("test-account"))
@@ -356,6 +358,24 @@ async fn re_registers_when_the_form_url_changed_and_deletes_the_old_webhook() {
     );
     assert_eq!(env.typeform.delete_requests(), 1);
     assert_eq!(env.typeform.webhooks().len(), 1);
+
+    // An update of a disabled instance registers nothing: it waits for the instance.
+    env.sandbox
+        .set_app_instance_enabled(&customer.instance_id, false)
+        .await
+        .unwrap();
+    env.typeform.add_form("Form3", TOKEN);
+    env.set_form_url(&customer.instance_id, &form_url("Form3"))
+        .await;
+    let puts = env.typeform.put_requests();
+    let updated = env.installation_event(LifecycleStep::Updated, "test-account");
+    assert_eq!(env.invoke(updated).await.0, 200);
+    assert_eq!(env.typeform.put_requests(), puts);
+    assert!(
+        env.typeform
+            .webhook("Form3", &common::tag("test-account"))
+            .is_none()
+    );
 }
 
 async fn set_token(env: &Env<LocalSecretStore>, account: &str, token: &str) {
