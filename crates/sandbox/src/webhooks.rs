@@ -434,19 +434,13 @@ pub(crate) async fn set_instance_enabled(
     instance_id: &str,
     enabled: bool,
 ) -> Result<Vec<Delivery>, WebhookError> {
-    let instance = {
-        let mut state = shared.lock();
-        let record = state
-            .records
-            .get_mut(instance_id)
-            .filter(|r| r.kind == "AppInstance")
-            .ok_or_else(|| WebhookError::NotFound(format!("app instance {instance_id}")))?;
+    update_instance(shared, instance_id, |record| {
         record
             .fields
             .insert("enabledByCustomer".into(), json!(enabled));
-        record.clone()
-    };
-    instance_event(shared, INSTANCE_UPDATE, &instance).await
+        true
+    })
+    .await
 }
 
 /// The customer confirms the configuration of a new instance (opens its `confirmation_url`):
@@ -456,6 +450,23 @@ pub(crate) async fn confirm_configuration(
     shared: &Arc<Shared>,
     instance_id: &str,
 ) -> Result<Vec<Delivery>, WebhookError> {
+    update_instance(shared, instance_id, |record| {
+        record.bool("disabled") == Some(true)
+            && record
+                .fields
+                .insert("disabled".into(), json!(false))
+                .is_some()
+    })
+    .await
+}
+
+/// Changes app instance `instance_id` with `change` (`false`: nothing changed) and sends
+/// `app_instance.update` for a change.
+async fn update_instance(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    change: impl FnOnce(&mut Record) -> bool,
+) -> Result<Vec<Delivery>, WebhookError> {
     let instance = {
         let mut state = shared.lock();
         let record = state
@@ -463,10 +474,9 @@ pub(crate) async fn confirm_configuration(
             .get_mut(instance_id)
             .filter(|r| r.kind == "AppInstance")
             .ok_or_else(|| WebhookError::NotFound(format!("app instance {instance_id}")))?;
-        if record.bool("disabled") != Some(true) {
+        if !change(record) {
             return Ok(Vec::new());
         }
-        record.fields.insert("disabled".into(), json!(false));
         record.clone()
     };
     instance_event(shared, INSTANCE_UPDATE, &instance).await
