@@ -637,7 +637,14 @@ pub(crate) async fn install_app(
             );
         }
     }
-    let configuration_url = configuration_link(shared, &offering, &instance, customer)?;
+    let signing_policy = webhooks.iter().find_map(|w| w.str("webhookPolicyId"));
+    let configuration_url = configuration_link(
+        shared,
+        &offering,
+        &instance,
+        customer,
+        signing_policy.as_deref(),
+    )?;
     Ok(InstalledApp {
         configuration_url,
         app_instance_id: instance.id,
@@ -655,30 +662,19 @@ pub(crate) async fn install_app(
 /// The configuration link of a new instance of `offering`, as 4me builds it: the template with
 /// the instance's `nodeID`, `account_id`, `confirmation_url` (the sandbox's confirmation page of
 /// the instance) and `created_at`, and `X-4me-Signature`, a JWT whose `data` is the node id,
-/// signed with the policy of the provider's active `app_instance.secrets-update` webhook.
-/// `None` without a template; a template without a policy gets no signature.
+/// signed with `policy`, the policy of the provider's active `app_instance.secrets-update`
+/// webhook. `None` without a template; without a policy the link has no signature.
 fn configuration_link(
     shared: &Arc<Shared>,
     offering: &Record,
     instance: &Record,
     customer: &str,
+    policy: Option<&str>,
 ) -> Result<Option<String>, WebhookError> {
     let Some(template) = offering.str("configurationUriTemplate") else {
         return Ok(None);
     };
     let provider = offering.account.clone();
-    let policy = {
-        let state = shared.lock();
-        state
-            .all("Webhook", &provider)
-            .into_iter()
-            .filter(|w| {
-                w.str("event").as_deref() == Some("app_instance.secrets-update")
-                    && w.bool("active") == Some(true)
-                    && w.bool("disabled") != Some(true)
-            })
-            .find_map(|w| w.str("webhookPolicyId"))
-    };
     let mut url = url::Url::parse(&template.replace("{account}", customer))
         .map_err(|e| WebhookError::NotFound(format!("a valid configurationUriTemplate ({e})")))?;
     {
@@ -692,13 +688,7 @@ fn configuration_link(
             )
             .append_pair("created_at", &instance.str("createdAt").unwrap_or_default());
         if let Some(policy) = policy {
-            let jwt = sign(
-                shared,
-                &provider,
-                &policy,
-                &instance.id,
-                &json!(instance.id),
-            )?;
+            let jwt = sign(shared, &provider, policy, &instance.id, &json!(instance.id))?;
             query.append_pair("X-4me-Signature", &jwt);
         }
     }
