@@ -318,11 +318,16 @@ code{background:#f2f2f2;padding:.1rem .3rem;word-break:break-all}";
 
     /// An error page: what went wrong (`message`, plain text) and that nothing was changed.
     pub fn error(status: u16, title: &str, message: &str) -> Response<Body> {
+        error_then(status, title, message, "")
+    }
+
+    /// [`error`] followed by `actions` (HTML, already escaped: e.g. a link to try again).
+    pub fn error_then(status: u16, title: &str, message: &str, actions: &str) -> Response<Body> {
         html(
             status,
             title,
             &format!(
-                "<div class=\"error\" role=\"alert\"><p>{}</p></div><p>Nothing was changed.</p>",
+                "<div class=\"error\" role=\"alert\"><p>{}</p></div><p>Nothing was changed.</p>{actions}",
                 escape(message)
             ),
         )

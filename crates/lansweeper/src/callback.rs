@@ -211,15 +211,11 @@ fn given_state(req: &Request) -> String {
 /// The page of a connection Lansweeper refused: what happened, nothing stored, and the way to
 /// try again (the configuration page, relative to the callback URL).
 fn refused_page(message: &str, link_query: &str) -> Response<Body> {
-    let mut response = page::error(400, ERROR_TITLE, message);
     let again = format!(
-        "<p><a class=\"button\" id=\"again\" href=\"../{CONFIGURE_PATH}?{}\">Try again</a></p></main>",
+        "<p><a class=\"button\" id=\"again\" href=\"../{CONFIGURE_PATH}?{}\">Try again</a></p>",
         page::escape(link_query)
     );
-    if let Body::Text(text) = response.body_mut() {
-        *text = text.replacen("</main>", &again, 1);
-    }
-    response
+    page::error_then(400, ERROR_TITLE, message, &again)
 }
 
 impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T> {
