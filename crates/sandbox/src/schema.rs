@@ -627,6 +627,7 @@ impl CoreMutation {
                 merge_fields(&mut r.fields, update);
                 r.clone()
             });
+        state.index_source(input.id.as_str());
         Ok(ConfigurationItemUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors: Vec::new(),
@@ -691,6 +692,7 @@ impl CoreMutation {
                 None
             }
         };
+        state.index_source(input.id.as_str());
         Ok(ProductUpdatePayload {
             client_mutation_id: input.client_mutation_id,
             errors,

@@ -157,6 +157,11 @@ pub(crate) struct State {
     pub async_results: HashMap<String, AsyncResult>,
     pub seq: u64,
     pub records: BTreeMap<String, Record>,
+    /// Ids of the `Product` and `ConfigurationItem` records by (account, kind, `sourceID`), so
+    /// that a `discoveredConfigurationItems` upsert finds its records without scanning them all.
+    /// An entry may be stale (the record's `sourceID` changed or it was deleted):
+    /// [`State::by_source_id`] checks each record.
+    source_index: HashMap<(String, &'static str, String), Vec<String>>,
     pub policy_keys: HashMap<String, PolicyKey>,
     pub deliveries: Vec<Delivery>,
     pub verify_codes: HashMap<String, String>,
@@ -201,6 +206,7 @@ impl State {
             async_results: HashMap::new(),
             seq: 0,
             records: BTreeMap::new(),
+            source_index: HashMap::new(),
             policy_keys: HashMap::new(),
             deliveries: Vec::new(),
             verify_codes: HashMap::new(),
@@ -376,7 +382,45 @@ impl State {
                 fields,
             },
         );
+        self.index_source(&id);
         id
+    }
+
+    /// Adds record `id` to the `sourceID` index under its current `sourceID`; called whenever
+    /// a `Product` or `ConfigurationItem` is created or may have got a new `sourceID`.
+    pub fn index_source(&mut self, id: &str) {
+        let Some(record) = self.records.get(id) else {
+            return;
+        };
+        if !matches!(record.kind, "Product" | "ConfigurationItem") {
+            return;
+        }
+        let Some(source_id) = record.str("sourceID") else {
+            return;
+        };
+        let ids = self
+            .source_index
+            .entry((record.account.clone(), record.kind, source_id))
+            .or_default();
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_owned());
+        }
+    }
+
+    /// The records of type `kind` in `account` whose `sourceID` is `source_id`.
+    pub fn by_source_id<'a>(
+        &'a self,
+        account: &str,
+        kind: &'static str,
+        source_id: &str,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
+        let source_id = source_id.to_owned();
+        self.source_index
+            .get(&(account.to_owned(), kind, source_id.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.records.get(id))
+            .filter(move |r| r.str("sourceID").as_deref() == Some(source_id.as_str()))
     }
 
     /// Record `id` of type `kind` visible to `account`.

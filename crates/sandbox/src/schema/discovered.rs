@@ -1,7 +1,6 @@
 //! `discoveredConfigurationItems`: upserts products and CIs by source/sourceID and publishes the
 //! result as an async query result.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -234,8 +233,8 @@ fn path_error(path: Vec<String>, message: &str) -> Value {
 type Known = HashMap<(&'static str, String), (u64, String)>;
 
 /// The `Product` and `ConfigurationItem` records of `account` created from one of `sources`
-/// whose `sourceID` occurs in `input`, found in one pass over the records per upload rather than
-/// one per item, so that a 100,000-asset sync costs the sandbox linear, not quadratic, time.
+/// whose `sourceID` occurs in `input`, looked up in the sandbox's `sourceID` index, so that an
+/// upload costs the same however many records the account holds.
 fn existing_by_source_id(
     state: &crate::state::State,
     account: &str,
@@ -259,25 +258,15 @@ fn existing_by_source_id(
         );
     }
     let mut known = Known::new();
-    for r in state.records.values() {
-        if r.account != account || !matches!(r.kind, "Product" | "ConfigurationItem") {
-            continue;
-        }
-        let source_id = match r.fields.get("sourceID") {
-            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
-            _ => continue,
-        };
-        if !wanted.contains(source_id.as_ref())
-            || !r.str("source").is_some_and(|s| sources.contains(&s))
-        {
-            continue;
-        }
-        let entry = known
-            .entry((r.kind, source_id.into_owned()))
-            .or_insert((u64::MAX, String::new()));
-        if r.num < entry.0 {
-            *entry = (r.num, r.id.clone());
+    for source_id in wanted {
+        for kind in ["Product", "ConfigurationItem"] {
+            let first = state
+                .by_source_id(account, kind, source_id)
+                .filter(|r| r.str("source").is_some_and(|s| sources.contains(&s)))
+                .min_by_key(|r| r.num);
+            if let Some(r) = first {
+                known.insert((kind, source_id.to_owned()), (r.num, r.id.clone()));
+            }
         }
     }
     known
