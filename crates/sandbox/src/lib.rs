@@ -199,6 +199,20 @@ pub struct Stats {
     pub faults_served: u64,
 }
 
+/// What one access token used: the requests 4me counts against its limits and the ones it
+/// refused with 429 (see [`Sandbox::token_usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Account of the token.
+    pub account: String,
+    /// Requests counted (accepted).
+    pub requests: u64,
+    /// Requests refused with 429 (the 20-per-2-s window or the hourly budget).
+    pub refused: u64,
+    /// Most requests counted in one sliding rate window (at most 20 when nothing was refused).
+    pub busiest_window: usize,
+}
+
 /// State shared between the server task and the handles.
 pub(crate) struct Shared {
     state: Mutex<state::State>,
@@ -358,6 +372,23 @@ impl Sandbox {
     /// Request counters so far.
     pub fn stats(&self) -> Stats {
         self.shared().lock().stats
+    }
+
+    /// What each access token issued so far used, one entry per token that made a request.
+    pub fn token_usage(&self) -> Vec<TokenUsage> {
+        let state = self.shared().lock();
+        state
+            .usage
+            .iter()
+            .map(|(token, usage)| TokenUsage {
+                account: state
+                    .tokens
+                    .get(token)
+                    .map(|t| t.account.clone())
+                    .unwrap_or_default(),
+                ..usage.clone()
+            })
+            .collect()
     }
 
     /// Creates configuration items named `names` in `account_id`; returns their node ids.

@@ -152,6 +152,8 @@ pub(crate) struct State {
     pub windows: HashMap<String, VecDeque<Instant>>,
     pub rate_window: Duration,
     pub hours: HashMap<String, HourWindow>,
+    /// What each token used since the sandbox started (reported by `Sandbox::token_usage`).
+    pub usage: HashMap<String, crate::TokenUsage>,
     pub hourly: HourlyLimits,
     pub async_delay: u32,
     pub async_results: HashMap<String, AsyncResult>,
@@ -201,6 +203,7 @@ impl State {
             windows: HashMap::new(),
             rate_window: RATE_WINDOW,
             hours: HashMap::new(),
+            usage: HashMap::new(),
             hourly: HourlyLimits::default(),
             async_delay: 0,
             async_results: HashMap::new(),
@@ -328,9 +331,11 @@ impl State {
             retry_after: 0,
             exceeded: false,
         };
+        let usage = self.usage.entry(key.to_owned()).or_default();
         if info.remaining == 0 || info.cost_remaining == 0 {
             info.retry_after = (hour.start + HOUR_SECS).saturating_sub(now_unix).max(1);
             info.exceeded = true;
+            usage.refused += 1;
             return info;
         }
         let length = self.rate_window;
@@ -349,10 +354,13 @@ impl State {
             info.retry_after =
                 (until_free.as_secs() + u64::from(until_free.subsec_nanos() > 0)).max(1);
             info.exceeded = true;
+            usage.refused += 1;
             return info;
         }
         if consume {
             window.push_back(now);
+            usage.requests += 1;
+            usage.busiest_window = usage.busiest_window.max(window.len());
             hour.requests += 1;
             hour.cost = hour.cost.saturating_add(limits.request_cost);
             info.remaining -= 1;

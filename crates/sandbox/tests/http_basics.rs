@@ -481,6 +481,15 @@ async fn rate_limit_allows_twenty_requests_per_window() {
     let creds = sb.add_oauth_application("wdc");
     let t2 = token(&sb, &creds).await;
     assert_eq!(gql(&sb, &t2, "wdc", q, json!({})).await.status(), 200);
+
+    // Each token's use is reported: the 21st GraphQL and the REST request were refused.
+    let mut usage = sb.token_usage();
+    usage.sort_by_key(|u| u.requests);
+    let summary: Vec<(&str, u64, u64, usize)> = usage
+        .iter()
+        .map(|u| (u.account.as_str(), u.requests, u.refused, u.busiest_window))
+        .collect();
+    assert_eq!(summary, [("wdc", 1, 0, 1), ("wdc", 20, 2, 20)]);
 }
 
 #[tokio::test]
@@ -647,6 +656,34 @@ async fn discovered_configuration_items_upsert_by_source_id_within_and_across_up
             ("d1".to_owned(), "third".to_owned()),
             ("d2".to_owned(), "new".to_owned())
         ]
+    );
+
+    // A sourceID changed by `configurationItemUpdate` is where the next upload finds the CI.
+    let q = "{ configurationItems(first: 100, filter: {sourceID: {values: [\"d2\"]}}) { nodes { id } } }";
+    let body = gql_ok(&sb, &t, "wdc", q, json!({})).await;
+    let d2 = body["data"]["configurationItems"]["nodes"][0]["id"].clone();
+    let update = "mutation($input: ConfigurationItemUpdateInput!) { configurationItemUpdate(input: $input) { errors { message } } }";
+    gql_ok(
+        &sb,
+        &t,
+        "wdc",
+        update,
+        json!({"input": {"id": d2, "sourceID": "d3"}}),
+    )
+    .await;
+    let cis = json!([{"sourceID": "d3", "name": "renamed"}, {"sourceID": "d2", "name": "again"}]);
+    gql_ok(&sb, &t, "wdc", DISCOVERED, upload("Lansweeper-site", cis)).await;
+    let q = "{ configurationItems(first: 100) { nodes { id name sourceID } } }";
+    let body = gql_ok(&sb, &t, "wdc", q, json!({})).await;
+    let nodes = body["data"]["configurationItems"]["nodes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["id"] == d2 && n["sourceID"] == "d3" && n["name"] == "renamed"),
+        "{nodes:?}"
     );
 }
 
