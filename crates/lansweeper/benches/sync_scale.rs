@@ -1,27 +1,42 @@
-//! Sync-scale benchmark of the Lansweeper function (issue 4): one customer sync of N sandbox
-//! assets through the real SQS handler, reporting wall time, peak RSS and the requests made to
-//! each API.
+//! Sync-scale benchmark of the Lansweeper function: syncs of N sandbox assets through the real
+//! SQS entry point, as chains of invocations, and the schedule fanning out to many customers.
 //!
-//! `cargo bench -p lansweeper --bench sync_scale -- [--mode paced|unpaced|both] [N ...]`
-//! (default: both modes, N = 10000 100000).
+//! ```sh
+//! cargo bench -p lansweeper --bench sync_scale -- [--mode paced|unpaced|both] [--step S]
+//!     [--kill-every K] [--customers C] [--concurrency W] [--plot FILE] [N ...]
+//! ```
 //!
 //! Three roles of this one binary, chosen by [`ROLE_ENV`]:
-//! - the driver (no role) runs one `sync` process per mode and N and prints the table;
-//! - `sync` is the measured process, a fresh process per run like a Lambda cold start: it starts a
-//!   `server` child, runs [`LansweeperFunction::handle_sqs`] against it and reports its own peak
-//!   RSS (`VmHWM`), so the emulators' memory (the 4me sandbox stores every uploaded CI) is never
-//!   counted;
-//! - `server` runs the 4me sandbox and the Lansweeper fake (seeded with N assets; the customer
-//!   account with the software and people they refer to), prints the setup as one JSON line and then answers each `stats` line on its stdin with the request
-//!   counters of both servers; it exits when its stdin closes.
+//! - the **driver** (no role) plays SQS and Lambda: it starts the servers, keeps the queue, hands
+//!   each message to an idle worker with the invocation's deadline, re-delivers what a worker
+//!   reports failed (after [`REDELIVERY`], a scaled-down visibility timeout), delivers the
+//!   continuations a step sends when their delay is over, and with `--kill-every K` kills the
+//!   worker in the middle of every K-th invocation (SIGKILL, as Lambda ends a timed-out
+//!   invocation), starts a fresh one and delivers the message again;
+//! - a **worker** is one Lambda execution environment: a fresh process (a cold start) that
+//!   handles one message at a time with [`LansweeperFunction::handle_sqs`] (or the schedule
+//!   with `handle_schedule`), its refresh queue writing each message it sends to stdout; the
+//!   driver reads its peak RSS (`VmHWM`) and CPU time from `/proc`, so the emulators' memory is
+//!   never counted;
+//! - the **server** runs the 4me sandbox and the Lansweeper fake (seeded with the customers and a
+//!   site of N assets), prints the setup as one JSON line and answers each `stats` line on its
+//!   stdin with the request counters of both servers; it exits when its stdin closes.
+//!
+//! Workers share the state store and the secret store through one directory (the local stores
+//! lock and write atomically across processes), as Lambda environments share DynamoDB and
+//! Secrets Manager.
 //!
 //! `paced` uses the production pacing (Lansweeper 150 requests/min, 4me 20 per 2 s) with both
-//! servers enforcing those limits; `unpaced` removes client pacing and server limits to show the
-//! compute cost.
+//! servers enforcing 4me's and Lansweeper's limits; `unpaced` removes client pacing and server
+//! limits to show the compute cost. `--step S` forces each invocation's deadline S seconds after
+//! it starts (no stop margin), so a sync becomes a chain of steps; without it the deadline is
+//! Lambda's 900 s with the production margin.
 
+use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use app_builder_core::config::Settings;
@@ -35,17 +50,19 @@ use app_builder_sandbox::lansweeper::{LansweeperFake, SiteSpec};
 use app_builder_sandbox::{InstallOptions, Sandbox};
 use aws_lambda_events::sqs::SqsEvent;
 use lansweeper::api::{ApiSettings, LansweeperApi};
-use lansweeper::{FunctionSettings, InMemoryQueue, LansweeperFunction};
+use lansweeper::queue::{MAX_DELAY, SyncMessage};
+use lansweeper::{FunctionSettings, LansweeperFunction, QueueError, RefreshQueue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
-/// Selects the role of a re-executed copy of this binary (`sync` or `server`).
+/// Selects the role of a re-executed copy of this binary (`worker` or `server`).
 const ROLE_ENV: &str = "SYNC_SCALE_ROLE";
-/// Number of assets of the run.
-const ASSETS_ENV: &str = "SYNC_SCALE_ASSETS";
-/// `paced` or `unpaced`.
-const MODE_ENV: &str = "SYNC_SCALE_MODE";
+/// The [`RunSpec`] of the run, as JSON.
+const RUN_ENV: &str = "SYNC_SCALE_RUN";
+/// A worker's [`WorkerSetup`], as JSON.
+const WORKER_ENV: &str = "SYNC_SCALE_WORKER";
 
 const APP: &str = "4me-app-builder";
 const PROVIDER: &str = "wdc";
@@ -53,24 +70,56 @@ const CUSTOMER: &str = "wdc-bench";
 const OFFERING: &str = "lansweeper";
 /// `LAST_SEEN_DAYS` default: assets unseen for longer are filtered out.
 const LAST_SEEN_DAYS: i64 = 30;
+/// How long a message a worker reported failed (or was killed on) stays invisible before it is
+/// delivered again: SQS's visibility timeout (905 s in the template), scaled down.
+const REDELIVERY: Duration = Duration::from_secs(1);
+/// Lambda's deadline without `--step`.
+const LAMBDA_TIMEOUT: Duration = Duration::from_secs(900);
+/// The documented limits, as (requests, window in seconds): Lansweeper per application,
+/// 4me per access token (its cost points are charged one per request by the sandbox).
+const LANSWEEPER_LIMITS: [(u64, u64); 2] = [(150, 60), (2_000, 3_600)];
+const FOURME_LIMITS: [(u64, u64); 2] = [(20, 2), (3_600, 3_600)];
+
+/// One benchmark run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunSpec {
+    paced: bool,
+    assets: u64,
+    customers: u64,
+    /// Workers (concurrent Lambda environments).
+    concurrency: usize,
+    /// Forced invocation length in seconds, when given.
+    step_s: Option<u64>,
+    /// Kill the worker during every K-th invocation (0: never).
+    kill_every: u64,
+}
+
+impl RunSpec {
+    fn mode(&self) -> &'static str {
+        if self.paced { "paced" } else { "unpaced" }
+    }
+
+    fn from_env() -> BoxResult<RunSpec> {
+        Ok(serde_json::from_str(&std::env::var(RUN_ENV)?)?)
+    }
+
+    /// The customer accounts of the run.
+    fn accounts(&self) -> Vec<String> {
+        if self.customers == 1 {
+            vec![CUSTOMER.to_owned()]
+        } else {
+            (0..self.customers)
+                .map(|i| format!("{CUSTOMER}-{i:04}"))
+                .collect()
+        }
+    }
+}
 
 fn main() -> BoxResult<()> {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("server") => server(),
-        Ok("sync") => sync(),
+        Ok("worker") => worker(),
         _ => driver(),
-    }
-}
-
-fn env_assets() -> BoxResult<u64> {
-    Ok(std::env::var(ASSETS_ENV)?.parse()?)
-}
-
-fn env_paced() -> BoxResult<bool> {
-    match std::env::var(MODE_ENV)?.as_str() {
-        "paced" => Ok(true),
-        "unpaced" => Ok(false),
-        other => Err(format!("unknown mode {other:?}").into()),
     }
 }
 
@@ -78,21 +127,43 @@ fn env_paced() -> BoxResult<bool> {
 // Driver
 
 fn driver() -> BoxResult<()> {
-    let mut modes = vec!["paced", "unpaced"];
+    let mut modes = vec![true, false];
     let mut sizes = Vec::new();
+    let mut base = RunSpec {
+        paced: true,
+        assets: 0,
+        customers: 1,
+        concurrency: 1,
+        step_s: None,
+        kill_every: 0,
+    };
+    let mut plot = None;
     let mut args = std::env::args().skip(1);
+    let number = |args: &mut std::iter::Skip<std::env::Args>, flag: &str| -> BoxResult<u64> {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("{flag}: not a number: {value:?}").into())
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             // Passed by `cargo bench` to every bench binary.
             "--bench" => {}
             "--mode" => {
                 modes = match args.next().as_deref() {
-                    Some("paced") => vec!["paced"],
-                    Some("unpaced") => vec!["unpaced"],
-                    Some("both") => vec!["paced", "unpaced"],
+                    Some("paced") => vec![true],
+                    Some("unpaced") => vec![false],
+                    Some("both") => vec![true, false],
                     other => return Err(format!("--mode paced|unpaced|both, not {other:?}").into()),
                 }
             }
+            "--step" => base.step_s = Some(number(&mut args, "--step")?.max(1)),
+            "--kill-every" => base.kill_every = number(&mut args, "--kill-every")?,
+            "--customers" => base.customers = number(&mut args, "--customers")?.max(1),
+            "--concurrency" => {
+                base.concurrency = usize::try_from(number(&mut args, "--concurrency")?)?.max(1)
+            }
+            "--plot" => plot = Some(args.next().ok_or("--plot needs a file")?),
             n => sizes.push(
                 n.parse::<u64>()
                     .map_err(|_| format!("not an asset count: {n:?}"))?,
@@ -102,70 +173,467 @@ fn driver() -> BoxResult<()> {
     if sizes.is_empty() {
         sizes = vec![10_000, 100_000];
     }
-    let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
-    for mode in &modes {
+    for paced in &modes {
         for n in &sizes {
-            eprintln!("sync_scale: {mode} sync of {n} assets...");
-            let out = Command::new(&exe)
-                .env(ROLE_ENV, "sync")
-                .env(ASSETS_ENV, n.to_string())
-                .env(MODE_ENV, mode)
-                .stderr(Stdio::inherit())
-                .output()?;
-            if !out.status.success() {
-                return Err(format!("{mode} run of {n} assets failed ({})", out.status).into());
-            }
-            let text = String::from_utf8(out.stdout)?;
-            let line = text
-                .lines()
-                .last()
-                .ok_or("the sync process printed nothing")?;
-            let row: Value = serde_json::from_str(line)?;
+            let spec = RunSpec {
+                paced: *paced,
+                assets: *n,
+                ..base.clone()
+            };
+            eprintln!("sync_scale: {spec:?}...");
+            let row = run(&spec)?;
             eprintln!("sync_scale: {row}");
             rows.push(row);
         }
     }
-    println!();
-    println!(
-        "| Mode | Assets | CIs synced | Wall time | Assets/s | Sync CPU | Servers CPU | Peak RSS (VmHWM) | RSS before sync | RSS after sync | LS token | LS GraphQL | 4me OAuth | 4me GraphQL | 4me async results | LS 429s |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        let mib = |key: &str| r[key].as_f64().unwrap_or_default() / 1024.0;
-        let wall = r["wall_s"].as_f64().unwrap_or_default();
-        let req = &r["requests"];
-        println!(
-            "| {} | {} | {} | {:.1} s | {:.0} | {:.1} s | {:.1} s | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {} | {} | {} | {} |",
-            r["mode"].as_str().unwrap_or_default(),
-            r["assets"],
-            r["cis"],
-            wall,
-            r["assets"].as_f64().unwrap_or_default() / wall.max(f64::EPSILON),
-            r["sync_cpu_s"].as_f64().unwrap_or_default(),
-            r["servers_cpu_s"].as_f64().unwrap_or_default(),
-            mib("peak_rss_kib"),
-            mib("rss_before_kib"),
-            mib("rss_after_kib"),
-            req["lansweeper_token"],
-            req["lansweeper_graphql"],
-            req["fourme_oauth"],
-            req["fourme_graphql"],
-            req["fourme_async_results"],
-            req["lansweeper_429"],
-        );
+    print_table(&rows);
+    if let Some(path) = plot {
+        std::fs::write(&path, svg_plot(&rows))?;
+        eprintln!("sync_scale: plot written to {path}");
     }
     Ok(())
+}
+
+fn print_table(rows: &[Value]) {
+    println!();
+    println!(
+        "| Mode | Assets | Customers | Step | CIs synced | Wall time | Quota floor | Invocations | Killed | Workers | Peak RSS (VmHWM) | Worker CPU | Servers CPU | LS requests | 4me requests (busiest token) | 4me busiest 2 s | 429s (4me / LS) | Fan-out |"
+    );
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let f = |key: &str| r[key].as_f64().unwrap_or_default();
+        let req = &r["requests"];
+        println!(
+            "| {} | {} | {} | {} | {} | {:.1} s | {:.0} s | {} | {} | {} | {:.1} MiB | {:.1} s | {:.1} s | {} | {} | {} | {} / {} | {} |",
+            r["mode"].as_str().unwrap_or_default(),
+            r["assets"],
+            r["customers"],
+            r["step_s"]
+                .as_u64()
+                .map_or("900 s".to_owned(), |s| format!("{s} s")),
+            r["cis"],
+            f("wall_s"),
+            f("floor_s"),
+            r["invocations"],
+            r["killed"],
+            r["workers"],
+            f("peak_rss_kib") / 1024.0,
+            f("worker_cpu_s"),
+            f("servers_cpu_s"),
+            req["lansweeper"],
+            req["fourme_busiest_token"],
+            req["fourme_busiest_window"],
+            req["fourme_429"],
+            req["lansweeper_429"],
+            r["fan_out_s"]
+                .as_f64()
+                .map_or("–".to_owned(), |s| format!("{s:.2} s")),
+        );
+    }
+}
+
+/// Shortest time in which `requests` fit the `limits` (requests per window in seconds): a full
+/// window's worth at once, then one more window per further window's worth.
+fn quota_floor(requests: u64, limits: &[(u64, u64)]) -> u64 {
+    limits
+        .iter()
+        .map(|(limit, window)| requests.div_ceil(*limit).saturating_sub(1) * window)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A message on the driver's queue.
+#[derive(Clone, Debug)]
+struct Delivery {
+    id: String,
+    body: String,
+    visible_at: Instant,
+    /// Deliveries before this one (SQS's `ApproximateReceiveCount` − 1).
+    attempt: u32,
+}
+
+/// A worker process and the invocation it is handling.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    busy: Option<(Delivery, Option<Instant>)>,
+}
+
+/// What the driver measured of the workers.
+#[derive(Default)]
+struct WorkerTotals {
+    started: u64,
+    peak_rss_kib: u64,
+    cpu_ns: u64,
+}
+
+impl WorkerTotals {
+    /// Reads the final figures of `pid` from `/proc` (before it exits or is killed).
+    fn record(&mut self, pid: u32) -> BoxResult<()> {
+        let (hwm, _) = memory_kib(&format!("/proc/{pid}/status"))?;
+        self.peak_rss_kib = self.peak_rss_kib.max(hwm);
+        self.cpu_ns += cpu_ns(&format!("/proc/{pid}/stat"))?;
+        Ok(())
+    }
+}
+
+/// A line a worker printed, tagged with its pid.
+type WorkerLine = (u32, String);
+
+fn spawn_worker(
+    spec: &RunSpec,
+    setup: &Value,
+    lines: &mpsc::Sender<WorkerLine>,
+) -> BoxResult<Worker> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(ROLE_ENV, "worker")
+        .env(RUN_ENV, serde_json::to_string(spec)?)
+        .env(WORKER_ENV, setup.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdin = child.stdin.take().ok_or("no worker stdin")?;
+    let stdout = child.stdout.take().ok_or("no worker stdout")?;
+    let pid = child.id();
+    let sender = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send((pid, line)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Worker {
+        child,
+        stdin,
+        busy: None,
+    })
+}
+
+/// Unix time in seconds.
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// One run: returns its row.
+fn run(spec: &RunSpec) -> BoxResult<Value> {
+    let (mut servers, setup) = Servers::start(spec)?;
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(store_secrets(&setup, dir.path()))?;
+    let worker_setup = json!({
+        "domain": setup["domain"], "oauth": setup["oauth"], "graphql": setup["graphql"],
+        "rest": setup["rest"], "lansweeper_api": setup["lansweeper"]["api_url"],
+        "dir": dir.path(),
+    });
+    let (line_tx, line_rx) = mpsc::channel::<WorkerLine>();
+    let mut workers = Vec::new();
+    let mut totals = WorkerTotals::default();
+    for _ in 0..spec.concurrency {
+        workers.push(spawn_worker(spec, &worker_setup, &line_tx)?);
+        totals.started += 1;
+    }
+    let step = spec.step_s.map_or(LAMBDA_TIMEOUT, Duration::from_secs);
+
+    let before = servers.stats()?;
+    let start = Instant::now();
+    let mut queue: VecDeque<Delivery> = VecDeque::new();
+    let mut next_id = 0u64;
+    let mut new_delivery = |body: String, delay: Duration| {
+        next_id += 1;
+        Delivery {
+            id: format!("bench-{next_id}"),
+            body,
+            visible_at: Instant::now() + delay,
+            attempt: 0,
+        }
+    };
+    let mut fan_out_s = None;
+    if spec.customers > 1 {
+        // The schedule is one invocation of the first worker; what it queues is the work.
+        let worker = &mut workers[0];
+        let pid = worker.child.id();
+        writeln!(worker.stdin, "{}", json!({"schedule": true}))?;
+        loop {
+            let (from, line) = line_rx.recv()?;
+            if from != pid {
+                continue;
+            }
+            let message: Value = serde_json::from_str(&line)?;
+            if let Some(body) = message["send"].as_str() {
+                queue.push_back(new_delivery(body.to_owned(), Duration::ZERO));
+            } else if message["done"] == true {
+                fan_out_s = message["elapsed_s"].as_f64();
+                if message["status"] != 200 {
+                    return Err(format!("the schedule answered {}", message["status"]).into());
+                }
+                break;
+            }
+        }
+        if queue.len() as u64 != spec.customers {
+            return Err(format!(
+                "{} syncs queued for {} customers",
+                queue.len(),
+                spec.customers
+            )
+            .into());
+        }
+    } else {
+        queue.push_back(new_delivery(CUSTOMER.to_owned(), Duration::ZERO));
+    }
+
+    let (mut invocations, mut killed, mut failed, mut continuations) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let now = Instant::now();
+        // Hand visible messages to idle workers.
+        for worker in workers.iter_mut().filter(|w| w.busy.is_none()) {
+            let Some(pos) = queue.iter().position(|d| d.visible_at <= now) else {
+                break;
+            };
+            let Some(delivery) = queue.remove(pos) else {
+                break;
+            };
+            invocations += 1;
+            let deadline = unix_now() + i64::try_from(step.as_secs())?;
+            writeln!(
+                worker.stdin,
+                "{}",
+                json!({"id": delivery.id, "body": delivery.body, "attempt": delivery.attempt, "deadline": deadline})
+            )?;
+            let kill_at =
+                (spec.kill_every > 0 && invocations % spec.kill_every == 0).then(|| now + step / 2);
+            worker.busy = Some((delivery, kill_at));
+        }
+        if queue.is_empty() && workers.iter().all(|w| w.busy.is_none()) {
+            break;
+        }
+        // Wait for a worker's line, the next kill, or the next message becoming visible.
+        let wake = workers
+            .iter()
+            .filter_map(|w| w.busy.as_ref().and_then(|(_, kill)| *kill))
+            .chain(queue.iter().map(|d| d.visible_at))
+            .min()
+            .map_or(Duration::from_secs(1), |at| {
+                at.saturating_duration_since(now)
+            })
+            .min(Duration::from_secs(1));
+        match line_rx.recv_timeout(wake) {
+            Ok((pid, line)) => {
+                let Some(worker) = workers.iter_mut().find(|w| w.child.id() == pid) else {
+                    continue;
+                };
+                let message: Value = serde_json::from_str(&line)?;
+                if let Some(body) = message["send"].as_str() {
+                    continuations += 1;
+                    let delay = Duration::from_secs(message["delay_s"].as_u64().unwrap_or(0));
+                    queue.push_back(new_delivery(body.to_owned(), delay));
+                } else if message["done"] == true {
+                    let (mut delivery, _) = worker.busy.take().ok_or("a worker finished twice")?;
+                    if message["failed"] == true {
+                        failed += 1;
+                        delivery.attempt += 1;
+                        delivery.visible_at = Instant::now() + REDELIVERY;
+                        queue.push_back(delivery);
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Kill the workers whose invocation is due to die; the message comes back.
+        let now = Instant::now();
+        for worker in workers.iter_mut() {
+            if !matches!(&worker.busy, Some((_, Some(at))) if *at <= now) {
+                continue;
+            }
+            totals.record(worker.child.id())?;
+            worker.child.kill()?;
+            worker.child.wait()?;
+            killed += 1;
+            let (mut delivery, _) = worker.busy.take().ok_or("no invocation to kill")?;
+            delivery.attempt += 1;
+            delivery.visible_at = now + REDELIVERY;
+            queue.push_back(delivery);
+            *worker = spawn_worker(spec, &worker_setup, &line_tx)?;
+            totals.started += 1;
+        }
+    }
+    let wall = start.elapsed();
+    for mut worker in workers {
+        totals.record(worker.child.id())?;
+        drop(worker.stdin);
+        worker.child.wait()?;
+    }
+    let after = servers.stats()?;
+    let cis = runtime.block_on(count_cis(&setup, spec))?;
+    let expected = setup["expected_cis"].as_u64().ok_or("no expected_cis")? * spec.customers;
+    if cis != expected {
+        return Err(format!("4me holds {cis} discovered CIs, expected {expected}").into());
+    }
+    if spec.customers == 1 && after["os_end_of_support_stored"].as_u64().unwrap_or(0) == 0 {
+        return Err("no OS end-of-support date was stored".into());
+    }
+    let delta = |key: &str| {
+        after[key]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[key].as_u64().unwrap_or(0))
+    };
+    // 4me requests per account during the run (one token per account and client).
+    let per_account = |stats: &Value| -> HashMap<String, (u64, u64)> {
+        let mut map: HashMap<String, (u64, u64)> = HashMap::new();
+        for t in stats["tokens"].as_array().into_iter().flatten() {
+            let entry = map
+                .entry(t["account"].as_str().unwrap_or_default().to_owned())
+                .or_default();
+            entry.0 += t["requests"].as_u64().unwrap_or(0);
+            entry.1 += t["refused"].as_u64().unwrap_or(0);
+        }
+        map
+    };
+    let (was, now) = (per_account(&before), per_account(&after));
+    let used: HashMap<&String, (u64, u64)> = now
+        .iter()
+        .map(|(account, (requests, refused))| {
+            let (r0, f0) = was.get(account).copied().unwrap_or_default();
+            (
+                account,
+                (requests - r0.min(*requests), refused - f0.min(*refused)),
+            )
+        })
+        .collect();
+    let busiest_token = used.values().map(|(r, _)| *r).max().unwrap_or(0);
+    let refused: u64 = used.values().map(|(_, f)| *f).sum();
+    let busiest_window = after["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["busiest"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let lansweeper = delta("lansweeper_token") + delta("lansweeper_graphql");
+    // Lansweeper's limits are per application: one customer's share of the requests.
+    let floor = quota_floor(lansweeper / spec.customers, &LANSWEEPER_LIMITS)
+        .max(quota_floor(busiest_token, &FOURME_LIMITS));
+    Ok(json!({
+        "mode": spec.mode(),
+        "assets": spec.assets,
+        "customers": spec.customers,
+        "concurrency": spec.concurrency,
+        "step_s": spec.step_s,
+        "cis": cis,
+        "wall_s": wall.as_secs_f64(),
+        "floor_s": floor,
+        "fan_out_s": fan_out_s,
+        "invocations": invocations,
+        "continuations": continuations,
+        "killed": killed,
+        "failed": failed,
+        "workers": totals.started,
+        "peak_rss_kib": totals.peak_rss_kib,
+        "worker_cpu_s": totals.cpu_ns as f64 / 1e9,
+        "servers_cpu_s": delta("cpu_ns") as f64 / 1e9,
+        "requests": {
+            "lansweeper": lansweeper,
+            "lansweeper_token": delta("lansweeper_token"),
+            "lansweeper_graphql": delta("lansweeper_graphql"),
+            "lansweeper_asset_pages": delta("lansweeper_asset_pages"),
+            "lansweeper_429": delta("lansweeper_rate_limited"),
+            "fourme_oauth": delta("fourme_oauth"),
+            "fourme_graphql": delta("fourme_graphql"),
+            "fourme_rest": delta("fourme_rest"),
+            "fourme_async_results": delta("fourme_async_results"),
+            "fourme_busiest_token": busiest_token,
+            "fourme_busiest_window": busiest_window,
+            "fourme_429": refused,
+        },
+    }))
+}
+
+/// Writes the provider's and each customer's secrets into the secret store the workers share.
+async fn store_secrets(setup: &Value, dir: &std::path::Path) -> BoxResult<()> {
+    let store = LocalSecretStore::new(dir);
+    let domain = str_at(setup, "/domain")?;
+    store
+        .upsert(
+            &provider_secret_name(APP, domain, PROVIDER)?,
+            doc(json!({
+                "clientID": str_at(setup, "/provider/client_id")?,
+                "token": str_at(setup, "/provider/client_secret")?,
+            }))?,
+        )
+        .await?;
+    for customer in setup["customers"].as_array().into_iter().flatten() {
+        store
+            .upsert(
+                &customer_secret_name(APP, OFFERING, domain, str_at(customer, "/account")?)?,
+                doc(json!({
+                    "application": {
+                        "client_id": str_at(customer, "/client_id")?,
+                        "client_secret": str_at(customer, "/client_secret")?,
+                    },
+                    "secrets": {"client_secret": str_at(customer, "/lansweeper_client_secret")?},
+                    "refresh_token": str_at(customer, "/refresh_token")?,
+                }))?,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Outside the measurement: the CIs the customer accounts now hold, less the reference CIs
+/// seeded before the sync.
+async fn count_cis(setup: &Value, spec: &RunSpec) -> BoxResult<u64> {
+    let endpoints = endpoints(setup)?;
+    let mut settings = ClientSettings::from_env();
+    if !spec.paced {
+        settings.min_request_spacing = Duration::ZERO;
+    }
+    let mut total = 0;
+    for customer in setup["customers"].as_array().into_iter().flatten() {
+        let client = FourMeClient::new(
+            endpoints.clone(),
+            str_at(customer, "/account")?,
+            Credentials::new(
+                str_at(customer, "/client_id")?,
+                str_at(customer, "/client_secret")?,
+            ),
+            settings.clone(),
+        )?;
+        let count: Value = client
+            .query(
+                "query Count { configurationItems(first: 1) { totalCount } }",
+                &json!({}),
+            )
+            .await?;
+        let held = count
+            .pointer("/configurationItems/totalCount")
+            .and_then(Value::as_u64)
+            .ok_or("no totalCount")?;
+        total += held.saturating_sub(customer["seeded_cis"].as_u64().unwrap_or(0));
+    }
+    Ok(total)
+}
+
+fn endpoints(setup: &Value) -> BoxResult<Endpoints> {
+    Ok(Endpoints {
+        oauth: str_at(setup, "/oauth")?.parse()?,
+        graphql: str_at(setup, "/graphql")?.parse()?,
+        rest: str_at(setup, "/rest")?.parse()?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Server role
 
 fn server() -> BoxResult<()> {
-    let n = env_assets()?;
-    let paced = env_paced()?;
+    let spec = RunSpec::from_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let (sandbox, fake, setup, operating_systems) = runtime.block_on(seed_servers(n, paced))?;
+    let (sandbox, fake, setup, operating_systems) = runtime.block_on(seed_servers(&spec))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{setup}")?;
     out.flush()?;
@@ -174,6 +642,13 @@ fn server() -> BoxResult<()> {
         if line?.trim() == "stats" {
             let s = sandbox.stats();
             let l = fake.stats();
+            let tokens: Vec<Value> = sandbox
+                .token_usage()
+                .into_iter()
+                .map(|t| {
+                    json!({"account": t.account, "requests": t.requests, "refused": t.refused, "busiest": t.busiest_window})
+                })
+                .collect();
             let stats = json!({
                 "lansweeper_token": l.token_requests,
                 "lansweeper_graphql": l.graphql_requests,
@@ -188,7 +663,8 @@ fn server() -> BoxResult<()> {
                     .iter()
                     .filter(|id| sandbox.record(id).is_some_and(|r| !r["endOfSupportDate"].is_null()))
                     .count(),
-                "cpu_ns": cpu_ns()?,
+                "tokens": tokens,
+                "cpu_ns": cpu_ns("/proc/self/stat")?,
             });
             writeln!(out, "{stats}")?;
             out.flush()?;
@@ -197,21 +673,12 @@ fn server() -> BoxResult<()> {
     Ok(())
 }
 
-/// Starts both servers and seeds the provider, the installed offering and a site of `n` assets;
-/// returns the setup the `sync` process needs.
-async fn seed_servers(
-    n: u64,
-    paced: bool,
-) -> BoxResult<(Sandbox, LansweeperFake, Value, Vec<String>)> {
+/// Starts both servers and seeds the provider, the customers with the offering installed (each
+/// with its own Lansweeper application) and one site of `spec.assets` assets that every
+/// customer is authorized for; returns the setup the driver needs.
+async fn seed_servers(spec: &RunSpec) -> BoxResult<(Sandbox, LansweeperFake, Value, Vec<String>)> {
     let sandbox = Sandbox::start().await?;
     let fake = LansweeperFake::start().await?;
-    if paced {
-        // Lansweeper's documented limit; the sandbox enforces 4me's 20 per 2 s by default.
-        fake.set_rate_limit(Some((150, Duration::from_secs(60))));
-    } else {
-        sandbox.set_rate_window(Duration::ZERO);
-        sandbox.set_hourly_limits(u32::MAX, u32::MAX, 0);
-    }
     let provider = sandbox.add_oauth_application(PROVIDER);
     let service_instance = sandbox.seed_service_instance(PROVIDER, "Mainframe 1");
     sandbox.seed_app_offering(
@@ -219,33 +686,63 @@ async fn seed_servers(
         OFFERING,
         json!({"name": "Lansweeper", "serviceInstanceId": service_instance}),
     );
-    let app = fake.add_client();
-    let mut custom_fields = serde_json::Map::new();
-    custom_fields.insert("client_id".into(), json!(app.client_id));
-    custom_fields.insert("connection_status".into(), json!("success"));
-    custom_fields.insert("import_type".into(), json!("all"));
-    let installed = sandbox
-        .install_app(
-            OFFERING,
-            CUSTOMER,
-            InstallOptions {
-                custom_fields,
-                ..InstallOptions::default()
-            },
-        )
-        .await?;
-    let references = seed_references(&sandbox, &installed.customer_credentials).await?;
+    let mut customers = Vec::new();
+    let mut operating_systems = Vec::new();
+    for account in spec.accounts() {
+        let app = fake.add_client();
+        let mut custom_fields = serde_json::Map::new();
+        custom_fields.insert("client_id".into(), json!(app.client_id));
+        custom_fields.insert("connection_status".into(), json!("success"));
+        custom_fields.insert("import_type".into(), json!("all"));
+        let installed = sandbox
+            .install_app(
+                OFFERING,
+                &account,
+                InstallOptions {
+                    custom_fields,
+                    ..InstallOptions::default()
+                },
+            )
+            .await?;
+        // One customer gets the software and people its assets refer to; a fan-out's
+        // customers are fresh accounts.
+        let seeded = if spec.customers == 1 {
+            let references = seed_references(&sandbox, &installed.customer_credentials).await?;
+            operating_systems = references.operating_systems;
+            references.software_cis
+        } else {
+            0
+        };
+        customers.push(json!({
+            "account": account,
+            "client_id": installed.customer_credentials.client_id,
+            "client_secret": installed.customer_credentials.client_secret,
+            "lansweeper_client_secret": app.client_secret,
+            "refresh_token": fake.issue_refresh_token(&app.client_id),
+            "seeded_cis": seeded,
+        }));
+    }
     let site = fake.add_site(SiteSpec {
         name: "HQ".into(),
-        asset_count: n,
+        asset_count: spec.assets,
         installations: vec!["Main".into(), "Branch".into()],
         seed: 7,
     });
-    // What the sync must upload (the filters and conversion rules the `sync` test checks):
+    if spec.paced {
+        // Lansweeper's limit is per application; the fake's is global, so it is enforced when
+        // one customer syncs. The sandbox enforces 4me's limits per token by default.
+        if spec.customers == 1 {
+            fake.set_rate_limit(Some((150, Duration::from_secs(60))));
+        }
+    } else {
+        sandbox.set_rate_window(Duration::ZERO);
+        sandbox.set_hourly_limits(u32::MAX, u32::MAX, 0);
+    }
+    // What each sync must upload (the filters and conversion rules the `sync` test checks):
     // seen within LAST_SEEN_DAYS or never, not a Location, with assetCustom.
     let cut_off = (chrono::Utc::now() - chrono::Duration::days(LAST_SEEN_DAYS))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let expected = (0..n)
+    let expected = (0..spec.assets)
         .filter_map(|i| fake.asset(&site, i))
         .filter(|a| {
             a.get("assetCustom").is_some()
@@ -261,19 +758,11 @@ async fn seed_servers(
         "graphql": sandbox.graphql_url(),
         "rest": sandbox.rest_url(),
         "provider": {"client_id": provider.client_id, "client_secret": provider.client_secret},
-        "customer": {
-            "client_id": installed.customer_credentials.client_id,
-            "client_secret": installed.customer_credentials.client_secret,
-        },
-        "lansweeper": {
-            "api_url": fake.api_url(),
-            "client_secret": app.client_secret,
-            "refresh_token": fake.issue_refresh_token(&app.client_id),
-        },
+        "customers": customers,
+        "lansweeper": {"api_url": fake.api_url()},
         "expected_cis": expected,
-        "seeded_cis": references.software_cis,
     });
-    Ok((sandbox, fake, setup, references.operating_systems))
+    Ok((sandbox, fake, setup, operating_systems))
 }
 
 /// Software and people of the customer account that the generated assets refer to.
@@ -370,9 +859,9 @@ async fn seed_references(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sync role (the measured process)
+// Servers handle (driver side)
 
-/// The `server` child; killed when dropped.
+/// The `server` child; stopped when dropped.
 struct Servers {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -380,11 +869,10 @@ struct Servers {
 }
 
 impl Servers {
-    fn start(n: u64, mode: &str) -> BoxResult<(Servers, Value)> {
+    fn start(spec: &RunSpec) -> BoxResult<(Servers, Value)> {
         let mut child = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, "server")
-            .env(ASSETS_ENV, n.to_string())
-            .env(MODE_ENV, mode)
+            .env(RUN_ENV, serde_json::to_string(spec)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -429,25 +917,113 @@ impl Drop for Servers {
     }
 }
 
-/// CPU time (user + system, all threads) this process has used so far, in nanoseconds: fields
-/// 14 and 15 of `/proc/self/stat`, in clock ticks of 1/100 s (`USER_HZ` on Linux).
-fn cpu_ns() -> BoxResult<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after_comm = stat.rsplit_once(')').ok_or("malformed /proc/self/stat")?.1;
+// ---------------------------------------------------------------------------------------------
+// Worker role (a Lambda execution environment)
+
+/// The refresh queue of a worker: each message goes to the driver as a line on stdout.
+struct DriverQueue;
+
+impl RefreshQueue for DriverQueue {
+    async fn send(&self, message: &SyncMessage, delay: Duration) -> Result<(), QueueError> {
+        println!(
+            "{}",
+            json!({"send": message.body(), "delay_s": delay.min(MAX_DELAY).as_secs()})
+        );
+        Ok(())
+    }
+}
+
+fn worker() -> BoxResult<()> {
+    let spec = RunSpec::from_env()?;
+    let setup: Value = serde_json::from_str(&std::env::var(WORKER_ENV)?)?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Production settings (environment included), the APIs pointed at the servers.
+    let mut client_settings = ClientSettings::from_env();
+    let mut api_settings = ApiSettings::from_settings(&Settings::from_env())?;
+    api_settings.api_url = str_at(&setup, "/lansweeper_api")?.to_owned();
+    if !spec.paced {
+        client_settings.min_request_spacing = Duration::ZERO;
+        client_settings.rate_limit_requests = 0;
+        api_settings.min_request_interval = Duration::ZERO;
+        api_settings.requests_per_hour = 0;
+    }
+    let mut settings = FunctionSettings::from_settings(&Settings::from_env())?;
+    if spec.step_s.is_some() {
+        settings.stop_margin = Duration::ZERO;
+    }
+    let dir = std::path::PathBuf::from(str_at(&setup, "/dir")?);
+    let config = ContextConfig {
+        domain: str_at(&setup, "/domain")?.to_owned(),
+        app: APP.into(),
+        provider_account: PROVIDER.into(),
+        offering_reference: Some(OFFERING.into()),
+    };
+    let loader = ContextLoader::new(
+        config,
+        LocalSecretStore::new(&dir),
+        endpoints(&setup)?,
+        client_settings,
+    )?;
+    let function = LansweeperFunction::new(
+        loader,
+        LansweeperApi::new(api_settings)?,
+        DriverQueue,
+        LocalStateStore::new(dir.join("state")),
+        settings,
+    );
+    for line in std::io::stdin().lock().lines() {
+        let task: Value = serde_json::from_str(&line?)?;
+        let start = Instant::now();
+        let done = if task["schedule"] == true {
+            let response = runtime.block_on(function.handle_schedule(chrono::Utc::now()));
+            json!({"done": true, "status": response.status().as_u16(), "elapsed_s": start.elapsed().as_secs_f64()})
+        } else {
+            let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+                "messageId": task["id"], "receiptHandle": "r", "body": task["body"],
+                "attributes": {"ApproximateReceiveCount": (task["attempt"].as_u64().unwrap_or(0) + 1).to_string()},
+                "messageAttributes": {}, "md5OfBody": "x",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
+                "awsRegion": "eu-west-1"
+            }]}))?;
+            let deadline = task["deadline"].as_i64().ok_or("no deadline")?;
+            let response = runtime.block_on(function.handle_sqs(&event, deadline));
+            json!({"done": true, "failed": !response.batch_item_failures.is_empty(), "elapsed_s": start.elapsed().as_secs_f64()})
+        };
+        println!("{done}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// CPU time (user + system, all threads) of the process whose `/proc/<pid>/stat` is `path`, in
+/// nanoseconds: fields 14 and 15, in clock ticks of 1/100 s (`USER_HZ` on Linux).
+fn cpu_ns(path: &str) -> BoxResult<u64> {
+    let stat = std::fs::read_to_string(path)?;
+    let after_comm = stat.rsplit_once(')').ok_or("malformed stat file")?.1;
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     let ticks =
-        |i: usize| -> BoxResult<u64> { Ok(fields.get(i).ok_or("short /proc/self/stat")?.parse()?) };
+        |i: usize| -> BoxResult<u64> { Ok(fields.get(i).ok_or("short stat file")?.parse()?) };
     Ok((ticks(11)? + ticks(12)?) * 10_000_000)
 }
 
-/// `VmHWM` (peak resident set) and `VmRSS` of this process in KiB.
-fn memory_kib() -> BoxResult<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// `VmHWM` (peak resident set) and `VmRSS` in KiB from the `/proc/<pid>/status` at `path`.
+fn memory_kib(path: &str) -> BoxResult<(u64, u64)> {
+    let status = std::fs::read_to_string(path)?;
     let field = |name: &str| -> BoxResult<u64> {
         let line = status
             .lines()
             .find(|l| l.starts_with(name))
-            .ok_or_else(|| format!("{name} not in /proc/self/status"))?;
+            .ok_or_else(|| format!("{name} not in {path}"))?;
         Ok(line[name.len()..]
             .trim()
             .trim_end_matches("kB")
@@ -467,161 +1043,99 @@ fn doc(value: Value) -> BoxResult<SecretDocument> {
     Ok(SecretDocument::try_from(value)?)
 }
 
-fn sync() -> BoxResult<()> {
-    let n = env_assets()?;
-    let paced = env_paced()?;
-    let mode = if paced { "paced" } else { "unpaced" };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    let (mut servers, setup) = Servers::start(n, mode)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let endpoints = Endpoints {
-        oauth: str_at(&setup, "/oauth")?.parse()?,
-        graphql: str_at(&setup, "/graphql")?.parse()?,
-        rest: str_at(&setup, "/rest")?.parse()?,
-    };
-    let domain = str_at(&setup, "/domain")?.to_owned();
-    // Production settings (environment included), the APIs pointed at the servers.
-    let mut client_settings = ClientSettings::from_env();
-    let mut api_settings = ApiSettings::from_settings(&Settings::from_env())?;
-    api_settings.api_url = str_at(&setup, "/lansweeper/api_url")?.to_owned();
-    if !paced {
-        client_settings.min_request_spacing = Duration::ZERO;
-        client_settings.rate_limit_requests = 0;
-        api_settings.min_request_interval = Duration::ZERO;
-        api_settings.requests_per_hour = 0;
-    }
-    let dir = tempfile::tempdir()?;
-    let store = LocalSecretStore::new(dir.path());
-    let api = LansweeperApi::new(api_settings)?;
-    let function = runtime.block_on(async {
-        store
-            .upsert(
-                &provider_secret_name(APP, &domain, PROVIDER)?,
-                doc(json!({
-                    "clientID": str_at(&setup, "/provider/client_id")?,
-                    "token": str_at(&setup, "/provider/client_secret")?,
-                }))?,
-            )
-            .await?;
-        store
-            .upsert(
-                &customer_secret_name(APP, OFFERING, &domain, CUSTOMER)?,
-                doc(json!({
-                    "application": {
-                        "client_id": str_at(&setup, "/customer/client_id")?,
-                        "client_secret": str_at(&setup, "/customer/client_secret")?,
-                    },
-                    "secrets": {"client_secret": str_at(&setup, "/lansweeper/client_secret")?},
-                    "refresh_token": str_at(&setup, "/lansweeper/refresh_token")?,
-                }))?,
-            )
-            .await?;
-        let config = ContextConfig {
-            domain: domain.clone(),
-            app: APP.into(),
-            provider_account: PROVIDER.into(),
-            offering_reference: Some(OFFERING.into()),
-        };
-        let loader = ContextLoader::new(config, store, endpoints.clone(), client_settings.clone())?;
-        BoxResult::Ok(LansweeperFunction::new(
-            loader,
-            api.clone(),
-            InMemoryQueue::new(),
-            LocalStateStore::new(dir.path().join("state")),
-            FunctionSettings::default(),
-        ))
-    })?;
-    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
-        "messageId": "bench-1", "receiptHandle": "r", "body": CUSTOMER,
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:lansweeper-refresh-trigger",
-        "awsRegion": "eu-west-1"
-    }]}))?;
+// ---------------------------------------------------------------------------------------------
+// Plot
 
-    let before = servers.stats()?;
-    let (_, rss_before) = memory_kib()?;
-    let cpu_before = cpu_ns()?;
-    let start = Instant::now();
-    let deadline =
-        app_builder_core::events::Invocation::new("bench", Duration::from_secs(900)).deadline;
-    let response = runtime.block_on(function.handle_sqs(&event, deadline));
-    let wall = start.elapsed();
-    let cpu = cpu_ns()? - cpu_before;
-    let (peak, rss_after) = memory_kib()?;
-    let after = servers.stats()?;
-    if !response.batch_item_failures.is_empty() {
-        return Err("the sync failed (see the log above)".into());
-    }
-
-    // Outside the measurement: how many CIs the customer account now holds.
-    let customer = FourMeClient::new(
-        endpoints,
-        CUSTOMER,
-        Credentials::new(
-            str_at(&setup, "/customer/client_id")?,
-            str_at(&setup, "/customer/client_secret")?,
-        ),
-        client_settings,
-    )?;
-    let count: Value = runtime.block_on(customer.query(
-        "query Count { configurationItems(first: 1) { totalCount } }",
-        &json!({}),
-    ))?;
-    let cis = count
-        .pointer("/configurationItems/totalCount")
-        .and_then(Value::as_u64)
-        .ok_or("no totalCount")?;
-    // The seeded software CIs are counted with the discovered ones.
-    let cis = cis.saturating_sub(setup["seeded_cis"].as_u64().ok_or("no seeded_cis")?);
-    let expected = setup["expected_cis"].as_u64().ok_or("no expected_cis")?;
-    if cis != expected {
-        return Err(format!("4me holds {cis} CIs, expected {expected}").into());
-    }
-    // The seeded OS CIs got their end-of-support dates: the references were exercised.
-    let os_stored = after["os_end_of_support_stored"].as_u64().unwrap_or(0);
-    if os_stored == 0 {
-        return Err("no OS end-of-support date was stored".into());
-    }
-    let delta = |key: &str| {
-        after[key]
-            .as_u64()
-            .unwrap_or(0)
-            .saturating_sub(before[key].as_u64().unwrap_or(0))
+/// An SVG with two panels against N (log scale): wall time and peak RSS of the one-customer
+/// rows, one series per mode.
+fn svg_plot(rows: &[Value]) -> String {
+    let rows: Vec<&Value> = rows.iter().filter(|r| r["customers"] == 1).collect();
+    let n_of = |r: &Value| r["assets"].as_f64().unwrap_or(1.0).max(1.0);
+    let (lo, hi) = rows
+        .iter()
+        .map(|r| n_of(r).log10())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        });
+    let (lo, hi) = if lo < hi {
+        (lo.floor(), hi.ceil())
+    } else {
+        (lo - 1.0, lo + 1.0)
     };
-    let client = api.counts();
-    let result = json!({
-        "mode": mode,
-        "assets": n,
-        "cis": cis,
-        "wall_s": wall.as_secs_f64(),
-        "sync_cpu_s": cpu as f64 / 1e9,
-        "servers_cpu_s": delta("cpu_ns") as f64 / 1e9,
-        "peak_rss_kib": peak,
-        "rss_before_kib": rss_before,
-        "rss_after_kib": rss_after,
-        "os_end_of_support_stored": os_stored,
-        "requests": {
-            "lansweeper_token": delta("lansweeper_token"),
-            "lansweeper_graphql": delta("lansweeper_graphql"),
-            "lansweeper_asset_pages": delta("lansweeper_asset_pages"),
-            "lansweeper_assets_served": delta("lansweeper_assets_served"),
-            "fourme_oauth": delta("fourme_oauth"),
-            "fourme_graphql": delta("fourme_graphql"),
-            "fourme_rest": delta("fourme_rest"),
-            "fourme_async_results": delta("fourme_async_results"),
-            "lansweeper_429": delta("lansweeper_rate_limited"),
-            "client_lansweeper_graphql": client.graphql,
-            "client_lansweeper_token": client.token,
-        },
-    });
-    println!("{result}");
-    drop(servers);
-    Ok(())
+    let (w, h, pad) = (360.0, 240.0, 50.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
+        2.0 * (w + pad) + pad,
+        h + 2.0 * pad
+    );
+    let panels = [
+        ("Wall time (s)", "wall_s", 1.0),
+        ("Peak RSS (MiB)", "peak_rss_kib", 1.0 / 1024.0),
+    ];
+    for (p, (title, key, scale)) in panels.iter().enumerate() {
+        let x0 = pad + p as f64 * (w + pad);
+        let top = rows
+            .iter()
+            .map(|r| r[*key].as_f64().unwrap_or(0.0) * scale)
+            .fold(0.0_f64, f64::max)
+            .max(1.0)
+            * 1.1;
+        let px = |n: f64| x0 + (n.log10() - lo) / (hi - lo) * w;
+        let py = |v: f64| pad + h - v / top * h;
+        svg += &format!(
+            r#"<text x="{}" y="{}" font-weight="bold">{title} against assets synced (N)</text>"#,
+            x0,
+            pad - 15.0
+        );
+        svg += &format!(
+            r##"<rect x="{x0}" y="{pad}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##
+        );
+        for tick in 0..=4 {
+            let v = top * f64::from(tick) / 4.0;
+            svg += &format!(
+                r#"<text x="{}" y="{}" text-anchor="end">{v:.0}</text>"#,
+                x0 - 4.0,
+                py(v) + 4.0
+            );
+        }
+        let mut decade = lo;
+        while decade <= hi {
+            svg += &format!(
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                px(10f64.powf(decade)),
+                pad + h + 15.0,
+                10u64.pow(decade as u32)
+            );
+            decade += 1.0;
+        }
+        for (mode, colour) in [("unpaced", "#1f77b4"), ("paced", "#d62728")] {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r["mode"] == mode)
+                .map(|r| (px(n_of(r)), py(r[*key].as_f64().unwrap_or(0.0) * scale)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                .collect();
+            svg += &format!(
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+                path.join(" ")
+            );
+            for (x, y) in &points {
+                svg += &format!(r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#);
+            }
+            let (lx, ly) = points[points.len() - 1];
+            svg += &format!(
+                r#"<text x="{}" y="{}" fill="{colour}">{mode}</text>"#,
+                lx - 50.0,
+                ly - 8.0
+            );
+        }
+    }
+    svg += "</svg>\n";
+    svg
 }

@@ -510,11 +510,11 @@ impl CoreQuery {
             filter.check_enum_values()?;
         }
         let account = account(ctx)?;
-        let records = shared(ctx)?.lock().all("ConfigurationItem", account);
-        let records = records
-            .into_iter()
-            .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
-            .collect();
+        let records = shared(ctx)?
+            .lock()
+            .all_matching("ConfigurationItem", account, |r| {
+                filter.as_ref().is_none_or(|f| f.matches(r))
+            });
         ConfigurationItemConnection::page(records, first, after)
     }
 
@@ -527,11 +527,9 @@ impl CoreQuery {
         filter: Option<ProductFilter>,
     ) -> Result<ProductConnection> {
         let account = account(ctx)?;
-        let records = shared(ctx)?.lock().all("Product", account);
-        let records = records
-            .into_iter()
-            .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
-            .collect();
+        let records = shared(ctx)?.lock().all_matching("Product", account, |r| {
+            filter.as_ref().is_none_or(|f| f.matches(r))
+        });
         ProductConnection::page(records, first, after)
     }
 }

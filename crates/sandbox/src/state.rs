@@ -463,10 +463,21 @@ impl State {
 
     /// All records of type `kind` in `account`, in creation order.
     pub fn all(&self, kind: &str, account: &str) -> Vec<Record> {
+        self.all_matching(kind, account, |_| true)
+    }
+
+    /// The records of type `kind` in `account` that `keep` accepts, in creation order (only
+    /// those are copied: an account may hold a million discovered CIs).
+    pub fn all_matching(
+        &self,
+        kind: &str,
+        account: &str,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Vec<Record> {
         let mut list: Vec<Record> = self
             .records
             .values()
-            .filter(|r| r.kind == kind && r.account == account)
+            .filter(|r| r.kind == kind && r.account == account && keep(r))
             .cloned()
             .collect();
         list.sort_by_key(|r| r.num);
