@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench -p lansweeper --bench sync_scale -- [--mode paced|unpaced|both] [--step S]
-//!     [--kill-every K] [--customers C] [--concurrency W] [--plot FILE] [N ...]
+//!     [--kill-every K] [--customers C] [--concurrency W] [--plot FILE] [--rows FILE] [N ...]
 //! ```
 //!
 //! Three roles of this one binary, chosen by [`ROLE_ENV`]:
@@ -138,6 +138,7 @@ fn driver() -> BoxResult<()> {
         kill_every: 0,
     };
     let mut plot = None;
+    let mut earlier = Vec::new();
     let mut args = std::env::args().skip(1);
     let number = |args: &mut std::iter::Skip<std::env::Args>, flag: &str| -> BoxResult<u64> {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -164,16 +165,30 @@ fn driver() -> BoxResult<()> {
                 base.concurrency = usize::try_from(number(&mut args, "--concurrency")?)?.max(1)
             }
             "--plot" => plot = Some(args.next().ok_or("--plot needs a file")?),
+            // Rows of earlier runs (the `sync_scale: {...}` lines a run prints), added to the
+            // table and the plot.
+            "--rows" => {
+                let path = args.next().ok_or("--rows needs a file")?;
+                for line in std::fs::read_to_string(&path)?.lines() {
+                    if let Some(row) = line
+                        .strip_prefix("sync_scale: ")
+                        .and_then(|json| serde_json::from_str::<Value>(json).ok())
+                        .filter(|row| row.get("mode").is_some())
+                    {
+                        earlier.push(row);
+                    }
+                }
+            }
             n => sizes.push(
                 n.parse::<u64>()
                     .map_err(|_| format!("not an asset count: {n:?}"))?,
             ),
         }
     }
-    if sizes.is_empty() {
+    if sizes.is_empty() && earlier.is_empty() {
         sizes = vec![10_000, 100_000];
     }
-    let mut rows = Vec::new();
+    let mut rows = earlier;
     for paced in &modes {
         for n in &sizes {
             let spec = RunSpec {
@@ -198,7 +213,7 @@ fn driver() -> BoxResult<()> {
 fn print_table(rows: &[Value]) {
     println!();
     println!(
-        "| Mode | Assets | Customers | Step | CIs synced | Wall time | Quota floor | Invocations | Killed | Workers | Peak RSS (VmHWM) | Worker CPU | Servers CPU | LS requests | 4me requests (busiest token) | 4me busiest 2 s | 429s (4me / LS) | Fan-out |"
+        "| Mode | Assets | Customers | Step | CIs synced | Wall time | Quota floor | Invocations | Killed | Workers | Peak RSS (VmHWM) | Worker CPU | Servers CPU | LS requests | 4me requests (busiest account) | 4me busiest 2 s (token / account) | 429s (4me / LS) | Fan-out |"
     );
     println!(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -225,7 +240,15 @@ fn print_table(rows: &[Value]) {
             f("servers_cpu_s"),
             req["lansweeper"],
             req["fourme_busiest_token"],
-            req["fourme_busiest_window"],
+            // Without server limits the window is not measured.
+            if r["mode"] == "paced" {
+                format!(
+                    "{} / {}",
+                    req["fourme_busiest_window"], req["fourme_busiest_account_window"]
+                )
+            } else {
+                "–".to_owned()
+            },
             req["fourme_429"],
             req["lansweeper_429"],
             r["fan_out_s"]
@@ -357,7 +380,9 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
         // The schedule is one invocation of the first worker; what it queues is the work.
         let worker = &mut workers[0];
         let pid = worker.child.id();
-        writeln!(worker.stdin, "{}", json!({"schedule": true}))?;
+        worker
+            .stdin
+            .write_all(format!("{}\n", json!({"schedule": true})).as_bytes())?;
         loop {
             let (from, line) = line_rx.recv()?;
             if from != pid {
@@ -399,11 +424,9 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
             };
             invocations += 1;
             let deadline = unix_now() + i64::try_from(step.as_secs())?;
-            writeln!(
-                worker.stdin,
-                "{}",
-                json!({"id": delivery.id, "body": delivery.body, "attempt": delivery.attempt, "deadline": deadline})
-            )?;
+            let task = json!({"id": delivery.id, "body": delivery.body, "attempt": delivery.attempt, "deadline": deadline});
+            // One write per line: a child's stdin is unbuffered.
+            worker.stdin.write_all(format!("{task}\n").as_bytes())?;
             let kill_at =
                 (spec.kill_every > 0 && invocations % spec.kill_every == 0).then(|| now + step / 2);
             worker.busy = Some((delivery, kill_at));
@@ -515,6 +538,13 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
         .filter_map(|t| t["busiest"].as_u64())
         .max()
         .unwrap_or(0);
+    let busiest_account_window = after["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["account_busiest"].as_u64())
+        .max()
+        .unwrap_or(0);
     let lansweeper = delta("lansweeper_token") + delta("lansweeper_graphql");
     // Lansweeper's limits are per application: one customer's share of the requests.
     let floor = quota_floor(lansweeper / spec.customers, &LANSWEEPER_LIMITS)
@@ -549,6 +579,7 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
             "fourme_async_results": delta("fourme_async_results"),
             "fourme_busiest_token": busiest_token,
             "fourme_busiest_window": busiest_window,
+            "fourme_busiest_account_window": busiest_account_window,
             "fourme_429": refused,
         },
     }))
@@ -646,7 +677,7 @@ fn server() -> BoxResult<()> {
                 .token_usage()
                 .into_iter()
                 .map(|t| {
-                    json!({"account": t.account, "requests": t.requests, "refused": t.refused, "busiest": t.busiest_window})
+                    json!({"account": t.account, "requests": t.requests, "refused": t.refused, "busiest": t.busiest_window, "account_busiest": t.account_busiest_window})
                 })
                 .collect();
             let stats = json!({
@@ -1046,73 +1077,119 @@ fn doc(value: Value) -> BoxResult<SecretDocument> {
 // ---------------------------------------------------------------------------------------------
 // Plot
 
-/// An SVG with two panels against N (log scale): wall time and peak RSS of the one-customer
-/// rows, one series per mode.
+/// An SVG with two panels against N (log scale) for the one-customer rows: wall time of each
+/// mode with the quota floor (log scale), and peak RSS (linear, from 0).
 fn svg_plot(rows: &[Value]) -> String {
     let rows: Vec<&Value> = rows.iter().filter(|r| r["customers"] == 1).collect();
     let n_of = |r: &Value| r["assets"].as_f64().unwrap_or(1.0).max(1.0);
-    let (lo, hi) = rows
-        .iter()
-        .map(|r| n_of(r).log10())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-            (lo.min(x), hi.max(x))
-        });
-    let (lo, hi) = if lo < hi {
-        (lo.floor(), hi.ceil())
-    } else {
-        (lo - 1.0, lo + 1.0)
+    let decades = |values: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = values
+            .filter(|v| *v > 0.0)
+            .map(f64::log10)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
+            });
+        if lo < hi {
+            (lo.floor(), hi.ceil())
+        } else if lo.is_finite() {
+            (lo.floor() - 1.0, lo.ceil() + 1.0)
+        } else {
+            (0.0, 1.0)
+        }
     };
-    let (w, h, pad) = (360.0, 240.0, 50.0);
+    let (xlo, xhi) = decades(&mut rows.iter().map(|r| n_of(r)));
+    let (w, h, pad) = (360.0, 240.0, 60.0);
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#,
         2.0 * (w + pad) + pad,
         h + 2.0 * pad
     );
-    let panels = [
-        ("Wall time (s)", "wall_s", 1.0),
-        ("Peak RSS (MiB)", "peak_rss_kib", 1.0 / 1024.0),
+    // (title, series as (label, colour, dashed, key, scale), log y)
+    type Series = (&'static str, &'static str, bool, &'static str, f64);
+    let panels: [(&str, Vec<Series>, bool); 2] = [
+        (
+            "Wall time (s)",
+            vec![
+                ("unpaced", "#1f77b4", false, "wall_s", 1.0),
+                ("paced", "#d62728", false, "wall_s", 1.0),
+                ("quota floor", "#777777", true, "floor_s", 1.0),
+            ],
+            true,
+        ),
+        (
+            "Peak RSS (MiB)",
+            vec![
+                ("unpaced", "#1f77b4", false, "peak_rss_kib", 1.0 / 1024.0),
+                ("paced", "#d62728", false, "peak_rss_kib", 1.0 / 1024.0),
+            ],
+            false,
+        ),
     ];
-    for (p, (title, key, scale)) in panels.iter().enumerate() {
+    for (p, (title, series, log)) in panels.iter().enumerate() {
         let x0 = pad + p as f64 * (w + pad);
-        let top = rows
-            .iter()
-            .map(|r| r[*key].as_f64().unwrap_or(0.0) * scale)
-            .fold(0.0_f64, f64::max)
-            .max(1.0)
-            * 1.1;
-        let px = |n: f64| x0 + (n.log10() - lo) / (hi - lo) * w;
-        let py = |v: f64| pad + h - v / top * h;
+        let value = |r: &Value, key: &str, scale: f64| r[key].as_f64().unwrap_or(0.0) * scale;
+        let (ylo, yhi) = if *log {
+            decades(&mut rows.iter().flat_map(|r| {
+                series
+                    .iter()
+                    .map(move |(_, _, _, key, scale)| value(r, key, *scale))
+            }))
+        } else {
+            let top = rows
+                .iter()
+                .flat_map(|r| {
+                    series
+                        .iter()
+                        .map(move |(_, _, _, key, scale)| value(r, key, *scale))
+                })
+                .fold(0.0_f64, f64::max);
+            (0.0, (top * 1.2).max(1.0).ceil())
+        };
+        let px = |n: f64| x0 + (n.log10() - xlo) / (xhi - xlo) * w;
+        let py = |v: f64| {
+            let v = if *log {
+                v.max(10f64.powf(ylo)).log10()
+            } else {
+                v
+            };
+            pad + h - (v - ylo) / (yhi - ylo) * h
+        };
         svg += &format!(
-            r#"<text x="{}" y="{}" font-weight="bold">{title} against assets synced (N)</text>"#,
-            x0,
-            pad - 15.0
+            r#"<text x="{x0}" y="{}" font-weight="bold">{title} against assets synced (N)</text>"#,
+            pad - 20.0
         );
         svg += &format!(
             r##"<rect x="{x0}" y="{pad}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##
         );
-        for tick in 0..=4 {
-            let v = top * f64::from(tick) / 4.0;
+        let ticks: Vec<f64> = if *log {
+            (ylo as i32..=yhi as i32).map(|d| 10f64.powi(d)).collect()
+        } else {
+            (0..=4)
+                .map(|t| ylo + (yhi - ylo) * f64::from(t) / 4.0)
+                .collect()
+        };
+        for v in ticks {
             svg += &format!(
-                r#"<text x="{}" y="{}" text-anchor="end">{v:.0}</text>"#,
+                r#"<text x="{}" y="{}" text-anchor="end">{v}</text>"#,
                 x0 - 4.0,
                 py(v) + 4.0
             );
         }
-        let mut decade = lo;
-        while decade <= hi {
+        for d in xlo as i32..=xhi as i32 {
+            let n = 10f64.powi(d);
             svg += &format!(
-                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-                px(10f64.powf(decade)),
-                pad + h + 15.0,
-                10u64.pow(decade as u32)
+                r#"<text x="{}" y="{}" text-anchor="middle">{n}</text>"#,
+                px(n),
+                pad + h + 15.0
             );
-            decade += 1.0;
         }
-        for (mode, colour) in [("unpaced", "#1f77b4"), ("paced", "#d62728")] {
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .filter(|r| r["mode"] == mode)
-                .map(|r| (px(n_of(r)), py(r[*key].as_f64().unwrap_or(0.0) * scale)))
+        for (i, (mode, colour, dashed, key, scale)) in series.iter().enumerate() {
+            let mode_rows = rows.iter().filter(|r| match *mode {
+                "paced" => r["mode"] == "paced",
+                _ => r["mode"] == "unpaced",
+            });
+            let points: Vec<(f64, f64)> = mode_rows
+                .map(|r| (px(n_of(r)), py(value(r, key, *scale))))
                 .collect();
             if points.is_empty() {
                 continue;
@@ -1121,18 +1198,27 @@ fn svg_plot(rows: &[Value]) -> String {
                 .iter()
                 .map(|(x, y)| format!("{x:.1},{y:.1}"))
                 .collect();
+            let dash = if *dashed {
+                r#" stroke-dasharray="5,4""#
+            } else {
+                ""
+            };
             svg += &format!(
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
                 path.join(" ")
             );
             for (x, y) in &points {
                 svg += &format!(r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#);
             }
-            let (lx, ly) = points[points.len() - 1];
+            let label = if *dashed {
+                format!("{mode} (unpaced run's requests)")
+            } else {
+                (*mode).to_owned()
+            };
             svg += &format!(
-                r#"<text x="{}" y="{}" fill="{colour}">{mode}</text>"#,
-                lx - 50.0,
-                ly - 8.0
+                r#"<text x="{}" y="{}" fill="{colour}">{label}</text>"#,
+                x0 + 8.0,
+                pad + 14.0 + 14.0 * i as f64
             );
         }
     }

@@ -211,6 +211,8 @@ pub struct TokenUsage {
     pub refused: u64,
     /// Most requests counted in one sliding rate window (at most 20 when nothing was refused).
     pub busiest_window: usize,
+    /// Most requests counted in one sliding rate window across all tokens of the account.
+    pub account_busiest_window: usize,
 }
 
 /// State shared between the server task and the handles.
@@ -386,6 +388,11 @@ impl Sandbox {
                     .get(token)
                     .map(|t| t.account.clone())
                     .unwrap_or_default(),
+                account_busiest_window: state
+                    .tokens
+                    .get(token)
+                    .and_then(|t| state.account_windows.get(&t.account))
+                    .map_or(0, |(_, busiest)| *busiest),
                 ..usage.clone()
             })
             .collect()

@@ -154,6 +154,10 @@ pub(crate) struct State {
     pub hours: HashMap<String, HourWindow>,
     /// What each token used since the sandbox started (reported by `Sandbox::token_usage`).
     pub usage: HashMap<String, crate::TokenUsage>,
+    /// The requests of each account's tokens together in the last rate window, and the most
+    /// there ever were (4me documents its limits per token; whether a client-credentials
+    /// application's tokens share one budget it does not say, so the stricter figure is kept too).
+    pub account_windows: HashMap<String, (VecDeque<Instant>, usize)>,
     pub hourly: HourlyLimits,
     pub async_delay: u32,
     pub async_results: HashMap<String, AsyncResult>,
@@ -204,6 +208,7 @@ impl State {
             rate_window: RATE_WINDOW,
             hours: HashMap::new(),
             usage: HashMap::new(),
+            account_windows: HashMap::new(),
             hourly: HourlyLimits::default(),
             async_delay: 0,
             async_results: HashMap::new(),
@@ -361,6 +366,20 @@ impl State {
             window.push_back(now);
             usage.requests += 1;
             usage.busiest_window = usage.busiest_window.max(window.len());
+            if let Some(token) = self.tokens.get(key) {
+                let (window, busiest) = self
+                    .account_windows
+                    .entry(token.account.clone())
+                    .or_default();
+                while window
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= length)
+                {
+                    window.pop_front();
+                }
+                window.push_back(now);
+                *busiest = (*busiest).max(window.len());
+            }
             hour.requests += 1;
             hour.cost = hour.cost.saturating_add(limits.request_cost);
             info.remaining -= 1;
