@@ -239,7 +239,7 @@ fn print_table(rows: &[Value]) {
             f("worker_cpu_s"),
             f("servers_cpu_s"),
             req["lansweeper"],
-            req["fourme_busiest_token"],
+            req["fourme_busiest_account"],
             // Without server limits the window is not measured.
             if r["mode"] == "paced" {
                 format!(
@@ -434,11 +434,13 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
         if queue.is_empty() && workers.iter().all(|w| w.busy.is_none()) {
             break;
         }
-        // Wait for a worker's line, the next kill, or the next message becoming visible.
+        // Wait for a worker's line, the next kill, or (when a worker is idle) the next message
+        // becoming visible.
+        let idle = workers.iter().any(|w| w.busy.is_none());
         let wake = workers
             .iter()
             .filter_map(|w| w.busy.as_ref().and_then(|(_, kill)| *kill))
-            .chain(queue.iter().map(|d| d.visible_at))
+            .chain(queue.iter().filter(|_| idle).map(|d| d.visible_at))
             .min()
             .map_or(Duration::from_secs(1), |at| {
                 at.saturating_duration_since(now)
@@ -506,49 +508,11 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
             .unwrap_or(0)
             .saturating_sub(before[key].as_u64().unwrap_or(0))
     };
-    // 4me requests per account during the run (one token per account and client).
-    let per_account = |stats: &Value| -> HashMap<String, (u64, u64)> {
-        let mut map: HashMap<String, (u64, u64)> = HashMap::new();
-        for t in stats["tokens"].as_array().into_iter().flatten() {
-            let entry = map
-                .entry(t["account"].as_str().unwrap_or_default().to_owned())
-                .or_default();
-            entry.0 += t["requests"].as_u64().unwrap_or(0);
-            entry.1 += t["refused"].as_u64().unwrap_or(0);
-        }
-        map
-    };
-    let (was, now) = (per_account(&before), per_account(&after));
-    let used: HashMap<&String, (u64, u64)> = now
-        .iter()
-        .map(|(account, (requests, refused))| {
-            let (r0, f0) = was.get(account).copied().unwrap_or_default();
-            (
-                account,
-                (requests - r0.min(*requests), refused - f0.min(*refused)),
-            )
-        })
-        .collect();
-    let busiest_token = used.values().map(|(r, _)| *r).max().unwrap_or(0);
-    let refused: u64 = used.values().map(|(_, f)| *f).sum();
-    let busiest_window = after["tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["busiest"].as_u64())
-        .max()
-        .unwrap_or(0);
-    let busiest_account_window = after["tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["account_busiest"].as_u64())
-        .max()
-        .unwrap_or(0);
+    let fourme = FourMeUsage::between(&before, &after);
     let lansweeper = delta("lansweeper_token") + delta("lansweeper_graphql");
     // Lansweeper's limits are per application: one customer's share of the requests.
     let floor = quota_floor(lansweeper / spec.customers, &LANSWEEPER_LIMITS)
-        .max(quota_floor(busiest_token, &FOURME_LIMITS));
+        .max(quota_floor(fourme.busiest_account, &FOURME_LIMITS));
     Ok(json!({
         "mode": spec.mode(),
         "assets": spec.assets,
@@ -577,12 +541,62 @@ fn run(spec: &RunSpec) -> BoxResult<Value> {
             "fourme_graphql": delta("fourme_graphql"),
             "fourme_rest": delta("fourme_rest"),
             "fourme_async_results": delta("fourme_async_results"),
-            "fourme_busiest_token": busiest_token,
-            "fourme_busiest_window": busiest_window,
-            "fourme_busiest_account_window": busiest_account_window,
-            "fourme_429": refused,
+            "fourme_busiest_account": fourme.busiest_account,
+            "fourme_busiest_window": fourme.busiest_token_window,
+            "fourme_busiest_account_window": fourme.busiest_account_window,
+            "fourme_429": fourme.refused,
         },
     }))
+}
+
+/// What the 4me tokens used between two `stats` answers of the server.
+struct FourMeUsage {
+    /// Requests of the busiest account, all its tokens together.
+    busiest_account: u64,
+    /// Requests refused with 429, all tokens.
+    refused: u64,
+    /// Most requests of one token in one rate window (since the server started).
+    busiest_token_window: u64,
+    /// Most requests of one account's tokens together in one rate window.
+    busiest_account_window: u64,
+}
+
+impl FourMeUsage {
+    fn between(before: &Value, after: &Value) -> FourMeUsage {
+        let tokens = |stats: &Value| stats["tokens"].as_array().cloned().unwrap_or_default();
+        let per_account = |stats: &Value| {
+            let mut map: HashMap<String, (u64, u64)> = HashMap::new();
+            for t in tokens(stats) {
+                let entry = map
+                    .entry(t["account"].as_str().unwrap_or_default().to_owned())
+                    .or_default();
+                entry.0 += t["requests"].as_u64().unwrap_or(0);
+                entry.1 += t["refused"].as_u64().unwrap_or(0);
+            }
+            map
+        };
+        let was = per_account(before);
+        let used: Vec<(u64, u64)> = per_account(after)
+            .into_iter()
+            .map(|(account, (requests, refused))| {
+                let (r0, f0) = was.get(&account).copied().unwrap_or_default();
+                (requests.saturating_sub(r0), refused.saturating_sub(f0))
+            })
+            .collect();
+        let busiest = |key: &str| {
+            tokens(after)
+                .iter()
+                .filter_map(|t| t[key].as_u64())
+                .max()
+                .unwrap_or(0)
+        };
+        FourMeUsage {
+            busiest_account: used.iter().map(|(r, _)| *r).max().unwrap_or(0),
+            refused: used.iter().map(|(_, f)| *f).sum(),
+            busiest_token_window: busiest("busiest"),
+            busiest_account_window: busiest("account_busiest"),
+        }
+    }
 }
 
 /// Writes the provider's and each customer's secrets into the secret store the workers share.
@@ -1211,7 +1225,7 @@ fn svg_plot(rows: &[Value]) -> String {
                 svg += &format!(r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#);
             }
             let label = if *dashed {
-                format!("{mode} (unpaced run's requests)")
+                format!("{mode} (the same requests at the documented limits)")
             } else {
                 (*mode).to_owned()
             };

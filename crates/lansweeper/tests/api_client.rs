@@ -344,7 +344,7 @@ async fn requests_are_spaced_by_the_configured_rate() {
 }
 
 #[tokio::test]
-async fn the_hourly_budget_refuses_a_request_it_cannot_wait_for() {
+async fn the_hourly_budget_of_an_application_refuses_a_request_it_cannot_wait_for() {
     let fake = LansweeperFake::start().await.unwrap();
     fake.add_site(SiteSpec::new("HQ", 3));
     let api = LansweeperApi::new(ApiSettings {
@@ -365,6 +365,11 @@ async fn the_hourly_budget_refuses_a_request_it_cannot_wait_for() {
     }
     assert!(s.sites().await.unwrap_err().is_transient());
     assert_eq!(fake.stats(), served, "nothing was sent over the budget");
+    // The budget is the application's: another customer's application, served by the same
+    // client (a warm Lambda environment), still has its own.
+    let mut other = session(&fake, &api);
+    other.sites().await.unwrap();
+    assert_eq!(fake.stats().graphql_requests, served.graphql_requests + 1);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The Lansweeper Data API client (original-spec §5.3.9, apis.md §3).
 //!
-//! [`LansweeperApi`] holds the HTTP client, the settings and a process-wide request pacer;
+//! [`LansweeperApi`] holds the HTTP client, the settings and a request pacer per Lansweeper
+//! application (each customer authorizes its own, and Lansweeper's limits are per client);
 //! [`LansweeperApi::session`] opens a [`Session`] for one customer (client credentials and
 //! refresh token). Every request carries the integration headers; 429 answers are retried after
 //! `Retry-After`, 5xx and network errors with exponential backoff, 401 on GraphQL once after a new
@@ -66,9 +67,11 @@ pub struct ApiSettings {
     pub page_size: u32,
     /// Maximum length of a filter value (asset-type regexes are packed up to it).
     pub max_filter_field_length: usize,
-    /// Minimum spacing between two requests of this process (60 s / requests per minute).
+    /// Minimum spacing between two requests of one Lansweeper application in this process
+    /// (60 s / requests per minute).
     pub min_request_interval: Duration,
-    /// Most requests of this process in any hour (Lansweeper allows 2,000; 0: no limit).
+    /// Most requests of one Lansweeper application in this process in any hour (Lansweeper
+    /// allows 2,000; 0: no limit).
     pub requests_per_hour: u32,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
@@ -235,7 +238,7 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
-/// Paces the requests of the whole process within Lansweeper's two limits: at least
+/// Paces the requests of one Lansweeper application within Lansweeper's two limits: at least
 /// `interval` apart (the per-minute limit), and at most `per_hour` in any hour.
 #[derive(Debug)]
 struct Pacer {
@@ -307,12 +310,14 @@ pub struct RequestCounts {
     pub retried: u64,
 }
 
-/// The Lansweeper API client (cheap to clone; clones share the pacer and counters).
+/// The Lansweeper API client (cheap to clone; clones share the pacers and counters).
 #[derive(Clone, Debug)]
 pub struct LansweeperApi {
     http: reqwest::Client,
     settings: Arc<ApiSettings>,
-    pacer: Arc<Pacer>,
+    /// One pacer per Lansweeper client id: a warm Lambda environment serves many customers,
+    /// and one customer's requests must not spend another's budget.
+    pacers: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Pacer>>>>,
     counts: Arc<std::sync::Mutex<RequestCounts>>,
 }
 
@@ -337,10 +342,7 @@ impl LansweeperApi {
             .map_err(|e| LansweeperError::Transport(e.to_string()))?;
         Ok(LansweeperApi {
             http,
-            pacer: Arc::new(Pacer::new(
-                settings.min_request_interval,
-                settings.requests_per_hour,
-            )),
+            pacers: Arc::default(),
             settings: Arc::new(settings),
             counts: Arc::new(std::sync::Mutex::new(RequestCounts::default())),
         })
@@ -356,6 +358,20 @@ impl LansweeperApi {
         *self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The pacer of the Lansweeper application `client_id`.
+    fn pacer(&self, client_id: &str) -> Arc<Pacer> {
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        pacers
+            .entry(client_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Pacer::new(
+                    self.settings.min_request_interval,
+                    self.settings.requests_per_hour,
+                ))
+            })
+            .clone()
+    }
+
     fn count(&self, f: impl FnOnce(&mut RequestCounts)) {
         f(&mut self.counts.lock().unwrap_or_else(|e| e.into_inner()));
     }
@@ -368,21 +384,23 @@ impl LansweeperApi {
         format!("{}/v2/graphql", self.settings.api_url)
     }
 
-    /// Sends one POST with the integration headers, pacing and retries; returns the final
-    /// status and JSON body (`Value::Null` when the body is not JSON). Every request sent
-    /// (retries included) is added to `sent`.
+    /// Sends one POST of Lansweeper application `client_id` with the integration headers,
+    /// pacing and retries; returns the final status and JSON body (`Value::Null` when the body
+    /// is not JSON). Every request sent (retries included) is added to `sent`.
     async fn post(
         &self,
+        client_id: &str,
         url: &str,
         body: &Value,
         bearer: Option<&SecretString>,
         graphql: bool,
         sent: &mut u64,
     ) -> Result<(StatusCode, Value), LansweeperError> {
+        let pacer = self.pacer(client_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if let Err(wait) = self.pacer.wait(self.settings.max_retry_after).await {
+            if let Err(wait) = pacer.wait(self.settings.max_retry_after).await {
                 return Err(LansweeperError::RateLimited { retry_after: wait });
             }
             *sent += 1;
@@ -467,11 +485,12 @@ impl LansweeperApi {
     /// [`LansweeperError::Unauthorized`]. The error body is never logged (it may echo secrets).
     async fn token_request(
         &self,
+        client_id: &str,
         body: Value,
         sent: &mut u64,
     ) -> Result<TokenResponse, LansweeperError> {
         let (status, body) = self
-            .post(&self.token_url(), &body, None, false, sent)
+            .post(client_id, &self.token_url(), &body, None, false, sent)
             .await?;
         let invalid_grant = status == StatusCode::BAD_REQUEST
             && body.get("error").and_then(Value::as_str) == Some("invalid_grant");
@@ -500,6 +519,7 @@ impl LansweeperApi {
     ) -> Result<SecretString, LansweeperError> {
         let response = self
             .token_request(
+                &credentials.client_id,
                 json!({
                     "client_id": credentials.client_id,
                     "client_secret": credentials.client_secret.expose_secret(),
@@ -596,6 +616,7 @@ impl Session {
         let response = self
             .api
             .token_request(
+                &self.credentials.client_id,
                 json!({
                     "client_id": self.credentials.client_id,
                     "client_secret": self.credentials.client_secret.expose_secret(),
@@ -648,6 +669,7 @@ impl Session {
             let (status, answer) = self
                 .api
                 .post(
+                    &self.credentials.client_id,
                     &url,
                     &body,
                     self.access_token.as_ref(),
