@@ -137,6 +137,16 @@ impl Default for HourlyLimits {
     }
 }
 
+/// Drops the requests older than `length` from a sliding rate window.
+fn slide(window: &mut VecDeque<Instant>, now: Instant, length: Duration) {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= length)
+    {
+        window.pop_front();
+    }
+}
+
 /// Length of the hourly windows.
 pub(crate) const HOUR_SECS: u64 = 3600;
 
@@ -345,12 +355,7 @@ impl State {
         }
         let length = self.rate_window;
         let window = self.windows.entry(key.to_owned()).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= length)
-        {
-            window.pop_front();
-        }
+        slide(window, now, length);
         if window.len() >= RATE_LIMIT as usize {
             let until_free = window
                 .front()
@@ -371,12 +376,7 @@ impl State {
                     .account_windows
                     .entry(token.account.clone())
                     .or_default();
-                while window
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= length)
-                {
-                    window.pop_front();
-                }
+                slide(window, now, length);
                 window.push_back(now);
                 *busiest = (*busiest).max(window.len());
             }
