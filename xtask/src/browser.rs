@@ -160,24 +160,23 @@ pub(crate) mod session {
 
         /// The page's `<h1>`.
         pub(crate) async fn heading(&self) -> String {
-            self.client
-                .find(fantoccini::Locator::Css("h1"))
-                .await
-                .expect("a heading")
-                .text()
-                .await
-                .expect("its text")
+            self.text_of("h1").await
         }
 
         /// The page's visible text.
         pub(crate) async fn body(&self) -> String {
+            self.text_of("body").await
+        }
+
+        /// The visible text of the first element matching `css`.
+        async fn text_of(&self, css: &str) -> String {
             self.client
-                .find(fantoccini::Locator::Css("body"))
+                .find(fantoccini::Locator::Css(css))
                 .await
-                .expect("a body")
+                .unwrap_or_else(|e| panic!("no {css}: {e}"))
                 .text()
                 .await
-                .expect("its text")
+                .unwrap_or_else(|e| panic!("no text in {css}: {e}"))
         }
     }
 
