@@ -244,6 +244,7 @@ pub fn event_result(response: Response<Body>) -> Result<Value, InvocationFailed>
     let payload = status_payload(response);
     let status = payload["statusCode"].as_u64().unwrap_or(500);
     if status >= 500 {
+        crate::metrics::count(crate::metrics::EVENTS_FAILED, 1);
         return Err(InvocationFailed {
             status: u16::try_from(status).unwrap_or(500),
             body: payload["body"].as_str().unwrap_or_default().to_owned(),
@@ -282,6 +283,7 @@ pub async fn installation_once<S: crate::state::StateStore>(
             Value::clone,
         )
         .await;
+    crate::metrics::count(crate::metrics::INSTALLATION_EVENTS_HANDLED, 1);
     match handled {
         Ok(Once::Ran(result)) => Ok(result),
         Ok(Once::Duplicate(result)) => {
@@ -290,16 +292,20 @@ pub async fn installation_once<S: crate::state::StateStore>(
         }
         Err(OnceError::Failed(failed)) => Err(failed),
         Err(OnceError::Store(error)) => {
+            crate::metrics::count(crate::metrics::EVENTS_FAILED, 1);
             tracing::error!(%error, "state store failed, the event will be retried");
             Err(InvocationFailed {
                 status: 503,
                 body: "State store unavailable".into(),
             })
         }
-        Err(OnceError::InProgress(_)) => Err(InvocationFailed {
-            status: 503,
-            body: "The change is being handled by another attempt".into(),
-        }),
+        Err(OnceError::InProgress(_)) => {
+            crate::metrics::count(crate::metrics::EVENTS_FAILED, 1);
+            Err(InvocationFailed {
+                status: 503,
+                body: "The change is being handled by another attempt".into(),
+            })
+        }
         Err(OnceError::PayloadMismatch(_)) => Ok(serde_json::json!({
             "statusCode": 400,
             "body": "Change id reused with another detail",
@@ -310,6 +316,7 @@ pub async fn installation_once<S: crate::state::StateStore>(
 /// The Lambda payload answering `req` with `response` ([`http_response_payload`]); a response
 /// that cannot be encoded is logged and answered 500.
 pub fn http_result(req: &Request, response: Response<Body>) -> Value {
+    crate::metrics::http_outcome(response.status());
     http_response_payload(req, response).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot encode the HTTP response");
         serde_json::json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
@@ -354,6 +361,10 @@ where
 {
     let mut response = SqsBatchResponse::default();
     response.set_failures(message_ids);
+    crate::metrics::count(
+        crate::metrics::EVENTS_FAILED,
+        response.batch_item_failures.len() as u64,
+    );
     response
 }
 

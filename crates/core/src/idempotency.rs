@@ -169,7 +169,10 @@ impl<S: StateStore> Idempotency<S> {
             .map_err(OnceError::Store)?
         {
             BegunAll::New(claims) => claims,
-            BegunAll::Completed(response) => return Ok(Once::Duplicate(response)),
+            BegunAll::Completed(response) => {
+                crate::metrics::duplicate();
+                return Ok(Once::Duplicate(response));
+            }
             BegunAll::InProgress(key) => return Err(OnceError::InProgress(key)),
             BegunAll::PayloadMismatch(key) => {
                 tracing::warn!(%key, "idempotency key reused with another payload");

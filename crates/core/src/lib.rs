@@ -18,6 +18,7 @@
 //! - [`bus`]: the engine's event bus (`Installation changed` events) and its EventBridge publisher;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
 //! - [`telemetry`]: the JSON logging set-up of every function's `main`;
+//! - [`metrics`]: what each invocation counts, as CloudWatch Embedded Metric Format lines;
 //! - [`response`]: `{"message": ...}` responses and the error type that maps to them;
 //! - [`webhook`]: receiving 4me webhook deliveries (request checks, verification, delivery id,
 //!   `webhook.verify` callbacks).
@@ -32,6 +33,7 @@ pub mod events;
 pub mod fourme;
 pub mod idempotency;
 mod localfs;
+pub mod metrics;
 pub mod policy;
 pub mod response;
 pub mod secrets;

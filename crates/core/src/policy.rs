@@ -84,6 +84,23 @@ pub enum JwtError {
     InvalidClaims(String),
 }
 
+impl JwtError {
+    /// The check that failed, as the metrics name it (`Rejected.<check>`).
+    pub fn check(&self) -> &'static str {
+        match self {
+            JwtError::Malformed(_) | JwtError::InvalidClaims(_) => "malformed",
+            JwtError::UnsupportedAlgorithm | JwtError::AlgorithmMismatch { .. } => "algorithm",
+            JwtError::BadSignature => "signature",
+            JwtError::MissingClaim(_) => "claims",
+            JwtError::WrongIssuer => "issuer",
+            JwtError::WrongAudience => "audience",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not-yet-valid",
+            JwtError::KeyRejected(_) => "policy-key",
+        }
+    }
+}
+
 /// A webhook-policy signing algorithm.
 ///
 /// Parses from 4me's lower-case names (`es512`) and from JWS header names (`ES512`) with

@@ -63,7 +63,10 @@ impl Received {
     ) -> Result<Delivery<T>, ApiError> {
         let token = verifier
             .verify::<T>(&self.jwt)
-            .map_err(|error| bad_jwt(self.header_delivery.as_deref(), &error, domain, account))?;
+            .map_err(|error| {
+                crate::metrics::rejected(error.check());
+                bad_jwt(self.header_delivery.as_deref(), &error, domain, account)
+            })?;
         let id = self.header_delivery.or_else(|| token.claims.jti.clone());
         Ok(Delivery { id, token })
     }
@@ -82,8 +85,10 @@ pub struct Delivery<T = WebhookEnvelope> {
 /// [`EXPECTED_JWT_MESSAGE`]). The delivery header is kept for [`Received::verify`].
 pub fn receive(req: &Request) -> Result<Received, ApiError> {
     require_post(req)?;
-    let jwt = jwt_from_body(body_bytes(req))
-        .ok_or_else(|| ApiError::BadRequest(EXPECTED_JWT_MESSAGE.into()))?;
+    let jwt = jwt_from_body(body_bytes(req)).ok_or_else(|| {
+        crate::metrics::rejected("body");
+        ApiError::BadRequest(EXPECTED_JWT_MESSAGE.into())
+    })?;
     Ok(Received {
         jwt,
         header_delivery: delivery_id(req).map(str::to_owned),
@@ -95,6 +100,7 @@ pub fn require_post(req: &Request) -> Result<(), ApiError> {
     if req.method() == Method::POST {
         Ok(())
     } else {
+        crate::metrics::rejected("method");
         Err(ApiError::MethodNotAllowed)
     }
 }

@@ -1,14 +1,16 @@
 //! Lambda entry point of the Lansweeper function: reads the configuration once (a missing or
 //! malformed setting fails start-up naming it), builds the AWS adapters (Secrets Manager, SQS,
-//! DynamoDB)
-//! and routes every payload through [`LansweeperFunction::handle_payload`].
+//! DynamoDB) and routes every payload through [`LansweeperFunction::handle_payload`], writing
+//! each invocation's metrics as one EMF line.
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::events::Invocation;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::metrics::{self, MetricScope};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::DynamoStateStore;
+use app_builder_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use lansweeper::{
     DEFAULT_ATTEMPT_TIME, FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue,
@@ -17,15 +19,21 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    telemetry::init();
+    let function = setup().await.map_err(telemetry::start_up_failed)?;
+    let function = &function;
+    let scope = &MetricScope::from_settings(&Settings::from_env(), "lansweeper");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
+        let handled = function.handle_payload(event.payload, invocation);
+        Ok::<Value, Error>(metrics::emit(scope, Box::pin(handled)).await?)
+    }))
+    .await
+}
 
+/// Reads the configuration (errors name the setting) and builds the function over AWS.
+async fn setup()
+-> Result<LansweeperFunction<AwsSecretStore, SqsRefreshQueue, DynamoStateStore>, Error> {
     let config = FunctionConfig::from_settings(&Settings::from_env())?;
     let endpoints = Endpoints::from_env(&config.context.domain)?;
     let store = AwsSecretStore::from_env().await;
@@ -33,12 +41,11 @@ async fn main() -> Result<(), Error> {
     let state = DynamoStateStore::from_env(config.state_table.clone()).await;
     let loader = ContextLoader::new(config.context, store, endpoints, ClientSettings::from_env())?;
     let api = LansweeperApi::new(config.api)?;
-    let function = LansweeperFunction::new(loader, api, queue, state, config.function);
-    let function = &function;
-
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
-        Ok::<Value, Error>(Box::pin(function.handle_payload(event.payload, invocation)).await?)
-    }))
-    .await
+    Ok(LansweeperFunction::new(
+        loader,
+        api,
+        queue,
+        state,
+        config.function,
+    ))
 }

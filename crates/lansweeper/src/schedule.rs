@@ -3,6 +3,7 @@
 //! last sync started before `now − SYNC_INTERVAL` (or never), so a running sync is not queued
 //! again.
 
+use app_builder_core::metrics;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::SecretStore;
 use app_builder_core::state::StateStore;
@@ -97,6 +98,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
                 }
             }
         }
+        metrics::count(metrics::SYNCS_QUEUED, queued as u64);
         tracing::info!(queued, failed, "scheduled syncs queued");
         ApiResponse::ok(&format!("Triggered refresh of {queued} accounts"))
     }

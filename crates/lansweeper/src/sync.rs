@@ -12,6 +12,7 @@ use app_builder_core::events::batch_failures;
 use app_builder_core::fourme::instances::{InstanceUpdate, find_app_instance, update_app_instance};
 use app_builder_core::fourme::{FourMeClient, FourMeError};
 use app_builder_core::idempotency::{Once, OnceError};
+use app_builder_core::metrics;
 use app_builder_core::secrets::SecretStore;
 use app_builder_core::secrets::customer_secret_name;
 use app_builder_core::state::{Expect, Lease, StateStore, Written};
@@ -1036,6 +1037,8 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
                     break;
                 }
             };
+            metrics::count(metrics::SYNC_PAGES, 1);
+            metrics::count(metrics::SYNC_ASSETS, page.len() as u64);
             let recent: Vec<_> = page
                 .into_iter()
                 .filter(|a| is_recent(a, upload.cut_off))

@@ -5,6 +5,7 @@ use std::time::Duration;
 use app_builder_core::context::{AccountContext, ContextError, ContextLoader};
 use app_builder_core::events;
 use app_builder_core::idempotency::{Idempotency, Once};
+use app_builder_core::metrics;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretStore, SecretStoreError, offering_settings_secret_name};
 use app_builder_core::state::StateStore;
@@ -303,10 +304,12 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
 
 fn bad_context(error: &ContextError) -> ApiError {
     tracing::info!(%error, "no usable customer context");
+    metrics::rejected("account");
     ApiError::BadRequest(NO_CUSTOMER_CONTEXT_MESSAGE.into())
 }
 
 fn refused(error: UrlRefused) -> ApiError {
+    metrics::rejected("target-url");
     ApiError::BadRequest(format!("Refused target URL: {error}"))
 }
 

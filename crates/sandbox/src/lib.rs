@@ -540,6 +540,13 @@ impl Sandbox {
         Ok(key.sign_jwt(claims)?)
     }
 
+    /// Signs a token this sandbox issued again, as 4me does for a redelivery: the same policy,
+    /// subject and `data`, a new `jti`, `iat` and `exp` (so the receiver sees a valid token of
+    /// a delivery it may have seen before). Tokens the sandbox did not sign are `NotFound`.
+    pub fn resign(&self, token: &str) -> Result<String, WebhookError> {
+        webhooks::resign(self.shared(), token)
+    }
+
     /// Creates a webhook in `account_id` directly. With `verified` it is active at once and no
     /// `webhook.verify` is sent; otherwise `webhook.verify` is sent as for `webhookCreate`.
     pub fn create_webhook(

@@ -179,6 +179,9 @@ pub(crate) struct State {
     /// [`State::by_source_id`] checks each record.
     source_index: HashMap<(String, &'static str, String), Vec<String>>,
     pub policy_keys: HashMap<String, PolicyKey>,
+    /// Who signed each token the sandbox issued, by `jti`: (account, policy id, subject), so
+    /// that a delivery can be signed again ([`crate::Sandbox::resign`]).
+    pub signed: HashMap<String, (String, String, String)>,
     pub deliveries: Vec<Delivery>,
     pub verify_codes: HashMap<String, String>,
 }
@@ -226,6 +229,7 @@ impl State {
             records: BTreeMap::new(),
             source_index: HashMap::new(),
             policy_keys: HashMap::new(),
+            signed: HashMap::new(),
             deliveries: Vec::new(),
             verify_codes: HashMap::new(),
         }

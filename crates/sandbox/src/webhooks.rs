@@ -206,7 +206,7 @@ pub(crate) fn sign(
     subject: &str,
     data: &Value,
 ) -> Result<String, WebhookError> {
-    let state = shared.lock();
+    let mut state = shared.lock();
     let key = state
         .policy_keys
         .get(policy_id)
@@ -218,9 +218,10 @@ pub(crate) fn sign(
         .and_then(|r| r.str("jwtAudience"))
         .unwrap_or_else(|| issuer.clone());
     let now = unix_now();
+    let jti = random_hex(16);
     let mut claims = json!({
         "data": data,
-        "jti": random_hex(16),
+        "jti": jti,
         "sub": subject,
         "iss": issuer,
         "nbf": now,
@@ -236,7 +237,33 @@ pub(crate) fn sign(
         // 4me documents `jwtClaimExpiresIn` in minutes.
         obj.insert("exp".into(), json!(now + exp * 60));
     }
-    Ok(key.sign_jwt(&claims)?)
+    let token = key.sign_jwt(&claims)?;
+    state.signed.insert(
+        jti,
+        (account.to_owned(), policy_id.to_owned(), subject.to_owned()),
+    );
+    Ok(token)
+}
+
+/// Signs the `data` of a token [`sign`] issued again, as 4me does when it redelivers: same
+/// policy, subject and data, a new `jti`, `iat` and `exp`.
+pub(crate) fn resign(shared: &Shared, token: &str) -> Result<String, WebhookError> {
+    use base64::Engine as _;
+    let unknown = || WebhookError::NotFound("a token signed by this sandbox".into());
+    let claims: Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|part| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(unknown)?;
+    let jti = claims["jti"].as_str().ok_or_else(unknown)?;
+    let (account, policy, subject) = shared
+        .lock()
+        .signed
+        .get(jti)
+        .cloned()
+        .ok_or_else(unknown)?;
+    sign(shared, &account, &policy, &subject, &claims["data"])
 }
 
 /// POSTs `{"jwt": ...}` (or the bare envelope without a policy) to `uri`, retrying non-2xx

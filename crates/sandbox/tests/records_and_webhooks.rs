@@ -755,6 +755,19 @@ async fn rust_side_webhook_helpers() {
     assert_eq!(claims["data"], data);
     assert_eq!(claims["aud"], "aud-1");
 
+    // Signed again as a redelivery: same policy, subject and data; a new jti.
+    let again = sb.resign(&jwt).unwrap();
+    let (_, resigned) = verify(&again, &pem);
+    assert_eq!(resigned["data"], claims["data"]);
+    assert_eq!((&resigned["sub"], &resigned["iss"]), (&claims["sub"], &claims["iss"]));
+    assert_ne!(resigned["jti"], claims["jti"]);
+    // Only the sandbox's own tokens: a forged or garbled one is refused.
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"jti": "not-issued-here", "data": data}).to_string());
+    let forged = format!("x.{payload}.y");
+    assert!(sb.resign(&forged).is_err());
+    assert!(sb.resign("not a token").is_err());
+
     let jwt = sb
         .sign_claims(
             &policy.id,

@@ -62,6 +62,7 @@ use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
 use app_builder_core::events;
 use app_builder_core::fourme::instances::app_instance_state;
 use app_builder_core::idempotency::{Idempotency, Once};
+use app_builder_core::metrics;
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
@@ -213,10 +214,12 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
 
     /// Handles one API Gateway request (see the crate docs for the responses).
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        match self.process(&req).await {
+        let response = match self.process(&req).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        }
+        };
+        metrics::http_outcome(response.status());
+        response
     }
 
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -488,10 +491,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             keys: Vec::new(),
             change: attempt.change_id(),
         };
-        self.bus
-            .publish(&event)
-            .await
-            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+        self.announce(&event).await?;
         tracing::info!(step = step.as_str(), "installation change published");
         // Recorded after the event is out: a publish that fails is retried with the same
         // comparison, so no change of state goes unannounced.
@@ -660,10 +660,17 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             keys,
             change: attempt.change_id(),
         };
+        self.announce(&event).await
+    }
+
+    /// Publishes `event` on the engine's bus (a failure is a 500: 4me retries the delivery).
+    async fn announce(&self, event: &InstallationChanged) -> Result<(), ApiError> {
         self.bus
-            .publish(&event)
+            .publish(event)
             .await
-            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))
+            .map_err(|error| ApiError::upstream(PUBLISH_FAILED_MESSAGE, error))?;
+        metrics::count(metrics::INSTALLATION_EVENTS_PUBLISHED, 1);
+        Ok(())
     }
 }
 

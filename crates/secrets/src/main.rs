@@ -9,6 +9,7 @@ use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::metrics::{self, MetricScope};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::DynamoStateStore;
 use app_builder_core::telemetry;
@@ -19,9 +20,10 @@ use secrets::{FunctionConfig, SecretsHandler};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let handler = Arc::new(setup().await.map_err(telemetry::start_up_failed)?);
+    let scope = Arc::new(MetricScope::from_settings(&Settings::from_env(), "secrets"));
     lambda_http::run(service_fn(move |req: Request| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(handler.handle(req).await) }
+        let (handler, scope) = (Arc::clone(&handler), Arc::clone(&scope));
+        async move { Ok::<_, Infallible>(metrics::emit(&scope, handler.handle(req)).await) }
     }))
     .await
 }

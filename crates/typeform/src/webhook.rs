@@ -7,6 +7,7 @@ use app_builder_core::context::{AccountContext, ContextError};
 use app_builder_core::events::{attempt_deadline, body_bytes, header, query_param};
 use app_builder_core::fourme::instances::find_app_instance;
 use app_builder_core::idempotency::Once;
+use app_builder_core::metrics;
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{SecretDocument, SecretStore};
 use app_builder_core::state::StateStore;
@@ -63,6 +64,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
                 // No installation (never installed, or uninstalled): 410 makes Typeform disable
                 // the webhook instead of retrying it.
                 tracing::info!(account = %account, error = %err, "webhook for an unknown account");
+                metrics::rejected("account");
                 ApiError::Gone("Unable to gather customer context".into())
             }
             other => ApiError::upstream("Unable to gather customer context", other),
@@ -80,6 +82,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         let body = body_bytes(req);
         if let Err(err) = verify(secret, body, header(req, SIGNATURE_HEADER)) {
             tracing::warn!(account = %account, reason = %err, "rejected Typeform delivery");
+            metrics::rejected("signature");
             return Err(ApiError::BadRequest("Bad signature".into()));
         }
         let event: Value = serde_json::from_slice(body)

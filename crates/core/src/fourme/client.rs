@@ -803,6 +803,7 @@ impl FourMeClient {
                     }
                     let status = response.status();
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        crate::metrics::count(crate::metrics::FOURME_THROTTLED, 1);
                         let header = response
                             .headers()
                             .get(reqwest::header::RETRY_AFTER)
@@ -853,6 +854,7 @@ impl FourMeClient {
                 });
             }
             let wait = full_jitter(settings.base_backoff, settings.max_backoff, attempt);
+            crate::metrics::count(crate::metrics::FOURME_RETRIES, 1);
             tracing::warn!(
                 operation,
                 attempt,

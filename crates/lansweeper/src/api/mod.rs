@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::fourme::backoff::{full_jitter, retry_after};
+use app_builder_core::metrics;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -432,6 +433,7 @@ impl LansweeperApi {
                 Ok(resp) => {
                     let status = resp.status();
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        metrics::count(metrics::LANSWEEPER_THROTTLED, 1);
                         let header = resp
                             .headers()
                             .get("retry-after")
@@ -473,6 +475,7 @@ impl LansweeperApi {
                     }
                     if !matches!(e, LansweeperError::RateLimited { .. }) {
                         self.count(|c| c.retried += 1);
+                        metrics::count(metrics::LANSWEEPER_RETRIES, 1);
                     }
                     tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "Lansweeper request retried");
                     tokio::time::sleep(wait).await;
