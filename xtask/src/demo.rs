@@ -22,10 +22,11 @@ use app_builder_local::{Activity, EngineOptions, LocalEngine, Template};
 use app_builder_sandbox::fakes::{CaptureServer, FunTranslations};
 use app_builder_sandbox::lansweeper::{LansweeperFake, SiteSpec};
 use app_builder_sandbox::typeform::TypeformFake;
-use app_builder_sandbox::{InstallOptions, OAuthCredentials, Sandbox};
+use app_builder_sandbox::{OAuthCredentials, Sandbox};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::customer::{Customers, FORM_ID};
 use crate::deployer::{DeployError, StackDeployer, StackOutputs};
 use crate::input::{self, InputArgs, Sources, StdioPrompter};
 use crate::provision::{BootstrapReport, DeployReport, ProvisionError, Provisioner};
@@ -37,8 +38,6 @@ const PROVIDER: &str = "wdc";
 const SERVICE_INSTANCE: &str = "Mainframe 1";
 /// The customer who installs the apps.
 const CUSTOMER: &str = "widget-data-center";
-/// The customer's Typeform form.
-const FORM_ID: &str = "u6nXL7";
 /// How long the demo waits for any one effect.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -76,6 +75,11 @@ pub struct LocalArgs {
     /// Seconds between scheduled events (0: no scheduler).
     #[arg(long, default_value_t = 300)]
     pub schedule_secs: u64,
+    /// Writes every request and event the engine handles to FILE as it comes in (one JSON line
+    /// each, readable by you only: 4me deliveries carry the customers' secrets), for
+    /// `cargo xtask replay FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Errors that stop the demo before its checks.
@@ -172,6 +176,7 @@ struct Stage {
     customer_url: CaptureServer,
     engine: LocalEngine,
     endpoints: Endpoints,
+    customers: Customers,
     answers: input::Answers,
     /// Prints the engine's activity (when asked for at start).
     printer: Option<tokio::task::JoinHandle<()>>,
@@ -192,6 +197,8 @@ impl Stage {
         print_from_start: bool,
     ) -> Result<Stage, DemoError> {
         let start = |what| move |source| DemoError::Start { what, source };
+        // The functions' log lines, kept per invocation for the console.
+        app_builder_local::logs::init();
         let sandbox = Sandbox::start_on(sandbox_listen)
             .await
             .map_err(start("the sandbox 4me"))?;
@@ -275,6 +282,15 @@ impl Stage {
         println!();
         println!("== cargo xtask deploy lansweeper");
         let lansweeper_deploy = provisioner.deploy("lansweeper").await?;
+        let customers = Customers::new(
+            sandbox.clone(),
+            typeform.clone(),
+            lansweeper.clone(),
+            format!("{}/notes", customer_url.url()),
+            endpoints.clone(),
+            CUSTOMER,
+        );
+        engine.set_console_actions(std::sync::Arc::new(customers.clone()));
         Ok(Stage {
             sandbox,
             translations,
@@ -283,6 +299,7 @@ impl Stage {
             customer_url,
             engine,
             endpoints,
+            customers,
             answers,
             printer,
             bootstrap,
@@ -445,21 +462,8 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     println!();
     println!("== Customer {CUSTOMER} installs the Log Note Dispatcher app");
     // The customer's settings in the app's form: where the translated notes go.
-    let note_url = format!("{}/notes", stage.customer_url.url());
-    let mut note_fields = serde_json::Map::new();
-    note_fields.insert("url".into(), json!(note_url));
-    let note_app = stage
-        .sandbox
-        .install_app(
-            "note-dispatcher",
-            CUSTOMER,
-            InstallOptions {
-                custom_fields: note_fields,
-                ..InstallOptions::default()
-            },
-        )
-        .await
-        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    let note_url = stage.customers.note_url.clone();
+    let note_app = stage.customers.install_note_dispatcher(CUSTOMER).await?;
     print_deliveries(&note_app.deliveries);
     let stored = stage.customer_secret("note-dispatcher").await?;
     check(
@@ -478,34 +482,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         None => "tfp_widget_data_center",
     };
     stage.typeform.add_form(FORM_ID, "tfp_widget_data_center");
-    let request = stage.sandbox.seed_request(CUSTOMER, "Survey results");
-    let mut custom_fields = serde_json::Map::new();
-    custom_fields.insert(
-        "form_url".into(),
-        json!(format!("https://widget.typeform.com/to/{FORM_ID}")),
-    );
-    custom_fields.insert(
-        "request_id".into(),
-        request
-            .request_id
-            .parse::<u64>()
-            .map_or_else(|_| json!(request.request_id), |id| json!(id)),
-    );
-    let mut secrets = serde_json::Map::new();
-    secrets.insert("typeform_token".into(), json!(token));
-    let typeform_app = stage
-        .sandbox
-        .install_app(
-            "typeform",
-            CUSTOMER,
-            InstallOptions {
-                secrets,
-                custom_fields,
-                ..InstallOptions::default()
-            },
-        )
-        .await
-        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    let (typeform_app, request) = stage.customers.install_typeform(CUSTOMER, token).await?;
     print_deliveries(&typeform_app.deliveries);
     let api_url = Stage::output(&stage.typeform_deploy.outputs, "IntegrationApi");
     let expected_url = format!("{api_url}?account={CUSTOMER}");
@@ -565,32 +542,10 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
     );
     let text = "The printer on floor 3 is working again.";
     let incident = stage.sandbox.seed_request(CUSTOMER, "Printer on floor 3");
-    // The customer's own API client (not one of the apps'), as a person of the customer would
-    // use 4me.
-    let own = stage.sandbox.add_oauth_application(CUSTOMER);
-    let customer_client = FourMeClient::new(
-        stage.endpoints.clone(),
-        CUSTOMER,
-        Credentials::new(own.client_id.clone(), own.client_secret.clone()),
-        ClientSettings::default(),
-    )
-    .map_err(|err| DemoError::Sandbox(err.to_string()))?;
-    let added: Value = customer_client
-        .mutation(
-            "mutation($input: RequestUpdateInput!) { requestUpdate(input: $input) { errors { path message } request { id status } } }",
-            &json!({"input": {"id": incident.id, "note": text, "status": "completed"}}),
-        )
-        .await
-        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
-    if added["errors"]
-        .as_array()
-        .is_some_and(|errors| !errors.is_empty())
-    {
-        return Err(DemoError::Sandbox(format!(
-            "requestUpdate: {}",
-            added["errors"]
-        )));
-    }
+    stage
+        .customers
+        .update_request(CUSTOMER, &incident, text, true)
+        .await?;
     println!(
         "  {CUSTOMER} -> requestUpdate on request #{}: note {text:?}, status completed",
         incident.request_id
@@ -719,11 +674,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
         },
         Err(_) => false,
     };
-    let uninstall = stage
-        .sandbox
-        .uninstall_app(&typeform_app.app_instance_id)
-        .await
-        .map_err(|err| DemoError::Sandbox(err.to_string()))?;
+    let uninstall = stage.customers.uninstall("typeform", CUSTOMER).await?;
     for delivery in &uninstall {
         println!(
             "  4me -> provider webhook: {} ({})",
@@ -814,7 +765,7 @@ async fn connect_lansweeper(
     let mut site = SiteSpec::new(LANSWEEPER_SITE, LANSWEEPER_ASSETS);
     site.installations = vec!["Main".into()];
     stage.lansweeper.add_site(site);
-    let (installed, app) = install_lansweeper(stage, CUSTOMER).await?;
+    let (installed, app) = stage.customers.install_lansweeper(CUSTOMER).await?;
     print_deliveries(&installed.deliveries);
     let api_url = Stage::output(&stage.lansweeper_deploy.outputs, "IntegrationApi");
     let link = installed.configuration_url.clone().unwrap_or_default();
@@ -959,34 +910,6 @@ async fn connect_lansweeper(
     Ok(())
 }
 
-/// `account` installs the Lansweeper app, with its own application in Lansweeper entered in the
-/// app's form in 4me (client id a field, client secret a secret field).
-async fn install_lansweeper(
-    stage: &Stage,
-    account: &str,
-) -> Result<(app_builder_sandbox::InstalledApp, OAuthCredentials), DemoError> {
-    let app = stage.lansweeper.add_client();
-    let mut custom_fields = serde_json::Map::new();
-    custom_fields.insert("client_id".into(), json!(app.client_id));
-    custom_fields.insert("import_type".into(), json!("all"));
-    let mut secrets = serde_json::Map::new();
-    secrets.insert("client_secret".into(), json!(app.client_secret));
-    let installed = stage
-        .sandbox
-        .install_app(
-            "lansweeper",
-            account,
-            InstallOptions {
-                custom_fields,
-                secrets,
-                ..InstallOptions::default()
-            },
-        )
-        .await
-        .map_err(|err| DemoError::Sandbox(format!("install: {err}")))?;
-    Ok((installed, app))
-}
-
 /// The `href` of the element with id `id` in a page (entities of the engine's pages undone).
 fn href(html: &str, id: &str) -> Option<String> {
     let at = html.find(&format!("id=\"{id}\""))?;
@@ -1100,6 +1023,9 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         false,
     )
     .await?;
+    if let Some(path) = &args.record {
+        stage.engine.record_to(path)?;
+    }
     // Subscribed before anything is printed that invites requests, so that the first one is
     // printed too (a broadcast has no history for late subscribers).
     let printer = print_activity(&stage.engine);
@@ -1133,6 +1059,19 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
     println!(
         "  curl -i -X POST '{note_api}?account=someone' -H 'content-type: application/json' -d '{{\"jwt\": \"x\"}}'"
     );
+    println!();
+    println!(
+        "Console (every invocation, its log lines and a replay button; install apps, add notes, fire the schedule): {}/_console",
+        stage.engine.url()
+    );
+    if let Some(path) = &args.record {
+        println!(
+            "Recording to {} (replay with: cargo xtask replay {} --engine {})",
+            path.display(),
+            path.display(),
+            stage.engine.url()
+        );
+    }
     println!("Stop with Ctrl-C.");
     match stop.await {
         Ok(result) => result?,
@@ -1162,7 +1101,7 @@ mod tests {
         let mut site = SiteSpec::new(LANSWEEPER_SITE, 20);
         site.installations = vec!["Main".into()];
         stage.lansweeper.add_site(site);
-        let (installed, app) = install_lansweeper(&stage, CUSTOMER).await.unwrap();
+        let (installed, app) = stage.customers.install_lansweeper(CUSTOMER).await.unwrap();
         assert!(stage.engine.settle(WAIT).await);
         let link = installed.configuration_url.clone().unwrap();
         let browser = Browser::start().await;

@@ -17,6 +17,7 @@
 mod browser;
 mod cfn_lint;
 mod config4me;
+mod customer;
 mod demo;
 mod deployer;
 mod input;

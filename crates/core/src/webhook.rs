@@ -61,12 +61,10 @@ impl Received {
         domain: &str,
         account: &str,
     ) -> Result<Delivery<T>, ApiError> {
-        let token = verifier
-            .verify::<T>(&self.jwt)
-            .map_err(|error| {
-                crate::metrics::rejected(error.check());
-                bad_jwt(self.header_delivery.as_deref(), &error, domain, account)
-            })?;
+        let token = verifier.verify::<T>(&self.jwt).map_err(|error| {
+            crate::metrics::rejected(error.check());
+            bad_jwt(self.header_delivery.as_deref(), &error, domain, account)
+        })?;
         let id = self.header_delivery.or_else(|| token.claims.jti.clone());
         Ok(Delivery { id, token })
     }

@@ -21,13 +21,17 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct LocalBus {
     name: String,
-    sender: mpsc::UnboundedSender<InstallationChanged>,
+    sender: mpsc::UnboundedSender<Put>,
     in_flight: Arc<AtomicUsize>,
 }
 
+/// An event put on the bus, and the journal entry it replays (none when a function published
+/// it).
+pub type Put = (InstallationChanged, Option<u64>);
+
 impl LocalBus {
     /// A bus named `name` and the receiving end the router reads.
-    pub fn new(name: &str) -> (Self, mpsc::UnboundedReceiver<InstallationChanged>) {
+    pub fn new(name: &str) -> (Self, mpsc::UnboundedReceiver<Put>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let bus = Self {
             name: name.to_owned(),
@@ -49,14 +53,17 @@ impl LocalBus {
             .in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
-}
 
-impl EventPublisher for LocalBus {
-    async fn publish(&self, event: &InstallationChanged) -> Result<(), PublishError> {
+    /// Puts `event` on the bus as a replay of journal entry `of`.
+    pub fn replay(&self, event: &InstallationChanged, of: u64) -> Result<(), PublishError> {
+        self.put(event, Some(of))
+    }
+
+    fn put(&self, event: &InstallationChanged, replay_of: Option<u64>) -> Result<(), PublishError> {
         // Counted before it is sent, so an event published while another is being handled keeps
         // the engine unsettled until it is delivered too.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.sender.send(event.clone()).map_err(|_| {
+        self.sender.send((event.clone(), replay_of)).map_err(|_| {
             self.delivered();
             PublishError {
                 bus: self.name.clone(),
@@ -64,6 +71,12 @@ impl EventPublisher for LocalBus {
                 message: "the local engine has stopped".into(),
             }
         })
+    }
+}
+
+impl EventPublisher for LocalBus {
+    async fn publish(&self, event: &InstallationChanged) -> Result<(), PublishError> {
+        self.put(event, None)
     }
 }
 
@@ -141,7 +154,7 @@ mod tests {
         let (bus, mut receiver) = LocalBus::new("local");
         bus.publish(&detail("typeform")).await.unwrap();
         assert_eq!(bus.in_flight(), 1);
-        assert_eq!(receiver.recv().await.unwrap().offering, "typeform");
+        assert_eq!(receiver.recv().await.unwrap().0.offering, "typeform");
         bus.delivered();
         bus.delivered();
         assert_eq!(bus.in_flight(), 0, "never below zero");

@@ -36,8 +36,11 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod console;
 pub mod functions;
 pub mod gateway;
+pub mod journal;
+pub mod logs;
 pub mod store;
 pub mod template;
 
@@ -47,7 +50,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use app_builder_core::bus::InstallationChanged;
+use app_builder_core::metrics::MetricScope;
 use app_builder_core::secrets::LocalSecretStore;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -56,7 +59,9 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+pub use console::{ConsoleAction, ConsoleActions, ConsoleField};
 pub use functions::{FunctionError, LocalFunction, LocalQueue};
+pub use journal::{Entry, Input, Recorded, Verdict};
 pub use store::EventingStore;
 pub use template::{Template, TemplateError};
 
@@ -259,6 +264,8 @@ struct Deployed {
     /// The patterns of its rules on the engine's bus, resolved.
     rules: Vec<Value>,
     scheduled: bool,
+    /// Where its metrics go (namespace, function and offering dimensions).
+    metrics: MetricScope,
     function: Arc<dyn LocalFunction>,
 }
 
@@ -271,6 +278,8 @@ struct Inner {
     stacks: RwLock<BTreeMap<String, Vec<Arc<Deployed>>>>,
     activity: broadcast::Sender<Activity>,
     history: Mutex<Vec<Activity>>,
+    journal: journal::Journal,
+    console: RwLock<Option<Arc<dyn ConsoleActions>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -320,15 +329,17 @@ impl LocalEngine {
             stacks: RwLock::new(BTreeMap::new()),
             activity,
             history: Mutex::new(Vec::new()),
+            journal: journal::Journal::default(),
+            console: RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&inner);
-        let app = axum::Router::new().fallback(
+        let app = console::router(weak.clone()).fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let weak = weak.clone();
                 async move {
                     match weak.upgrade() {
-                        Some(inner) => inner.serve(method, uri, headers, body).await,
+                        Some(inner) => inner.serve(method, uri, headers, body, None).await,
                         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
                     }
                 }
@@ -403,6 +414,12 @@ impl LocalEngine {
                 .map(|(var, value)| (var.clone(), resolver.resolve(value)))
                 .collect();
             environment.extend(self.inner.options.environment.clone());
+            let metrics = MetricScope::from_settings(
+                &app_builder_core::config::Settings::from_lookup(|name: &str| {
+                    environment.get(name).cloned()
+                }),
+                &function.binary,
+            );
             let state =
                 app_builder_core::state::LocalStateStore::new(&self.inner.options.state_dir);
             let built = functions::build(
@@ -427,6 +444,7 @@ impl LocalEngine {
                     .map(|rule| rule.pattern.to_json(&|value| resolver.resolve(value)))
                     .collect(),
                 scheduled: function.scheduled,
+                metrics,
                 function: built.function,
             });
             if let Some(queue) = built.queue {
@@ -539,6 +557,143 @@ impl LocalEngine {
         self.inner.run_schedule_once().await;
     }
 
+    /// The invocations after entry `after` (0: all kept), oldest first.
+    pub fn entries_after(&self, after: u64) -> Vec<Entry> {
+        self.inner.journal.entries_after(after)
+    }
+
+    /// Every function's counters summed since the start (what the console shows).
+    pub fn metrics(&self) -> BTreeMap<String, app_builder_core::metrics::Counters> {
+        self.inner.journal.totals()
+    }
+
+    /// Writes the input of every invocation from now on to `path` (see [`journal`]).
+    pub fn record_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.journal.record_to(path)
+    }
+
+    /// The deployed functions' names.
+    pub fn function_names(&self) -> Vec<String> {
+        self.inner
+            .functions()
+            .iter()
+            .map(|function| function.name.clone())
+            .collect()
+    }
+
+    /// Sends the input of entry `id` again, as a replay of it: a 4me delivery signed again by
+    /// the local 4me (the console's [`ConsoleActions::resign`]; a new token of the same
+    /// delivery, as 4me's redelivery), any other request as received, an event put on the bus
+    /// again, a schedule or queue message delivered again. Returns what happened.
+    pub async fn replay(&self, id: u64) -> Result<String, ReplayError> {
+        let entry = self
+            .inner
+            .journal
+            .entry(id)
+            .ok_or(ReplayError::Unknown(id))?;
+        self.inject(entry.input, Some(id)).await
+    }
+
+    /// Sends `input` (recorded here or by another engine) to this engine, as [`Self::replay`]
+    /// does; `replay_of` names the entry it replays.
+    pub async fn inject(
+        &self,
+        input: Input,
+        replay_of: Option<u64>,
+    ) -> Result<String, ReplayError> {
+        let inner = &self.inner;
+        match input {
+            Input::Http {
+                method,
+                uri,
+                headers,
+                body,
+            } => {
+                let method = Method::from_bytes(method.as_bytes())
+                    .map_err(|_| ReplayError::Invalid(format!("method {method}")))?;
+                let uri: Uri = uri
+                    .parse()
+                    .map_err(|_| ReplayError::Invalid(format!("path {uri}")))?;
+                let mut body = Input::Http {
+                    method: String::new(),
+                    uri: String::new(),
+                    headers: Vec::new(),
+                    body,
+                }
+                .body();
+                let mut how = "sent again as received";
+                let token = app_builder_core::webhook::jwt_from_body(&body);
+                if let (Some(token), Some(console)) = (token, self.console_actions())
+                    && let Some(token) = console.resign(&token)
+                {
+                    body = serde_json::json!({ "jwt": token }).to_string().into_bytes();
+                    how = "signed again by the local 4me and sent";
+                }
+                let mut map = HeaderMap::new();
+                for (name, value) in headers {
+                    // The length is the new body's.
+                    if name.eq_ignore_ascii_case("content-length") {
+                        continue;
+                    }
+                    if let (Ok(name), Ok(value)) = (
+                        axum::http::HeaderName::from_bytes(name.as_bytes()),
+                        axum::http::HeaderValue::from_str(&value),
+                    ) {
+                        map.append(name, value);
+                    }
+                }
+                let response = inner
+                    .serve(method, uri, map, Bytes::from(body), replay_of)
+                    .await;
+                Ok(format!("{how}, answered {}", response.status().as_u16()))
+            }
+            Input::Event { detail } => {
+                let put = match replay_of {
+                    Some(of) => inner.bus.replay(&detail, of),
+                    None => {
+                        use app_builder_core::bus::EventPublisher as _;
+                        inner.bus.publish(&detail).await
+                    }
+                };
+                put.map_err(|error| ReplayError::Invalid(error.to_string()))?;
+                Ok("put on the bus again".into())
+            }
+            Input::Schedule { function } => {
+                let deployed = inner.function(&function)?;
+                inner.run_schedule(&deployed, replay_of).await;
+                Ok("scheduled event delivered again".into())
+            }
+            Input::Queue { function, body } => {
+                let deployed = inner.function(&function)?;
+                let message_id = uuid::Uuid::new_v4().to_string();
+                let queue_arn = queue_arn(&deployed.name);
+                let event = store::sqs_event(&queue_arn, &message_id, &body, 1);
+                let source = Source {
+                    input: Input::Queue {
+                        function: function.clone(),
+                        body: body.clone(),
+                    },
+                    description: "queue message (replayed)".into(),
+                    delivery: None,
+                    replay_of,
+                };
+                let result = inner.invoke(&deployed, event, source).await;
+                let failed = status_of(&result) != 200;
+                inner.record(Activity::Queue {
+                    function,
+                    body,
+                    attempt: 1,
+                    failed,
+                });
+                Ok(if failed {
+                    "queue message delivered again: failed".into()
+                } else {
+                    "queue message delivered again".into()
+                })
+            }
+        }
+    }
+
     /// Stops the server and every background task.
     pub fn shutdown(&self) {
         for task in self
@@ -551,6 +706,20 @@ impl LocalEngine {
             task.abort();
         }
     }
+}
+
+/// Why an input could not be sent again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// No entry has this id (or it is no longer kept).
+    #[error("no entry #{0} (the engine keeps the last {KEPT} entries)", KEPT = journal::KEPT_ENTRIES)]
+    Unknown(u64),
+    /// The input names a function that is not deployed.
+    #[error("no function `{0}` is deployed")]
+    NoFunction(String),
+    /// The input is not something the engine can send.
+    #[error("invalid input: {0}")]
+    Invalid(String),
 }
 
 /// The ARN of a local function.
@@ -701,6 +870,13 @@ impl Inner {
         let _ = self.activity.send(activity);
     }
 
+    fn function(&self, name: &str) -> Result<Arc<Deployed>, ReplayError> {
+        self.functions()
+            .into_iter()
+            .find(|function| function.name == name)
+            .ok_or_else(|| ReplayError::NoFunction(name.to_owned()))
+    }
+
     fn functions(&self) -> Vec<Arc<Deployed>> {
         self.stacks
             .read()
@@ -717,6 +893,7 @@ impl Inner {
         uri: Uri,
         headers: HeaderMap,
         body: Bytes,
+        replay_of: Option<u64>,
     ) -> axum::response::Response {
         let path = uri.path();
         let mut method_mismatch = false;
@@ -744,15 +921,35 @@ impl Inner {
                     headers: &headers,
                     body: &body,
                 });
-                let result = function.function.invoke(event, &function.arn).await;
                 let delivery = app_builder_core::events::DELIVERY_HEADERS
                     .iter()
                     .find_map(|name| headers.get(*name))
                     .and_then(|value| value.to_str().ok())
                     .map(str::to_owned);
+                let request = format!("{method} {}", uri.path());
+                let input = journal::Input::Http {
+                    method: method.to_string(),
+                    uri: uri
+                        .path_and_query()
+                        .map_or_else(|| uri.path().to_owned(), ToString::to_string),
+                    headers: headers
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            Some((name.to_string(), value.to_str().ok()?.to_owned()))
+                        })
+                        .collect(),
+                    body: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &body),
+                };
+                let source = Source {
+                    input,
+                    description: request.clone(),
+                    delivery: delivery.clone(),
+                    replay_of,
+                };
+                let result = self.invoke(&function, event, source).await;
                 self.record(Activity::Http {
                     function: function.name.clone(),
-                    request: format!("{method} {}", uri.path()),
+                    request,
                     delivery,
                     status: status_of(&result),
                     message: gateway::response_message(&result),
@@ -777,20 +974,78 @@ impl Inner {
 
     async fn run_schedule_once(&self) {
         for function in self.functions().into_iter().filter(|f| f.scheduled) {
-            let result = function
-                .function
-                .invoke(store::scheduled_event(&function.name), &function.arn)
-                .await;
-            self.record(Activity::Schedule {
-                function: function.name.clone(),
-                status: status_of(&result),
-                message: gateway::response_message(&result),
-            });
+            self.run_schedule(&function, None).await;
         }
+    }
+
+    async fn run_schedule(&self, function: &Deployed, replay_of: Option<u64>) {
+        let source = Source {
+            input: journal::Input::Schedule {
+                function: function.name.clone(),
+            },
+            description: "schedule".into(),
+            delivery: None,
+            replay_of,
+        };
+        let result = self
+            .invoke(function, store::scheduled_event(&function.name), source)
+            .await;
+        self.record(Activity::Schedule {
+            function: function.name.clone(),
+            status: status_of(&result),
+            message: gateway::response_message(&result),
+        });
+    }
+
+    /// Invokes `function` with `payload` as Lambda would, keeping the invocation in the journal:
+    /// its log lines, its metrics (written as the EMF line the function writes in Lambda, and
+    /// added to the console's counters), its verdict and what started it.
+    async fn invoke(&self, function: &Deployed, payload: Value, source: Source) -> Value {
+        let at = chrono::Utc::now();
+        let ((result, counters), mut logs) = logs::capture(app_builder_core::metrics::record(
+            function.function.invoke(payload, &function.arn),
+        ))
+        .await;
+        logs.push(
+            counters
+                .emf(&function.metrics, at.timestamp_millis())
+                .to_string(),
+        );
+        let status = status_of(&result);
+        let entry = journal::Entry {
+            id: 0,
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            function: function.name.clone(),
+            source: source.description,
+            delivery: source.delivery,
+            account: journal::account_of(&source.input, &logs),
+            status,
+            verdict: journal::Verdict::of(status, &counters),
+            duration_ms: counters.get(app_builder_core::metrics::DURATION),
+            logs,
+            metrics: counters.iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            replay_of: source.replay_of,
+            input: source.input,
+        };
+        self.journal.push(entry, &counters);
+        result
     }
 }
 
+/// Where an invocation came from, for its journal entry.
+struct Source {
+    input: journal::Input,
+    description: String,
+    delivery: Option<String>,
+    replay_of: Option<u64>,
+}
+
+/// The status of a Lambda result: an HTTP or event answer's `statusCode`; for an SQS batch
+/// response 200, or 500 when an item failed; 502 for a function error (API Gateway's answer).
 fn status_of(result: &Value) -> u16 {
+    if let Some(failures) = result["batchItemFailures"].as_array() {
+        return if failures.is_empty() { 200 } else { 500 };
+    }
     result["statusCode"]
         .as_u64()
         .and_then(|status| u16::try_from(status).ok())
@@ -815,11 +1070,8 @@ async fn report_secret_writes(
 
 /// The bus's rules: each published event is delivered, in publication order, to every function
 /// with a rule whose pattern matches it (a slow function delays the next delivery).
-async fn deliver_bus_events(
-    inner: Weak<Inner>,
-    mut events: mpsc::UnboundedReceiver<InstallationChanged>,
-) {
-    while let Some(detail) = events.recv().await {
+async fn deliver_bus_events(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<bus::Put>) {
+    while let Some((detail, replay_of)) = events.recv().await {
         let Some(engine) = inner.upgrade() else {
             return;
         };
@@ -834,7 +1086,15 @@ async fn deliver_bus_events(
             }
             let mut delay = engine.options.retry_delay;
             for attempt in 1..=EVENT_ATTEMPTS {
-                let result = function.function.invoke(event.clone(), &function.arn).await;
+                let source = Source {
+                    input: journal::Input::Event {
+                        detail: detail.clone(),
+                    },
+                    description: format!("Installation changed ({})", detail.step.as_str()),
+                    delivery: None,
+                    replay_of,
+                };
+                let result = engine.invoke(&function, event.clone(), source).await;
                 engine.record(Activity::InstallationEvent {
                     function: function.name.clone(),
                     step: detail.step.as_str().to_owned(),
@@ -868,6 +1128,11 @@ async fn run_schedule(inner: Weak<Inner>, interval: Duration) {
     }
 }
 
+/// The ARN of the local queue a function's messages go to.
+fn queue_arn(function: &str) -> String {
+    format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{function}-queue")
+}
+
 /// The SQS event source mapping of one function's queue: each message as a one-record batch;
 /// a message the function reports failed (`batchItemFailures`) is delivered again after a
 /// doubling delay, at most [`QUEUE_ATTEMPTS`] times in all.
@@ -884,15 +1149,19 @@ async fn consume_queue(
             let (Some(engine), Some(function)) = (inner.upgrade(), function.upgrade()) else {
                 return;
             };
-            let queue_arn = format!(
-                "arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{}-queue",
-                function.name
-            );
+            let queue_arn = queue_arn(&function.name);
             let event = store::sqs_event(&queue_arn, &message_id, &body, attempt);
-            let result = function.function.invoke(event, &function.arn).await;
-            let failed = result["batchItemFailures"]
-                .as_array()
-                .is_some_and(|failures| !failures.is_empty());
+            let source = Source {
+                input: journal::Input::Queue {
+                    function: function.name.clone(),
+                    body: body.clone(),
+                },
+                description: format!("queue message (attempt {attempt})"),
+                delivery: None,
+                replay_of: None,
+            };
+            let result = engine.invoke(&function, event, source).await;
+            let failed = status_of(&result) != 200;
             engine.record(Activity::Queue {
                 function: function.name.clone(),
                 body: body.clone(),

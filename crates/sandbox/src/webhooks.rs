@@ -253,16 +253,15 @@ pub(crate) fn resign(shared: &Shared, token: &str) -> Result<String, WebhookErro
     let claims: Value = token
         .split('.')
         .nth(1)
-        .and_then(|part| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok())
+        .and_then(|part| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(unknown)?;
     let jti = claims["jti"].as_str().ok_or_else(unknown)?;
-    let (account, policy, subject) = shared
-        .lock()
-        .signed
-        .get(jti)
-        .cloned()
-        .ok_or_else(unknown)?;
+    let (account, policy, subject) = shared.lock().signed.get(jti).cloned().ok_or_else(unknown)?;
     sign(shared, &account, &policy, &subject, &claims["data"])
 }
 

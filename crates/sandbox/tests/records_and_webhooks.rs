@@ -759,7 +759,10 @@ async fn rust_side_webhook_helpers() {
     let again = sb.resign(&jwt).unwrap();
     let (_, resigned) = verify(&again, &pem);
     assert_eq!(resigned["data"], claims["data"]);
-    assert_eq!((&resigned["sub"], &resigned["iss"]), (&claims["sub"], &claims["iss"]));
+    assert_eq!(
+        (&resigned["sub"], &resigned["iss"]),
+        (&claims["sub"], &claims["iss"])
+    );
     assert_ne!(resigned["jti"], claims["jti"]);
     // Only the sandbox's own tokens: a forged or garbled one is refused.
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
