@@ -65,7 +65,7 @@ pub(crate) mod session {
 
     /// A headless Chromium driven over WebDriver: its own chromedriver on a free port, a fresh
     /// profile, the flags that keep it off the network it is not asked to reach, and JavaScript
-    /// off (the pages under test must work without it). Dropping it ends both.
+    /// off unless asked for (the pages under test must work without it). Dropping it ends both.
     pub(crate) struct Browser {
         pub client: fantoccini::Client,
         driver: Child,
@@ -73,7 +73,17 @@ pub(crate) mod session {
     }
 
     impl Browser {
+        /// A browser with JavaScript off.
         pub(crate) async fn start() -> Browser {
+            Self::launch(false).await
+        }
+
+        /// A browser with JavaScript on (for what a page's script does).
+        pub(crate) async fn with_javascript() -> Browser {
+            Self::launch(true).await
+        }
+
+        async fn launch(javascript: bool) -> Browser {
             assert!(
                 std::path::Path::new(CHROMEDRIVER).exists(),
                 "{CHROMEDRIVER} is missing: `cargo xtask test` installs chromium and chromium-driver (Debian packages)"
@@ -90,19 +100,25 @@ pub(crate) mod session {
                 .spawn()
                 .expect("chromedriver starts");
             let profile = tempfile::tempdir().expect("a profile directory");
+            let mut args = vec![
+                "--headless".to_owned(),
+                "--no-sandbox".into(),
+                "--disable-gpu".into(),
+                "--disable-background-networking".into(),
+                "--disable-component-update".into(),
+                "--disable-sync".into(),
+                "--no-first-run".into(),
+                "--disable-dev-shm-usage".into(),
+                "--window-size=1400,1000".into(),
+                format!("--user-data-dir={}", profile.path().display()),
+            ];
+            if !javascript {
+                args.push("--blink-settings=scriptEnabled=false".into());
+            }
             let mut capabilities = serde_json::Map::new();
             capabilities.insert(
                 "goog:chromeOptions".into(),
-                json!({
-                    "binary": CHROMIUM,
-                    "args": [
-                        "--headless", "--no-sandbox", "--disable-gpu",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                        "--blink-settings=scriptEnabled=false",
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ],
-                }),
+                json!({ "binary": CHROMIUM, "args": args }),
             );
             let url = format!("http://127.0.0.1:{port}");
             let mut last = String::new();
@@ -158,6 +174,19 @@ pub(crate) mod session {
             }
         }
 
+        /// Waits (at most 10 s) until the page's visible text contains `text`; the text.
+        pub(crate) async fn wait_for_text(&self, text: &str) -> String {
+            let mut body = String::new();
+            for _ in 0..200 {
+                body = self.body().await;
+                if body.contains(text) {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the page never showed {text:?}: {body}");
+        }
+
         /// The page's `<h1>`.
         pub(crate) async fn heading(&self) -> String {
             self.text_of("h1").await
@@ -169,7 +198,7 @@ pub(crate) mod session {
         }
 
         /// The visible text of the first element matching `css`.
-        async fn text_of(&self, css: &str) -> String {
+        pub(crate) async fn text_of(&self, css: &str) -> String {
             self.client
                 .find(fantoccini::Locator::Css(css))
                 .await

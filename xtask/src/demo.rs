@@ -1162,6 +1162,155 @@ mod tests {
         assert!(field("sync_summary").is_string(), "{instance}");
     }
 
+    /// The local console in headless Chromium (JavaScript on): the page loads; its Install
+    /// button installs the Typeform app in the local 4me, and the installation events follow;
+    /// a delivery made meanwhile is listed with its verdict and log lines; its replay (signed
+    /// again by the local 4me) appears as a duplicate; an invocation made outside the page
+    /// appears without a reload; the outcome filter keeps the duplicates; no secret is on the
+    /// page. The screenshot goes to `target/screenshots/console.png`, or with
+    /// `UPDATE_SCREENSHOTS=1` to `docs/console.png` (the README's).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_console_in_a_real_browser() {
+        use crate::browser::session::Browser;
+        let root = crate::test::workspace_root();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let stage = Stage::start(&root, any, any, None, false).await.unwrap();
+        let console = format!("{}/_console", stage.engine.url());
+        let browser = Browser::with_javascript().await;
+        browser.client.goto(&console).await.unwrap();
+        assert_eq!(browser.heading().await, "Local engine console");
+        // Bootstrap's webhook.verify reached the secrets function already.
+        browser.wait_for_text("POST /secrets/").await;
+
+        // Install the Typeform app with the console's button.
+        browser
+            .client
+            .find(fantoccini::Locator::Css(
+                "#action-install select[name=offering]",
+            ))
+            .await
+            .unwrap()
+            .select_by_value("typeform")
+            .await
+            .unwrap();
+        browser.click("run-install").await;
+        let notice = browser.text("notice").await;
+        assert!(notice.contains("installed typeform"), "{notice}");
+        assert!(stage.engine.settle(WAIT).await);
+        let entries = stage.engine.entries_after(0);
+        let typeform = "app-builder-typeform-IntegrationFunction";
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.function == typeform && e.source == "Installation changed (installed)"),
+            "{entries:?}"
+        );
+        browser.client.goto(&console).await.unwrap();
+        let page = browser
+            .wait_for_text("Installation changed (secrets-updated)")
+            .await;
+        assert!(page.contains("Installation changed (installed)"), "{page}");
+
+        // A delivery of the install: listed with its delivery id, verdict and log lines.
+        let delivery = entries
+            .iter()
+            .find(|e| e.source == "POST /secrets/" && e.account.as_deref() == Some(CUSTOMER))
+            .cloned()
+            .unwrap();
+        let row = browser.text(&format!("entry-{}", delivery.id)).await;
+        assert!(row.contains(delivery.delivery.as_deref().unwrap()), "{row}");
+        assert!(row.contains("accepted"), "{row}");
+        assert!(row.contains("log lines"), "{row}");
+        assert!(
+            delivery
+                .logs
+                .last()
+                .unwrap()
+                .contains("\"CloudWatchMetrics\"")
+        );
+
+        // Its replay: signed again by the local 4me, the same delivery, a duplicate.
+        browser.click(&format!("replay-{}", delivery.id)).await;
+        let notice = browser.text("notice").await;
+        assert!(
+            notice.contains("signed again by the local 4me and sent, answered 200"),
+            "{notice}"
+        );
+        let newest = browser.text_of("tbody.entry").await;
+        assert!(
+            newest.contains(&format!("(replay of #{})", delivery.id)),
+            "{newest}"
+        );
+        assert!(newest.contains("duplicate"), "{newest}");
+        let duplicates = browser
+            .text_of(
+                "#counters tr[data-function=app-builder-engine-SecretsFunction] td[data-metric=Duplicates]",
+            )
+            .await;
+        assert_eq!(duplicates, "1");
+        assert_eq!(
+            stage.engine.metrics()["app-builder-engine-SecretsFunction"]
+                .get(app_builder_core::metrics::DELIVERIES_DUPLICATE),
+            1.0
+        );
+
+        // Live: an invocation made outside the page appears without a reload.
+        stage.engine.run_schedule_once().await;
+        browser.wait_for_text("schedule").await;
+
+        // The outcome filter keeps the duplicates only.
+        browser
+            .client
+            .find(fantoccini::Locator::Css("#filters select[name=outcome]"))
+            .await
+            .unwrap()
+            .select_by_value("duplicate")
+            .await
+            .unwrap();
+        browser.click("filter").await;
+        let rows = browser
+            .client
+            .find_all(fantoccini::Locator::Css("tbody.entry"))
+            .await
+            .unwrap();
+        assert!(!rows.is_empty());
+        for row in rows {
+            assert_eq!(
+                row.attr("data-outcome").await.unwrap().as_deref(),
+                Some("duplicate")
+            );
+        }
+
+        // Never a secret: not the customer's Typeform token, not the webhook's signing secret.
+        browser.client.goto(&console).await.unwrap();
+        // The newest entry's log lines, opened (for the screenshot).
+        browser
+            .client
+            .find(fantoccini::Locator::Css("tbody.entry summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let source = browser.client.source().await.unwrap();
+        let secret = stage.customer_secret("typeform").await.unwrap().unwrap();
+        for value in [
+            "tfp_widget_data_center",
+            secret.get_str("typeform_secret").unwrap(),
+        ] {
+            assert!(!source.contains(value), "the console shows a secret");
+        }
+        let png = browser.client.screenshot().await.unwrap();
+        let path = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+            root.join("docs/console.png")
+        } else {
+            root.join("target/screenshots/console.png")
+        };
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, png).unwrap();
+        browser.close().await;
+    }
+
     /// Every stack of the repository deploys into the engine and answers every Output its
     /// template declares, with local values the engine serves.
     #[tokio::test]

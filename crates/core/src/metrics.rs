@@ -47,8 +47,9 @@ pub const DELIVERIES_FAILED: &str = "DeliveriesFailed";
 pub const REJECTED_PREFIX: &str = "Rejected.";
 /// The check named when a 4xx named none.
 pub const UNNAMED_CHECK: &str = "request";
-/// Events, queue messages or schedules seen before (nothing done again).
-pub const EVENTS_DUPLICATE: &str = "EventsDuplicate";
+/// Work seen before and not done again: a delivery, an event or a queue message handled once
+/// already (an idempotency record).
+pub const DUPLICATES: &str = "Duplicates";
 /// Events that ended in a function error (Lambda retries them, then keeps them in the
 /// failed-events queue).
 pub const EVENTS_FAILED: &str = "EventsFailed";
@@ -232,7 +233,7 @@ pub fn rejected(check: &str) {
 
 /// Counts work found done before (an idempotency record): the invocation's 2xx is a duplicate.
 pub fn duplicate() {
-    count(EVENTS_DUPLICATE, 1);
+    count(DUPLICATES, 1);
 }
 
 /// Counts an HTTP answer by status class: accepted, duplicate (a 2xx after [`duplicate`]),
@@ -246,7 +247,7 @@ pub fn http_outcome(status: http::StatusCode) {
                 recorder.add(&format!("{REJECTED_PREFIX}{UNNAMED_CHECK}"), 1.0);
             }
             DELIVERIES_REJECTED
-        } else if recorder.has(EVENTS_DUPLICATE) {
+        } else if recorder.has(DUPLICATES) {
             DELIVERIES_DUPLICATE
         } else {
             DELIVERIES_ACCEPTED

@@ -329,14 +329,15 @@ fn action_form(action: &ConsoleAction) -> String {
             let _ = write!(html, "<select name=\"{name}\">");
             for choice in &field.choices {
                 let choice = escape(choice);
-                let _ = write!(html, "<option>{choice}</option>");
+                let _ = write!(html, "<option value=\"{choice}\">{choice}</option>");
             }
             html.push_str("</select></label>");
         }
     }
     let _ = write!(
         html,
-        "<button type=\"submit\">{}</button></form>",
+        "<button type=\"submit\" id=\"run-{}\">{}</button></form>",
+        escape(&action.name),
         escape(&action.label)
     );
     html
@@ -353,7 +354,10 @@ fn filter_form(engine: &LocalEngine, filter: &Filter) -> String {
             ""
         };
         let function = escape(&function);
-        let _ = write!(html, "<option{selected}>{function}</option>");
+        let _ = write!(
+            html,
+            "<option value=\"{function}\"{selected}>{function}</option>"
+        );
     }
     let _ = write!(
         html,
@@ -367,9 +371,12 @@ fn filter_form(engine: &LocalEngine, filter: &Filter) -> String {
         } else {
             ""
         };
-        let _ = write!(html, "<option{selected}>{outcome}</option>");
+        let _ = write!(
+            html,
+            "<option value=\"{outcome}\"{selected}>{outcome}</option>"
+        );
     }
-    html.push_str("</select></label> <button type=\"submit\">Filter</button></form>");
+    html.push_str("</select></label> <button type=\"submit\" id=\"filter\">Filter</button></form>");
     html
 }
 
@@ -410,13 +417,12 @@ fn row(entry: &Entry) -> String {
 
 /// The counters the console shows, in this order (the rest of what a function counts is in
 /// each entry's EMF line).
-const SHOWN: [(&str, &str); 12] = [
+const SHOWN: [(&str, &str); 11] = [
     (metrics::INVOCATIONS, "Invocations"),
     (metrics::DELIVERIES_ACCEPTED, "Accepted"),
-    (metrics::DELIVERIES_DUPLICATE, "Duplicates"),
     (metrics::DELIVERIES_REJECTED, "Rejected"),
     (metrics::DELIVERIES_FAILED, "Failed"),
-    (metrics::EVENTS_DUPLICATE, "Seen before"),
+    (metrics::DUPLICATES, "Duplicates"),
     (metrics::EVENTS_FAILED, "Events failed"),
     (
         metrics::INSTALLATION_EVENTS_PUBLISHED,

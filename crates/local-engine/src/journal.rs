@@ -107,7 +107,7 @@ impl Verdict {
                     .map(|(check, _)| check.to_owned())
                     .collect(),
             }
-        } else if counters.get(metrics::EVENTS_DUPLICATE) > 0.0 {
+        } else if counters.get(metrics::DUPLICATES) > 0.0 {
             Verdict::Duplicate
         } else {
             Verdict::Accepted
