@@ -1010,10 +1010,23 @@ fn survey_response() -> Value {
     })
 }
 
-/// Runs `cargo xtask local`: provisions like the demo, prints the URLs and waits for Ctrl-C.
-pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError> {
-    // Listen for Ctrl-C from the start: one pressed during set-up stops cleanly too.
-    let stop = tokio::spawn(tokio::signal::ctrl_c());
+/// The local 4me, fakes and engine, provisioned, for `cargo xtask replay`.
+pub struct Running(Stage);
+
+impl Running {
+    /// The engine's URL.
+    pub fn url(&self) -> &str {
+        self.0.engine.url()
+    }
+
+    /// Waits until the events on the engine's bus are handled.
+    pub async fn settle(&self) -> bool {
+        self.0.engine.settle(WAIT).await
+    }
+}
+
+/// Starts and provisions what `cargo xtask local` runs, printing its progress.
+pub async fn start_local(root: &Path, args: &LocalArgs) -> Result<Running, DemoError> {
     let schedule = (args.schedule_secs > 0).then(|| Duration::from_secs(args.schedule_secs));
     let stage = Stage::start(
         root,
@@ -1026,6 +1039,14 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
     if let Some(path) = &args.record {
         stage.engine.record_to(path)?;
     }
+    Ok(Running(stage))
+}
+
+/// Runs `cargo xtask local`: provisions like the demo, prints the URLs and waits for Ctrl-C.
+pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError> {
+    // Listen for Ctrl-C from the start: one pressed during set-up stops cleanly too.
+    let stop = tokio::spawn(tokio::signal::ctrl_c());
+    let Running(stage) = start_local(root, args).await?;
     // Subscribed before anything is printed that invites requests, so that the first one is
     // printed too (a broadcast has no history for late subscribers).
     let printer = print_activity(&stage.engine);

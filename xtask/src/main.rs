@@ -13,6 +13,8 @@
 //!   local engine), provisioned by the same bootstrap and deploy.
 //! - `schema pull` ([`schema`]): a newer 4me schema snapshot by introspection, with the
 //!   difference printed.
+//! - `replay` ([`replay`]): a recording of `local --record` sent to a local engine again, or an
+//!   integration's dead-letter queues re-driven on AWS ([`redrive`]).
 
 mod browser;
 mod cfn_lint;
@@ -25,6 +27,8 @@ mod lambdas;
 mod moto;
 mod provision;
 mod records;
+mod redrive;
+mod replay;
 mod sam;
 mod schema;
 mod sync;
@@ -62,8 +66,12 @@ enum Command {
     /// The whole product locally: sandbox 4me, fakes and the local engine; bootstrap, deploy,
     /// install both apps, add a note, submit a survey; exit 0 only if every effect was seen.
     Demo(demo::DemoArgs),
-    /// Start what `demo` starts and keep it running for your own requests (Ctrl-C stops).
+    /// Start what `demo` starts and keep it running for your own requests (Ctrl-C stops);
+    /// its console is at `<engine>/_console`.
     Local(demo::LocalArgs),
+    /// Send a recording of `local --record FILE` to a local engine again, or re-drive an
+    /// integration's dead-letter queues on AWS (`--dlq <integration>`).
+    Replay(replay::ReplayArgs),
     /// The 4me schema snapshot: `schema pull` refreshes it from a 4me account by introspection.
     Schema(schema::SchemaArgs),
 }
@@ -133,6 +141,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Replay(args) => match runtime()
+            .map_err(demo::DemoError::from)
+            .map_err(replay::ReplayError::from)
+            .and_then(|rt| rt.block_on(replay::replay(&test::workspace_root(), &args)))
+        {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask replay: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Deploy(args) => match runtime()
             .and_then(|rt| rt.block_on(provision::deploy(&test::workspace_root(), &args)))
         {

@@ -1445,7 +1445,7 @@ fn print_answers(out: &mut dyn std::io::Write, answers: &Answers) -> std::io::Re
 
 /// The AWS SDK configuration of `profile` and `region` (the SDK's own environment handling:
 /// credentials, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
-async fn aws_config(profile: &str, region: Option<&str>) -> aws_config::SdkConfig {
+pub(crate) async fn aws_config(profile: &str, region: Option<&str>) -> aws_config::SdkConfig {
     let mut loader =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).profile_name(profile);
     if let Some(region) = region {
