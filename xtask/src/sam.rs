@@ -295,4 +295,70 @@ mod tests {
                 .any(|a| a == "--region" || a == "--parameter-overrides")
         );
     }
+
+    /// The engine's dashboard is valid JSON once CloudFormation substitutes it, and graphs
+    /// every metric the functions write; every integration alarms on its dead-letter queues.
+    #[test]
+    fn the_dashboard_shows_every_metric_and_each_dead_letter_queue_alarms() {
+        let root = repo_root();
+        let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        let (_, after) = template.split_once("DashboardBody: !Sub |\n").unwrap();
+        let body: String = after
+            .lines()
+            .take_while(|line| line.starts_with("        ") || line.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("${BootstrapSecretApplicationParameter}", "4me-app-builder")
+            .replace("${4MeDomainParameter}", "4me.com")
+            .replace("${AWS::Region}", "eu-west-1");
+        assert!(
+            !body.contains("${"),
+            "unresolved substitution in the dashboard"
+        );
+        let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let expressions: Vec<String> = dashboard["widgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| {
+                w["properties"]["metrics"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|m| m[0]["expression"].as_str().map(str::to_owned))
+            .collect();
+        let namespace = "{\"4me-app-builder/4me.com\",function,offering}";
+        for name in app_builder_core::metrics::ALL {
+            assert!(
+                expressions.iter().any(|e| e.contains(namespace)
+                    && e.contains(&format!("MetricName=\"{name}\""))),
+                "{name} is not on the dashboard"
+            );
+        }
+        let prefix = app_builder_core::metrics::REJECTED_PREFIX.trim_end_matches('.');
+        assert!(
+            expressions
+                .iter()
+                .any(|e| e.contains(&format!("MetricName={prefix}")))
+        );
+        for (integration, queues) in [
+            ("note-dispatcher", vec!["FailedEventsQueue"]),
+            ("typeform", vec!["FailedEventsQueue"]),
+            (
+                "lansweeper",
+                vec!["FailedEventsQueue", "DeadLetterSqsQueue"],
+            ),
+        ] {
+            let path = root.join(format!("crates/{integration}/template.yaml"));
+            let text = std::fs::read_to_string(path).unwrap();
+            for queue in queues {
+                assert!(
+                    text.contains(&format!("Value: !GetAtt {queue}.QueueName"))
+                        && text.contains("MetricName: ApproximateNumberOfMessagesVisible"),
+                    "{integration}: no alarm on {queue}"
+                );
+            }
+        }
+    }
 }

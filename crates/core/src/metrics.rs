@@ -38,13 +38,13 @@ pub const DURATION: &str = "Duration";
 pub const DELIVERIES_ACCEPTED: &str = "DeliveriesAccepted";
 /// HTTP requests answered 2xx without doing the work again: a delivery seen before.
 pub const DELIVERIES_DUPLICATE: &str = "DeliveriesDuplicate";
-/// HTTP requests answered 4xx; each also counts one `Rejected.<check>`.
+/// HTTP requests answered 4xx; each also counts one `Rejection.<check>`.
 pub const DELIVERIES_REJECTED: &str = "DeliveriesRejected";
 /// HTTP requests answered 5xx (the sender retries).
 pub const DELIVERIES_FAILED: &str = "DeliveriesFailed";
 /// Prefix of the rejection counters, by the check that refused the request
-/// (`Rejected.signature`, `Rejected.expired`, ...).
-pub const REJECTED_PREFIX: &str = "Rejected.";
+/// (`Rejection.signature`, `Rejection.expired`, ...).
+pub const REJECTED_PREFIX: &str = "Rejection.";
 /// The check named when a 4xx named none.
 pub const UNNAMED_CHECK: &str = "request";
 /// Work seen before and not done again: a delivery, an event or a queue message handled once
@@ -71,6 +71,27 @@ pub const FOURME_RETRIES: &str = "FourMeRetries";
 pub const LANSWEEPER_THROTTLED: &str = "LansweeperThrottled";
 /// Lansweeper requests retried after a 5xx, a timeout or a connection error.
 pub const LANSWEEPER_RETRIES: &str = "LansweeperRetries";
+
+/// Every metric name the functions write, but the rejections by check ([`REJECTED_PREFIX`]).
+pub const ALL: [&str; 17] = [
+    INVOCATIONS,
+    DURATION,
+    DELIVERIES_ACCEPTED,
+    DELIVERIES_DUPLICATE,
+    DELIVERIES_REJECTED,
+    DELIVERIES_FAILED,
+    DUPLICATES,
+    EVENTS_FAILED,
+    INSTALLATION_EVENTS_PUBLISHED,
+    INSTALLATION_EVENTS_HANDLED,
+    SYNCS_QUEUED,
+    SYNC_ASSETS,
+    SYNC_PAGES,
+    FOURME_THROTTLED,
+    FOURME_RETRIES,
+    LANSWEEPER_THROTTLED,
+    LANSWEEPER_RETRIES,
+];
 
 /// The `offering` dimension of a function that serves every offering (the secrets function).
 pub const ENGINE_OFFERING: &str = "engine";
@@ -226,7 +247,7 @@ pub fn count(name: &str, value: u64) {
     let _ = CURRENT.try_with(|recorder| recorder.add(name, value as f64));
 }
 
-/// Counts a request refused by `check` (`Rejected.<check>`).
+/// Counts a request refused by `check` (`Rejection.<check>`).
 pub fn rejected(check: &str) {
     count(&format!("{REJECTED_PREFIX}{check}"), 1);
 }
@@ -301,7 +322,7 @@ mod tests {
                 DURATION,
                 FOURME_THROTTLED,
                 INVOCATIONS,
-                "Rejected.signature"
+                "Rejection.signature"
             ]
         );
         for name in &named {

@@ -435,7 +435,8 @@ mod tests {
                 "SecretsFunction",
                 "SecretsFunctionIamRole",
                 "StateTable",
-                "EngineEventBus"
+                "EngineEventBus",
+                "EngineDashboard"
             ]
         );
         assert_eq!(

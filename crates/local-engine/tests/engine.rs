@@ -286,6 +286,8 @@ async fn typeform_installation_event_registers_webhook_and_survey_becomes_note()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automation_rule_reaches_note_dispatcher_which_translates_and_posts() {
+    // The functions' log lines, kept per invocation.
+    app_builder_local::logs::init();
     let world = World::start().await;
     let outputs = world.deploy(
         "app-builder-note-dispatcher",
@@ -339,6 +341,64 @@ async fn automation_rule_reaches_note_dispatcher_which_translates_and_posts() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(world.target.requests().len(), 1);
+
+    // Each invocation's output ends in its metrics, one CloudWatch EMF document.
+    let function = "app-builder-note-dispatcher-IntegrationFunction";
+    let emf = |entry: &app_builder_local::Entry| -> serde_json::Value {
+        serde_json::from_str(entry.logs.last().unwrap()).unwrap()
+    };
+    let entries: Vec<_> = world
+        .engine
+        .entries_after(0)
+        .into_iter()
+        .filter(|e| e.function == function)
+        .collect();
+    let [accepted, rejected] = entries.as_slice() else {
+        panic!("{entries:?}")
+    };
+    let document = emf(accepted);
+    let directive = &document["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(
+        directive["Namespace"],
+        format!("{APP}/{}", world.sandbox.domain())
+    );
+    assert_eq!(directive["Dimensions"], json!([["function", "offering"]]));
+    assert_eq!(
+        (&document["function"], &document["offering"]),
+        (&json!("note-dispatcher"), &json!("note-dispatcher"))
+    );
+    assert_eq!(document["DeliveriesAccepted"], 1.0);
+    assert_eq!(document["Invocations"], 1.0);
+    assert!(document["Duration"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        accepted.account.as_deref(),
+        Some("acme"),
+        "from the log lines"
+    );
+    assert!(
+        accepted.logs.len() > 1,
+        "the function's own lines come first"
+    );
+    let document = emf(rejected);
+    assert_eq!(document["DeliveriesRejected"], 1.0);
+    let app_builder_local::Verdict::Rejected { checks } = &rejected.verdict else {
+        panic!("{:?}", rejected.verdict)
+    };
+    assert_eq!(checks.len(), 1);
+    assert_eq!(document[format!("Rejection.{}", checks[0])], 1.0);
+
+    // The accepted delivery sent again (as received: no local 4me signs it again here): one
+    // effect, a duplicate.
+    let replayed = world.engine.replay(accepted.id).await.unwrap();
+    assert_eq!(replayed, "sent again as received, answered 200");
+    let again = world.engine.entries_after(rejected.id);
+    let again = again.iter().find(|e| e.function == function).unwrap();
+    assert_eq!(again.replay_of, Some(accepted.id));
+    assert_eq!(again.verdict, app_builder_local::Verdict::Duplicate);
+    assert_eq!(emf(again)["DeliveriesDuplicate"], 1.0);
+    assert_eq!(world.target.requests().len(), 1, "dispatched once");
+    let totals = &world.engine.metrics()[function];
+    assert_eq!(totals.get("Invocations"), 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
