@@ -234,10 +234,23 @@ pub async fn record<F: Future>(invocation: F) -> (F::Output, Counters) {
 
 /// Runs `invocation` under [`record`] and writes its EMF line to stdout (the Lambda `main`s).
 pub async fn emit<F: Future>(scope: &MetricScope, invocation: F) -> F::Output {
+    emit_to(scope, invocation, &mut std::io::stdout()).await
+}
+
+/// [`emit`] writing to `out`.
+pub async fn emit_to<F: Future>(
+    scope: &MetricScope,
+    invocation: F,
+    out: &mut (dyn std::io::Write + Send),
+) -> F::Output {
     let (output, counters) = record(invocation).await;
-    let line = counters.emf(scope, chrono::Utc::now().timestamp_millis());
-    // One `println!` is one write of one line: CloudWatch Logs reads it as one log event.
-    println!("{line}");
+    let mut line = counters
+        .emf(scope, chrono::Utc::now().timestamp_millis())
+        .to_string();
+    line.push('\n');
+    // One write of one line: CloudWatch Logs reads it as one log event. Losing a metrics line
+    // must not fail the invocation.
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     output
 }
 
@@ -331,6 +344,30 @@ mod tests {
         assert_eq!(document[FOURME_THROTTLED], 2.0);
         assert_eq!(directive["Metrics"][1]["Unit"], "Milliseconds");
         assert_eq!(directive["Metrics"][0]["Unit"], "Count");
+    }
+
+    #[tokio::test]
+    async fn the_function_output_is_one_emf_line_per_invocation() {
+        let mut out = Vec::new();
+        let answer = emit_to(
+            &scope(),
+            async {
+                duplicate();
+                http_outcome(http::StatusCode::OK);
+                "answer"
+            },
+            &mut out,
+        )
+        .await;
+        assert_eq!(answer, "answer");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        let document: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(document[DELIVERIES_DUPLICATE], 1.0);
+        assert_eq!(document[DUPLICATES], 1.0);
+        assert_eq!(document[INVOCATIONS], 1.0);
+        assert!(document["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use app_builder_core::configuration::page::escape;
 use app_builder_core::metrics::{self, Counters};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures::future::BoxFuture;
@@ -243,7 +243,26 @@ async fn entries(State(weak): State<Weak<Inner>>, Query(filter): Query<Filter>) 
     }
 }
 
-async fn replay(State(weak): State<Weak<Inner>>, Path(id): Path<u64>) -> Response {
+/// Whether a browser says the request comes from another site's page (a form there posting to
+/// this console: refused, so no web page can replay or install anything).
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site")
+}
+
+fn refused() -> Response {
+    (StatusCode::FORBIDDEN, "cross-site request refused").into_response()
+}
+
+async fn replay(
+    State(weak): State<Weak<Inner>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    if cross_site(&headers) {
+        return refused();
+    }
     let Some(engine) = engine(&weak) else {
         return stopped();
     };
@@ -254,7 +273,14 @@ async fn replay(State(weak): State<Weak<Inner>>, Path(id): Path<u64>) -> Respons
     back(&notice)
 }
 
-async fn inject(State(weak): State<Weak<Inner>>, axum::Json(input): axum::Json<Input>) -> Response {
+async fn inject(
+    State(weak): State<Weak<Inner>>,
+    headers: HeaderMap,
+    axum::Json(input): axum::Json<Input>,
+) -> Response {
+    if cross_site(&headers) {
+        return refused();
+    }
     let Some(engine) = engine(&weak) else {
         return stopped();
     };
@@ -270,9 +296,13 @@ async fn inject(State(weak): State<Weak<Inner>>, axum::Json(input): axum::Json<I
 
 async fn action(
     State(weak): State<Weak<Inner>>,
+    headers: HeaderMap,
     Path(name): Path<String>,
     Form(fields): Form<BTreeMap<String, String>>,
 ) -> Response {
+    if cross_site(&headers) {
+        return refused();
+    }
     let Some(engine) = engine(&weak) else {
         return stopped();
     };

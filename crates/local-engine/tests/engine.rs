@@ -524,3 +524,71 @@ async fn unknown_paths_and_methods_are_refused_and_bad_deploys_name_the_problem(
         "a cold-start failure names the setting"
     );
 }
+
+/// The console answers its own pages' forms and refuses another site's page posting to it (a
+/// browser names such a request `Sec-Fetch-Site: cross-site`): nothing is run or replayed.
+#[tokio::test]
+async fn the_console_refuses_requests_from_other_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = LocalEngine::start(EngineOptions::new(dir.path()))
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let console = format!("{}/_console", engine.url());
+    for (path, cross) in [("actions/schedule", true), ("replay/1", true)] {
+        let mut request = http.post(format!("{console}/{path}")).form(&[("x", "y")]);
+        if cross {
+            request = request.header("sec-fetch-site", "cross-site");
+        }
+        assert_eq!(request.send().await.unwrap().status(), 403, "{path}");
+    }
+    let injected = http
+        .post(format!("{console}/inject"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"kind": "schedule", "function": "f"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), 403);
+
+    // From the console itself: run, and sent back to the page with what happened.
+    let fired = http
+        .post(format!("{console}/actions/schedule"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fired.status(), 303);
+    assert_eq!(
+        fired.headers()["location"],
+        "/_console?notice=The+schedule+fired"
+    );
+    let unknown = http
+        .post(format!("{console}/replay/99"))
+        .send()
+        .await
+        .unwrap();
+    let location = unknown.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("Could+not+replay+%2399"), "{location}");
+    let injected = http
+        .post(format!("{console}/inject"))
+        .json(&json!({"kind": "schedule", "function": "none-deployed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), 400);
+    let page = http
+        .get(&console)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h1>Local engine console</h1>"));
+    assert!(engine.entries_after(0).is_empty(), "nothing ran");
+}
