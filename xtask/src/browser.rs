@@ -187,6 +187,17 @@ pub(crate) mod session {
             panic!("the page never showed {text:?}: {body}");
         }
 
+        /// Waits (at most 10 s) until the page has an element with id `id`; its text.
+        pub(crate) async fn wait_for_element(&self, id: &str) -> String {
+            for _ in 0..200 {
+                if let Ok(element) = self.client.find(fantoccini::Locator::Id(id)).await {
+                    return element.text().await.unwrap_or_default();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the page never had #{id}");
+        }
+
         /// The page's `<h1>`.
         pub(crate) async fn heading(&self) -> String {
             self.text_of("h1").await

@@ -1276,8 +1276,19 @@ mod tests {
         );
 
         // Live: an invocation made outside the page appears without a reload.
+        let before = browser.client.current_url().await.unwrap();
         stage.engine.run_schedule_once().await;
-        browser.wait_for_text("schedule").await;
+        let newest = stage.engine.entries_after(0).last().unwrap().clone();
+        assert_eq!(newest.source, "schedule");
+        let row = browser
+            .wait_for_element(&format!("entry-{}", newest.id))
+            .await;
+        assert!(row.contains("schedule"), "{row}");
+        assert_eq!(
+            browser.client.current_url().await.unwrap(),
+            before,
+            "no reload"
+        );
 
         // The outcome filter keeps the duplicates only.
         browser

@@ -56,19 +56,6 @@ pub enum Input {
     },
 }
 
-impl Input {
-    /// The body of an HTTP input, decoded (empty for anything else or bad base64).
-    pub fn body(&self) -> Vec<u8> {
-        use base64::Engine as _;
-        match self {
-            Input::Http { body, .. } => base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// A recorded input: the id of the entry it started, and the input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recorded {

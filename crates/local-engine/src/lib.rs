@@ -614,13 +614,9 @@ impl LocalEngine {
                 let uri: Uri = uri
                     .parse()
                     .map_err(|_| ReplayError::Invalid(format!("path {uri}")))?;
-                let mut body = Input::Http {
-                    method: String::new(),
-                    uri: String::new(),
-                    headers: Vec::new(),
-                    body,
-                }
-                .body();
+                let mut body =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &body)
+                        .map_err(|_| ReplayError::Invalid("the body is not base64".into()))?;
                 let mut how = "sent again as received";
                 let token = app_builder_core::webhook::jwt_from_body(&body);
                 if let (Some(token), Some(console)) = (token, self.console_actions())
