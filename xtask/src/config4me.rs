@@ -360,6 +360,7 @@ pub fn load_integration(root: &Path, integration: &str) -> Result<IntegrationCon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::fs;
 
     fn repo_root() -> PathBuf {
@@ -604,5 +605,188 @@ mod tests {
                 assert_fields_in(r, rule, integration);
             }
         }
+    }
+
+    /// A field of a UI extension as 4me reads it: marked required with the `required` class,
+    /// secret with `data-secret`.
+    #[derive(Debug)]
+    struct Field {
+        required: bool,
+        secret: bool,
+    }
+
+    /// The fields of an extension (inputs, selects, text areas and rich-text divs with an id),
+    /// after checking the markup is what 4me expects: well-formed HTML5 (no parse error), no
+    /// `<form>` (4me renders the extension inside its own form), 4me's `row vertical` rows,
+    /// requiredness as the `required` class (not HTML5's attribute, which 4me does not use).
+    fn extension_fields(integration: &str, html: &str) -> BTreeMap<String, Field> {
+        let document = scraper::Html::parse_fragment(html);
+        assert!(
+            document.errors.is_empty(),
+            "{integration}: not well-formed HTML: {:?}",
+            document.errors
+        );
+        let select = |css: &str| scraper::Selector::parse(css).unwrap();
+        assert_eq!(
+            document.select(&select("form")).count(),
+            0,
+            "{integration}: a <form> inside 4me's record form"
+        );
+        assert_eq!(
+            document.select(&select("[required]")).count(),
+            0,
+            "{integration}: the HTML5 `required` attribute; 4me's is the `required` class"
+        );
+        for row in document.select(&select(".row")) {
+            assert!(
+                row.value()
+                    .has_class("vertical", scraper::CaseSensitivity::CaseSensitive),
+                "{integration}: a row that is not `row vertical`: {}",
+                row.html()
+            );
+        }
+        for section in document.select(&select(".section")) {
+            assert_eq!(
+                section.select(&select(":scope > .section-header")).count(),
+                1,
+                "{integration}: a section without its section-header"
+            );
+        }
+        let mut fields = BTreeMap::new();
+        for element in document.select(&select(
+            "input[id], select[id], textarea[id], div.rich-text[id]",
+        )) {
+            let value = element.value();
+            let id = value.id().unwrap().to_owned();
+            let field = Field {
+                required: value.has_class("required", scraper::CaseSensitivity::CaseSensitive),
+                secret: value.attr("data-secret").is_some(),
+            };
+            assert!(
+                fields.insert(id.clone(), field).is_none(),
+                "{integration}: two #{id}"
+            );
+        }
+        fields
+    }
+
+    /// Every extension is well-formed 4me markup; every custom field the integration's code
+    /// reads or writes is in it (and no secret); every secret the code expects is a secret
+    /// field, required; no other field is secret.
+    #[test]
+    fn every_ui_extension_has_the_fields_the_code_uses() {
+        let root = repo_root();
+        let note = load_integration(&root, "note-dispatcher").unwrap();
+        // The note-dispatcher reads its fields in its automation rule.
+        let from_rules: Vec<String> = note
+            .automation_rules
+            .iter()
+            .flat_map(|rule| rule["expressions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| {
+                e["value"]
+                    .as_str()?
+                    .strip_prefix("rule_app_instance.custom_fields.")
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(from_rules, ["url"]);
+        let expected: [(&str, Vec<&str>, Vec<&str>); 3] = [
+            (
+                "note-dispatcher",
+                from_rules.iter().map(String::as_str).collect(),
+                vec![],
+            ),
+            (
+                "typeform",
+                vec![
+                    typeform::fourme::FORM_URL_FIELD,
+                    typeform::fourme::REQUEST_ID_FIELD,
+                ],
+                vec![typeform::TYPEFORM_TOKEN_KEY],
+            ),
+            (
+                "lansweeper",
+                lansweeper::instance::ALL_FIELDS.to_vec(),
+                vec![lansweeper::CLIENT_SECRET_KEY],
+            ),
+        ];
+        for (integration, plain, secrets) in expected {
+            let config = load_integration(&root, integration).unwrap();
+            let html = config.ui_extension.input["html"].as_str().unwrap();
+            let fields = extension_fields(integration, html);
+            for id in &plain {
+                let field = fields.get(*id).unwrap_or_else(|| {
+                    panic!("{integration}: the code uses custom field {id}, the extension has none")
+                });
+                assert!(
+                    !field.secret,
+                    "{integration}: {id} is a custom field, not a secret"
+                );
+            }
+            for id in &secrets {
+                let field = fields
+                    .get(*id)
+                    .unwrap_or_else(|| panic!("{integration}: the code expects secret {id}, the extension has no such field"));
+                assert!(
+                    field.secret && field.required,
+                    "{integration}: {id} must be a required secret field"
+                );
+            }
+            for (id, field) in &fields {
+                assert!(
+                    !field.secret || secrets.contains(&id.as_str()),
+                    "{integration}: {id} is secret but the code expects no such secret"
+                );
+            }
+        }
+        // The products' extensions of bootstrap: the fields provisioning fills in.
+        let boot = load_bootstrap(&root).unwrap();
+        for (name, extension, ids) in [
+            (
+                "lambda_ui_extension",
+                &boot.lambda_ui_extension,
+                vec!["cloudformation_stack", "api_url"],
+            ),
+            (
+                "sqs_ui_extension",
+                &boot.sqs_ui_extension,
+                vec!["cloudformation_stack"],
+            ),
+        ] {
+            let fields = extension_fields(name, extension.input["html"].as_str().unwrap());
+            assert_eq!(
+                fields.keys().map(String::as_str).collect::<Vec<_>>().len(),
+                ids.len()
+            );
+            for id in ids {
+                assert!(fields.contains_key(id), "{name}: no {id}");
+            }
+        }
+    }
+
+    /// The checks above refuse what 4me does not accept.
+    #[test]
+    fn the_extension_checks_refuse_forms_html5_requiredness_and_broken_markup() {
+        let refused =
+            |html: &'static str| std::panic::catch_unwind(|| extension_fields("x", html)).is_err();
+        assert!(refused(
+            r#"<form><div class="row vertical"><input id="a"></div></form>"#
+        ));
+        assert!(refused(
+            r#"<div class="row vertical"><input id="a" required></div>"#
+        ));
+        assert!(refused(r#"<div class="row"><input id="a"></div>"#));
+        assert!(refused(
+            r#"<div class="row vertical"><input id="a"></span></div>"#
+        ));
+        assert!(refused(
+            r#"<div class="section"><div class="row vertical"><input id="a"></div></div>"#
+        ));
+        let fields = extension_fields(
+            "x",
+            r#"<div class="row vertical"><input id="a" class="required" data-secret></div><div id="b" class="rich-text"></div>"#,
+        );
+        assert!(fields["a"].required && fields["a"].secret);
+        assert!(!fields["b"].required && !fields["b"].secret);
     }
 }

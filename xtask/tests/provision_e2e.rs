@@ -603,7 +603,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
     );
 
     // --- deploy note-dispatcher and typeform, twice each ------------------------------------
-    // note-dispatcher: CI, UI extension, offering, automation rule, avatar; typeform: no avatar.
+    // note-dispatcher and typeform: CI, UI extension, offering, automation rule, avatar.
     for (integration, stack, reference, records) in [
         (
             "note-dispatcher",
@@ -611,7 +611,7 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
             "note-dispatcher",
             5,
         ),
-        ("typeform", "app-builder-typeform", "typeform", 4),
+        ("typeform", "app-builder-typeform", "typeform", 5),
     ] {
         let calls = world.sam_calls().len();
         let stdout = world.ok(&["deploy", integration]).await;
@@ -645,12 +645,10 @@ async fn bootstrap_then_deploys_twice_change_nothing_the_second_time() {
         assert!(stdout.contains(offering_line), "{stdout}");
         assert_eq!(world.counts().await, before, "{integration}");
         assert_eq!(world.provider_secret().await.unwrap().1, secret_versions);
-        if integration == "note-dispatcher" {
-            assert!(
-                stdout.contains("  avatar avatar.svg: unchanged"),
-                "{stdout}"
-            );
-        }
+        assert!(
+            stdout.contains("  avatar avatar.svg: unchanged"),
+            "{stdout}"
+        );
 
         let stdout = world.ok(&["deploy", integration, "--dry-run"]).await;
         assert!(
@@ -741,14 +739,14 @@ async fn lansweeper_deploys_twice_when_its_stack_exists() {
     let stdout = world.ok(&["deploy", "lansweeper"]).await;
     assert_eq!(
         summary(&stdout),
-        "5 created, 0 updated, 0 deleted, 0 unchanged",
+        "6 created, 0 updated, 0 deleted, 0 unchanged",
         "{stdout}"
     );
     let before = world.counts().await;
     let stdout = world.ok(&["deploy", "lansweeper"]).await;
     assert_eq!(
         summary(&stdout),
-        "0 created, 0 updated, 0 deleted, 5 unchanged",
+        "0 created, 0 updated, 0 deleted, 6 unchanged",
         "{stdout}"
     );
     assert_eq!(world.counts().await, before);

@@ -737,13 +737,16 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             &instance.id,
             &set(vec![
                 (
-                    "sync_end_at".into(),
+                    fields::SYNC_END_AT.into(),
                     json!(timestamp_text(Utc::now().timestamp_millis())),
                 ),
-                ("sync_duration".into(), json!(format!("{seconds:.3}"))),
-                ("sync_duration_text".into(), json!(duration_text(seconds))),
+                (fields::SYNC_DURATION.into(), json!(format!("{seconds:.3}"))),
                 (
-                    "sync_summary".into(),
+                    fields::SYNC_DURATION_TEXT.into(),
+                    json!(duration_text(seconds)),
+                ),
+                (
+                    fields::SYNC_SUMMARY.into(),
                     json!(format_summary(&result, self.settings.max_summary_size)),
                 ),
             ]),

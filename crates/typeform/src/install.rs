@@ -295,7 +295,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         let registered = remembered(record.as_ref(), &secrets);
         let token = secrets
             .get("secrets")
-            .and_then(|s| s.get("typeform_token"))
+            .and_then(|s| s.get(crate::TYPEFORM_TOKEN_KEY))
             .and_then(Value::as_str)
             .filter(|t| !t.trim().is_empty());
         if let (Some(registered), Some(token)) = (&registered, token) {
@@ -374,7 +374,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         let secrets = customer.secrets();
         let token = secrets
             .get("secrets")
-            .and_then(|s| s.get("typeform_token"))
+            .and_then(|s| s.get(crate::TYPEFORM_TOKEN_KEY))
             .and_then(Value::as_str)
             .filter(|t| !t.trim().is_empty());
         let Some(token) = token else {

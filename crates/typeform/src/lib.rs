@@ -64,6 +64,9 @@ pub const DEFAULT_INSTANCE_RETRY_WAIT: Duration = Duration::from_millis(2000);
 
 /// Key of the webhook secret in the customer secret (as the original).
 pub const TYPEFORM_SECRET_KEY: &str = "typeform_secret";
+/// Key of the customer's Typeform personal access token in the customer secret: the secret
+/// field of the app's UI extension, which 4me sends in `app_instance.secrets-update`.
+pub const TYPEFORM_TOKEN_KEY: &str = "typeform_token";
 
 /// Legacy key of the last registration in the customer secret (read when the state table has
 /// no record, dropped by the next registration).
