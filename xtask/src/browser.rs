@@ -187,6 +187,52 @@ pub(crate) mod session {
             panic!("the page never showed {text:?}: {body}");
         }
 
+        /// Clicks the element matching `css` (no navigation expected).
+        pub(crate) async fn press(&self, css: &str) {
+            self.client
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"))
+                .click()
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+        }
+
+        /// Types `text` into the element matching `css`.
+        pub(crate) async fn fill(&self, css: &str, text: &str) {
+            self.client
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"))
+                .send_keys(text)
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+        }
+
+        /// Saves a screenshot as `name.png` in `target/screenshots`, or with
+        /// `UPDATE_SCREENSHOTS=1` in `docs/` (the README's).
+        pub(crate) async fn screenshot(&self, name: &str) {
+            let root = crate::test::workspace_root();
+            let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+                root.join("docs")
+            } else {
+                root.join("target/screenshots")
+            };
+            // The whole page: the window as tall as the document for the shot.
+            let height = self
+                .client
+                .execute("return document.documentElement.scrollHeight", Vec::new())
+                .await
+                .ok()
+                .and_then(|h| h.as_u64())
+                .map_or(1000, |h| u32::try_from(h).unwrap_or(1000).clamp(600, 4000));
+            let _ = self.client.set_window_size(1400, height + 120).await;
+            let png = self.client.screenshot().await.expect("a screenshot");
+            let _ = self.client.set_window_size(1400, 1000).await;
+            std::fs::create_dir_all(&dir).expect("the screenshot directory");
+            std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot");
+        }
+
         /// Waits (at most 10 s) until the page has an element with id `id`; its text.
         pub(crate) async fn wait_for_element(&self, id: &str) -> String {
             for _ in 0..200 {

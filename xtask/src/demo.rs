@@ -341,6 +341,19 @@ impl Stage {
         report.get(name).map_or("", String::as_str)
     }
 
+    /// The customer secret of `account` for `offering`, if any (tests).
+    #[cfg(test)]
+    async fn customer_secret_of(&self, offering: &str, account: &str) -> Option<SecretDocument> {
+        let name = customer_secret_name(
+            sam::SECRET_APPLICATION,
+            offering,
+            self.sandbox.domain(),
+            account,
+        )
+        .ok()?;
+        self.engine.store().get(&name).await.ok().flatten()
+    }
+
     async fn customer_secret(&self, offering: &str) -> Result<Option<SecretDocument>, DemoError> {
         let Ok(name) = customer_secret_name(
             sam::SECRET_APPLICATION,
@@ -1085,6 +1098,10 @@ pub async fn local(root: &Path, args: &LocalArgs) -> Result<ExitCode, DemoError>
         "Console (every invocation, its log lines and a replay button; install apps, add notes, fire the schedule): {}/_console",
         stage.engine.url()
     );
+    println!(
+        "App Store (each offering's card and installation form, as the customer sees them; Save installs): {}/app_store",
+        stage.sandbox.url()
+    );
     if let Some(path) = &args.record {
         println!(
             "Recording to {} (replay with: cargo xtask replay {} --engine {})",
@@ -1332,14 +1349,177 @@ mod tests {
         ] {
             assert!(!source.contains(value), "the console shows a secret");
         }
-        let png = browser.client.screenshot().await.unwrap();
-        let path = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-            root.join("docs/console.png")
-        } else {
-            root.join("target/screenshots/console.png")
-        };
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, png).unwrap();
+        browser.screenshot("console").await;
+        browser.close().await;
+    }
+
+    /// Each offering in the sandbox's App Store, in headless Chromium (JavaScript on), as the
+    /// customer sees it: the card; the UI extension's form, whose Save with the required fields
+    /// empty names each of them and installs nothing; filled in, Save installs the app: the
+    /// plain fields are the instance's custom fields, the secret field reaches the customer
+    /// secret through the secrets webhook and is in neither the custom fields nor a log line.
+    /// Screenshots of each form (`app_store_<offering>.png`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_app_store_preview_in_a_real_browser() {
+        use crate::browser::session::Browser;
+        let root = crate::test::workspace_root();
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let stage = Stage::start(&root, any, any, None, false).await.unwrap();
+        let browser = Browser::with_javascript().await;
+        let lansweeper_app = stage.lansweeper.add_client();
+        let request = stage
+            .sandbox
+            .seed_request("acme-typeform", "Survey results");
+        stage.typeform.add_form(FORM_ID, "tfp_acme_token");
+        let form_url = format!("https://widget.typeform.com/to/{FORM_ID}");
+        let note_url = stage.customers.note_url.clone();
+        let offerings = [
+            (
+                "note-dispatcher",
+                vec!["Target URL"],
+                vec![("#url", "url", note_url.as_str())],
+                None,
+            ),
+            (
+                "typeform",
+                vec!["Form URL", "Personal access token", "Request ID"],
+                vec![
+                    ("#form_url", "form_url", form_url.as_str()),
+                    ("#request_id", "request_id", request.request_id.as_str()),
+                ],
+                Some(("#typeform_token", "typeform_token", "tfp_acme_token")),
+            ),
+            (
+                "lansweeper",
+                vec!["Client ID", "Client secret", "Installation names"],
+                vec![
+                    ("#client_id", "client_id", lansweeper_app.client_id.as_str()),
+                    // The list editor keeps the names as a bulleted list.
+                    (
+                        "#installations_editor input.list-value",
+                        "installations",
+                        "Main",
+                    ),
+                ],
+                Some((
+                    "#client_secret",
+                    "client_secret",
+                    lansweeper_app.client_secret.as_str(),
+                )),
+            ),
+        ];
+        for (reference, required, plain, secret) in offerings {
+            let account = format!("acme-{reference}");
+            let config = crate::config4me::load_integration(&root, reference).unwrap();
+            browser
+                .client
+                .goto(&format!(
+                    "{}/app_store/{reference}?account={account}",
+                    stage.sandbox.url()
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                browser.heading().await,
+                config.offering.input["name"].as_str().unwrap()
+            );
+            let card = browser.text("card").await;
+            assert!(
+                card.contains(config.offering.input["description"].as_str().unwrap()),
+                "{card}"
+            );
+            let avatar = browser
+                .client
+                .find(fantoccini::Locator::Css("#card img.avatar"))
+                .await
+                .unwrap()
+                .attr("src")
+                .await
+                .unwrap()
+                .unwrap();
+            let fetched = reqwest::get(format!("{}{avatar}", stage.sandbox.url()))
+                .await
+                .unwrap();
+            assert_eq!(fetched.status(), 200, "{reference}: avatar {avatar}");
+            browser.screenshot(&format!("app_store_{reference}")).await;
+
+            // Save with the required fields empty: each is named, nothing is installed.
+            let sent = stage.sandbox.deliveries().len();
+            browser.press("#save").await;
+            let errors = browser.wait_for_element("errors").await;
+            for label in &required {
+                assert!(
+                    errors.contains(&format!("{label} is required.")),
+                    "{reference}: {errors}"
+                );
+            }
+            assert_eq!(stage.sandbox.deliveries().len(), sent, "{reference}");
+
+            for (css, _, value) in &plain {
+                browser.fill(css, value).await;
+            }
+            if let Some((css, _, value)) = secret {
+                browser.fill(css, value).await;
+            }
+            browser.press("#save").await;
+            let installed = browser.wait_for_element("installed").await;
+            let instance = installed
+                .strip_prefix("Installed: app instance ")
+                .unwrap()
+                .to_owned();
+            assert!(stage.engine.settle(WAIT).await);
+            let record = stage.sandbox.record(&instance).unwrap();
+            let fields = record["customFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let value_of = |id: &str| {
+                fields
+                    .iter()
+                    .find(|f| f["id"] == id)
+                    .map(|f| f["value"].clone())
+                    .unwrap_or(Value::Null)
+            };
+            for (_, id, value) in &plain {
+                let stored = value_of(id);
+                let expected = if *id == "installations" {
+                    json!(format!("* {value}"))
+                } else {
+                    json!(value)
+                };
+                assert!(
+                    // A number field (the request id) is saved as a number.
+                    stored == expected
+                        || Some(stored.clone()) == value.parse::<u64>().ok().map(|n| json!(n)),
+                    "{reference}: {id} = {stored}"
+                );
+            }
+            if let Some((_, key, value)) = secret {
+                assert_eq!(
+                    value_of(key),
+                    Value::Null,
+                    "{reference}: a secret as a custom field"
+                );
+                assert!(!record.to_string().contains(value), "{reference}");
+                let stored = stage.customer_secret_of(reference, &account).await;
+                let kept = stored
+                    .as_ref()
+                    .and_then(|doc| doc.get("secrets"))
+                    .and_then(|secrets| secrets.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                assert_eq!(
+                    kept.as_deref(),
+                    Some(value),
+                    "{reference}: the secret reaches the customer secret"
+                );
+                for entry in stage.engine.entries_after(0) {
+                    for line in &entry.logs {
+                        assert!(!line.contains(value), "{reference}: a secret in a log line");
+                    }
+                }
+            }
+        }
         browser.close().await;
     }
 

@@ -7,6 +7,7 @@
 //! can be triggered from tests through the handle. See `README.md` for the full behaviour.
 #![warn(missing_docs)]
 
+mod app_store;
 mod contract;
 pub mod fakes;
 mod keys;

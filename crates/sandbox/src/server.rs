@@ -24,7 +24,10 @@ struct App {
 /// Builds the axum router of the sandbox.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let schema = schema::build(shared.clone());
-    let app = App { shared, schema };
+    let app = App {
+        shared: shared.clone(),
+        schema,
+    };
     Router::new()
         .route("/oauth/token", post(oauth_token))
         .route("/graphql", post(graphql))
@@ -35,6 +38,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/app_instances/{id}/confirm", get(confirm_configuration))
         .fallback(fallback)
         .with_state(app)
+        .merge(crate::app_store::router(shared))
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -367,7 +371,7 @@ async fn rest_avatar(
         Err(e) => return unprocessable(format!("Expected multipart/form-data: {e}")),
     };
     let mut file_name = None;
-    let mut size = None;
+    let mut avatar = None;
     loop {
         match multipart.next_field().await {
             Ok(Some(field)) => {
@@ -380,7 +384,7 @@ async fn rest_avatar(
                     "avatar_file_name" => {
                         file_name = Some(String::from_utf8_lossy(&bytes).into_owned())
                     }
-                    "avatar" => size = Some(bytes.len()),
+                    "avatar" => avatar = Some(bytes.to_vec()),
                     other => return unprocessable(format!("Unknown field '{other}'")),
                 }
             }
@@ -388,10 +392,10 @@ async fn rest_avatar(
             Err(e) => return unprocessable(format!("Invalid multipart body: {e}")),
         }
     }
-    let (Some(file_name), Some(size)) = (file_name, size) else {
+    let (Some(file_name), Some(avatar)) = (file_name, avatar) else {
         return unprocessable("Fields avatar_file_name and avatar are required".to_owned());
     };
-    if size == 0 {
+    if avatar.is_empty() {
         return unprocessable("Avatar is empty".to_owned());
     }
     let avatar_url = format!("{}/avatars/{}/{}", app.shared.base_url, node, file_name);
@@ -402,7 +406,9 @@ async fn rest_avatar(
                 record
                     .fields
                     .insert("avatar".into(), Value::String(avatar_url.clone()));
-                record.num
+                let num = record.num;
+                state.avatars.insert(node.clone(), (file_name, avatar));
+                num
             }
             None => return not_found(info),
         }

@@ -184,6 +184,8 @@ pub(crate) struct State {
     pub signed: HashMap<String, (String, String, String)>,
     pub deliveries: Vec<Delivery>,
     pub verify_codes: HashMap<String, String>,
+    /// Uploaded avatars by record node id: (file name, bytes).
+    pub avatars: HashMap<String, (String, Vec<u8>)>,
 }
 
 /// Random lowercase hex string of `bytes` random bytes.
@@ -232,6 +234,7 @@ impl State {
             signed: HashMap::new(),
             deliveries: Vec::new(),
             verify_codes: HashMap::new(),
+            avatars: HashMap::new(),
         }
     }
 

@@ -998,3 +998,75 @@ async fn documented_limits_are_enforced() {
         "{body}"
     );
 }
+
+/// The App Store preview: the list of offerings, an offering's page with its form, and the
+/// install it sends: plain fields as the instance's custom fields, secrets only in the
+/// secrets-update delivery.
+#[tokio::test]
+async fn the_app_store_lists_offerings_and_installs_from_the_form() {
+    let sb = Sandbox::start().await.unwrap();
+    sb.seed_app_offering(
+        "wdc",
+        "demo",
+        json!({"name": "Demo <App>", "description": "Does demo things"}),
+    );
+    let http = reqwest::Client::new();
+    let store = http
+        .get(format!("{}/app_store", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(store.contains("Demo &lt;App&gt;"), "{store}");
+    let page = http
+        .get(format!("{}/app_store/demo?account=acme", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("id=\"record_form\""));
+    assert!(page.contains("value=\"acme\""));
+    for asset in ["jquery.js", "itrp.js", "4me.css"] {
+        let answer = http
+            .get(format!("{}/app_store/assets/{asset}", sb.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{asset}");
+    }
+    let missing = http
+        .get(format!("{}/app_store/none", sb.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let install = |body: Value| {
+        http.post(format!("{}/app_store/demo/install", sb.url()))
+            .json(&body)
+            .send()
+    };
+    let refused = install(json!({"account": " "})).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let installed: Value = install(json!({
+        "account": "acme",
+        "custom_fields": {"url": "https://example.com/notes"},
+        "secrets": {"token": "s3cr3t"},
+    }))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let instance = sb
+        .record(installed["app_instance_id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        instance["customFields"],
+        json!([{"id": "url", "value": "https://example.com/notes"}])
+    );
+    assert!(!instance.to_string().contains("s3cr3t"));
+}
