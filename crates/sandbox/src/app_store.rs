@@ -46,7 +46,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// `&`, `<`, `>`, `"` and `'` escaped for HTML text and attribute values.
+/// `&`, `<`, `>`, `"` and `'` escaped for HTML text and attribute values. (The engine has the
+/// same in `app_builder_core::configuration::page`; the sandbox stands for 4me and shares no
+/// code with the engine it tests.)
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
