@@ -238,6 +238,42 @@ pub struct InvocationFailed {
     pub body: String,
 }
 
+/// A function served with raw Lambda payloads (the engine bus's events, schedules, SQS batches
+/// and API Gateway requests, sorted by [`EngineEvent::classify`]): every integration function,
+/// run in Lambda by [`run_payload_function`] and in the local engine the same way.
+pub trait PayloadFunction: Send + Sync {
+    /// The binary's name (the `function` dimension of its metrics).
+    const NAME: &'static str;
+    /// How long one attempt may take when the Lambda context names no deadline.
+    const ATTEMPT_TIME: std::time::Duration;
+
+    /// Handles one payload: the answer, or a function error Lambda retries.
+    fn handle_payload<'a>(
+        &'a self,
+        payload: Value,
+        invocation: Invocation<'a>,
+    ) -> impl Future<Output = Result<Value, InvocationFailed>> + Send + 'a;
+}
+
+/// Serves `function` under the Lambda runtime: each invocation's deadline from its context, its
+/// metrics written as one EMF line ([`crate::metrics::emit`]) in the scope of the function's
+/// settings.
+pub async fn run_payload_function<F: PayloadFunction>(
+    function: F,
+) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+    let scope =
+        crate::metrics::MetricScope::from_settings(&crate::config::Settings::from_env(), F::NAME);
+    let (function, scope) = (&function, &scope);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation::from_context(&event.context, F::ATTEMPT_TIME);
+        // Boxed: a handler's future is large, and the runtime would copy it on every poll.
+        let handled = Box::pin(function.handle_payload(event.payload, invocation));
+        Ok::<Value, lambda_http::Error>(crate::metrics::emit(scope, handled).await?)
+    }))
+    .await
+}
+
 /// The result of an asynchronously delivered event answered with `response`: a 5xx is an
 /// [`InvocationFailed`] (retried), anything else the [`status_payload`].
 pub fn event_result(response: Response<Body>) -> Result<Value, InvocationFailed> {

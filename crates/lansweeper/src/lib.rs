@@ -305,3 +305,20 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         Idempotency::new(&self.state, DELIVERY_MEMORY)
     }
 }
+
+impl<S: SecretStore, Q: RefreshQueue, T: StateStore> app_builder_core::events::PayloadFunction
+    for LansweeperFunction<S, Q, T>
+{
+    const NAME: &'static str = "lansweeper";
+    const ATTEMPT_TIME: Duration = DEFAULT_ATTEMPT_TIME;
+
+    fn handle_payload<'a>(
+        &'a self,
+        payload: serde_json::Value,
+        invocation: app_builder_core::events::Invocation<'a>,
+    ) -> impl Future<Output = Result<serde_json::Value, app_builder_core::events::InvocationFailed>>
+    + Send
+    + 'a {
+        LansweeperFunction::handle_payload(self, payload, invocation)
+    }
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::{ContextError, ContextLoader};
-use app_builder_core::events::{Invocation, InvocationFailed, http_response_payload};
+use app_builder_core::events::{
+    Invocation, InvocationFailed, PayloadFunction, http_response_payload,
+};
 use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
 use app_builder_core::state::LocalStateStore;
 use futures::future::BoxFuture;
@@ -128,7 +130,7 @@ pub fn build(
             let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
             let dispatcher = note_dispatcher::NoteDispatcher::new(loader, state, config)
                 .map_err(|e| FunctionError::Setup(e.to_string()))?;
-            Ok(only(Arc::new(NoteDispatcher(dispatcher))))
+            Ok(only(Arc::new(Payload(dispatcher))))
         }
         "typeform" => {
             let context = settings.context_config(true)?;
@@ -137,7 +139,7 @@ pub fn build(
             let function_settings = typeform::FunctionSettings::from_settings(&settings);
             let loader = ContextLoader::new(context, store, endpoints, client_settings)?;
             let function = typeform::TypeformFunction::new(loader, api, state, function_settings);
-            Ok(only(Arc::new(Typeform(function))))
+            Ok(only(Arc::new(Payload(function))))
         }
         "lansweeper" => {
             let config = lansweeper::FunctionConfig::from_settings(&settings)?;
@@ -149,7 +151,7 @@ pub fn build(
             let function =
                 lansweeper::LansweeperFunction::new(loader, api, queue, state, config.function);
             Ok(Built {
-                function: Arc::new(Lansweeper(function)),
+                function: Arc::new(Payload(function)),
                 queue: Some(receiver),
             })
         }
@@ -200,30 +202,13 @@ impl LocalFunction for Secrets {
     }
 }
 
-struct NoteDispatcher(note_dispatcher::NoteDispatcher<EventingStore, LocalStateStore>);
+/// A function served with raw payloads, as [`app_builder_core::events::run_payload_function`]
+/// serves it in Lambda.
+struct Payload<F>(F);
 
-impl LocalFunction for NoteDispatcher {
+impl<F: PayloadFunction> LocalFunction for Payload<F> {
     fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
-        let invocation =
-            Invocation::new(function_arn, note_dispatcher::handler::DEFAULT_ATTEMPT_TIME);
-        Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
-    }
-}
-
-struct Typeform(typeform::TypeformFunction<EventingStore, LocalStateStore>);
-
-impl LocalFunction for Typeform {
-    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
-        let invocation = Invocation::new(function_arn, typeform::DEFAULT_ATTEMPT_TIME);
-        Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
-    }
-}
-
-struct Lansweeper(lansweeper::LansweeperFunction<EventingStore, LocalQueue, LocalStateStore>);
-
-impl LocalFunction for Lansweeper {
-    fn invoke<'a>(&'a self, payload: Value, function_arn: &'a str) -> BoxFuture<'a, Value> {
-        let invocation = Invocation::new(function_arn, lansweeper::DEFAULT_ATTEMPT_TIME);
+        let invocation = Invocation::new(function_arn, F::ATTEMPT_TIME);
         Box::pin(async move { lambda_result(self.0.handle_payload(payload, invocation).await) })
     }
 }

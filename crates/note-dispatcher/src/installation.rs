@@ -94,3 +94,18 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
         }
     }
 }
+
+impl<S: SecretStore, T: StateStore> app_builder_core::events::PayloadFunction
+    for NoteDispatcher<S, T>
+{
+    const NAME: &'static str = "note-dispatcher";
+    const ATTEMPT_TIME: std::time::Duration = crate::handler::DEFAULT_ATTEMPT_TIME;
+
+    fn handle_payload<'a>(
+        &'a self,
+        payload: Value,
+        invocation: Invocation<'a>,
+    ) -> impl Future<Output = Result<Value, InvocationFailed>> + Send + 'a {
+        NoteDispatcher::handle_payload(self, payload, invocation)
+    }
+}

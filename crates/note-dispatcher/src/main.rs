@@ -4,33 +4,21 @@
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
-use app_builder_core::events::Invocation;
+use app_builder_core::events;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
-use app_builder_core::metrics::{self, MetricScope};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
-use lambda_http::lambda_runtime;
-use lambda_http::{Error, LambdaEvent, service_fn};
-use note_dispatcher::handler::DEFAULT_ATTEMPT_TIME;
+use lambda_http::Error;
 use note_dispatcher::{DispatcherConfig, NoteDispatcher};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let dispatcher = setup().await.map_err(telemetry::start_up_failed)?;
-    let dispatcher = &dispatcher;
-    let scope = &MetricScope::from_settings(&Settings::from_env(), "note-dispatcher");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
-        let handled = dispatcher.handle_payload(event.payload, invocation);
-        Ok::<Value, Error>(metrics::emit(scope, Box::pin(handled)).await?)
-    }))
-    .await
+    events::run_payload_function(dispatcher).await
 }
 
-/// Reads the configuration (errors name the setting) and builds the handler over AWS.
 async fn setup() -> Result<NoteDispatcher<AwsSecretStore, DynamoStateStore>, Error> {
     let settings = Settings::from_env();
     let context = settings.context_config(true)?;

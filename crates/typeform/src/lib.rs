@@ -203,6 +203,21 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
     }
 }
 
+impl<S: SecretStore, T: StateStore> app_builder_core::events::PayloadFunction
+    for TypeformFunction<S, T>
+{
+    const NAME: &'static str = "typeform";
+    const ATTEMPT_TIME: Duration = DEFAULT_ATTEMPT_TIME;
+
+    fn handle_payload<'a>(
+        &'a self,
+        payload: Value,
+        invocation: Invocation<'a>,
+    ) -> impl Future<Output = Result<Value, InvocationFailed>> + Send + 'a {
+        TypeformFunction::handle_payload(self, payload, invocation)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,30 +3,19 @@
 
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
-use app_builder_core::events::Invocation;
+use app_builder_core::events;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
-use app_builder_core::metrics::{self, MetricScope};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::{DynamoStateStore, ENV_STATE_TABLE};
 use app_builder_core::telemetry;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
-use typeform::{
-    DEFAULT_ATTEMPT_TIME, FunctionSettings, TypeformFunction, typeform_api_from_settings,
-};
+use lambda_runtime::Error;
+use typeform::{FunctionSettings, TypeformFunction, typeform_api_from_settings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let function = setup().await.map_err(telemetry::start_up_failed)?;
-    let function = &function;
-    let scope = &MetricScope::from_settings(&Settings::from_env(), "typeform");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let invocation = Invocation::from_context(&event.context, DEFAULT_ATTEMPT_TIME);
-        let handled = function.handle_payload(event.payload, invocation);
-        Ok::<Value, Error>(metrics::emit(scope, Box::pin(handled)).await?)
-    }))
-    .await
+    events::run_payload_function(function).await
 }
 
 /// Reads the configuration (errors name the setting) and builds the function over AWS.
