@@ -42,7 +42,19 @@ pub enum EventError {
     /// A response could not be converted into a Lambda payload.
     #[error("cannot serialise the HTTP response payload: {0}")]
     Response(serde_json::Error),
+    /// The request says its body is base64 (`isBase64Encoded`) and it is not.
+    #[error("the request body is not valid base64")]
+    NotBase64,
+    /// The request body is larger than [`MAX_BODY_BYTES`].
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
 }
+
+/// The largest request body a function accepts (1 MiB); a larger one is refused with 413
+/// before anything reads it. The functions' requests are small: a 4me delivery is one signed
+/// token, a Typeform response a few kilobytes, the Lansweeper callback a `GET`. (API Gateway
+/// itself accepts up to 10 MB.)
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl From<EventError> for ApiError {
     fn from(err: EventError) -> Self {
@@ -51,6 +63,12 @@ impl From<EventError> for ApiError {
                 ApiError::BadRequest(err.to_string())
             }
             EventError::Response(_) => ApiError::Internal(err.to_string()),
+            EventError::NotBase64 => {
+                ApiError::BadRequest("Request body is not valid base64".into())
+            }
+            EventError::TooLarge => ApiError::PayloadTooLarge(format!(
+                "Request body larger than {MAX_BODY_BYTES} bytes"
+            )),
         }
     }
 }
@@ -364,9 +382,38 @@ pub fn unsupported_event() -> Value {
     status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
 }
 
+/// Refuses a request body before anything decodes it: larger than [`MAX_BODY_BYTES`], or said
+/// to be base64 and not (aws_lambda_events panics on that one while building the request).
+fn screen_body(payload: &Value) -> Result<(), EventError> {
+    use base64::Engine as _;
+    let Some(body) = payload.get("body").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let base64 = payload.get("isBase64Encoded").and_then(Value::as_bool) == Some(true);
+    let size = if base64 {
+        body.len() / 4 * 3
+    } else {
+        body.len()
+    };
+    if size > MAX_BODY_BYTES {
+        return Err(EventError::TooLarge);
+    }
+    if base64
+        && base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .is_err()
+    {
+        return Err(EventError::NotBase64);
+    }
+    Ok(())
+}
+
 /// The answer to a payload that is no event the engine knows (400, logged, not retried).
 pub fn unrecognised_payload(error: EventError) -> Value {
     tracing::warn!(%error, "unrecognised payload");
+    if matches!(error, EventError::NotBase64 | EventError::TooLarge) {
+        crate::metrics::rejected("body");
+    }
     status_payload(ApiError::from(error).into_response())
 }
 
@@ -463,6 +510,7 @@ impl EngineEvent {
                     source,
                 });
         }
+        screen_body(&payload)?;
         // lambda_http's request deserialiser needs JSON text (it buffers a `RawValue`).
         let text = serde_json::to_string(&payload).map_err(EventError::Unrecognised)?;
         lambda_http::request::from_str(&text)

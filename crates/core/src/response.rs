@@ -127,6 +127,9 @@ pub enum ApiError {
     /// 500 `Internal server error`; the detail is only logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 413 with the given message: the request body is larger than the functions accept.
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
     /// 410 with the given message: the addressed resource is gone for good, and a sender that
     /// understands 410 (Typeform) stops delivering.
     #[error("gone: {0}")]
@@ -175,6 +178,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::Unauthorized => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Gone(_) => StatusCode::GONE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ServerError(_) | Self::Upstream { .. } | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -190,6 +194,7 @@ impl ApiError {
             Self::BadRequest(message)
             | Self::NotFound(message)
             | Self::Gone(message)
+            | Self::PayloadTooLarge(message)
             | Self::ServerError(message)
             | Self::Upstream { message, .. }
             | Self::Unavailable { message, .. } => message,

@@ -328,3 +328,35 @@ fn function_arn_qualifiers_are_dropped() {
     assert_eq!(unqualified_function_arn(&format!("{arn}:7")), arn);
     assert_eq!(unqualified_function_arn("local"), "local");
 }
+
+/// A body said to be base64 that is not, and a body over the limit, are refused by the
+/// classifier: the event library would panic on the first while building the request.
+#[test]
+fn bodies_that_are_not_base64_or_too_large_are_refused_before_the_request_is_built() {
+    let mut event = value(APIGW_V1_BASE64);
+    event["body"] = json!("%%% not base64 %%%");
+    let error = EngineEvent::classify(event).expect_err("refused");
+    assert!(matches!(error, EventError::NotBase64), "{error}");
+    assert_eq!(ApiError::from(error).status(), StatusCode::BAD_REQUEST);
+
+    let mut event = value(APIGW_V1_JWT);
+    event["body"] = json!("x".repeat(app_builder_core::events::MAX_BODY_BYTES + 1));
+    let error = EngineEvent::classify(event).expect_err("refused");
+    assert!(matches!(error, EventError::TooLarge), "{error}");
+    assert_eq!(
+        ApiError::from(error).status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    // At the limit, and valid base64: an ordinary request.
+    let mut event = value(APIGW_V1_JWT);
+    event["body"] = json!("x".repeat(app_builder_core::events::MAX_BODY_BYTES));
+    assert!(matches!(
+        EngineEvent::classify(event),
+        Ok(EngineEvent::Http(_))
+    ));
+    assert!(matches!(
+        EngineEvent::classify(value(APIGW_V1_BASE64)),
+        Ok(EngineEvent::Http(_))
+    ));
+}

@@ -80,6 +80,34 @@ async fn schedule_events_fan_out_and_http_events_answer_as_api_gateway_expects()
     assert_eq!(body_message(&result), "Unauthorized");
 }
 
+/// No body crashes the function: one said to be base64 that is not is a 400 (the event library
+/// panics on it), one above the limit a 413, both before anything reads them.
+#[tokio::test]
+async fn a_body_that_is_not_base64_or_too_large_is_refused_not_a_crash() {
+    let (env, _dir) = env().await;
+    let mut http = support::apigw_v1_event("POST", "wdc-s/secret", &[]);
+    http["isBase64Encoded"] = json!(true);
+    http["body"] = json!("this is not base64!");
+    let result = env
+        .function
+        .handle_payload(http.clone(), invocation())
+        .await
+        .unwrap();
+    assert_eq!(result["statusCode"], 400);
+    assert_eq!(body_message(&result), "Request body is not valid base64");
+
+    http["isBase64Encoded"] = json!(false);
+    http["body"] = json!("x".repeat(app_builder_core::events::MAX_BODY_BYTES + 1));
+    let result = env
+        .function
+        .handle_payload(http, invocation())
+        .await
+        .unwrap();
+    assert_eq!(result["statusCode"], 413);
+    assert!(body_message(&result).starts_with("Request body larger than"));
+    assert!(env.queue.messages().is_empty());
+}
+
 #[tokio::test]
 async fn an_sqs_record_for_an_unknown_customer_is_dropped_not_retried() {
     let (env, _dir) = env().await;
