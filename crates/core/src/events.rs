@@ -118,6 +118,9 @@ pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<std::borrow::Cow<
 /// else `default` from now (local runs, tests). Idempotency claims expire at it, so that a retry
 /// of an attempt that died runs again once the attempt can no longer be running.
 pub fn attempt_deadline(req: &Request, default: std::time::Duration) -> i64 {
+    if let Some(AttemptDeadline(deadline)) = req.extensions().get::<AttemptDeadline>() {
+        return *deadline;
+    }
     let from_context = req
         .lambda_context_ref()
         .map(|context| context.deadline / 1000)
@@ -125,6 +128,11 @@ pub fn attempt_deadline(req: &Request, default: std::time::Duration) -> i64 {
         .and_then(|deadline| i64::try_from(deadline).ok());
     from_context.unwrap_or_else(|| deadline_after(default))
 }
+
+/// The invocation's deadline carried by a request built from a raw payload
+/// ([`EngineEvent::classify_for`]), which has no Lambda context of its own.
+#[derive(Debug, Clone, Copy)]
+struct AttemptDeadline(i64);
 
 /// The path parameter `name` (e.g. `proxy` of `/integration/{proxy+}`).
 pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -489,6 +497,16 @@ impl EngineEvent {
     /// assert_eq!(event.detail.account, "wdc");
     /// ```
     pub fn classify(payload: Value) -> Result<Self, EventError> {
+        Self::classify_with(payload, None)
+    }
+
+    /// [`classify`](Self::classify) for `invocation`: an HTTP request carries the invocation's
+    /// deadline, so that [`attempt_deadline`] gives it.
+    pub fn classify_for(payload: Value, invocation: &Invocation<'_>) -> Result<Self, EventError> {
+        Self::classify_with(payload, Some(invocation.deadline))
+    }
+
+    fn classify_with(payload: Value, deadline: Option<i64>) -> Result<Self, EventError> {
         let source = payload.get("source").and_then(Value::as_str);
         if source == Some(EVENT_SOURCE) {
             let event = eventbridge(payload, "installation")?;
@@ -513,9 +531,12 @@ impl EngineEvent {
         screen_body(&payload)?;
         // lambda_http's request deserialiser needs JSON text (it buffers a `RawValue`).
         let text = serde_json::to_string(&payload).map_err(EventError::Unrecognised)?;
-        lambda_http::request::from_str(&text)
-            .map(|request| Self::Http(Box::new(request)))
-            .map_err(EventError::Unrecognised)
+        let mut request =
+            lambda_http::request::from_str(&text).map_err(EventError::Unrecognised)?;
+        if let Some(deadline) = deadline {
+            request.extensions_mut().insert(AttemptDeadline(deadline));
+        }
+        Ok(Self::Http(Box::new(request)))
     }
 }
 

@@ -360,3 +360,30 @@ fn bodies_that_are_not_base64_or_too_large_are_refused_before_the_request_is_bui
         Ok(EngineEvent::Http(_))
     ));
 }
+
+/// A request built from a raw payload has no Lambda context; `classify_for` carries the
+/// invocation's deadline so that `attempt_deadline` gives it rather than a default from now.
+#[test]
+fn a_classified_request_carries_the_invocations_deadline() {
+    use app_builder_core::events::{Invocation, attempt_deadline};
+    use std::time::Duration;
+    let mut invocation = Invocation::new("arn", Duration::from_secs(1));
+    invocation.deadline = 1_900_000_000;
+    let Ok(EngineEvent::Http(request)) =
+        EngineEvent::classify_for(value(APIGW_V1_JWT), &invocation)
+    else {
+        panic!("not an HTTP request");
+    };
+    assert_eq!(
+        attempt_deadline(&request, Duration::from_secs(5)),
+        1_900_000_000
+    );
+    let Ok(EngineEvent::Http(request)) = EngineEvent::classify(value(APIGW_V1_JWT)) else {
+        panic!("not an HTTP request");
+    };
+    let default = attempt_deadline(&request, Duration::from_secs(5));
+    assert!(
+        (default - app_builder_core::state::now() - 5).abs() <= 1,
+        "{default}"
+    );
+}

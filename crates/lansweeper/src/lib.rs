@@ -274,7 +274,7 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
             EngineEvent, event_result, http_result, installation_once, unqualified_function_arn,
             unrecognised_payload,
         };
-        match EngineEvent::classify(payload) {
+        match EngineEvent::classify_for(payload, &invocation) {
             Ok(EngineEvent::Installation(event)) => {
                 let arn = unqualified_function_arn(invocation.function_arn);
                 installation_once(

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use app_builder_core::config::{ConfigError, Settings};
 use app_builder_core::context::{ContextError, ContextLoader};
-use app_builder_core::events::{
-    Invocation, InvocationFailed, PayloadFunction, http_response_payload,
-};
+use app_builder_core::events::{Invocation, InvocationFailed, PayloadFunction};
 use app_builder_core::fourme::{ClientSettings, EndpointError, Endpoints};
 use app_builder_core::state::LocalStateStore;
 use futures::future::BoxFuture;
@@ -121,7 +119,7 @@ pub fn build(
                 config.verify_timeout,
             )
             .map_err(|e| FunctionError::Setup(e.to_string()))?;
-            Ok(only(Arc::new(Secrets(handler))))
+            Ok(only(Arc::new(Payload(handler))))
         }
         "note-dispatcher" => {
             let context = settings.context_config(true)?;
@@ -163,42 +161,6 @@ fn only(function: Arc<dyn LocalFunction>) -> Built {
     Built {
         function,
         queue: None,
-    }
-}
-
-/// Runs a `lambda_http` handler (`Request → Response`) on a payload: the payload is parsed as
-/// `lambda_http::run` parses it and the response encoded as it encodes it.
-async fn invoke_http<F, Fut>(payload: &Value, handle: F) -> Value
-where
-    F: FnOnce(lambda_http::Request) -> Fut,
-    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
-{
-    let text = payload.to_string();
-    // The handler consumes the request and `http_response_payload` needs one to pick the
-    // response format (REST or HTTP API); `Request` is not `Clone`, so it is parsed twice.
-    let (request, routed) = match (
-        lambda_http::request::from_str(&text),
-        lambda_http::request::from_str(&text),
-    ) {
-        (Ok(request), Ok(routed)) => (request, routed),
-        (Err(error), _) | (_, Err(error)) => {
-            // lambda_http::run fails such an invocation; API Gateway answers 502.
-            tracing::error!(%error, "not an HTTP event");
-            return json!({"errorType": "InvalidEvent", "errorMessage": error.to_string()});
-        }
-    };
-    let response = handle(request).await;
-    http_response_payload(&routed, response).unwrap_or_else(|error| {
-        tracing::error!(%error, "cannot encode the response");
-        json!({"statusCode": 500, "body": "{\"message\":\"Internal server error\"}"})
-    })
-}
-
-struct Secrets(secrets::SecretsHandler<EventingStore, LocalStateStore, LocalBus>);
-
-impl LocalFunction for Secrets {
-    fn invoke<'a>(&'a self, payload: Value, _function_arn: &'a str) -> BoxFuture<'a, Value> {
-        Box::pin(async move { invoke_http(&payload, |request| self.0.handle(request)).await })
     }
 }
 

@@ -34,7 +34,7 @@ impl<S: SecretStore, T: StateStore> NoteDispatcher<S, T> {
         payload: Value,
         invocation: Invocation<'_>,
     ) -> Result<Value, InvocationFailed> {
-        match EngineEvent::classify(payload) {
+        match EngineEvent::classify_for(payload, &invocation) {
             Ok(EngineEvent::Installation(event)) => {
                 installation_once(
                     self.deliveries(),

@@ -59,7 +59,10 @@ pub use app_builder_core::bus::ENV_EVENT_BUS;
 use app_builder_core::bus::{EventPublisher, InstallationChanged, LifecycleStep};
 use app_builder_core::config::{ConfigError, EnabledOfferings, Settings};
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
-use app_builder_core::events;
+use app_builder_core::events::{
+    self, EngineEvent, Invocation, InvocationFailed, PayloadFunction, http_result,
+    unrecognised_payload, unsupported_event,
+};
 use app_builder_core::fourme::instances::app_instance_state;
 use app_builder_core::idempotency::{Idempotency, Once};
 use app_builder_core::metrics;
@@ -214,12 +217,25 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
 
     /// Handles one API Gateway request (see the crate docs for the responses).
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let response = match self.process(&req).await {
+        self.respond(&req).await
+    }
+
+    async fn respond(&self, req: &Request) -> Response<Body> {
+        match self.process(req).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
-        };
-        metrics::http_outcome(response.status());
-        response
+        }
+    }
+
+    /// Handles a raw Lambda payload: an API Gateway request, answered in the format it came
+    /// in. A body that is not what it claims or too large is refused with a 4xx before the
+    /// request is built ([`EngineEvent::classify_for`]); any other event is refused with 400.
+    pub async fn handle_payload(&self, payload: Value, invocation: Invocation<'_>) -> Value {
+        match EngineEvent::classify_for(payload, &invocation) {
+            Ok(EngineEvent::Http(request)) => http_result(&request, self.respond(&request).await),
+            Ok(_) => unsupported_event(),
+            Err(error) => unrecognised_payload(error),
+        }
     }
 
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -802,5 +818,19 @@ fn provider_context_error(error: ContextError) -> ApiError {
             tracing::warn!(error = %other, "provider context unavailable");
             ApiError::BadRequest(PROVIDER_CONTEXT_MESSAGE.into())
         }
+    }
+}
+
+impl<S: SecretStore, T: StateStore, P: EventPublisher> PayloadFunction for SecretsHandler<S, T, P> {
+    const NAME: &'static str = "secrets";
+    const ATTEMPT_TIME: Duration = DEFAULT_ATTEMPT_TIME;
+
+    fn handle_payload<'a>(
+        &'a self,
+        payload: Value,
+        invocation: Invocation<'a>,
+    ) -> impl Future<Output = Result<Value, InvocationFailed>> + Send + 'a {
+        // A webhook is answered, never failed: 4me retries on the status.
+        async move { Ok(SecretsHandler::handle_payload(self, payload, invocation).await) }
     }
 }

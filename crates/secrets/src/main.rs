@@ -1,31 +1,25 @@
 //! Lambda entry point of the secrets-webhook function: reads the configuration once (a missing
 //! or malformed setting fails start-up naming it), wires the AWS Secrets Manager store and the
-//! DynamoDB state store and the EventBridge bus, and runs the handler under `lambda_http`.
-
-use std::convert::Infallible;
-use std::sync::Arc;
+//! DynamoDB state store and the EventBridge bus, and serves raw payloads through
+//! [`SecretsHandler::handle_payload`] (a body that is not what it claims is refused there, before
+//! a request is built).
 
 use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
+use app_builder_core::events;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
-use app_builder_core::metrics::{self, MetricScope};
 use app_builder_core::secrets::AwsSecretStore;
 use app_builder_core::state::DynamoStateStore;
 use app_builder_core::telemetry;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::Error;
 use secrets::{FunctionConfig, SecretsHandler};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let handler = Arc::new(setup().await.map_err(telemetry::start_up_failed)?);
-    let scope = Arc::new(MetricScope::from_settings(&Settings::from_env(), "secrets"));
-    lambda_http::run(service_fn(move |req: Request| {
-        let (handler, scope) = (Arc::clone(&handler), Arc::clone(&scope));
-        async move { Ok::<_, Infallible>(metrics::emit(&scope, handler.handle(req)).await) }
-    }))
-    .await
+    let handler = setup().await.map_err(telemetry::start_up_failed)?;
+    events::run_payload_function(handler).await
 }
 
 /// Reads the configuration and builds the handler over AWS.

@@ -1107,3 +1107,59 @@ async fn verification_callback_that_hangs_times_out_with_500() {
         (500, "Unable to verify webhook".to_owned())
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw Lambda payloads, as the function is served in Lambda
+
+/// Through `handle_payload` (the Lambda entry): a delivery is stored and answered in the REST
+/// format it came in; a body said to be base64 that is not (the event library panics on it)
+/// gets 400 and one above the limit 413, neither writing anything; a bus event gets 400.
+#[tokio::test]
+async fn raw_payloads_are_answered_and_bad_bodies_refused_without_a_write() {
+    use app_builder_core::events::{Invocation, MAX_BODY_BYTES};
+    let f = fixture().await;
+    let handler = f.handler("*");
+    let invocation = Invocation::new(
+        "arn:aws:lambda:eu-west-1:1:function:secrets",
+        Duration::from_secs(30),
+    );
+    let answer = |payload: Value| handler.handle_payload(payload, invocation);
+
+    let mut bad = api_gateway_event("POST", Some("%%% not base64 %%%"), &[]);
+    bad["isBase64Encoded"] = json!(true);
+    let refused = answer(bad).await;
+    assert_eq!(refused["statusCode"], 400, "{refused}");
+    assert!(
+        refused["body"]
+            .as_str()
+            .unwrap()
+            .contains("not valid base64")
+    );
+
+    let huge = format!("{{\"jwt\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+    let refused = answer(api_gateway_event("POST", Some(&huge), &[])).await;
+    assert_eq!(refused["statusCode"], 413, "{refused}");
+
+    let event = json!({"id": "1", "source": "aws.events", "detail-type": "Scheduled Event",
+        "account": "1", "time": "2026-01-01T00:00:00Z", "region": "eu-west-1",
+        "resources": [], "detail": {}});
+    assert_eq!(answer(event).await["statusCode"], 400);
+    assert_eq!(f.stored("wdc_siebel", "wdc").await, None);
+    assert!(f.bus.published().is_empty());
+
+    let jwt = f.signer.sign(&claims(
+        "app_instance.secrets-update",
+        secrets_payload("wdc_siebel", "wdc", application()),
+    ));
+    let body = json!({ "jwt": jwt }).to_string();
+    let accepted = answer(api_gateway_event(
+        "POST",
+        Some(&body),
+        &[("X-4me-Delivery", "d-raw")],
+    ))
+    .await;
+    assert_eq!(accepted["statusCode"], 200, "{accepted}");
+    // The REST (v1) proxy response format: multi-value headers.
+    assert!(accepted.get("multiValueHeaders").is_some(), "{accepted}");
+    assert!(f.stored("wdc_siebel", "wdc").await.is_some());
+}

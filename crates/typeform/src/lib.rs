@@ -182,7 +182,7 @@ impl<S: SecretStore, T: StateStore> TypeformFunction<S, T> {
         payload: Value,
         invocation: Invocation<'_>,
     ) -> Result<Value, InvocationFailed> {
-        match EngineEvent::classify(payload) {
+        match EngineEvent::classify_for(payload, &invocation) {
             Ok(EngineEvent::Installation(event)) => {
                 let function_arn = unqualified_function_arn(invocation.function_arn);
                 installation_once(

@@ -214,6 +214,12 @@ pub fn handler_on<S: SecretStore, T: StateStore>(
 /// An API Gateway REST (v1) proxy request for `POST /secrets` (or another method), deserialised
 /// by lambda_http exactly as in Lambda.
 pub fn api_gateway_request(method: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Request {
+    let event = api_gateway_event(method, body, headers);
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// The raw Lambda payload of [`api_gateway_request`].
+pub fn api_gateway_event(method: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Value {
     let mut single = serde_json::Map::new();
     let mut multi = serde_json::Map::new();
     let defaults = [
@@ -228,7 +234,7 @@ pub fn api_gateway_request(method: &str, body: Option<&str>, headers: &[(&str, &
         single.insert((*name).to_owned(), json!(value));
         multi.insert((*name).to_owned(), json!([value]));
     }
-    let event = json!({
+    json!({
         "resource": "/secrets",
         "path": "/secrets",
         "httpMethod": method,
@@ -253,8 +259,7 @@ pub fn api_gateway_request(method: &str, body: Option<&str>, headers: &[(&str, &
         },
         "body": body,
         "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    })
 }
 
 /// `POST /secrets` with `{"jwt": jwt}` and an `X-4me-Delivery` header when `delivery` is given.
