@@ -825,12 +825,12 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> PayloadFunction for Secre
     const NAME: &'static str = "secrets";
     const ATTEMPT_TIME: Duration = DEFAULT_ATTEMPT_TIME;
 
-    fn handle_payload<'a>(
+    async fn handle_payload<'a>(
         &'a self,
         payload: Value,
         invocation: Invocation<'a>,
-    ) -> impl Future<Output = Result<Value, InvocationFailed>> + Send + 'a {
+    ) -> Result<Value, InvocationFailed> {
         // A webhook is answered, never failed: 4me retries on the status.
-        async move { Ok(SecretsHandler::handle_payload(self, payload, invocation).await) }
+        Ok(SecretsHandler::handle_payload(self, payload, invocation).await)
     }
 }
