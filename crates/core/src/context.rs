@@ -129,8 +129,22 @@ impl AccountContext {
     }
 }
 
+/// How long a loaded provider context is used before the provider secret is read again. Only
+/// `bootstrap` writes that secret; a rotated webhook policy is seen at once anyway (see
+/// [`ContextLoader::refreshed_provider`]), a rotated 4me token after at most this long.
+pub const PROVIDER_CONTEXT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A provider context is read again after a failed verification only when it is at least this
+/// old, so that a stream of forged deliveries cannot turn into a stream of Secrets Manager reads.
+pub const PROVIDER_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Loads provider and customer contexts from a [`SecretStore`]. All 4me clients it builds share
 /// one HTTP connection pool.
+///
+/// The provider context is cached across invocations for [`PROVIDER_CONTEXT_TTL`] (clones of the
+/// loader share the cache): a warm function verifies a delivery without a Secrets Manager call,
+/// and keeps the provider's 4me client with its access token. Customer contexts are read on
+/// every call: the functions write customer secrets themselves.
 #[derive(Debug, Clone)]
 pub struct ContextLoader<S> {
     config: ContextConfig,
@@ -138,6 +152,15 @@ pub struct ContextLoader<S> {
     endpoints: Endpoints,
     settings: ClientSettings,
     http: reqwest::Client,
+    provider: std::sync::Arc<std::sync::Mutex<Option<CachedProvider>>>,
+    provider_ttl: std::time::Duration,
+    refresh_interval: std::time::Duration,
+}
+
+#[derive(Debug)]
+struct CachedProvider {
+    loaded: std::time::Instant,
+    context: std::sync::Arc<AccountContext>,
 }
 
 impl<S: SecretStore> ContextLoader<S> {
@@ -164,7 +187,24 @@ impl<S: SecretStore> ContextLoader<S> {
             endpoints,
             settings,
             http,
+            provider: std::sync::Arc::default(),
+            provider_ttl: PROVIDER_CONTEXT_TTL,
+            refresh_interval: PROVIDER_REFRESH_INTERVAL,
         })
+    }
+
+    /// Sets how long the provider context is cached ([`PROVIDER_CONTEXT_TTL`] by default; zero:
+    /// read on every call) and how old it must be before a failed verification reads it again
+    /// ([`PROVIDER_REFRESH_INTERVAL`] by default).
+    #[must_use]
+    pub fn with_provider_cache(
+        mut self,
+        ttl: std::time::Duration,
+        refresh_interval: std::time::Duration,
+    ) -> Self {
+        self.provider_ttl = ttl;
+        self.refresh_interval = refresh_interval;
+        self
     }
 
     /// The configuration this loader was built with.
@@ -177,8 +217,59 @@ impl<S: SecretStore> ContextLoader<S> {
         &self.store
     }
 
-    /// The provider context, from `<app>/<domain>/<provider>`.
-    pub async fn provider(&self) -> Result<AccountContext, ContextError> {
+    /// The provider context, from `<app>/<domain>/<provider>`: the cached one while younger than
+    /// the cache's time to live, else read again (a failed read is not cached).
+    pub async fn provider(&self) -> Result<std::sync::Arc<AccountContext>, ContextError> {
+        if let Some(cached) = self.cached_provider()
+            && cached.loaded.elapsed() < self.provider_ttl
+        {
+            return Ok(cached.context);
+        }
+        self.reload_provider().await
+    }
+
+    /// After `used` failed to verify a delivery: the provider context read again when `used`
+    /// is still the cached one and at least the refresh interval old (a webhook policy
+    /// rotated by `bootstrap` since it was read), else `None` (verify once, not in a loop).
+    pub async fn refreshed_provider(
+        &self,
+        used: &std::sync::Arc<AccountContext>,
+    ) -> Result<Option<std::sync::Arc<AccountContext>>, ContextError> {
+        match self.cached_provider() {
+            Some(cached)
+                if std::sync::Arc::ptr_eq(&cached.context, used)
+                    && cached.loaded.elapsed() >= self.refresh_interval =>
+            {
+                self.reload_provider().await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn cached_provider(&self) -> Option<CachedProvider> {
+        let cache = self
+            .provider
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.as_ref().map(|cached| CachedProvider {
+            loaded: cached.loaded,
+            context: std::sync::Arc::clone(&cached.context),
+        })
+    }
+
+    async fn reload_provider(&self) -> Result<std::sync::Arc<AccountContext>, ContextError> {
+        let context = std::sync::Arc::new(self.load_provider().await?);
+        *self
+            .provider
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(CachedProvider {
+            loaded: std::time::Instant::now(),
+            context: std::sync::Arc::clone(&context),
+        });
+        Ok(context)
+    }
+
+    async fn load_provider(&self) -> Result<AccountContext, ContextError> {
         let config = &self.config;
         let name = provider_secret_name(&config.app, &config.domain, &config.provider_account)?;
         let secrets = self.load(&name).await?;

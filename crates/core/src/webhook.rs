@@ -61,12 +61,33 @@ impl Received {
         domain: &str,
         account: &str,
     ) -> Result<Delivery<T>, ApiError> {
-        let token = verifier.verify::<T>(&self.jwt).map_err(|error| {
+        let checked = self.check(verifier);
+        self.answer(checked, domain, account)
+    }
+
+    /// Verifies the token with `verifier`, counting and answering nothing: for a caller that
+    /// may try a second verifier ([`answer`](Self::answer) then gives the outcome).
+    pub fn check<T: DeserializeOwned>(&self, verifier: &Verifier) -> Result<Delivery<T>, JwtError> {
+        let token = verifier.verify::<T>(&self.jwt)?;
+        let id = self
+            .header_delivery
+            .clone()
+            .or_else(|| token.claims.jti.clone());
+        Ok(Delivery { id, token })
+    }
+
+    /// The outcome of a [`check`](Self::check): a failure is counted as a rejection and
+    /// becomes the 400 of [`bad_jwt`] naming `domain` and `account`.
+    pub fn answer<T>(
+        &self,
+        checked: Result<Delivery<T>, JwtError>,
+        domain: &str,
+        account: &str,
+    ) -> Result<Delivery<T>, ApiError> {
+        checked.map_err(|error| {
             crate::metrics::rejected(error.check());
             bad_jwt(self.header_delivery.as_deref(), &error, domain, account)
-        })?;
-        let id = self.header_delivery.or_else(|| token.claims.jti.clone());
-        Ok(Delivery { id, token })
+        })
     }
 }
 

@@ -355,3 +355,70 @@ async fn unusable_policies_are_rejected_without_echoing_the_key() {
         "{error} ({domain})"
     );
 }
+
+/// The provider context is cached: a rotated policy is not seen by `provider()` until the time
+/// to live ends, but `refreshed_provider` reads it again after a failed verification, once
+/// the cached context is old enough, and only for the context that failed.
+#[tokio::test]
+async fn the_provider_context_is_cached_and_read_again_after_a_failed_verification() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let fx = Fixture::new().await;
+    let domain = fx.sandbox.domain().to_owned();
+    let audience = format!("integrations provided by {PROVIDER}@{domain}");
+    let (old, new) = (TestKey::generate(), TestKey::generate());
+    let policy = |key: &TestKey| {
+        json!({"policy": {"jwtAlg": "es256", "jwtAudience": audience,
+                          "publicKeyPem": key.public_pem()}})
+    };
+    let rotated = new.sign(&claims(PROVIDER, &domain, &audience));
+    fx.store_provider(policy(&old)).await;
+
+    // Defaults: cached for minutes, refreshed only when at least seconds old.
+    let loader = fx.loader(None);
+    let first = loader.provider().await.unwrap();
+    fx.store_provider(policy(&new)).await;
+    let second = loader.provider().await.unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "read again within the time to live"
+    );
+    assert!(
+        second
+            .verifier()
+            .unwrap()
+            .verify::<WebhookEnvelope>(&rotated)
+            .is_err()
+    );
+    assert!(
+        loader.refreshed_provider(&second).await.unwrap().is_none(),
+        "too young"
+    );
+
+    // Old enough: the failed context is read again, and the new policy verifies.
+    let loader = fx
+        .loader(None)
+        .with_provider_cache(Duration::from_secs(300), Duration::ZERO);
+    fx.store_provider(policy(&old)).await;
+    let cached = loader.provider().await.unwrap();
+    fx.store_provider(policy(&new)).await;
+    let fresh = loader.refreshed_provider(&cached).await.unwrap().unwrap();
+    fresh
+        .verifier()
+        .unwrap()
+        .verify::<WebhookEnvelope>(&rotated)
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&fresh, &loader.provider().await.unwrap()),
+        "the fresh one is cached"
+    );
+    // A context that is no longer the cached one is not a reason to read again.
+    assert!(loader.refreshed_provider(&cached).await.unwrap().is_none());
+
+    // No time to live: every call reads the secret.
+    let loader = fx
+        .loader(None)
+        .with_provider_cache(Duration::ZERO, Duration::ZERO);
+    let a = loader.provider().await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &loader.provider().await.unwrap()));
+}

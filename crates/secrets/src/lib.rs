@@ -245,16 +245,21 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .provider()
             .await
             .map_err(provider_context_error)?;
-        let verifier = provider.verifier().map_err(provider_context_error)?;
+        let mut checked =
+            received.check::<WebhookEnvelope>(provider.verifier().map_err(provider_context_error)?);
+        if checked.is_err() {
+            // The policy may have been rotated since the context was cached: once more with
+            // the provider secret read again.
+            let refreshed = self.loader.refreshed_provider(&provider).await;
+            if let Some(fresh) = refreshed.map_err(provider_context_error)? {
+                checked = received.check(fresh.verifier().map_err(provider_context_error)?);
+            }
+        }
         let config = self.loader.config();
         let Delivery {
             id: delivery,
             token,
-        } = received.verify::<WebhookEnvelope>(
-            verifier,
-            &config.domain,
-            &config.provider_account,
-        )?;
+        } = received.answer(checked, &config.domain, &config.provider_account)?;
         let keys = delivery_keys(&token.claims, delivery.as_deref());
         let deadline = events::attempt_deadline(req, DEFAULT_ATTEMPT_TIME);
         let envelope = token.data;

@@ -1163,3 +1163,48 @@ async fn raw_payloads_are_answered_and_bad_bodies_refused_without_a_write() {
     assert!(accepted.get("multiValueHeaders").is_some(), "{accepted}");
     assert!(f.stored("wdc_siebel", "wdc").await.is_some());
 }
+
+/// A provider policy rotated by `bootstrap` while the function is warm: the cached provider
+/// context fails the new delivery, is read again once, and the delivery is accepted; a token
+/// from a key that is no policy's is still refused.
+#[tokio::test]
+async fn a_rotated_provider_policy_is_picked_up_by_a_warm_function() {
+    use app_builder_core::context::ContextLoader;
+    use app_builder_core::fourme::{ClientSettings, Endpoints};
+    let f = fixture().await;
+    let loader = ContextLoader::new(
+        context_config(DOMAIN, PROVIDER),
+        &f.store,
+        Endpoints::for_domain(DOMAIN).unwrap(),
+        ClientSettings::default(),
+    )
+    .unwrap()
+    .with_provider_cache(Duration::from_secs(300), Duration::ZERO);
+    let handler = SecretsHandler::new(
+        loader,
+        &f.state,
+        f.bus.clone(),
+        EnabledOfferings::All,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let update = |signer: &Signer| {
+        signer.sign(&claims(
+            "app_instance.secrets-update",
+            secrets_payload("wdc_siebel", "wdc", application()),
+        ))
+    };
+    assert_eq!(send(&handler, &update(&f.signer), Some("r-1")).await.0, 200);
+
+    let rotated = Signer::generate();
+    f.store
+        .upsert(&provider_name(), provider_secret(&rotated, AUDIENCE))
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&handler, &update(&rotated), Some("r-2")).await,
+        (200, "Secrets stored".to_owned())
+    );
+    let (status, message) = send(&handler, &update(&Signer::generate()), Some("r-3")).await;
+    assert_eq!(status, 400, "{message}");
+}

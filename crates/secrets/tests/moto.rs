@@ -8,55 +8,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app_builder_core::bus::EventBridgePublisher;
 use app_builder_core::config::EnabledOfferings;
-use app_builder_core::secrets::{AwsSecretStore, SecretStore, provider_secret_name};
-use app_builder_core::state::DynamoStateStore;
+use app_builder_core::secrets::{AwsSecretStore, SecretStore};
 use serde_json::{Value, json};
+use support::aws::*;
 use support::*;
-
-async fn moto_store() -> AwsSecretStore {
-    // The handler's error lines, in the output of a failed test.
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
-    );
-    AwsSecretStore::from_env().await.with_max_attempts(30)
-}
-
-/// A provider unique to this test (its own provider secret in the shared moto server).
-struct Provider {
-    account: String,
-    signer: Signer,
-}
-
-impl Provider {
-    async fn create(store: &AwsSecretStore) -> Provider {
-        let account = format!("p{}", uuid::Uuid::new_v4().simple());
-        let signer = Signer::generate();
-        store
-            .upsert(
-                &provider_secret_name(APP, DOMAIN, &account).unwrap(),
-                provider_secret(&signer, AUDIENCE),
-            )
-            .await
-            .unwrap();
-        Provider { account, signer }
-    }
-
-    fn sign(&self, reference: &str, customer: &str, parts: Value) -> String {
-        let mut claims = claims(
-            "app_instance.secrets-update",
-            secrets_payload(reference, customer, parts),
-        );
-        claims["iss"] = json!(format!("https://{}.{DOMAIN}", self.account));
-        self.signer.sign(&claims)
-    }
-}
 
 async fn current_version(store: &AwsSecretStore, name: &str) -> String {
     store
@@ -70,34 +26,6 @@ async fn current_version(store: &AwsSecretStore, name: &str) -> String {
         .version_id()
         .unwrap()
         .to_owned()
-}
-
-/// The engine's state table on moto (a table of its own per test). The client retries more than
-/// the SDK's default three attempts: moto under the whole suite's load answers 5xx now and then.
-async fn moto_state() -> DynamoStateStore {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&config)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
-            .build(),
-    );
-    let state = DynamoStateStore::new(client, format!("state-{}", uuid::Uuid::new_v4().simple()));
-    state.create_table().await.unwrap();
-    state
-}
-
-/// An engine bus of its own on moto, and the publisher on it.
-async fn moto_bus() -> EventBridgePublisher {
-    let bus =
-        EventBridgePublisher::from_env(format!("bus-{}", uuid::Uuid::new_v4().simple())).await;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_eventbridge::Client::new(&config)
-        .create_event_bus()
-        .name(bus.bus())
-        .send()
-        .await
-        .unwrap();
-    bus
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,9 @@ use app_builder_core::secrets::{
 use app_builder_core::state::StateStore;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P521_SHA512_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::{Body, Request, Response};
@@ -27,16 +29,33 @@ pub const APP: &str = "my-app";
 pub const PROVIDER: &str = "not-default";
 pub const AUDIENCE: &str = "integrations provided by not-default@4me-staging.com";
 
-/// An ES256 key pair standing in for a 4me webhook policy.
+pub mod aws;
+
+/// An ECDSA key pair standing in for a 4me webhook policy (ES256, or ES512 as 4me's default).
 pub struct Signer {
     key: EcdsaKeyPair,
+    alg: &'static str,
 }
 
 impl Signer {
     pub fn generate() -> Self {
         Self {
             key: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+            alg: "ES256",
         }
+    }
+
+    /// An ES512 (P-521) key, the algorithm of 4me's provider webhook policies by default.
+    pub fn generate_es512() -> Self {
+        Self {
+            key: EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).unwrap(),
+            alg: "ES512",
+        }
+    }
+
+    /// The policy's `jwtAlg` (`es256`, `es512`).
+    pub fn jwt_alg(&self) -> String {
+        self.alg.to_lowercase()
     }
 
     /// The SPKI public key PEM, as 4me shows it (`publicKeyPem`).
@@ -47,7 +66,7 @@ impl Signer {
 
     /// A compact JWS (`ES256`) over `claims`.
     pub fn sign(&self, claims: &Value) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let header = URL_SAFE_NO_PAD.encode(json!({"typ": "JWT", "alg": self.alg}).to_string());
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
         let signing_input = format!("{header}.{payload}");
         let signature = self
@@ -117,7 +136,7 @@ pub fn provider_secret(signer: &Signer, audience: &str) -> SecretDocument {
     SecretDocument::try_from(json!({
         "clientID": "provider-client",
         "token": "provider-token",
-        "policy": {"jwtAlg": "es256", "jwtAudience": audience, "publicKeyPem": signer.public_key_pem()},
+        "policy": {"jwtAlg": signer.jwt_alg(), "jwtAudience": audience, "publicKeyPem": signer.public_key_pem()},
     }))
     .unwrap()
 }

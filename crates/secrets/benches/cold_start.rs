@@ -1,0 +1,96 @@
+//! Cold starts of the `secrets` binary (release build) under the Lambda runtime API emulator
+//! (`app-builder-runtime-emulator`), over AWS on moto: each run is a new process, as a new
+//! Lambda execution environment, whose first invocation is an accepted ES512-signed
+//! `app_instance.secrets-update` delivery. Run it through `cargo xtask bench cold-start`, which
+//! starts moto; by hand it needs `AWS_ENDPOINT_URL` and test credentials.
+//!
+//! Prints, over the runs, the median, the 90th percentile and the extremes of:
+//! init (spawn → first `next`), first response (spawn → result posted), handling (the two's
+//! difference), and peak RSS; and the binary's size. Every run must store the delivery, or
+//! the bench fails.
+#![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use app_builder_runtime_emulator::{Outcome, cold_start};
+use support::aws::Deployed;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_secrets");
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut runs = 20_usize;
+    while let Some(arg) = args.next() {
+        if arg == "--runs" {
+            runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N");
+        }
+        // Other arguments (`--bench` from cargo) are ignored.
+    }
+    let deployed = Deployed::create().await;
+    let (mut init, mut first, mut handling, mut rss) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+        let event = deployed.delivery_event(&customer, &format!("bench-{run}-{customer}"));
+        let started = cold_start(
+            Path::new(BINARY),
+            &deployed.environment(),
+            event,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        match &started.outcome {
+            Outcome::Response(response) if response["statusCode"] == 200 => {}
+            other => panic!("run {run} was not accepted: {other:?}"),
+        }
+        init.push(started.init);
+        first.push(started.first_response);
+        handling.push(started.first_response - started.init);
+        rss.push(started.peak_rss_kib.unwrap_or_default());
+    }
+    let size = std::fs::metadata(BINARY)
+        .map(|m| m.len())
+        .unwrap_or_default();
+    println!("secrets, {runs} cold starts, each storing its first delivery (moto)\n");
+    println!("| Figure | median | p90 | min | max |");
+    println!("|---|---|---|---|---|");
+    for (name, values) in [
+        ("init (spawn → first next)", &mut init),
+        ("first response (spawn → result)", &mut first),
+        ("handling (first next → result)", &mut handling),
+    ] {
+        values.sort();
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            ms(percentile(values, 50)),
+            ms(percentile(values, 90)),
+            ms(values[0]),
+            ms(values[values.len() - 1])
+        );
+    }
+    rss.sort_unstable();
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    println!(
+        "| peak RSS | {} | {} | {} | {} |",
+        mib(percentile(&rss, 50)),
+        mib(percentile(&rss, 90)),
+        mib(rss[0]),
+        mib(rss[rss.len() - 1])
+    );
+    println!(
+        "\nbinary: {BINARY}, {:.1} MiB",
+        size as f64 / 1024.0 / 1024.0
+    );
+}
+
+/// The `p`-th percentile (nearest rank) of sorted `values`.
+fn percentile<T: Copy>(values: &[T], p: usize) -> T {
+    let rank = (values.len() * p).div_ceil(100).max(1);
+    values[rank - 1]
+}

@@ -1,0 +1,64 @@
+//! The real `secrets` binary under a Lambda runtime API emulator, over AWS on moto
+//! (`AWS_ENDPOINT_URL`): started as Lambda starts a new execution environment, its first
+//! invocation is an accepted delivery that lands in Secrets Manager, and a payload that would
+//! crash an event library (a body said to be base64 that is not) is answered 400.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use app_builder_runtime_emulator::{Outcome, cold_start};
+use serde_json::json;
+use support::aws::Deployed;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_secrets");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn the_binary_stores_its_first_delivery_as_a_new_lambda_environment() {
+    let deployed = Deployed::create().await;
+    let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+    let event = deployed.delivery_event(&customer, "cold-1");
+    let started = cold_start(Path::new(BINARY), &deployed.environment(), event, TIMEOUT)
+        .await
+        .unwrap();
+    let Outcome::Response(response) = &started.outcome else {
+        panic!("not a response: {:?}", started.outcome);
+    };
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert!(
+        response["body"]
+            .as_str()
+            .unwrap()
+            .contains("Secrets stored"),
+        "{response}"
+    );
+    assert_eq!(
+        deployed.stored(&customer).await.unwrap()["secrets"],
+        json!({"typeform_token": "tfp_cold_start"})
+    );
+    assert!(started.init <= started.first_response);
+    assert!(started.peak_rss_kib.unwrap_or(1) > 0);
+}
+
+#[tokio::test]
+async fn the_binary_answers_a_body_that_is_not_base64_with_400() {
+    let deployed = Deployed::create().await;
+    let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+    let mut event = deployed.delivery_event(&customer, "cold-2");
+    event["body"] = json!("%%% not base64 %%%");
+    event["isBase64Encoded"] = json!(true);
+    let started = cold_start(Path::new(BINARY), &deployed.environment(), event, TIMEOUT)
+        .await
+        .unwrap();
+    let Outcome::Response(response) = &started.outcome else {
+        panic!(
+            "not a response (a crash is a function error): {:?}",
+            started.outcome
+        );
+    };
+    assert_eq!(response["statusCode"], 400, "{response}");
+    assert_eq!(deployed.stored(&customer).await, None);
+}
