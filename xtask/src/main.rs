@@ -13,9 +13,12 @@
 //!   local engine), provisioned by the same bootstrap and deploy.
 //! - `schema pull` ([`schema`]): a newer 4me schema snapshot by introspection, with the
 //!   difference printed.
+//! - `bench cold-start` ([`bench`]): cold starts of the function binaries under a Lambda runtime
+//!   API emulator.
 //! - `replay` ([`replay`]): a recording of `local --record` sent to a local engine again, or an
 //!   integration's dead-letter queues re-driven on AWS ([`redrive`]).
 
+mod bench;
 mod browser;
 mod cfn_lint;
 mod config4me;
@@ -74,6 +77,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// The 4me schema snapshot: `schema pull` refreshes it from a 4me account by introspection.
     Schema(schema::SchemaArgs),
+    /// Benchmarks outside criterion: `bench cold-start` (each function binary as a new Lambda
+    /// execution environment, under a runtime API emulator, on moto).
+    Bench(bench::BenchArgs),
 }
 
 /// The multi-thread runtime of the commands that talk to 4me and AWS.
@@ -141,6 +147,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask bench: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Replay(args) => match runtime()
             .map_err(demo::DemoError::from)
             .map_err(replay::ReplayError::from)

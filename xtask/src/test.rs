@@ -62,7 +62,19 @@ fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
 }
 
-fn cargo_status(
+/// The environment that points the AWS SDK at `moto` with test credentials.
+pub fn moto_environment(moto: &MotoServer) -> [(&'static str, String); 6] {
+    [
+        ("AWS_ENDPOINT_URL", moto.endpoint_url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+        ("AWS_DEFAULT_REGION", "eu-west-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+pub fn cargo_status(
     root: &Path,
     args: &[&str],
     extra: &[OsString],
@@ -130,16 +142,8 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, TestError> {
     crate::browser::ensure()?;
 
     let moto = MotoServer::start(&venv)?;
-    let endpoint = moto.endpoint_url();
-    eprintln!("xtask: moto server listening on {endpoint}");
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "eu-west-1".to_owned()),
-        ("AWS_DEFAULT_REGION", "eu-west-1".to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-    ];
+    eprintln!("xtask: moto server listening on {}", moto.endpoint_url());
+    let env = moto_environment(&moto);
 
     let nextest = cargo_status(
         &root,

@@ -184,8 +184,7 @@ impl EventBridgePublisher {
 
     /// A publisher on `bus` with the default AWS configuration (honours `AWS_ENDPOINT_URL`).
     pub async fn from_env(bus: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config), bus)
+        Self::new(Client::new(crate::aws::sdk_config().await), bus)
     }
 
     /// The bus name.

@@ -24,6 +24,7 @@
 //!   `webhook.verify` callbacks).
 #![warn(missing_docs)]
 
+pub mod aws;
 mod aws_error;
 pub mod bus;
 pub mod config;

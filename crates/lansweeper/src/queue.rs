@@ -163,10 +163,10 @@ impl SqsRefreshQueue {
 
     /// A queue with the client from the environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub async fn from_env(queue_url: impl Into<String>) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        Self::new(aws_sdk_sqs::Client::new(&config), queue_url)
+        Self::new(
+            aws_sdk_sqs::Client::new(app_builder_core::aws::sdk_config().await),
+            queue_url,
+        )
     }
 
     /// The queue URL.

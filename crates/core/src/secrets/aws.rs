@@ -46,7 +46,6 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
@@ -96,11 +95,10 @@ impl AwsSecretStore {
     }
 
     /// A store using a client configured from the environment
-    /// (`aws_config::load_defaults(BehaviorVersion::latest())`; honours `AWS_REGION`,
+    /// ([`crate::aws::sdk_config`]; honours `AWS_REGION`,
     /// `AWS_ENDPOINT_URL`, …).
     pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config))
+        Self::new(Client::new(crate::aws::sdk_config().await))
     }
 
     /// Sets how many read-merge-write cycles `upsert` tries (at least 1).

@@ -54,8 +54,7 @@ impl DynamoStateStore {
 
     /// A store on `table` with the default AWS configuration (honours `AWS_ENDPOINT_URL`).
     pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config), table)
+        Self::new(Client::new(crate::aws::sdk_config().await), table)
     }
 
     /// The table name.
