@@ -151,7 +151,8 @@ pub struct ContextLoader<S> {
     store: S,
     endpoints: Endpoints,
     settings: ClientSettings,
-    http: reqwest::Client,
+    /// Built on first use (it reads the system's root certificates), then shared by clones.
+    http: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
     provider: std::sync::Arc<std::sync::Mutex<Option<CachedProvider>>>,
     provider_ttl: std::time::Duration,
     refresh_interval: std::time::Duration,
@@ -171,22 +172,12 @@ impl<S: SecretStore> ContextLoader<S> {
         endpoints: Endpoints,
         settings: ClientSettings,
     ) -> Result<Self, ContextError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .build()
-            .map_err(|e| ContextError::Client {
-                account: config.provider_account.clone(),
-                source: crate::fourme::FourMeError::Request {
-                    operation: "client setup".into(),
-                    message: e.to_string(),
-                },
-            })?;
         Ok(Self {
             config,
             store,
             endpoints,
             settings,
-            http,
+            http: std::sync::Arc::default(),
             provider: std::sync::Arc::default(),
             provider_ttl: PROVIDER_CONTEXT_TTL,
             refresh_interval: PROVIDER_REFRESH_INTERVAL,
@@ -317,6 +308,23 @@ impl<S: SecretStore> ContextLoader<S> {
         self.assemble(account.to_owned(), name, secrets, credentials, verifier)
     }
 
+    fn http_client(&self, account: &str) -> Result<reqwest::Client, ContextError> {
+        if let Some(http) = self.http.get() {
+            return Ok(http.clone());
+        }
+        let built = reqwest::Client::builder()
+            .timeout(self.settings.timeout)
+            .build()
+            .map_err(|e| ContextError::Client {
+                account: account.to_owned(),
+                source: crate::fourme::FourMeError::Request {
+                    operation: "client setup".into(),
+                    message: e.to_string(),
+                },
+            })?;
+        Ok(self.http.get_or_init(|| built).clone())
+    }
+
     async fn load(&self, name: &SecretName) -> Result<SecretDocument, ContextError> {
         self.store
             .get(name)
@@ -335,9 +343,13 @@ impl<S: SecretStore> ContextLoader<S> {
         if credentials.is_none() && verifier.is_none() {
             return Err(ContextError::Empty(secret_name));
         }
-        let client = credentials.map(|credentials| {
+        let http = match credentials {
+            Some(_) => Some(self.http_client(&account)?),
+            None => None,
+        };
+        let client = credentials.zip(http).map(|(credentials, http)| {
             FourMeClient::with_http_client(
-                self.http.clone(),
+                http,
                 self.endpoints.clone(),
                 account.clone(),
                 credentials,

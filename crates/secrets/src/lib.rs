@@ -167,6 +167,15 @@ impl FunctionConfig {
     }
 }
 
+/// The client of `webhook.verify` callbacks: `timeout` per request, at most 3 redirects.
+fn verify_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| SetupError::HttpClient(e.to_string()))
+}
+
 /// Why the handler could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -182,7 +191,10 @@ pub struct SecretsHandler<S, T, P> {
     deliveries: Idempotency<T>,
     bus: P,
     enabled: EnabledOfferings,
-    http: reqwest::Client,
+    verify_timeout: Duration,
+    /// The client of `webhook.verify` callbacks, built on the first one: building it reads the
+    /// system's root certificates, which a secrets update never needs.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
@@ -196,17 +208,13 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         enabled: EnabledOfferings,
         verify_timeout: Duration,
     ) -> Result<Self, SetupError> {
-        let http = reqwest::Client::builder()
-            .timeout(verify_timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| SetupError::HttpClient(e.to_string()))?;
         Ok(Self {
             loader,
             deliveries: Idempotency::new(state, DELIVERY_MEMORY),
             bus,
             enabled,
-            http,
+            verify_timeout,
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -306,7 +314,17 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
     async fn verify_webhook(&self, envelope: &WebhookEnvelope) -> Result<Response<Body>, ApiError> {
         tracing::info!("verifying webhook");
         let url = webhook::callback_url(&envelope.payload)?;
-        webhook::confirm_callback(&self.http, url).await
+        let http = match self.http.get() {
+            Some(http) => http,
+            None => {
+                let built = verify_client(self.verify_timeout).map_err(|error| {
+                    tracing::error!(%error, "cannot build the HTTP client");
+                    ApiError::Internal(webhook::VERIFY_FAILED_MESSAGE.into())
+                })?;
+                self.http.get_or_init(|| built)
+            }
+        };
+        webhook::confirm_callback(http, url).await
     }
 
     async fn store_secrets(
