@@ -1,4 +1,4 @@
-//! End to end, Lansweeper (issue 4 "Tests"; spec §5.3.2 connection state machine): the real
+//! End to end, Lansweeper (docs/original.md#lansweeper, the connection states): the real
 //! `secrets` and `lansweeper` functions built from their Lambda settings over Secrets Manager and
 //! SQS on moto, the Lansweeper function served as its API Gateway integration
 //! (`ANY /integration/{proxy+}`), the 4me sandbox and the Lansweeper fake.

@@ -1,4 +1,4 @@
-//! End to end, note-dispatcher (issue 3 "Tests"; spec §7.2/§7.3 flows): the real `secrets` and
+//! End to end, note-dispatcher (docs/original.md#tests-of-the-original): the real `secrets` and
 //! `note-dispatcher` handlers, each served over HTTP as API Gateway calls them, built from their
 //! Lambda settings, over AWS Secrets Manager on moto; the 4me sandbox installs the offering
 //! (its `app_instance.secrets-update` deliveries reach the secrets function, which stores the
@@ -94,7 +94,7 @@ impl World {
             )
             .await;
 
-        // The offering as the provider configured it (spec §5.1: RS512 policy).
+        // The offering as the provider configured it (docs/original.md#note-dispatcher: RS512 policy).
         provider.sandbox.seed_app_offering(
             PROVIDER,
             OFFERING,

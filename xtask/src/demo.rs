@@ -505,7 +505,7 @@ async fn run_demo(root: &Path, args: &DemoArgs) -> Result<ExitCode, DemoError> {
             matches!(activity, Activity::InstallationEvent { function, account, status: 200, message, .. }
                 if function.starts_with(typeform_stack) && account == CUSTOMER && message == "OK")
         });
-    // Real 4me delivers the application and the customer's secrets separately (spec §2.2), so
+    // Real 4me delivers the application and the customer's secrets separately (docs/original.md#provider-webhook), so
     // the first installation event cannot register anything yet: expected, not a failure.
     let first_without_token = typeform_app
         .deliveries

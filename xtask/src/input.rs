@@ -1,11 +1,11 @@
-//! Input gathering of `cargo xtask bootstrap` and `cargo xtask deploy` (original-spec §6.1).
+//! Input gathering of `cargo xtask bootstrap` and `cargo xtask deploy` (docs/original.md#provisioning).
 //!
 //! Every question has a command line flag, an environment variable and a prompt. The value of a
 //! question is, in order of precedence:
 //!
 //! 1. its flag;
 //! 2. its environment variable (names are prefixed, e.g. `FOURME_DOMAIN`, not the original's bare
-//!    `domain`/`token` that collide with unrelated variables — original-spec §8 item 29);
+//!    `domain`/`token` that collide with unrelated variables — docs/original.md#fixed-bugs item 12);
 //! 3. the merged `default_input.json` files: every directory from the current one up to the root
 //!    may hold one; nearer files win key by key, and when `ENV_4ME` names an object of a file,
 //!    that object's entries override the file's own top-level entries before the merge;
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn nearest_file_wins_and_env_4me_section_overrides_its_own_file() {
-        // The original's fixture (original-spec §6.1).
+        // The original's fixture (docs/original.md#provisioning).
         let dir = tempfile::tempdir().unwrap();
         write(
             &dir.path().join(DEFAULTS_FILE),

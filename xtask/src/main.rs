@@ -36,6 +36,8 @@ mod sam;
 mod schema;
 mod sync;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod venv;
 
 use std::process::ExitCode;

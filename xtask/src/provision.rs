@@ -1,4 +1,4 @@
-//! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` (original-spec §6.5–6.8).
+//! `cargo xtask bootstrap` and `cargo xtask deploy <integration>` (docs/original.md#provisioning).
 //!
 //! [`Provisioner`] does the work against explicit 4me endpoints, a [`SecretStore`] and a
 //! [`StackDeployer`]; the CLI functions wire AWS (Secrets Manager, SAM) after gathering the input
@@ -186,7 +186,7 @@ pub struct Provisioner<'a, S: SecretStore, D: StackDeployer> {
 }
 
 impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
-    /// `cargo xtask bootstrap` (original-spec §6.5): provider secret, products and UI extensions,
+    /// `cargo xtask bootstrap` (docs/original.md#provisioning): provider secret, products and UI extensions,
     /// webhook policy, engine stack, configuration items, secrets webhook.
     pub async fn bootstrap(&mut self) -> Result<BootstrapReport, ProvisionError> {
         let config = config4me::load_bootstrap(self.root)?;
@@ -412,7 +412,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         Ok(report)
     }
 
-    /// `cargo xtask deploy <integration>` (original-spec §6.6–6.8): the stack, then the
+    /// `cargo xtask deploy <integration>` (docs/original.md#provisioning): the stack, then the
     /// function's CI, the UI extension, the app offering, its automation rules and avatar.
     pub async fn deploy(&mut self, integration: &str) -> Result<DeployReport, ProvisionError> {
         known_integration(integration)?;
@@ -1349,7 +1349,7 @@ fn location(function_arn: &str) -> String {
     }
 }
 
-/// The extras of a function's configuration item (§6.5 step 8, §6.6 step 6).
+/// The extras of a function's configuration item (docs/original.md#provisioning step 8, docs/original.md#provisioning step 6).
 fn function_ci_extras(
     product_id: &str,
     si: &records::ServiceInstance,

@@ -1,5 +1,5 @@
 //! The 4me side of bootstrap and deploy: finding records by `source`/`sourceID`, deciding with
-//! [`crate::sync`] and creating or updating them (original-spec §6.4).
+//! [`crate::sync`] and creating or updating them (docs/original.md#provisioning).
 //!
 //! Whether a record is unchanged is decided on two things: the fields 4me lets us read back
 //! (compared with the template's values) and a fingerprint (SHA-256 of the whole input last

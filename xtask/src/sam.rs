@@ -1,6 +1,6 @@
-//! The SAM CLI commands of bootstrap and deploy (original-spec §6.3, with the parameter names the
+//! The SAM CLI commands of bootstrap and deploy (docs/original.md#provisioning, with the parameter names the
 //! templates declare — the original passed `OfferingReferenceParameter` to templates declaring
-//! `offeringReferenceParameter`, §8 item 28).
+//! `offeringReferenceParameter`, docs/original.md#fixed-bugs item 11).
 //!
 //! Stack names, template paths and build directories live in `samconfig.toml`, one config
 //! environment per stack; the commands here only select the environment and add what is known at
@@ -115,7 +115,7 @@ pub fn engine_overrides(
     ]
 }
 
-/// Overrides of an integration stack (§6.3 `deployLambdaWithBootstrapSecrets`).
+/// Overrides of an integration stack (docs/original.md#provisioning `deployLambdaWithBootstrapSecrets`).
 pub fn integration_overrides(
     domain: &str,
     account: &str,

@@ -1,4 +1,4 @@
-//! Record-sync decisions of bootstrap and deploy (original-spec §6.4), as pure functions: given
+//! Record-sync decisions of bootstrap and deploy (docs/original.md#provisioning), as pure functions: given
 //! what 4me has and what the templates want, what to create, update, delete or leave alone.
 //! [`crate::records`] and [`crate::provision`] carry them out (or, with `--dry-run`, print them).
 
@@ -78,7 +78,7 @@ fn name_of(rule: &Map<String, Value>) -> String {
         .to_owned()
 }
 
-/// The automation-rule sync of an offering (§6.4 `syncOfferingAutomationRules`): rules are
+/// The automation-rule sync of an offering (docs/original.md#provisioning `syncOfferingAutomationRules`): rules are
 /// grouped by `generic` (groups in order of first appearance, existing rules first); within a
 /// group a template rule updates the existing rule of the same name, existing rules without a
 /// template are deleted, and the remaining template rules are created. An existing rule already
@@ -137,7 +137,7 @@ pub fn plan_automation_rules(
 
 /// The offering's `newScopes` with the ids of the existing scopes (matched by position, as the
 /// original) and the ids of the existing scopes to delete. Unlike the original, an input without
-/// `newScopes` deletes every existing scope instead of crashing (§8 item 28).
+/// `newScopes` deletes every existing scope instead of crashing (docs/original.md#fixed-bugs item 11).
 pub fn match_scopes(existing_ids: &[String], new_scopes: &[Value]) -> (Vec<Value>, Vec<String>) {
     let mut scopes = new_scopes.to_vec();
     let mut to_delete = Vec::new();

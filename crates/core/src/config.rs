@@ -138,7 +138,7 @@ pub enum EnabledOfferings {
 
 impl EnabledOfferings {
     /// Parses a comma list: entries are trimmed, empty entries ignored, `*` anywhere means all.
-    /// (The original neither trimmed nor honoured `*` after the first entry, spec §8 #21.)
+    /// (The original neither trimmed nor honoured `*` after the first entry, docs/original.md#fixed-bugs item 9.)
     pub fn parse(list: &str) -> Self {
         let entries: Vec<String> = list
             .split(',')

@@ -1,11 +1,11 @@
-//! Provider and customer contexts assembled from the secret store (original spec §3.1).
+//! Provider and customer contexts assembled from the secret store (docs/original.md#contexts).
 //!
 //! A context is what a handler needs to act for one 4me account: the stored secret document, a
 //! 4me client authenticated with the account's OAuth application, and a verifier for the
 //! account's webhook policy. Where the original returned `null` (and logged the secret), loading
 //! here returns a [`ContextError`] that says which secret and which part is missing.
 //!
-//! Secret shapes (spec §1.2, §1.3):
+//! Secret shapes (docs/original.md#provider-secret):
 //! - provider `<app>/<domain>/<provider>`: `clientID`, `token`,
 //!   `policy { jwtAlg, jwtAudience, publicKeyPem }`, and while a replaced policy's grace period
 //!   lasts `previousPolicy { jwtAlg, jwtAudience, publicKeyPem, acceptedUntil }`;

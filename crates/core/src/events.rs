@@ -140,7 +140,7 @@ pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .and_then(|params| params.first(name))
 }
 
-/// The customer account of the request (spec §3.2): the `account` query parameter when
+/// The customer account of the request (docs/original.md#webhook-receiver): the `account` query parameter when
 /// non-empty, else the `account` path parameter when non-empty.
 pub fn account_param(req: &Request) -> Option<String> {
     query_param(req, "account")

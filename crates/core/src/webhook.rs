@@ -1,4 +1,4 @@
-//! Receiving 4me webhooks: the steps every webhook function shares (original spec §2.4, §3.2).
+//! Receiving 4me webhooks: the steps every webhook function shares (docs/original.md#webhook-receiver).
 //!
 //! A 4me webhook delivery is a `POST` with the body `{"jwt": "<JWS>"}`, signed with the webhook
 //! policy of the sending account, and the delivery id in `X-4me-Delivery` (or

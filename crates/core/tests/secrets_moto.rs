@@ -230,7 +230,7 @@ async fn moto_invalid_json_is_reported_and_not_overwritten() {
     assert_eq!(raw.secret_string(), Some("hunter2"));
 }
 
-/// Errors other than "not found" are reported, not turned into "no secret" (spec §8.23).
+/// Errors other than "not found" are reported, not turned into "no secret" (docs/original.md#fixed-bugs item 10).
 #[tokio::test]
 async fn moto_unreachable_endpoint_is_a_transient_error() {
     client().await; // keep the AWS_ENDPOINT_URL requirement uniform

@@ -1,4 +1,4 @@
-//! HTTP handler (spec §5.3.4): the OAuth callback `GET /integration/<customer>/<callback secret>`
+//! HTTP handler (docs/original.md#lansweeper): the OAuth callback `GET /integration/<customer>/<callback secret>`
 //! (`?code=`) and the manual refresh (`?refresh=1`, queued instead of run inside API Gateway's
 //! 29 s limit).
 

@@ -1,4 +1,4 @@
-//! `discoveredConfigurationItems` input from Lansweeper assets (spec §5.3.12), with the software,
+//! `discoveredConfigurationItems` input from Lansweeper assets (docs/original.md#lansweeper), with the software,
 //! people and OS references resolved by [`References`] (`userIds`, `ciRelations`,
 //! `operatingSystemId`).
 
@@ -51,7 +51,7 @@ pub fn ci_status(state: Option<&str>) -> &'static str {
     }
 }
 
-/// `bytesToGB` (spec §5.3.12 `SizeHelper`).
+/// `bytesToGB` (docs/original.md#lansweeper `SizeHelper`).
 pub fn bytes_to_gb(total: f64) -> f64 {
     const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
     let factors = [

@@ -1,4 +1,4 @@
-//! Installation handler (spec §5.3.3): callback secret, callback URL, "Awaiting authorization"
+//! Installation handler (docs/original.md#lansweeper): callback secret, callback URL, "Awaiting authorization"
 //! suspension, and re-validation of existing credentials.
 
 use app_builder_core::bus::{InstallationEvent, LifecycleStep};

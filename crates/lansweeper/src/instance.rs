@@ -1,4 +1,4 @@
-//! The Lansweeper configuration of an app instance (custom fields, spec §5.3.1).
+//! The Lansweeper configuration of an app instance (custom fields, docs/original.md#lansweeper).
 
 use app_builder_core::fourme::instances::AppInstance;
 

@@ -1,4 +1,4 @@
-//! The Lansweeper integration (original-spec §5.3): OAuth with Lansweeper, scheduled fan-out over
+//! The Lansweeper integration (docs/original.md#lansweeper): OAuth with Lansweeper, scheduled fan-out over
 //! SQS and the sync of Lansweeper assets into 4me as discovered configuration items.
 //!
 //! [`api`] is the Lansweeper Data API client: OAuth token exchange and refresh (rotation reported

@@ -1,5 +1,5 @@
 //! Software, people and operating-system references of Lansweeper assets in 4me, looked up with
-//! the customer token (spec §5.3.10), and the OS end-of-support updates (§5.3.11).
+//! the customer token, and the OS end-of-support updates (docs/original.md#lansweeper).
 //!
 //! Memory stays flat in the number of assets: the software index holds the account's software
 //! CIs (bounded by 4me's data, not by Lansweeper's), people are looked up per page and kept in a

@@ -1,4 +1,4 @@
-//! Scheduled event (spec §5.3.5, improved): pages through *all* enabled, unsuspended app
+//! Scheduled event (docs/original.md#lansweeper, improved): pages through *all* enabled, unsuspended app
 //! instances of the offering (the original stopped at 100) and queues one sync per account whose
 //! last sync started before `now − SYNC_INTERVAL` (or never), so a running sync is not queued
 //! again.

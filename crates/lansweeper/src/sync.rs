@@ -1,4 +1,4 @@
-//! One customer sync from an SQS message (spec §5.3.6–5.3.8, improved): assets are streamed
+//! One customer sync from an SQS message (docs/original.md#lansweeper, improved): assets are streamed
 //! page by page from Lansweeper, each page's software/people/OS references looked up
 //! ([`References`]), the page converted and uploaded with `discoveredConfigurationItems` and its
 //! async result awaited before the next page is fetched, so memory stays flat in the number of

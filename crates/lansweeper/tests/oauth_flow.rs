@@ -1,4 +1,4 @@
-//! Installation and OAuth callback (spec §7.5 `secret_event_handler` and the authorize/callback
+//! Installation and OAuth callback (docs/original.md#tests-of-the-original `secret_event_handler` and the authorize/callback
 //! scenarios of `lansweeper_lambda_handler`) with the 4me sandbox, the Lansweeper fake and a
 //! local secret store.
 #![allow(clippy::unwrap_used)]

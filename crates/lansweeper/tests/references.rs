@@ -1,5 +1,5 @@
-//! Software, people and OS references (§5.3.10), OS end-of-support updates (§5.3.11) and the
-//! asset-type availability check (§5.3.8) against the sandbox 4me and the Lansweeper fake.
+//! Software, people and OS references, OS end-of-support updates and the
+//! asset-type availability check (docs/original.md#lansweeper) against the sandbox 4me and the Lansweeper fake.
 #![allow(clippy::unwrap_used)]
 
 mod support;

@@ -1,4 +1,4 @@
-//! Payload routing of the Lambda entry point (spec §5.3.1) and start-up configuration.
+//! Payload routing of the Lambda entry point (docs/original.md#lansweeper) and start-up configuration.
 #![allow(clippy::unwrap_used)]
 
 mod support;

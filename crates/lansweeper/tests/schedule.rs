@@ -1,4 +1,4 @@
-//! Scheduled event (spec §7.5 "handles scheduled event", with paging beyond 100 instances).
+//! Scheduled event (docs/original.md#tests-of-the-original "handles scheduled event", with paging beyond 100 instances).
 #![allow(clippy::unwrap_used)]
 
 mod support;

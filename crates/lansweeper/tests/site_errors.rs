@@ -1,7 +1,7 @@
-//! §7.5 error scenarios of one site, one page or one reference lookup: a fault scoped to one
+//! The original's error scenarios (docs/original.md#tests-of-the-original) of one site, one page or one reference lookup: a fault scoped to one
 //! Lansweeper site / operation or to one 4me operation of the customer account fails only that
 //! part; the rest of the sync goes on and the failure is reported in the summary (transient
-//! failures fail the SQS record instead, §8).
+//! failures fail the SQS record instead, docs/original.md#fixed-bugs).
 #![allow(clippy::unwrap_used)]
 
 mod support;

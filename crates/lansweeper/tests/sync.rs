@@ -226,7 +226,7 @@ async fn handles_refresh_sqs_call_without_import_type() {
         summary["uploadCounts"]["HQ"]["HQ installation"], with_ip,
         "{summary}"
     );
-    // No OS CI known in 4me: no end-of-support updates, nothing reported (§5.3.11).
+    // No OS CI known in 4me: no end-of-support updates, nothing reported (docs/original.md#lansweeper).
     assert!(summary.get("info").is_none(), "{summary}");
 }
 

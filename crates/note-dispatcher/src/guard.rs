@@ -3,7 +3,7 @@
 //! The target URL of the note-dispatcher (`payload.url`) is a custom field the customer types
 //! in. Posting to it blindly would let anybody who can install the app make the function call
 //! the cloud metadata service (`169.254.169.254`), services on loopback or hosts of the private
-//! network (spec §8 #12). [`UrlGuard::check`] therefore
+//! network (docs/original.md#fixed-bugs item 6). [`UrlGuard::check`] therefore
 //!
 //! 1. accepts only `http` and `https` URLs with a host;
 //! 2. resolves the host (`tokio::net::lookup_host`; IP literals as they are) and refuses it when

@@ -1,4 +1,4 @@
-//! The webhook handler (spec §5.1 on top of the generic receiver of §3.2).
+//! The webhook handler (docs/original.md#note-dispatcher on top of the generic receiver of docs/original.md#webhook-receiver).
 
 use std::time::Duration;
 

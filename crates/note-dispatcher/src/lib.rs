@@ -1,4 +1,4 @@
-//! The note-dispatcher Lambda function (original spec §5.1).
+//! The note-dispatcher Lambda function (docs/original.md#note-dispatcher).
 //!
 //! An app-offering automation rule calls the offering's webhook
 //! (`<IntegrationApi>?account=<customer>`) for every note added to a request in a customer

@@ -2,7 +2,8 @@
 //! the customer policy it created at installation (delivered over HTTP to a capture server and
 //! replayed as the API Gateway REST event API Gateway would build), the Fun Translations fake,
 //! the capture server as the customer's target URL and a LocalSecretStore (one test against
-//! AWS Secrets Manager in moto). Tests are named after spec §7.3 and the issue's scenarios.
+//! AWS Secrets Manager in moto). Tests are named after the original's (docs/original.md#tests-of-the-original) and
+//! this engine's scenarios.
 #![allow(clippy::unwrap_used)] // helpers of a test binary: a failed unwrap is a failed test
 
 use std::time::Duration;
@@ -102,7 +103,7 @@ impl World {
     }
 
     /// Stores the customer secret as the secrets function does from the sandbox's
-    /// `app_instance.secrets-update` deliveries (spec §1.3 shape).
+    /// `app_instance.secrets-update` deliveries (docs/original.md#customer-secret shape).
     async fn store_secret<S: SecretStore>(&self, store: &S, installed: &InstalledApp) {
         let name = customer_secret_name(
             APP,
@@ -298,7 +299,7 @@ fn assert_nothing_dispatched(world: &World) {
 }
 
 // ------------------------------------------------------------------------------------------
-// §7.3 note-dispatcher-lambda.test.js
+// docs/original.md#tests-of-the-original note-dispatcher-lambda.test.js
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -356,7 +357,7 @@ async fn handles_note_dispatcher_event() {
 }
 
 // ------------------------------------------------------------------------------------------
-// §7.3 fun_translations_helper.test.js (against the fake instead of the live API)
+// docs/original.md#tests-of-the-original fun_translations_helper.test.js (against the fake instead of the live API)
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -526,7 +527,7 @@ async fn missing_text_or_url_is_500_as_the_original() {
 }
 
 // ------------------------------------------------------------------------------------------
-// Inherited from the generic receiver (§3.2) and the issue
+// Inherited from the generic receiver (docs/original.md#webhook-receiver)
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Records of §5.4 (offerings, rules, UI extensions, instances, requests, people), REST calls,
+//! The 4me records the engine uses (offerings, rules, UI extensions, instances, requests, people), REST calls,
 //! webhook policies and signed webhook deliveries.
 #![allow(clippy::unwrap_used)] // helpers of this test crate may unwrap
 

@@ -1,6 +1,6 @@
 //! The secrets-webhook handler over a real `LocalSecretStore` (tempdir), with requests built as
 //! API Gateway (REST v1) delivers them and tokens signed by a generated provider key.
-//! Test names follow the original's checklist (spec §7.2) and the scenarios of issue 3.
+//! Test names follow the original's checklist (docs/original.md#tests-of-the-original) and this engine's own scenarios.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
@@ -88,7 +88,7 @@ async fn send(
 }
 
 // ---------------------------------------------------------------------------------------------
-// §7.2 handler-secrets.test.js
+// docs/original.md#tests-of-the-original handler-secrets.test.js
 
 #[tokio::test]
 async fn all_applications_enabled_handles_receiving_application() {
@@ -179,7 +179,7 @@ async fn limited_env_typeform_gives_no_action_and_stores_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Request validation (issue 3: proper 4xx instead of the original's crashes)
+// Request validation (proper 4xx instead of the original's crashes)
 
 #[tokio::test]
 async fn non_post_is_405() {
@@ -1021,7 +1021,7 @@ impl SecretStore for CountingStore {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §7.2 handler-verification.test.js
+// docs/original.md#tests-of-the-original handler-verification.test.js
 
 /// A callback server answering `status` on `/verify`, or never answering on `/hang`.
 async fn callback_server(status: u16) -> String {

@@ -88,7 +88,7 @@ async fn install_through_sandbox<S: SecretStore + Clone + 'static>(
         .create_webhook_policy(provider, "es512", Some(&audience))
         .unwrap();
 
-    // The provider secret as the bootstrap writes it (spec §1.2).
+    // The provider secret as the bootstrap writes it (docs/original.md#provider-secret).
     let provider_secret = SecretDocument::try_from(json!({
         "clientID": creds.client_id,
         "token": creds.client_secret,

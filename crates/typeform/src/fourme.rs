@@ -1,4 +1,4 @@
-//! The 4me operations specific to the Typeform integration (spec §5.2.3): the app-instance custom
+//! The 4me operations specific to the Typeform integration (docs/original.md#typeform): the app-instance custom
 //! fields it reads and adding a note to a request (customer token). The function's API URL and
 //! the app instance lookups are `app_builder_core::fourme::instances`.
 

@@ -1,4 +1,4 @@
-//! Installation handler (spec §3.3 + §5.2.1, with the re-registration improvement).
+//! Installation handler (docs/original.md#installation-events + docs/original.md#typeform, with the re-registration improvement).
 
 use app_builder_core::bus::{InstallationEvent, LifecycleStep};
 use app_builder_core::context::AccountContext;

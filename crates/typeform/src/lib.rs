@@ -1,4 +1,4 @@
-//! The Typeform integration function (original spec §5.2).
+//! The Typeform integration function (docs/original.md#typeform).
 //!
 //! One Lambda function serves two kinds of events:
 //!

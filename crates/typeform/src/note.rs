@@ -1,4 +1,4 @@
-//! Form response → 4me note text (spec §5.2.3).
+//! Form response → 4me note text (docs/original.md#typeform).
 //!
 //! The text starts with `Received answer for "<form title>":` and has one line
 //! `\n - "<field title>": <value>` per answer, in answer order. Values by field type, as the
@@ -14,7 +14,7 @@
 //! | `email` | `answer.email` |
 //! | `date` | `answer.date` |
 //!
-//! Deviations (the original threw or skipped, spec §8 #19):
+//! Deviations (the original threw or skipped, docs/original.md#fixed-bugs item 8):
 //! - a multi-select answer (`choices.labels`) lists the labels separated by `, `; an "other"
 //!   choice (`choice.other` / `choices.other`) is rendered as its text;
 //! - any other field type is rendered from the answer's own `type` member (`text`, `number`,

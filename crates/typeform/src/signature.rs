@@ -1,4 +1,4 @@
-//! Verification of the `Typeform-Signature` header (spec §5.2.2 step 5).
+//! Verification of the `Typeform-Signature` header (docs/original.md#typeform).
 //!
 //! Typeform signs the raw body: `sha256=` + standard base64 of HMAC-SHA256 keyed with the
 //! webhook secret's UTF-8 bytes (the 128-character hex string itself, not its decoded bytes).

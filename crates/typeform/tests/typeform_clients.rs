@@ -1,5 +1,5 @@
 //! The 4me operations and the Typeform client against the sandbox and the Typeform fake
-//! (spec §7.4 `notes_helper.test.js`, `instance_helper.test.js`, `typeform_client.test.js`), and
+//! (docs/original.md#tests-of-the-original `notes_helper.test.js`, `instance_helper.test.js`, `typeform_client.test.js`), and
 //! the webhook's 500 answers when the note cannot be added.
 
 #![allow(clippy::unwrap_used)] // fixture helpers unwrap on test-generated data

@@ -1,5 +1,5 @@
 //! The Typeform function end to end against the 4me sandbox, the Typeform fake and a local
-//! (file) secret store: installation events (spec §7.4 `secret_event_handler.test.js`) and
+//! (file) secret store: installation events (docs/original.md#tests-of-the-original `secret_event_handler.test.js`) and
 //! Typeform deliveries over HTTP through a local API Gateway (`typeform_handler.test.js`).
 
 #![allow(clippy::unwrap_used)] // fixture helpers unwrap on test-generated data

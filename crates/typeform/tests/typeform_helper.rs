@@ -1,4 +1,4 @@
-//! Signature validation and form response → note conversion (spec §7.4
+//! Signature validation and form response → note conversion (docs/original.md#tests-of-the-original
 //! `typeform_helper.test.js`, plus the field types the original could not render).
 
 use serde_json::{Value, json};

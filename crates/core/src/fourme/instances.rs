@@ -1,4 +1,4 @@
-//! App instances as the provider sees them (spec §4.8) and the function's own API URL from its
+//! App instances as the provider sees them (docs/original.md#app-instances) and the function's own API URL from its
 //! configuration item: the lookups every integration's installation handler makes.
 
 use serde::Deserialize;
@@ -251,7 +251,7 @@ pub async fn find_app_instance(
 }
 
 /// [`find_app_instance`], tried once more after `wait` when it fails: right after an
-/// installation the instance may not be visible yet (spec §4.8 `retrieveInstanceWithRetry`).
+/// installation the instance may not be visible yet (docs/original.md#app-instances `retrieveInstanceWithRetry`).
 pub async fn find_app_instance_with_retry(
     provider: &FourMeClient,
     reference: &str,

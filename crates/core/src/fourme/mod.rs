@@ -2,7 +2,7 @@
 //! token, typed GraphQL queries and mutations, cursor paging, async-query results, REST calls,
 //! retries and request spacing.
 //!
-//! Deliberate deviations from the Node original (`Js4meHelper`, spec §4), all improvements:
+//! Deliberate deviations from the Node original (`Js4meHelper`, docs/original.md#4me-client), all improvements:
 //!
 //! - the access token is cached until shortly before `expires_in` (one token request for many
 //!   calls, concurrent callers share it) and renewed once when 4me answers 401;

@@ -4,7 +4,7 @@
 //!
 //! The original read, merged and wrote without any check, so concurrent writers (the secrets
 //! lambda and the integration lambdas writing different keys of one customer secret) silently
-//! dropped each other's keys (spec §8.1). Here every `update` is a compare-and-swap cycle built on
+//! dropped each other's keys (docs/original.md#fixed-bugs item 1). Here every `update` is a compare-and-swap cycle built on
 //! Secrets Manager's staging labels:
 //!
 //! 1. `GetSecretValue(VersionStage=AWSCURRENT)` — always explicit, moto may otherwise return a

@@ -1,4 +1,4 @@
-//! The JSON document stored in a secret and the merge that applies an update to it (spec §1.4).
+//! The JSON document stored in a secret and the merge that applies an update to it (docs/original.md#secret-updates).
 
 use std::fmt;
 
@@ -178,7 +178,7 @@ impl fmt::Display for SecretDocument {
     }
 }
 
-/// Applies `update` to `current` (spec §1.4 `updateSecrets`, improved):
+/// Applies `update` to `current` (docs/original.md#secret-updates `updateSecrets`, improved):
 ///
 /// - shallow: each top-level key of `update` replaces the stored value entirely (a new `secrets`
 ///   object replaces the old one; nested values are never merged, nested nulls are kept);

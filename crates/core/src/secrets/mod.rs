@@ -2,10 +2,10 @@
 //!
 //! - [`naming`]: provider and customer secret names and parsing of installation-event secret ids;
 //! - [`document`]: [`SecretDocument`] (a JSON object that never shows its values in logs) and
-//!   [`merge`], the shallow merge with null removal of spec §1.4;
+//!   [`merge`], the shallow merge with null removal of docs/original.md#secret-updates;
 //! - [`SecretStore`]: the port used by handlers (`get`, `update`, `upsert`, `delete`);
 //! - [`aws`]: [`AwsSecretStore`], AWS Secrets Manager with an optimistic compare-and-swap so that
-//!   concurrent writers of different keys never lose each other's update (spec §8.1);
+//!   concurrent writers of different keys never lose each other's update (docs/original.md#fixed-bugs item 1);
 //! - [`local`]: [`LocalSecretStore`], one JSON file per secret under a directory, with an
 //!   exclusive file lock around read-merge-write.
 //!
@@ -27,7 +27,7 @@
 //!
 //! Reserved key: customer secrets may hold `_deliveries` (the ids of the webhook deliveries the
 //! secrets function applied, written in the same `update` as the secrets, see the `secrets`
-//! crate). Readers only read the named keys of spec §1.3 and ignore it; writers must not remove it.
+//! crate). Readers only read the named keys of docs/original.md#customer-secret and ignore it; writers must not remove it.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Secret names (spec §1.1).
+//! Secret names (docs/original.md#secret-names).
 //!
 //! - provider secret: `<app>/<domain>/<provider>`, e.g. `4me-app-builder/4me-demo.com/wdc`;
 //! - customer (instance) secret: `<app>/<ref>/<domain>/instances/<account>`, e.g.

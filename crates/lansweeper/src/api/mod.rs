@@ -1,4 +1,4 @@
-//! The Lansweeper Data API client (original-spec §5.3.9, apis.md §3).
+//! The Lansweeper Data API client (what the integration does with it: docs/original.md#lansweeper).
 //!
 //! [`LansweeperApi`] holds the HTTP client, the settings and a request pacer per Lansweeper
 //! application (each customer authorizes its own, and Lansweeper's limits are per client);

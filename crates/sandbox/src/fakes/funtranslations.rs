@@ -25,7 +25,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-/// The translation styles the fake knows (those the note-dispatcher picks from, spec §5.1).
+/// The translation styles the fake knows (those the note-dispatcher picks from, docs/original.md#note-dispatcher).
 pub const TRANSLATIONS: [&str; 5] = ["yoda", "pirate", "gungan", "minion", "morse"];
 
 /// The message of the fake's 429 answer (the real API's wording).

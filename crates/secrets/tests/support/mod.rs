@@ -23,7 +23,7 @@ use lambda_http::{Body, Request, Response};
 use secrets::SecretsHandler;
 use serde_json::{Value, json};
 
-/// The environment of the original's secrets-lambda tests (spec §7.2).
+/// The environment of the original's secrets-lambda tests (docs/original.md#tests-of-the-original).
 pub const DOMAIN: &str = "4me-staging.com";
 pub const APP: &str = "my-app";
 pub const PROVIDER: &str = "not-default";
@@ -90,7 +90,7 @@ pub fn now() -> i64 {
     .unwrap()
 }
 
-/// Claims as 4me sends them to the provider webhook (spec §2.2).
+/// Claims as 4me sends them to the provider webhook (docs/original.md#provider-webhook).
 pub fn claims(event: &str, payload: Value) -> Value {
     json!({
         "jti": uuid::Uuid::new_v4().to_string(),
@@ -131,7 +131,7 @@ pub fn secrets_payload(reference: &str, customer: &str, parts: Value) -> Value {
     payload
 }
 
-/// The provider secret with `signer`'s public key as policy (spec §1.2 shape).
+/// The provider secret with `signer`'s public key as policy (docs/original.md#provider-secret shape).
 pub fn provider_secret(signer: &Signer, audience: &str) -> SecretDocument {
     SecretDocument::try_from(json!({
         "clientID": "provider-client",
