@@ -11,12 +11,13 @@
 //!
 //! [`cold_start`] starts a binary under it as Lambda starts a new execution environment (a
 //! cleared environment holding the function's variables and Lambda's reserved ones), hands it
-//! one event and reports:
+//! its events and reports:
 //!
 //! - **init**: spawn → the first `next` request (everything `main` does before it can serve);
 //! - **first response**: spawn → the result of the first invocation;
-//! - **peak RSS**: the process's `VmHWM` once it answered (Linux);
-//! - the result itself, so a caller can check the function did what it should.
+//! - **peak RSS**: the process's `VmHWM` once it answered every event (Linux);
+//! - the results themselves, so a caller can check the function did what it should; and for
+//!   each later event (a warm invocation) its handling time, `next` → result.
 //!
 //! The process is killed afterwards, as Lambda freezes and eventually drops an environment.
 
@@ -159,9 +160,9 @@ impl RuntimeApi {
         &self.address
     }
 
-    /// When the function asked for its first invocation.
-    pub fn first_next(&self) -> Option<Instant> {
-        self.lock().nexts.first().copied()
+    /// When the function asked for its `n`-th invocation (from 0).
+    pub fn next_at(&self, n: usize) -> Option<Instant> {
+        self.lock().nexts.get(n).copied()
     }
 
     /// The next result the function posts, waiting up to `timeout`.
@@ -257,17 +258,21 @@ pub struct ColdStart {
     pub peak_rss_kib: Option<u64>,
     /// The first result.
     pub outcome: Outcome,
+    /// Each later invocation (warm): its handling time (`next` → result) and its result.
+    pub warm: Vec<(Duration, Outcome)>,
 }
 
 /// Runs `binary` as a new Lambda execution environment with `environment` (and nothing else
-/// but Lambda's reserved variables), hands it `event`, and measures it (see the crate docs).
+/// but Lambda's reserved variables), hands it `events` one after the other, and measures it
+/// (see the crate docs); `events` must not be empty.
 pub async fn cold_start(
     binary: &Path,
     environment: &[(String, String)],
-    event: Value,
+    events: Vec<Value>,
     timeout: Duration,
 ) -> Result<ColdStart, EmulatorError> {
-    let mut api = RuntimeApi::start([event]).await?;
+    let count = events.len();
+    let mut api = RuntimeApi::start(events).await?;
     let mut command = tokio::process::Command::new(binary);
     command
         .env_clear()
@@ -291,15 +296,28 @@ pub async fn cold_start(
             .unwrap_or_else(|e| e.to_string());
         return Err(EmulatorError::Timeout(timeout, status));
     };
+    let mut warm = Vec::new();
+    for n in 1..count {
+        let Some(later) = api.posted(timeout).await else {
+            let _ = child.start_kill();
+            return Err(EmulatorError::Timeout(
+                timeout,
+                format!("invocation {n} unanswered"),
+            ));
+        };
+        let asked = api.next_at(n).unwrap_or(later.at);
+        warm.push((later.at.saturating_duration_since(asked), later.outcome));
+    }
     let peak_rss_kib = child.id().and_then(peak_rss_kib);
     let _ = child.start_kill();
     let _ = child.wait().await;
-    let first_next = api.first_next().unwrap_or(posted.at);
+    let first_next = api.next_at(0).unwrap_or(posted.at);
     Ok(ColdStart {
         init: first_next.saturating_duration_since(spawned),
         first_response: posted.at.saturating_duration_since(spawned),
         peak_rss_kib,
         outcome: posted.outcome,
+        warm,
     })
 }
 

@@ -1,12 +1,12 @@
 //! Cold starts of the `secrets` binary (release build) under the Lambda runtime API emulator
 //! (`app-builder-runtime-emulator`), over AWS on moto: each run is a new process, as a new
 //! Lambda execution environment, whose first invocation is an accepted ES512-signed
-//! `app_instance.secrets-update` delivery. Run it through `cargo xtask bench cold-start`, which
+//! `app_instance.secrets-update` delivery and whose second another one (warm). Run it through `cargo xtask bench cold-start`, which
 //! starts moto; by hand it needs `AWS_ENDPOINT_URL` and test credentials.
 //!
 //! Prints, over the runs, the median, the 90th percentile and the extremes of:
 //! init (spawn → first `next`), first response (spawn → result posted), handling (the two's
-//! difference), and peak RSS; and the binary's size. Every run must store the delivery, or
+//! difference), the warm delivery's handling, and peak RSS; and the binary's size. Every run must store the delivery, or
 //! the bench fails.
 #![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run
 
@@ -33,13 +33,15 @@ async fn main() {
     }
     let deployed = Deployed::create().await;
     let (mut init, mut first, mut handling, mut rss) = (vec![], vec![], vec![], vec![]);
+    let mut warm = vec![];
     for run in 0..runs {
         let customer = format!("c{}", uuid::Uuid::new_v4().simple());
         let event = deployed.delivery_event(&customer, &format!("bench-{run}-{customer}"));
+        let next = deployed.delivery_event(&format!("{customer}-2"), &format!("warm-{customer}"));
         let started = cold_start(
             Path::new(BINARY),
             &deployed.environment(),
-            event,
+            vec![event, next],
             Duration::from_secs(60),
         )
         .await
@@ -47,6 +49,12 @@ async fn main() {
         match &started.outcome {
             Outcome::Response(response) if response["statusCode"] == 200 => {}
             other => panic!("run {run} was not accepted: {other:?}"),
+        }
+        match &started.warm[..] {
+            [(took, Outcome::Response(response))] if response["statusCode"] == 200 => {
+                warm.push(*took);
+            }
+            other => panic!("run {run}: the warm delivery was not accepted: {other:?}"),
         }
         init.push(started.init);
         first.push(started.first_response);
@@ -56,13 +64,16 @@ async fn main() {
     let size = std::fs::metadata(BINARY)
         .map(|m| m.len())
         .unwrap_or_default();
-    println!("secrets, {runs} cold starts, each storing its first delivery (moto)\n");
+    println!(
+        "secrets, {runs} cold starts, each storing its first delivery and a second, warm one (moto)\n"
+    );
     println!("| Figure | median | p90 | min | max |");
     println!("|---|---|---|---|---|");
     for (name, values) in [
         ("init (spawn → first next)", &mut init),
         ("first response (spawn → result)", &mut first),
         ("handling (first next → result)", &mut handling),
+        ("warm delivery (next → result)", &mut warm),
     ] {
         values.sort();
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);

@@ -1,6 +1,7 @@
 //! The real `secrets` binary under a Lambda runtime API emulator, over AWS on moto
 //! (`AWS_ENDPOINT_URL`): started as Lambda starts a new execution environment, its first
-//! invocation is an accepted delivery that lands in Secrets Manager, and a payload that would
+//! invocation is an accepted delivery that lands in Secrets Manager (and so is a second, warm
+//! one), and a payload that would
 //! crash an event library (a body said to be base64 that is not) is answered 400.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -20,10 +21,17 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 async fn the_binary_stores_its_first_delivery_as_a_new_lambda_environment() {
     let deployed = Deployed::create().await;
     let customer = format!("c{}", uuid::Uuid::new_v4().simple());
-    let event = deployed.delivery_event(&customer, "cold-1");
-    let started = cold_start(Path::new(BINARY), &deployed.environment(), event, TIMEOUT)
-        .await
-        .unwrap();
+    let first = deployed.delivery_event(&customer, "cold-1");
+    let other = format!("{customer}-2");
+    let second = deployed.delivery_event(&other, "warm-1");
+    let started = cold_start(
+        Path::new(BINARY),
+        &deployed.environment(),
+        vec![first, second],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     let Outcome::Response(response) = &started.outcome else {
         panic!("not a response: {:?}", started.outcome);
     };
@@ -39,6 +47,12 @@ async fn the_binary_stores_its_first_delivery_as_a_new_lambda_environment() {
         deployed.stored(&customer).await.unwrap()["secrets"],
         json!({"typeform_token": "tfp_cold_start"})
     );
+    // The second delivery, warm (the provider context cached), is stored too.
+    let [(_, Outcome::Response(warm))] = &started.warm[..] else {
+        panic!("one warm response: {:?}", started.warm);
+    };
+    assert_eq!(warm["statusCode"], 200, "{warm}");
+    assert!(deployed.stored(&other).await.is_some());
     assert!(started.init <= started.first_response);
     assert!(started.peak_rss_kib.unwrap_or(1) > 0);
 }
@@ -50,9 +64,14 @@ async fn the_binary_answers_a_body_that_is_not_base64_with_400() {
     let mut event = deployed.delivery_event(&customer, "cold-2");
     event["body"] = json!("%%% not base64 %%%");
     event["isBase64Encoded"] = json!(true);
-    let started = cold_start(Path::new(BINARY), &deployed.environment(), event, TIMEOUT)
-        .await
-        .unwrap();
+    let started = cold_start(
+        Path::new(BINARY),
+        &deployed.environment(),
+        vec![event],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     let Outcome::Response(response) = &started.outcome else {
         panic!(
             "not a response (a crash is a function error): {:?}",
