@@ -12,6 +12,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::api::ClientCredentials;
 use crate::configure::{CONFIGURE_PATH, ERROR_TITLE, Session, connected_page, session_key};
@@ -71,133 +72,137 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         }
         let span =
             tracing::info_span!("oauth_callback", account = %customer, offering = %self.offering());
-        let _guard = span.enter();
-        let context = self.loader.customer(&customer).await.map_err(|e| {
-            tracing::info!(error = %e, "no customer context");
-            ApiError::Unauthorized
-        })?;
-        if req.method() != Method::GET {
-            return Err(ApiError::MethodNotAllowed);
-        }
-        let stored = context
-            .secrets()
-            .get_str(CALLBACK_SECRET_KEY)
-            .unwrap_or_default();
-        if stored.is_empty() || !secrets_match(stored, &given_secret) {
-            tracing::info!("callback secret mismatch");
-            return Err(ApiError::Unauthorized);
-        }
-        if query_param(req, "refresh").is_some_and(|v| !v.is_empty() && v != "0" && v != "false") {
-            self.queue
-                .enqueue(&customer)
-                .await
-                .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-            return Ok(ApiResponse::ok(&format!("Triggered refresh of {customer}")));
-        }
-        // A connection started on the configuration page names its session in `state`.
-        let session = self.configuration_session(&customer, req).await;
-        let refused = |message: String| match &session {
-            Some((session, _)) => Ok(refused_page(&message, &session.link_query)),
-            None => Err(ApiError::Unauthorized),
-        };
-        if let Some(error) = query_param(req, "error").filter(|e| !e.is_empty()) {
-            tracing::info!(error = %error, "Lansweeper declined the authorization");
-            return refused(format!(
-                "Lansweeper did not authorize the application ({error})."
-            ));
-        }
-        let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
-            return refused("Lansweeper sent no authorization code.".into());
-        };
+        // Instrumented, not entered: a span guard held across `.await` would tag other tasks' lines.
+        async {
+            let context = self.loader.customer(&customer).await.map_err(|e| {
+                tracing::info!(error = %e, "no customer context");
+                ApiError::Unauthorized
+            })?;
+            if req.method() != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let stored = context
+                .secrets()
+                .get_str(CALLBACK_SECRET_KEY)
+                .unwrap_or_default();
+            if stored.is_empty() || !secrets_match(stored, &given_secret) {
+                tracing::info!("callback secret mismatch");
+                return Err(ApiError::Unauthorized);
+            }
+            if query_param(req, "refresh").is_some_and(|v| !v.is_empty() && v != "0" && v != "false") {
+                self.queue
+                    .enqueue(&customer)
+                    .await
+                    .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+                return Ok(ApiResponse::ok(&format!("Triggered refresh of {customer}")));
+            }
+            // A connection started on the configuration page names its session in `state`.
+            let session = self.configuration_session(&customer, req).await;
+            let refused = |message: String| match &session {
+                Some((session, _)) => Ok(refused_page(&message, &session.link_query)),
+                None => Err(ApiError::Unauthorized),
+            };
+            if let Some(error) = query_param(req, "error").filter(|e| !e.is_empty()) {
+                tracing::info!(error = %error, "Lansweeper declined the authorization");
+                return refused(format!(
+                    "Lansweeper did not authorize the application ({error})."
+                ));
+            }
+            let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
+                return refused("Lansweeper sent no authorization code.".into());
+            };
 
-        let provider = self
-            .loader
-            .provider()
-            .await
-            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
-        let provider_client = provider
-            .client()
-            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
-        let instance = find_app_instance(provider_client, self.offering(), &customer)
-            .await
-            .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
-        let config = InstanceConfig::from(&instance);
-        let (Some(client_id), Some(secret)) = (config.client_id, client_secret(context.secrets()))
-        else {
-            return Err(ApiError::upstream(
-                CONFIGURATION_ERROR,
-                "client_id or client_secret missing",
-            ));
-        };
-        let credentials = ClientCredentials {
-            client_id,
-            client_secret: secret,
-        };
-        // OAuth binds the code to the callback URL the application has registered: the one this
-        // installation was given (the request's own URL when an older version gave none).
-        let redirect_uri = instance
-            .text(fields::CALLBACK_URL)
-            .unwrap_or_else(|| callback_url(req));
-        let refresh = match self
-            .api
-            .exchange_code(&credentials, &code, &redirect_uri)
-            .await
-        {
-            Ok(token) => token,
-            Err(e) if e.is_authorization() => {
-                tracing::info!(error = %e, "Lansweeper refused the authorization code");
-                return refused(
-                    "Lansweeper refused the authorization: check the application's client id, \
-                     secret and callback URL."
-                        .into(),
-                );
-            }
-            Err(e) => return Err(ApiError::upstream(CONNECTION_ERROR, e)),
-        };
-        let fingerprint =
-            crate::credentials_fingerprint(&credentials.client_id, &credentials.client_secret);
-        self.store_refresh_token(&context, refresh.expose_secret())
-            .await
-            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        self.store_validated(context.account(), &fingerprint)
-            .await
-            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        let update = InstanceUpdate {
-            suspended: Some(false),
-            suspension_comment: None,
-            custom_fields: vec![
-                (
-                    fields::CONNECTION_STATUS.into(),
-                    Value::from(status::SUCCESS),
-                ),
-                (fields::CALLBACK_URL.into(), Value::Null),
-            ],
-        };
-        update_app_instance(provider_client, &instance.id, &update)
-            .await
-            .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        // An instance being configured is enabled when the customer confirms in 4me; its
-        // first sync is queued then (the `enabled` installation change).
-        if !instance.disabled {
-            self.queue
-                .enqueue(&customer)
+            let provider = self
+                .loader
+                .provider()
+                .await
+                .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+            let provider_client = provider
+                .client()
+                .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+            let instance = find_app_instance(provider_client, self.offering(), &customer)
+                .await
+                .map_err(|e| ApiError::upstream(CONFIGURATION_ERROR, e))?;
+            let config = InstanceConfig::from(&instance);
+            let (Some(client_id), Some(secret)) = (config.client_id, client_secret(context.secrets()))
+            else {
+                return Err(ApiError::upstream(
+                    CONFIGURATION_ERROR,
+                    "client_id or client_secret missing",
+                ));
+            };
+            let credentials = ClientCredentials {
+                client_id,
+                client_secret: secret,
+            };
+            // OAuth binds the code to the callback URL the application has registered: the one this
+            // installation was given (the request's own URL when an older version gave none).
+            let redirect_uri = instance
+                .text(fields::CALLBACK_URL)
+                .unwrap_or_else(|| callback_url(req));
+            let refresh = match self
+                .api
+                .exchange_code(&credentials, &code, &redirect_uri)
+                .await
+            {
+                Ok(token) => token,
+                Err(e) if e.is_authorization() => {
+                    tracing::info!(error = %e, "Lansweeper refused the authorization code");
+                    return refused(
+                        "Lansweeper refused the authorization: check the application's client id, \
+                         secret and callback URL."
+                            .into(),
+                    );
+                }
+                Err(e) => return Err(ApiError::upstream(CONNECTION_ERROR, e)),
+            };
+            let fingerprint =
+                crate::credentials_fingerprint(&credentials.client_id, &credentials.client_secret);
+            self.store_refresh_token(&context, refresh.expose_secret())
                 .await
                 .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
-        }
-        tracing::info!(instance = %instance.id, disabled = instance.disabled, "Lansweeper authorized");
-        if let Some((session, version)) = session {
-            let sites = self.authorized_sites(credentials, refresh, &context).await;
-            let key = session_key(self.offering(), &customer, &given_state(req));
-            if let Err(e) = self.state.delete(&key, version).await {
-                tracing::warn!(error = %e, "configuration session not deleted (it expires by itself)");
+            self.store_validated(context.account(), &fingerprint)
+                .await
+                .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+            let update = InstanceUpdate {
+                suspended: Some(false),
+                suspension_comment: None,
+                custom_fields: vec![
+                    (
+                        fields::CONNECTION_STATUS.into(),
+                        Value::from(status::SUCCESS),
+                    ),
+                    (fields::CALLBACK_URL.into(), Value::Null),
+                ],
+            };
+            update_app_instance(provider_client, &instance.id, &update)
+                .await
+                .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
+            // An instance being configured is enabled when the customer confirms in 4me; its
+            // first sync is queued then (the `enabled` installation change).
+            if !instance.disabled {
+                self.queue
+                    .enqueue(&customer)
+                    .await
+                    .map_err(|e| ApiError::upstream(CONNECTION_ERROR, e))?;
             }
-            return Ok(connected_page(&sites, &session.confirmation_url));
+            tracing::info!(instance = %instance.id, disabled = instance.disabled, "Lansweeper authorized");
+            if let Some((session, version)) = session {
+                let sites = self.authorized_sites(credentials, refresh, &context).await;
+                let key = session_key(self.offering(), &customer, &given_state(req));
+                if let Err(e) = self.state.delete(&key, version).await {
+                    tracing::warn!(error = %e, "configuration session not deleted (it expires by itself)");
+                }
+                return Ok(connected_page(&sites, &session.confirmation_url));
+            }
+            let domain = &self.loader.config().domain;
+            Ok(ApiResponse::redirect(&format!(
+                "https://{customer}.{domain}/app_instances/{}",
+                instance.id
+            )))
         }
-        let domain = &self.loader.config().domain;
-        Ok(ApiResponse::redirect(&format!(
-            "https://{customer}.{domain}/app_instances/{}",
-            instance.id
-        )))
+        .instrument(span)
+        .await
     }
 }
 

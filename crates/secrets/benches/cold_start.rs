@@ -6,7 +6,8 @@
 //!
 //! Prints, over the runs, the median, the 90th percentile and the extremes of:
 //! init (spawn → first `next`), first response (spawn → result posted), handling (the two's
-//! difference), the warm delivery's handling, and peak RSS; and the binary's size. Every run must store the delivery, or
+//! difference), the warm delivery's handling, and peak RSS; the binary's size; and the peak
+//! RSS of an environment whose first request has a 6 MB body (refused with 413). Every run must store the delivery, or
 //! the bench fails.
 #![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run
 
@@ -97,6 +98,34 @@ async fn main() {
     println!(
         "\nbinary: {BINARY}, {:.1} MiB",
         size as f64 / 1024.0 / 1024.0
+    );
+
+    // A 6 MB body (API Gateway accepts up to 10 MB): refused with 413 before it is parsed into
+    // a request; the peak RSS shows what the refusal costs.
+    let mut refused = vec![];
+    for _ in 0..runs.min(10) {
+        let mut event = deployed.delivery_event("huge", "huge");
+        event["body"] = serde_json::json!("x".repeat(6 * 1024 * 1024));
+        let started = cold_start(
+            Path::new(BINARY),
+            &deployed.environment(),
+            vec![event],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        match &started.outcome {
+            Outcome::Response(response) if response["statusCode"] == 413 => {}
+            other => panic!("a 6 MB body was not refused with 413: {other:?}"),
+        }
+        refused.push(started.peak_rss_kib.unwrap_or_default());
+    }
+    refused.sort_unstable();
+    println!(
+        "peak RSS refusing a 6 MB body (413), {} runs: median {}, max {}",
+        refused.len(),
+        mib(percentile(&refused, 50)),
+        mib(refused[refused.len() - 1])
     );
 }
 
