@@ -13,6 +13,7 @@
 //!   local engine), provisioned by the same bootstrap and deploy.
 //! - `schema pull` ([`schema`]): a newer 4me schema snapshot by introspection, with the
 //!   difference printed.
+//! - `fuzz` ([`fuzz`]): the fuzz targets of `fuzz/` for a bounded time (not in CI).
 //! - `bench cold-start` ([`bench`]): cold starts of the function binaries under a Lambda runtime
 //!   API emulator.
 //! - `replay` ([`replay`]): a recording of `local --record` sent to a local engine again, or an
@@ -25,6 +26,7 @@ mod config4me;
 mod customer;
 mod demo;
 mod deployer;
+mod fuzz;
 mod input;
 mod lambdas;
 mod moto;
@@ -82,6 +84,8 @@ enum Command {
     /// Benchmarks outside criterion: `bench cold-start` (each function binary as a new Lambda
     /// execution environment, under a runtime API emulator, on moto).
     Bench(bench::BenchArgs),
+    /// Fuzz the parsers of outside input for a bounded time (`fuzz/`, cargo fuzz; not in CI).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The multi-thread runtime of the commands that talk to 4me and AWS.
@@ -149,6 +153,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Fuzz(args) => match fuzz::run(&args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("xtask fuzz: error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(args) => match bench::run(&args) {
             Ok(code) => code,
             Err(err) => {

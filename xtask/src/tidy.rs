@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Tracked text files, relative to the workspace root.
+/// Tracked text files, relative to the workspace root; the fuzz corpus (generated inputs) aside.
 fn tracked_text_files(root: &Path) -> Vec<PathBuf> {
     let output = Command::new("git")
         .args(["ls-files", "-z"])
@@ -22,6 +22,7 @@ fn tracked_text_files(root: &Path) -> Vec<PathBuf> {
         .split(|byte| *byte == 0)
         .filter(|name| !name.is_empty())
         .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+        .filter(|path| !path.starts_with("fuzz/corpus"))
         .filter(|path| std::fs::read_to_string(root.join(path)).is_ok())
         .collect()
 }

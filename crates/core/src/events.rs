@@ -48,6 +48,10 @@ pub enum EventError {
     /// The request body is larger than [`MAX_BODY_BYTES`].
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    /// The event has the request shape but no HTTP request can be built from it (say, a
+    /// `domainName` that is no host); the event library panics on such events.
+    #[error("no HTTP request can be built from the event")]
+    Unbuildable,
 }
 
 /// The largest request body a function accepts (1 MiB); a larger one is refused with 413
@@ -66,6 +70,7 @@ impl From<EventError> for ApiError {
             EventError::NotBase64 => {
                 ApiError::BadRequest("Request body is not valid base64".into())
             }
+            EventError::Unbuildable => ApiError::BadRequest("Malformed request event".into()),
             EventError::TooLarge => ApiError::PayloadTooLarge(format!(
                 "Request body larger than {MAX_BODY_BYTES} bytes"
             )),
@@ -419,7 +424,10 @@ fn screen_body(payload: &Value) -> Result<(), EventError> {
 /// The answer to a payload that is no event the engine knows (400, logged, not retried).
 pub fn unrecognised_payload(error: EventError) -> Value {
     tracing::warn!(%error, "unrecognised payload");
-    if matches!(error, EventError::NotBase64 | EventError::TooLarge) {
+    if matches!(
+        error,
+        EventError::NotBase64 | EventError::TooLarge | EventError::Unbuildable
+    ) {
         crate::metrics::rejected("body");
     }
     status_payload(ApiError::from(error).into_response())
@@ -531,8 +539,12 @@ impl EngineEvent {
         screen_body(&payload)?;
         // lambda_http's request deserialiser needs JSON text (it buffers a `RawValue`).
         let text = serde_json::to_string(&payload).map_err(EventError::Unrecognised)?;
-        let mut request =
-            lambda_http::request::from_str(&text).map_err(EventError::Unrecognised)?;
+        // lambda_http builds the request with `expect`s (a URI from the event's host and path,
+        // a base64 body): an event it cannot build is refused here rather than crash the
+        // function. Its panic message still reaches the log through the panic hook.
+        let built = std::panic::catch_unwind(|| lambda_http::request::from_str(&text))
+            .map_err(|_| EventError::Unbuildable)?;
+        let mut request = built.map_err(EventError::Unrecognised)?;
         if let Some(deadline) = deadline {
             request.extensions_mut().insert(AttemptDeadline(deadline));
         }

@@ -387,3 +387,14 @@ fn a_classified_request_carries_the_invocations_deadline() {
         "{default}"
     );
 }
+
+/// Found by fuzzing (the `classify` target): a function URL event whose `host` is no host (here
+/// a port that is not a number) made the event library panic while building the request's URI.
+/// It is refused with 400 instead.
+#[test]
+fn an_event_no_request_can_be_built_from_is_refused_not_a_panic() {
+    let payload = value(include_str!("fixtures/events/function-url-bad-host.json"));
+    let error = EngineEvent::classify(payload).expect_err("refused");
+    assert!(matches!(error, EventError::Unbuildable), "{error}");
+    assert_eq!(ApiError::from(error).status(), StatusCode::BAD_REQUEST);
+}
