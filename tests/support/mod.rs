@@ -15,8 +15,7 @@ use app_builder_core::config::Settings;
 use app_builder_core::context::ContextLoader;
 use app_builder_core::fourme::{ClientSettings, Endpoints};
 use app_builder_core::secrets::{
-    AwsSecretStore, SecretDocument, SecretName, SecretStore, customer_secret_name,
-    provider_secret_name,
+    SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
 };
 use app_builder_core::state::{DynamoStateStore, StateStore};
 use app_builder_local::template::{Template, TemplateValue};
@@ -28,19 +27,7 @@ pub const PROVIDER: &str = "wdc";
 /// How long a test waits for a delivery or a request to arrive.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// AWS Secrets Manager on moto, as the functions use it in Lambda (`AwsSecretStore::from_env`).
-/// Fails (never skips) when `AWS_ENDPOINT_URL` is not set.
-pub async fn moto_store() -> AwsSecretStore {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: the end-to-end tests need Secrets Manager on moto. Run \
-         `cargo xtask test`, or start `moto_server -H 127.0.0.1 -p 5055` and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1"
-    );
-    AwsSecretStore::from_env().await
-}
+pub use app_builder_test_support::moto_store;
 
 /// A bootstrap application name unique to one test, so that tests sharing one moto never see
 /// each other's secrets.

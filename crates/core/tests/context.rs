@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use app_builder_core::context::{ContextConfig, ContextError, ContextLoader};
-use app_builder_core::fourme::{ClientSettings, Endpoints};
+use app_builder_core::fourme::ClientSettings;
 use app_builder_core::policy::{JwtError, WebhookEnvelope};
 use app_builder_core::secrets::{
     LocalSecretStore, SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
@@ -39,11 +39,7 @@ impl Fixture {
     }
 
     fn loader(&self, offering_reference: Option<&str>) -> ContextLoader<LocalSecretStore> {
-        let endpoints = Endpoints {
-            oauth: self.sandbox.oauth_url().parse().unwrap(),
-            graphql: self.sandbox.graphql_url().parse().unwrap(),
-            rest: self.sandbox.rest_url().parse().unwrap(),
-        };
+        let endpoints = app_builder_test_support::sandbox_endpoints(&self.sandbox);
         let config = ContextConfig {
             domain: self.sandbox.domain().to_owned(),
             app: APP.to_owned(),

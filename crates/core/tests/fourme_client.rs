@@ -70,13 +70,7 @@ fn fast_settings() -> ClientSettings {
     }
 }
 
-fn endpoints(sandbox: &Sandbox) -> Endpoints {
-    Endpoints {
-        oauth: sandbox.oauth_url().parse().unwrap(),
-        graphql: sandbox.graphql_url().parse().unwrap(),
-        rest: sandbox.rest_url().parse().unwrap(),
-    }
-}
+use app_builder_test_support::sandbox_endpoints as endpoints;
 
 async fn start() -> Sandbox {
     let sandbox = Sandbox::start().await.unwrap();

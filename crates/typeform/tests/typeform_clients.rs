@@ -7,7 +7,7 @@
 mod common;
 
 use app_builder_core::fourme::instances::{InstanceError, find_app_instance, lambda_api_url};
-use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient, FourMeError};
+use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient, FourMeError};
 use app_builder_core::secrets::LocalSecretStore;
 use app_builder_sandbox::typeform::TypeformFake;
 use common::{Env, FORM_ID, OFFERING};
@@ -29,11 +29,7 @@ async fn fixture() -> Fixture {
 fn customer_client(env: &Env<LocalSecretStore>, account: &str) -> FourMeClient {
     let creds = env.sandbox.add_oauth_application(account);
     FourMeClient::new(
-        Endpoints {
-            oauth: env.sandbox.oauth_url().parse().unwrap(),
-            graphql: env.sandbox.graphql_url().parse().unwrap(),
-            rest: env.sandbox.rest_url().parse().unwrap(),
-        },
+        app_builder_test_support::sandbox_endpoints(&env.sandbox),
         account,
         Credentials::new(creds.client_id, creds.client_secret),
         ClientSettings::default(),

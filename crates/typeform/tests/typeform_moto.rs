@@ -7,20 +7,10 @@
 
 mod common;
 
-use app_builder_core::secrets::AwsSecretStore;
 use common::{Env, FORM_ID};
 use serde_json::{Value, json};
 
-async fn moto_store() -> AwsSecretStore {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
-    );
-    AwsSecretStore::from_env().await
-}
+use app_builder_test_support::moto_store;
 
 #[tokio::test]
 async fn typeform_install_and_survey_response_with_secrets_manager() {

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use app_builder_core::bus::{InstallationChanged, LifecycleStep};
+use app_builder_core::bus::LifecycleStep;
 use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::events::EngineEvent;
 use app_builder_core::fourme::instances::{InstanceUpdate, update_app_instance};
-use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient};
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, provider_secret_name,
 };
@@ -52,13 +52,7 @@ pub struct Customer {
     pub configuration_url: Option<String>,
 }
 
-fn endpoints(sandbox: &Sandbox) -> Endpoints {
-    Endpoints {
-        oauth: sandbox.oauth_url().parse().unwrap(),
-        graphql: sandbox.graphql_url().parse().unwrap(),
-        rest: sandbox.rest_url().parse().unwrap(),
-    }
-}
+use app_builder_test_support::sandbox_endpoints as endpoints;
 
 fn fast_settings() -> ClientSettings {
     ClientSettings {
@@ -68,9 +62,7 @@ fn fast_settings() -> ClientSettings {
     }
 }
 
-pub fn doc(value: Value) -> SecretDocument {
-    SecretDocument::try_from(value).unwrap()
-}
+pub use app_builder_test_support::doc;
 
 pub fn api_settings(fake: &LansweeperFake) -> ApiSettings {
     ApiSettings {
@@ -490,27 +482,7 @@ pub fn response_parts(resp: lambda_http::Response<lambda_http::Body>) -> (u16, S
     (status, message)
 }
 
-/// An `Installation changed` event as EventBridge delivers it.
-pub fn installation_event(
-    domain: &str,
-    offering: &str,
-    account: &str,
-    step: LifecycleStep,
-) -> Value {
-    InstallationChanged {
-        domain: domain.to_owned(),
-        offering: offering.to_owned(),
-        account: account.to_owned(),
-        step,
-        keys: vec!["secrets".to_owned()],
-        change: uuid::Uuid::new_v4().to_string(),
-    }
-    .eventbridge_event(
-        "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
-        "123456789012",
-        "eu-west-1",
-    )
-}
+pub use app_builder_test_support::installation_event;
 
 /// A REST API (v1) proxy event for `ANY /integration/{proxy+}`.
 pub fn apigw_v1_event(method: &str, proxy: &str, query: &[(&str, &str)]) -> Value {

@@ -12,14 +12,7 @@ use super::*;
 pub async fn moto_store() -> AwsSecretStore {
     // The handler's error lines, in the output of a failed test.
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        !endpoint.is_empty(),
-        "AWS_ENDPOINT_URL is not set: start moto (`moto_server -H 127.0.0.1 -p 5055`) and run with \
-         AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=testing \
-         AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1 (see the README)"
-    );
-    AwsSecretStore::from_env().await.with_max_attempts(30)
+    app_builder_test_support::moto_store().await
 }
 
 /// A provider unique to this test (its own provider secret in the shared moto server).

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app_builder_core::bus::{InstallationChanged, LifecycleStep};
+use app_builder_core::bus::LifecycleStep;
 use app_builder_core::context::{ContextConfig, ContextLoader};
 use app_builder_core::events::Invocation;
-use app_builder_core::fourme::{ClientSettings, Credentials, Endpoints, FourMeClient};
+use app_builder_core::fourme::{ClientSettings, Credentials, FourMeClient};
 use app_builder_core::secrets::{
     SecretDocument, SecretStore, customer_secret_name, provider_secret_name,
 };
@@ -69,13 +69,7 @@ pub struct Customer {
     pub token: String,
 }
 
-fn endpoints(sandbox: &Sandbox) -> Endpoints {
-    Endpoints {
-        oauth: sandbox.oauth_url().parse().unwrap(),
-        graphql: sandbox.graphql_url().parse().unwrap(),
-        rest: sandbox.rest_url().parse().unwrap(),
-    }
-}
+use app_builder_test_support::sandbox_endpoints as endpoints;
 
 fn fast_settings() -> ClientSettings {
     ClientSettings {
@@ -85,9 +79,7 @@ fn fast_settings() -> ClientSettings {
     }
 }
 
-pub fn doc(value: Value) -> SecretDocument {
-    SecretDocument::try_from(value).unwrap()
-}
+pub use app_builder_test_support::doc;
 
 impl<S: SecretStore + Clone + 'static> Env<S> {
     pub async fn new(store: S) -> Env<S> {
@@ -319,27 +311,7 @@ impl<S: SecretStore + Clone + 'static> Env<S> {
     }
 }
 
-/// An `Installation changed` event as EventBridge delivers it.
-pub fn installation_event(
-    domain: &str,
-    offering: &str,
-    account: &str,
-    step: LifecycleStep,
-) -> Value {
-    InstallationChanged {
-        domain: domain.to_owned(),
-        offering: offering.to_owned(),
-        account: account.to_owned(),
-        step,
-        keys: vec!["secrets".to_owned()],
-        change: uuid::Uuid::new_v4().to_string(),
-    }
-    .eventbridge_event(
-        "7a1e2b3c-0001-4d5e-8f90-a1b2c3d4e5f6",
-        "123456789012",
-        "eu-west-1",
-    )
-}
+pub use app_builder_test_support::installation_event;
 
 /// A REST API (v1) proxy event as API Gateway builds it for `POST /integration`.
 pub fn apigw_v1_event(
