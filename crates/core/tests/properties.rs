@@ -58,23 +58,7 @@ fn valid_claims(data: Value) -> Value {
            "jti": "j", "iat": now(), "nbf": now(), "data": data})
 }
 
-/// Any JSON value, nested a few levels.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|n| json!(n)),
-        ".{0,40}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,12}", inner, 0..8)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
-        ]
-    })
-}
+use app_builder_test_support::any_json;
 
 /// Names the classifier and the event library look at, so generated objects reach them.
 fn event_key() -> impl Strategy<Value = String> {

@@ -137,6 +137,23 @@ impl Setup {
         found
     }
 
+    /// A new customer and a signed update of its Typeform token.
+    fn new_update(&self) -> (String, String) {
+        let customer = customer();
+        let jwt = self.provider.sign(
+            "typeform",
+            &customer,
+            json!({"secrets": {"typeform_token": "t1"}}),
+        );
+        (customer, jwt)
+    }
+
+    /// `customer`'s secret was written once and its change announced once.
+    async fn applied_once(&self, customer: &str) {
+        assert_eq!(self.versions(customer).await, 1);
+        assert_eq!(announced(&self.published().await, customer), 1);
+    }
+
     async fn send(&self, jwt: &str, delivery: &str) -> (u16, String) {
         status_and_message(
             &self
@@ -181,12 +198,7 @@ fn announced(events: &[Value], customer: &str) -> usize {
 #[tokio::test]
 async fn secrets_manager_failing_mid_delivery_writes_nothing_and_the_retry_applies_once() {
     let setup = Setup::new().await;
-    let customer = customer();
-    let jwt = setup.provider.sign(
-        "typeform",
-        &customer,
-        json!({"secrets": {"typeform_token": "t1"}}),
-    );
+    let (customer, jwt) = setup.new_update();
     // The read succeeds; every write of the secret fails (after the SDK's own retries).
     setup
         .proxy
@@ -217,19 +229,13 @@ async fn secrets_manager_failing_mid_delivery_writes_nothing_and_the_retry_appli
         setup.send(&jwt, "d-1").await,
         (200, "Secrets stored".into())
     );
-    assert_eq!(setup.versions(&customer).await, 1);
-    assert_eq!(announced(&setup.published().await, &customer), 1);
+    setup.applied_once(&customer).await;
 }
 
 #[tokio::test]
 async fn throttled_writes_are_retried_within_the_delivery() {
     let setup = Setup::new().await;
-    let customer = customer();
-    let jwt = setup.provider.sign(
-        "typeform",
-        &customer,
-        json!({"secrets": {"typeform_token": "t1"}}),
-    );
+    let (customer, jwt) = setup.new_update();
     setup
         .proxy
         .fail("secretsmanager.CreateSecret", Fault::Throttled, Some(2));
@@ -241,19 +247,13 @@ async fn throttled_writes_are_retried_within_the_delivery() {
         (200, "Secrets stored".into())
     );
     assert_eq!(setup.proxy.seen("secretsmanager.CreateSecret"), 3);
-    assert_eq!(setup.versions(&customer).await, 1);
-    assert_eq!(announced(&setup.published().await, &customer), 1);
+    setup.applied_once(&customer).await;
 }
 
 #[tokio::test]
 async fn a_failed_put_events_is_a_5xx_and_the_retry_announces_once() {
     let setup = Setup::new().await;
-    let customer = customer();
-    let jwt = setup.provider.sign(
-        "typeform",
-        &customer,
-        json!({"secrets": {"typeform_token": "t1"}}),
-    );
+    let (customer, jwt) = setup.new_update();
     setup
         .proxy
         .fail("AWSEvents.PutEvents", Fault::Throttled, None);
@@ -293,12 +293,7 @@ async fn with_the_endpoint_stopped_a_delivery_is_a_5xx_and_after_the_restart_it_
     assert_eq!(setup.send(&jwt, "d-0").await.0, 200);
 
     setup.proxy.stop().await;
-    let customer = customer();
-    let jwt = setup.provider.sign(
-        "typeform",
-        &customer,
-        json!({"secrets": {"typeform_token": "t1"}}),
-    );
+    let (customer, jwt) = setup.new_update();
     let (status, message) = setup.send(&jwt, "d-1").await;
     assert!(status >= 500, "{status} {message}");
     assert_eq!(setup.stored(&customer).await, None);
@@ -312,8 +307,7 @@ async fn with_the_endpoint_stopped_a_delivery_is_a_5xx_and_after_the_restart_it_
         setup.send(&jwt, "d-1").await,
         (200, "Secrets stored".into())
     );
-    assert_eq!(setup.versions(&customer).await, 1);
-    assert_eq!(announced(&setup.published().await, &customer), 1);
+    setup.applied_once(&customer).await;
 }
 
 /// Copies of one delivery arriving at once race on DynamoDB's conditional writes: exactly one
@@ -322,12 +316,7 @@ async fn with_the_endpoint_stopped_a_delivery_is_a_5xx_and_after_the_restart_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn copies_of_a_delivery_racing_on_dynamodb_apply_it_once() {
     let setup = Setup::new().await;
-    let customer = customer();
-    let jwt = setup.provider.sign(
-        "typeform",
-        &customer,
-        json!({"secrets": {"typeform_token": "t1"}}),
-    );
+    let (customer, jwt) = setup.new_update();
     let mut copies = Vec::new();
     for _ in 0..6 {
         let (handler, jwt) = (Arc::clone(&setup.handler), jwt.clone());
@@ -344,6 +333,5 @@ async fn copies_of_a_delivery_racing_on_dynamodb_apply_it_once() {
         statuses.iter().all(|s| *s == 200 || *s == 503),
         "{statuses:?}"
     );
-    assert_eq!(setup.versions(&customer).await, 1);
-    assert_eq!(announced(&setup.published().await, &customer), 1);
+    setup.applied_once(&customer).await;
 }

@@ -3,6 +3,7 @@
 //! - [`sandbox_endpoints`]: the 4me endpoints of a running sandbox;
 //! - [`moto_store`]: Secrets Manager on moto, as the functions use it in Lambda;
 //! - [`doc`] and [`installation_event`]: a secret document and an engine bus event from JSON;
+//! - [`any_json`]: a proptest strategy of JSON values;
 //! - [`FaultProxy`]: an HTTP proxy in front of an AWS endpoint (moto) that makes chosen AWS
 //!   operations fail as AWS fails them (503 `ServiceUnavailableException`, 400
 //!   `ThrottlingException`), counts the operations it sees, and can be stopped and started again
@@ -19,6 +20,25 @@ use app_builder_sandbox::Sandbox;
 use serde_json::Value;
 
 pub use fault_proxy::{Fault, FaultProxy};
+
+/// Any JSON value, nested up to four levels (proptest).
+pub fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        any::<f64>().prop_map(|n| serde_json::json!(n)),
+        ".{0,40}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,12}", inner, 0..8)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
 
 /// The OAuth, GraphQL and REST endpoints of `sandbox`.
 pub fn sandbox_endpoints(sandbox: &Sandbox) -> Endpoints {

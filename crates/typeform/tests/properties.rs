@@ -15,23 +15,7 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Any JSON value, nested a few levels.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|n| json!(n)),
-        ".{0,20}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{0,10}", inner, 0..6)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
-        ]
-    })
-}
+use app_builder_test_support::any_json;
 
 /// Field types Typeform documents, and some it does not.
 fn field_type() -> impl Strategy<Value = String> {
