@@ -221,17 +221,17 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             update.insert("token", client_secret.clone());
             self.store.upsert(&secret_name, update).await?;
         }
+        let stored = current.unwrap_or_default();
+        let mut records = self.records(&account, &client_id, &client_secret, &stored)?;
         self.step(
-            &mut report.steps,
+            &mut records,
             "provider secret",
             secret_name.as_str(),
             action,
             "",
         )?;
-        let stored = current.unwrap_or_default();
 
         // 2. 4me: service instance, products and their UI extensions.
-        let mut records = self.records(&account, &client_id, &client_secret, &stored)?;
         let si = records
             .service_instance(self.answers.get(&input::SERVICE_INSTANCE))
             .await?;
@@ -246,7 +246,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let s3_product = self
             .sync(
                 &mut records,
-                &mut report.steps,
                 &PRODUCT,
                 source,
                 &config.s3_product,
@@ -256,7 +255,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let lambda_ext = self
             .sync(
                 &mut records,
-                &mut report.steps,
                 &UI_EXTENSION,
                 source,
                 &config.lambda_ui_extension,
@@ -266,7 +264,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let lambda_product = self
             .sync(
                 &mut records,
-                &mut report.steps,
                 &PRODUCT,
                 source,
                 &config.lambda_product,
@@ -279,7 +276,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let sqs_ext = self
             .sync(
                 &mut records,
-                &mut report.steps,
                 &UI_EXTENSION,
                 source,
                 &config.sqs_ui_extension,
@@ -288,7 +284,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             .await?;
         self.sync(
             &mut records,
-            &mut report.steps,
             &PRODUCT,
             source,
             &config.sqs_product,
@@ -304,7 +299,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         let policy = self
             .webhook_policy(
                 &mut records,
-                &mut report.steps,
                 &config,
                 &secret_name,
                 &stored,
@@ -315,7 +309,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
 
         // 4. The engine stack.
         let outputs = if self.dry_run {
-            self.plan_stack(&mut report.steps, &sam::ENGINE, &overrides)?;
+            self.plan_stack(&mut records, &sam::ENGINE, &overrides)?;
             // Assume the outputs 4me has recorded (the secrets function's CI).
             let existing = records
                 .find(
@@ -338,7 +332,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             }
             outputs
         } else {
-            self.deploy_stack(&mut report.steps, &sam::ENGINE, &overrides)
+            self.deploy_stack(&mut records, &sam::ENGINE, &overrides)
                 .await?
         };
         let function_arn = output(&outputs, "SecretsFunction", self.dry_run)?;
@@ -356,7 +350,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         }
         self.sync(
             &mut records,
-            &mut report.steps,
             &CONFIGURATION_ITEM,
             source,
             &config.s3_ci,
@@ -365,7 +358,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         .await?;
         self.sync(
             &mut records,
-            &mut report.steps,
             &CONFIGURATION_ITEM,
             source,
             &config.secrets_lambda_ci,
@@ -389,7 +381,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             uri: &secrets_url,
         };
         for template in std::iter::once(&config.secrets_webhook).chain(&config.instance_webhooks) {
-            self.provider_webhook(&mut records, &mut report.steps, template, &target)
+            self.provider_webhook(&mut records, template, &target)
                 .await?;
         }
         if let Some(old) = &policy.stale {
@@ -397,7 +389,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 records.delete("WebhookPolicy", old).await?;
             }
             self.step(
-                &mut report.steps,
+                &mut records,
                 "webhook policy",
                 "replaced policy",
                 Action::Delete(old.clone()),
@@ -408,6 +400,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         self.save_fingerprints(&records, &secret_name).await?;
         report.secrets_url = (!secrets_url.is_empty()).then_some(secrets_url);
         report.outputs = outputs;
+        report.steps = std::mem::take(&mut records.steps);
         writeln!(self.out, "{}", summary(&report.steps, self.dry_run))?;
         Ok(report)
     }
@@ -466,14 +459,13 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
 
         let source = config.source.clone();
         let outputs = if self.dry_run {
-            self.plan_stack(&mut report.steps, &stack, &overrides)?;
+            self.plan_stack(&mut records, &stack, &overrides)?;
             let existing = records
                 .find(&CONFIGURATION_ITEM, &source, &config.lambda_ci.source_id)
                 .await?;
             recorded_outputs(existing.as_ref(), "IntegrationFunction", "IntegrationApi")
         } else {
-            self.deploy_stack(&mut report.steps, &stack, &overrides)
-                .await?
+            self.deploy_stack(&mut records, &stack, &overrides).await?
         };
         let function_arn = output(&outputs, "IntegrationFunction", self.dry_run)?;
         let api_url = output(&outputs, "IntegrationApi", self.dry_run)?;
@@ -481,7 +473,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
 
         self.sync(
             &mut records,
-            &mut report.steps,
             &CONFIGURATION_ITEM,
             &source,
             &config.lambda_ci,
@@ -534,22 +525,14 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                     json!([{"id": "cloudformation_stack", "value": stack.name}]),
                 ),
             ]);
-            self.sync(
-                &mut records,
-                &mut report.steps,
-                &CONFIGURATION_ITEM,
-                &source,
-                ci,
-                extras,
-            )
-            .await?;
+            self.sync(&mut records, &CONFIGURATION_ITEM, &source, ci, extras)
+                .await?;
         }
 
         // The UI extension first, so the offering links its active version in one go.
         let extension = self
             .sync(
                 &mut records,
-                &mut report.steps,
                 &UI_EXTENSION,
                 &source,
                 &config.ui_extension,
@@ -564,19 +547,11 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             .unwrap_or(records::NEW_ID)
             .to_owned();
         let offering = self
-            .offering(
-                &mut records,
-                &mut report.steps,
-                &config,
-                &si,
-                &api_url,
-                &version_id,
-            )
+            .offering(&mut records, &config, &si, &api_url, &version_id)
             .await?;
-        self.automation_rules(&mut records, &mut report.steps, &config, &offering)
+        self.automation_rules(&mut records, &config, &offering)
             .await?;
-        self.avatar(&mut records, &mut report.steps, integration, &offering)
-            .await?;
+        self.avatar(&mut records, integration, &offering).await?;
 
         self.save_fingerprints(&records, &secret_name).await?;
         let offering_id = records::id_of(&offering).filter(|id| id != records::NEW_ID);
@@ -586,6 +561,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         );
         report.offering_id = offering_id;
         report.outputs = outputs;
+        report.steps = std::mem::take(&mut records.steps);
         writeln!(self.out, "{}", summary(&report.steps, self.dry_run))?;
         if !self.dry_run {
             writeln!(
@@ -624,13 +600,14 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             client,
             dry_run: self.dry_run,
             fingerprints,
+            steps: Vec::new(),
         })
     }
 
-    /// Records a step and prints it.
+    /// Records a step of the run and prints it.
     fn step(
         &mut self,
-        steps: &mut Vec<Step>,
+        records: &mut Records,
         kind: &'static str,
         name: &str,
         action: Action,
@@ -646,7 +623,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         };
         let line = describe(&step, self.dry_run, self.deployer.describe());
         writeln!(self.out, "{line}")?;
-        steps.push(step);
+        records.steps.push(step);
         Ok(())
     }
 
@@ -654,7 +631,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     async fn sync(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         kind: &records::Kind,
         source: &str,
         template: &config4me::Template,
@@ -662,7 +638,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     ) -> Result<records::Synced, ProvisionError> {
         let synced = records.sync(kind, source, template, extras).await?;
         self.step(
-            steps,
+            records,
             kind.label,
             template.name(),
             synced.action.clone(),
@@ -674,12 +650,12 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     /// Prints what deploying the stack would run (the deployer's plan).
     fn plan_stack(
         &mut self,
-        steps: &mut Vec<Step>,
+        records: &mut Records,
         stack: &sam::Stack,
         overrides: &[(String, String)],
     ) -> Result<(), ProvisionError> {
         self.step(
-            steps,
+            records,
             STACK_KIND,
             stack.name,
             Action::Update(stack.name.to_owned()),
@@ -694,14 +670,14 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     /// Deploys a stack (SAM leaves an unchanged stack as it is).
     async fn deploy_stack(
         &mut self,
-        steps: &mut Vec<Step>,
+        records: &mut Records,
         stack: &sam::Stack,
         overrides: &[(String, String)],
     ) -> Result<StackOutputs, ProvisionError> {
         writeln!(self.out, "deploying AWS stack {} ...", stack.name)?;
         let outputs = self.deployer.deploy(stack, overrides).await?;
         self.step(
-            steps,
+            records,
             STACK_KIND,
             stack.name,
             Action::Update(stack.name.to_owned()),
@@ -716,14 +692,9 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     /// created (4me cannot change a policy's key) and its public key — shown by 4me only in the
     /// create response — stored; the replaced policy's key stays accepted for
     /// [`POLICY_GRACE_SECS`] so deliveries signed before the switch still verify.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one step of bootstrap, with its inputs"
-    )]
     async fn webhook_policy(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         config: &config4me::BootstrapConfig,
         secret_name: &SecretName,
         stored: &SecretDocument,
@@ -776,7 +747,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             let id = records::id_of(existing).unwrap_or_default();
             if existing.get("jwtClaimExpiresIn").cloned() == expires_in || expires_in.is_none() {
                 self.step(
-                    steps,
+                    records,
                     "webhook policy",
                     name,
                     Action::Unchanged(id.clone()),
@@ -802,7 +773,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 self.store.upsert(secret_name, update).await?;
             }
             self.step(
-                steps,
+                records,
                 "webhook policy",
                 name,
                 Action::Update(id.clone()),
@@ -812,7 +783,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         }
         let stale = existing.as_ref().and_then(records::id_of);
         if self.dry_run {
-            self.step(steps, "webhook policy", name, Action::Create, "")?;
+            self.step(records, "webhook policy", name, Action::Create, "")?;
             return Ok(Policy {
                 id: records::NEW_ID.to_owned(),
                 stale,
@@ -836,7 +807,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             update.insert("previousPolicy", Value::Object(previous));
         }
         self.store.upsert(secret_name, update).await?;
-        self.step(steps, "webhook policy", name, Action::Create, &id)?;
+        self.step(records, "webhook policy", name, Action::Create, &id)?;
         Ok(Policy { id, stale })
     }
 
@@ -847,7 +818,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     async fn provider_webhook(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         template: &config4me::Template,
         target: &WebhookTarget<'_>,
     ) -> Result<(), ProvisionError> {
@@ -921,7 +891,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             (Action::Create, true) => records::NEW_ID.to_owned(),
             (Action::Update(id) | Action::Unchanged(id) | Action::Delete(id), _) => id.clone(),
         };
-        self.step(steps, "webhook", &name, action, &id)?;
+        self.step(records, "webhook", &name, action, &id)?;
         if !self.dry_run {
             let keep = json!({"id": id, "name": name, "uri": uri});
             self.store
@@ -960,7 +930,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             if !self.dry_run {
                 records.delete("Webhook", &stale_id).await?;
             }
-            self.step(steps, "webhook", &name, Action::Delete(stale_id), "")?;
+            self.step(records, "webhook", &name, Action::Delete(stale_id), "")?;
         }
         Ok(())
     }
@@ -969,7 +939,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     async fn offering(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         config: &config4me::IntegrationConfig,
         si: &records::ServiceInstance,
         api_url: &str,
@@ -1077,7 +1046,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         if !self.dry_run {
             records.remember(&id, &compared);
         }
-        self.step(steps, "app offering", &name, action, &id)?;
+        self.step(records, "app offering", &name, action, &id)?;
         Ok(offering)
     }
 
@@ -1085,7 +1054,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     async fn automation_rules(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         config: &config4me::IntegrationConfig,
         offering: &Map<String, Value>,
     ) -> Result<(), ProvisionError> {
@@ -1131,7 +1099,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 _ => String::new(),
             };
             self.step(
-                steps,
+                records,
                 "automation rule",
                 &step.name,
                 step.action.clone(),
@@ -1146,7 +1114,6 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
     async fn avatar(
         &mut self,
         records: &mut Records,
-        steps: &mut Vec<Step>,
         integration: &str,
         offering: &Map<String, Value>,
     ) -> Result<(), ProvisionError> {
@@ -1178,7 +1145,7 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 .await?;
             records.fingerprints.insert(key, print);
         }
-        self.step(steps, "avatar", &file_name, action, "")
+        self.step(records, "avatar", &file_name, action, "")
     }
 
     /// Stores the fingerprints in the provider secret when they changed (no new version

@@ -179,7 +179,9 @@ pub fn decide(
     sync::record_action(Some(&found), &compared)
 }
 
-/// The 4me operations of one bootstrap or deploy run.
+/// The 4me operations of one bootstrap or deploy run, and every step the run took (records,
+/// stacks, the provider secret), in order: each step of bootstrap and deploy takes the run's
+/// `Records` and nothing else of the run.
 pub struct Records {
     /// The provider's 4me client.
     pub client: FourMeClient,
@@ -187,6 +189,8 @@ pub struct Records {
     pub dry_run: bool,
     /// Fingerprints by record id (loaded from and saved to the provider secret).
     pub fingerprints: BTreeMap<String, String>,
+    /// The steps taken so far (the report's, once the run ends).
+    pub steps: Vec<crate::provision::Step>,
 }
 
 impl Records {
