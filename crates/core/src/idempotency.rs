@@ -192,43 +192,61 @@ impl<S: StateStore> Idempotency<S> {
     }
 
     /// Claims every one of `keys` for an attempt on `payload` (see [`Idempotency::begin`]): all,
-    /// or none when one of them was seen — the keys claimed before it are released again.
+    /// or none when one of them was seen — the keys claimed are released again. The keys are
+    /// claimed concurrently (one round trip, not one per key); a sequential claim would leave
+    /// the same window between the first claim and the release, so nothing is lost by it.
     pub async fn begin_all(
         &self,
         keys: &[String],
         payload: &[u8],
         deadline: i64,
     ) -> Result<BegunAll, StateStoreError> {
-        let mut claims = Vec::new();
-        for key in keys {
-            let begun = match self.begin(key, payload, deadline).await {
-                Ok(begun) => begun,
+        let begun =
+            futures::future::join_all(keys.iter().map(|key| self.begin(key, payload, deadline)))
+                .await;
+        let mut claims = Vec::with_capacity(keys.len());
+        let mut refusal = None;
+        let mut failure = None;
+        for (key, begun) in keys.iter().zip(begun) {
+            match begun {
+                Ok(Begun::New(claim)) => claims.push(claim),
+                // The first refusal in key order decides, as a sequential claim would.
+                Ok(other) if refusal.is_none() => {
+                    refusal = Some(match other {
+                        Begun::Completed(response) => BegunAll::Completed(response),
+                        Begun::InProgress => BegunAll::InProgress(key.clone()),
+                        _ => BegunAll::PayloadMismatch(key.clone()),
+                    });
+                }
+                Ok(_) => {}
                 Err(error) => {
-                    self.release_all(claims).await;
-                    return Err(error);
+                    failure.get_or_insert(error);
                 }
-            };
-            let outcome = match begun {
-                Begun::New(claim) => {
-                    claims.push(claim);
-                    continue;
-                }
-                Begun::Completed(response) => BegunAll::Completed(response),
-                Begun::InProgress => BegunAll::InProgress(key.clone()),
-                Begun::PayloadMismatch => BegunAll::PayloadMismatch(key.clone()),
-            };
+            }
+        }
+        if let Some(error) = failure {
             self.release_all(claims).await;
-            return Ok(outcome);
+            return Err(error);
+        }
+        if let Some(refusal) = refusal {
+            self.release_all(claims).await;
+            return Ok(refusal);
         }
         Ok(BegunAll::New(claims))
     }
 
-    /// Completes every claim with `response`; a claim that cannot be recorded is logged (its
-    /// key runs again on a retry).
+    /// Completes every claim with `response`, concurrently; a claim that cannot be recorded is
+    /// logged (its key runs again on a retry).
     pub async fn complete_all(&self, claims: Vec<Claim>, response: &Value) {
-        for claim in claims {
-            let key = claim.key.clone();
-            match self.complete(claim, response).await {
+        let keys: Vec<String> = claims.iter().map(|claim| claim.key.clone()).collect();
+        let completed = futures::future::join_all(
+            claims
+                .into_iter()
+                .map(|claim| self.complete(claim, response)),
+        )
+        .await;
+        for (key, completed) in keys.iter().zip(completed) {
+            match completed {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(%key, "claim taken over by a retry; its outcome stands")
@@ -240,11 +258,14 @@ impl<S: StateStore> Idempotency<S> {
         }
     }
 
-    /// Releases every claim (best effort: one not released expires at its deadline).
+    /// Releases every claim, concurrently (best effort: one not released expires at its
+    /// deadline).
     pub async fn release_all(&self, claims: Vec<Claim>) {
-        for claim in claims {
-            let key = claim.key.clone();
-            if let Err(error) = self.release(claim).await {
+        let keys: Vec<String> = claims.iter().map(|claim| claim.key.clone()).collect();
+        let released =
+            futures::future::join_all(claims.into_iter().map(|claim| self.release(claim))).await;
+        for (key, released) in keys.iter().zip(released) {
+            if let Err(error) = released {
                 tracing::warn!(%key, %error, "claim not released; it expires at the deadline");
             }
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use app_builder_core::bus::{InstallationChanged, InstallationEvent, LifecycleStep};
 use app_builder_core::events::installation_once;
-use app_builder_core::idempotency::{Begun, Idempotency, Once, OnceError};
+use app_builder_core::idempotency::{Begun, BegunAll, Claim, Idempotency, Once, OnceError};
 use app_builder_core::state::{DynamoStateStore, LocalStateStore};
 use serde_json::json;
 
@@ -80,6 +80,47 @@ async fn a_released_key_runs_again_at_once() {
     idem.release(claim).await.unwrap();
     assert!(matches!(
         idem.begin("k", b"p", now() + 300).await.unwrap(),
+        Begun::New(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_delivery_seen_under_one_of_its_keys_claims_none_of_them() {
+    let (idem, _dir) = local();
+    let keys = |a: &str, b: &str| vec![a.to_owned(), b.to_owned()];
+    let BegunAll::New(claims) = idem
+        .begin_all(&keys("token/1", "delivery/1"), b"p", now() + 300)
+        .await
+        .unwrap()
+    else {
+        panic!("the first attempt claims both keys");
+    };
+    assert_eq!(
+        claims.iter().map(Claim::key).collect::<Vec<_>>(),
+        ["token/1", "delivery/1"]
+    );
+    idem.complete_all(claims, &json!("done")).await;
+    // The same delivery under a new token id: a duplicate by its delivery id, and the new key
+    // is not left claimed.
+    assert_eq!(
+        idem.begin_all(&keys("token/2", "delivery/1"), b"p", now() + 300)
+            .await
+            .unwrap(),
+        BegunAll::Completed(json!("done"))
+    );
+    assert!(matches!(
+        idem.begin("token/2", b"p", now() + 300).await.unwrap(),
+        Begun::New(_)
+    ));
+    // A key in progress elsewhere is named, and the other key is released again.
+    assert_eq!(
+        idem.begin_all(&keys("delivery/3", "token/2"), b"p", now() + 300)
+            .await
+            .unwrap(),
+        BegunAll::InProgress("token/2".into())
+    );
+    assert!(matches!(
+        idem.begin("delivery/3", b"p", now() + 300).await.unwrap(),
         Begun::New(_)
     ));
 }
