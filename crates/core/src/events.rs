@@ -60,6 +60,143 @@ pub enum EventError {
 /// itself accepts up to 10 MB.)
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Length above which a request body is not even read into the payload (see
+/// [`ScreenedPayload`]): the base64 text of [`MAX_BODY_BYTES`] bytes. Any longer body is refused
+/// whether it is base64 or not.
+const UNREAD_BODY_LEN: usize = MAX_BODY_BYTES.div_ceil(3) * 4;
+
+/// The member that stands for a body too long to read ([`UNREAD_BODY_LEN`]): its length. No
+/// event has it; [`EngineEvent::classify`] refuses a payload carrying it with 413.
+pub const UNREAD_BODY_MEMBER: &str = "appBuilderUnreadBodyLength";
+
+/// A raw Lambda payload, read from the runtime's JSON as a [`Value`] except for a request
+/// `body` longer than any accepted one, which is left unread and replaced by
+/// [`UNREAD_BODY_MEMBER`]. Reading it into the value would copy it (6 MB for a 6 MB body, on top
+/// of the runtime's own buffer) only for the classifier to refuse it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScreenedPayload(pub Value);
+
+impl<'de> serde::Deserialize<'de> for ScreenedPayload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PayloadVisitor).map(Self)
+    }
+}
+
+/// Reads a payload as [`Value`] does, looking at a top-level `body` with [`BodyVisitor`].
+struct PayloadVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "body" {
+                match map.next_value_seed(BodyVisitor)? {
+                    Ok(body) => object.insert(key, body),
+                    Err(length) => object.insert(UNREAD_BODY_MEMBER.into(), length.into()),
+                };
+            } else {
+                let value = map.next_value::<Value>()?;
+                object.insert(key, value);
+            }
+        }
+        Ok(Value::Object(object))
+    }
+
+    // Anything but an object is no event; it is read as it is, for the classifier to refuse.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Value, E> {
+        Ok(Value::from(text))
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// A `body` member: its value, or `Err(length)` for a string longer than [`UNREAD_BODY_LEN`]
+/// (the JSON reader hands an unescaped string over in place, so it is never copied).
+struct BodyVisitor;
+
+impl<'de> serde::de::DeserializeSeed<'de> for BodyVisitor {
+    type Value = Result<Value, usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+    type Value = Result<Value, usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a request body")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(if text.len() > UNREAD_BODY_LEN {
+            Err(text.len())
+        } else {
+            Ok(Value::from(text))
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Ok)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Ok)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(Ok(Value::from(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Ok(Value::from(value)))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Ok(Value::from(value)))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(Ok(Value::from(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+}
+
 impl From<EventError> for ApiError {
     fn from(err: EventError) -> Self {
         match err {
@@ -296,12 +433,14 @@ pub async fn run_payload_function<F: PayloadFunction>(
     let scope =
         crate::metrics::MetricScope::from_settings(&crate::config::Settings::from_env(), F::NAME);
     let (function, scope) = (&function, &scope);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let invocation = Invocation::from_context(&event.context, F::ATTEMPT_TIME);
-        // Boxed: a handler's future is large, and the runtime would copy it on every poll.
-        let handled = Box::pin(function.handle_payload(event.payload, invocation));
-        Ok::<Value, lambda_http::Error>(crate::metrics::emit(scope, handled).await?)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ScreenedPayload>| async move {
+            let invocation = Invocation::from_context(&event.context, F::ATTEMPT_TIME);
+            // Boxed: a handler's future is large, and the runtime would copy it on every poll.
+            let handled = Box::pin(function.handle_payload(event.payload.0, invocation));
+            Ok::<Value, lambda_http::Error>(crate::metrics::emit(scope, handled).await?)
+        },
+    ))
     .await
 }
 
@@ -395,10 +534,14 @@ pub fn unsupported_event() -> Value {
     status_payload(ApiError::BadRequest("Unsupported event".into()).into_response())
 }
 
-/// Refuses a request body before anything decodes it: larger than [`MAX_BODY_BYTES`], or said
-/// to be base64 and not (aws_lambda_events panics on that one while building the request).
+/// Refuses a request body before anything decodes it: larger than [`MAX_BODY_BYTES`] (or left
+/// unread by [`ScreenedPayload`]), or said to be base64 and not (aws_lambda_events panics on that
+/// one while building the request).
 fn screen_body(payload: &Value) -> Result<(), EventError> {
     use base64::Engine as _;
+    if payload.get(UNREAD_BODY_MEMBER).is_some() {
+        return Err(EventError::TooLarge);
+    }
     let Some(body) = payload.get("body").and_then(Value::as_str) else {
         return Ok(());
     };

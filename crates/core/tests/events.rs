@@ -361,6 +361,44 @@ fn bodies_that_are_not_base64_or_too_large_are_refused_before_the_request_is_bui
     ));
 }
 
+/// The runtime's JSON read as a `ScreenedPayload`: every event as `Value` reads it, except that a
+/// request body longer than any accepted one is left unread, and the classifier refuses it.
+#[test]
+fn a_body_too_long_to_accept_is_not_read_into_the_payload() {
+    use app_builder_core::events::{MAX_BODY_BYTES, ScreenedPayload, UNREAD_BODY_MEMBER};
+    let screened = |text: &str| serde_json::from_str::<ScreenedPayload>(text).unwrap().0;
+    for fixture in [
+        APIGW_V1_JWT,
+        APIGW_V1_BASE64,
+        HTTP_API_V2,
+        FUNCTION_URL,
+        INSTALLATION,
+        SCHEDULE,
+        SQS,
+        "[1, \"two\", {\"body\": 3}]",
+        "\"text\"",
+        "null",
+        "-1.5",
+    ] {
+        assert_eq!(screened(fixture), value(fixture), "{fixture}");
+    }
+
+    // Base64 of twice the limit (raw, it would be refused too): left unread, refused with 413.
+    let mut event = value(APIGW_V1_BASE64);
+    let long = "QUJD".repeat(MAX_BODY_BYTES / 2);
+    event["body"] = json!(long);
+    let payload = screened(&event.to_string());
+    assert!(payload.get("body").is_none());
+    assert_eq!(payload[UNREAD_BODY_MEMBER], json!(long.len()));
+    let error = EngineEvent::classify(payload).expect_err("refused");
+    assert!(matches!(error, EventError::TooLarge), "{error}");
+
+    // The longest body that can be accepted (base64 of the limit) is read as it is.
+    let mut event = value(APIGW_V1_BASE64);
+    event["body"] = json!("A".repeat(MAX_BODY_BYTES.div_ceil(3) * 4));
+    assert_eq!(screened(&event.to_string()), event);
+}
+
 /// A request built from a raw payload has no Lambda context; `classify_for` carries the
 /// invocation's deadline so that `attempt_deadline` gives it rather than a default from now.
 #[test]

@@ -3,7 +3,7 @@
 //! accepts exactly the tokens signed with the policy's key for the bound account.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use app_builder_core::events::{EngineEvent, EventError, MAX_BODY_BYTES};
+use app_builder_core::events::{EngineEvent, EventError, MAX_BODY_BYTES, ScreenedPayload};
 use app_builder_core::policy::{Algorithm, Audience, PolicyKey, Verifier, WebhookPolicy};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -163,6 +163,17 @@ proptest! {
     #[test]
     fn the_classifier_takes_any_json(payload in any_json()) {
         let _ = EngineEvent::classify(payload);
+    }
+
+    /// Any JSON (none of it near the body limit) reads as a screened payload exactly as it
+    /// reads as a value: the screening changes nothing but an over-long body.
+    #[test]
+    fn a_screened_payload_reads_any_json_as_a_value_does(payload in any_json(), event in event_like()) {
+        for value in [payload, event] {
+            let text = value.to_string();
+            let screened = serde_json::from_str::<ScreenedPayload>(&text).unwrap().0;
+            prop_assert_eq!(screened, serde_json::from_str::<Value>(&text).unwrap());
+        }
     }
 
     /// Objects with the members the classifier and the event library read, with values of
