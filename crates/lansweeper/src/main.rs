@@ -13,7 +13,9 @@ use app_builder_core::telemetry;
 use lambda_runtime::Error;
 use lansweeper::{FunctionConfig, LansweeperApi, LansweeperFunction, SqsRefreshQueue};
 
-#[tokio::main]
+// One thread: a Lambda function handles one invocation at a time, and below 1,769 MB it has
+// less than one vCPU; worker threads would only add their stacks and allocator arenas.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let function = setup().await.map_err(telemetry::start_up_failed)?;

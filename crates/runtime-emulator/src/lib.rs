@@ -250,6 +250,8 @@ async fn init_error(state: State<AppState>, body: Bytes) -> StatusCode {
 /// One measured cold start.
 #[derive(Debug, Clone)]
 pub struct ColdStart {
+    /// When the process was spawned (the other times are measured from it).
+    pub spawned: Instant,
     /// Spawn → the first `next` request.
     pub init: Duration,
     /// Spawn → the first result posted.
@@ -313,6 +315,7 @@ pub async fn cold_start(
     let _ = child.wait().await;
     let first_next = api.next_at(0).unwrap_or(posted.at);
     Ok(ColdStart {
+        spawned,
         init: first_next.saturating_duration_since(spawned),
         first_response: posted.at.saturating_duration_since(spawned),
         peak_rss_kib,

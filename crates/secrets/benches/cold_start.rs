@@ -9,6 +9,10 @@
 //! difference), the warm delivery's handling, and peak RSS; the binary's size; and the peak
 //! RSS of an environment whose first request has a 6 MB body (refused with 413). Every run must store the delivery, or
 //! the bench fails.
+//!
+//! The function reaches moto through a [`FaultProxy`] that injects nothing but notes when each
+//! request arrived and was answered: the first delivery's handling splits into the time spent
+//! waiting on the backend (requests overlapping counted once) and the function's own time.
 #![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run
 
 #[path = "../tests/support/mod.rs"]
@@ -18,6 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use app_builder_runtime_emulator::{Outcome, cold_start};
+use app_builder_test_support::FaultProxy;
 use support::aws::Deployed;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_secrets");
@@ -33,15 +38,23 @@ async fn main() {
         // Other arguments (`--bench` from cargo) are ignored.
     }
     let deployed = Deployed::create().await;
+    let moto = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (moto)");
+    let proxy = FaultProxy::start(&moto).await.unwrap();
+    let mut environment = deployed.environment();
+    for (name, value) in &mut environment {
+        if name == "AWS_ENDPOINT_URL" {
+            *value = proxy.endpoint_url();
+        }
+    }
     let (mut init, mut first, mut handling, mut rss) = (vec![], vec![], vec![], vec![]);
-    let mut warm = vec![];
+    let (mut warm, mut backend, mut own, mut requests) = (vec![], vec![], vec![], vec![]);
     for run in 0..runs {
         let customer = format!("c{}", uuid::Uuid::new_v4().simple());
         let event = deployed.delivery_event(&customer, &format!("bench-{run}-{customer}"));
         let next = deployed.delivery_event(&format!("{customer}-2"), &format!("warm-{customer}"));
         let started = cold_start(
             Path::new(BINARY),
-            &deployed.environment(),
+            &environment,
             vec![event, next],
             Duration::from_secs(60),
         )
@@ -57,9 +70,17 @@ async fn main() {
             }
             other => panic!("run {run}: the warm delivery was not accepted: {other:?}"),
         }
+        let (asked, answered) = (
+            started.spawned + started.init,
+            started.spawned + started.first_response,
+        );
+        let waited = proxy.busy(asked, answered);
         init.push(started.init);
         first.push(started.first_response);
         handling.push(started.first_response - started.init);
+        backend.push(waited);
+        own.push((started.first_response - started.init).saturating_sub(waited));
+        requests.push(proxy.arrived(asked, answered));
         rss.push(started.peak_rss_kib.unwrap_or_default());
     }
     let size = std::fs::metadata(BINARY)
@@ -74,6 +95,8 @@ async fn main() {
         ("init (spawn → first next)", &mut init),
         ("first response (spawn → result)", &mut first),
         ("handling (first next → result)", &mut handling),
+        ("… waiting on the backend", &mut backend),
+        ("… the function's own time", &mut own),
         ("warm delivery (next → result)", &mut warm),
     ] {
         values.sort();
@@ -95,10 +118,13 @@ async fn main() {
         mib(rss[0]),
         mib(rss[rss.len() - 1])
     );
+    requests.sort_unstable();
     println!(
-        "\nbinary: {BINARY}, {:.1} MiB",
-        size as f64 / 1024.0 / 1024.0
+        "\nbackend requests of the first delivery: {}–{}",
+        requests[0],
+        requests[requests.len() - 1]
     );
+    println!("binary: {BINARY}, {:.1} MiB", size as f64 / 1024.0 / 1024.0);
 
     // A 6 MB body (API Gateway accepts up to 10 MB): refused with 413 before it is parsed into
     // a request; the peak RSS shows what the refusal costs.

@@ -81,3 +81,32 @@ async fn the_binary_answers_a_body_that_is_not_base64_with_400() {
     assert_eq!(response["statusCode"], 400, "{response}");
     assert_eq!(deployed.stored(&customer).await, None);
 }
+
+/// A body longer than any accepted one (a 6 MB body, API Gateway takes up to 10 MB) is left
+/// unread by the runtime's payload type and refused with 413; the same environment then stores
+/// the next delivery.
+#[tokio::test]
+async fn the_binary_refuses_a_body_too_long_to_read_with_413_and_serves_the_next() {
+    let deployed = Deployed::create().await;
+    let customer = format!("c{}", uuid::Uuid::new_v4().simple());
+    let mut huge = deployed.delivery_event(&customer, "huge-1");
+    huge["body"] = json!("x".repeat(6 * 1024 * 1024));
+    let next = deployed.delivery_event(&customer, "after-huge");
+    let started = cold_start(
+        Path::new(BINARY),
+        &deployed.environment(),
+        vec![huge, next],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let Outcome::Response(response) = &started.outcome else {
+        panic!("not a response: {:?}", started.outcome);
+    };
+    assert_eq!(response["statusCode"], 413, "{response}");
+    match &started.warm[..] {
+        [(_, Outcome::Response(response))] => assert_eq!(response["statusCode"], 200),
+        other => panic!("the next delivery was not answered: {other:?}"),
+    }
+    assert!(deployed.stored(&customer).await.is_some());
+}

@@ -7,11 +7,14 @@
 //! JSON body `{"__type": <code>, "message": ...}` with status 503 for
 //! `ServiceUnavailableException` and 400 for `ThrottlingException`; the SDK treats both as
 //! transient and retries them.
+//!
+//! The proxy also keeps when each request arrived and was answered ([`FaultProxy::busy`]), so a
+//! benchmark can tell the time spent waiting on the backend from the caller's own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -41,6 +44,8 @@ struct Rule {
 struct Shared {
     rules: Vec<Rule>,
     seen: HashMap<String, u32>,
+    /// Arrival and answer of every request.
+    spans: Vec<(Instant, Instant)>,
 }
 
 #[derive(Clone)]
@@ -103,6 +108,39 @@ impl FaultProxy {
         self.lock().seen.get(target).copied().unwrap_or_default()
     }
 
+    /// How long, between `from` and `to`, at least one request was being served (arrived and
+    /// not answered yet): the time a caller spent waiting on the backend, requests that overlap
+    /// counted once.
+    pub fn busy(&self, from: Instant, to: Instant) -> Duration {
+        let mut spans: Vec<(Instant, Instant)> = self
+            .lock()
+            .spans
+            .iter()
+            .map(|&(start, end)| (start.max(from), end.min(to)))
+            .filter(|(start, end)| start < end)
+            .collect();
+        spans.sort_unstable();
+        let mut busy = Duration::ZERO;
+        let mut covered = from;
+        for (start, end) in spans {
+            let start = start.max(covered);
+            if end > start {
+                busy += end - start;
+                covered = end;
+            }
+        }
+        busy
+    }
+
+    /// How many requests arrived between `from` and `to`.
+    pub fn arrived(&self, from: Instant, to: Instant) -> usize {
+        let spans = &self.lock().spans;
+        spans
+            .iter()
+            .filter(|(start, _)| (from..to).contains(start))
+            .count()
+    }
+
     /// Stops listening and closes its connections: the endpoint refuses connections, as a
     /// stopped service does.
     pub async fn stop(&mut self) {
@@ -159,6 +197,24 @@ impl Drop for FaultProxy {
 
 async fn forward(
     State(forward): State<Forward>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrived = Instant::now();
+    let response = answer(&forward, method, uri, headers, body).await;
+    forward
+        .shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .spans
+        .push((arrived, Instant::now()));
+    response
+}
+
+async fn answer(
+    forward: &Forward,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
