@@ -192,45 +192,38 @@ impl<S: StateStore> Idempotency<S> {
     }
 
     /// Claims every one of `keys` for an attempt on `payload` (see [`Idempotency::begin`]): all,
-    /// or none when one of them was seen — the keys claimed are released again. The keys are
-    /// claimed concurrently (one round trip, not one per key); a sequential claim would leave
-    /// the same window between the first claim and the release, so nothing is lost by it.
+    /// or none when one of them was seen — the keys claimed before it are released again.
+    ///
+    /// The keys are claimed one after the other, in the order given, never together: the first
+    /// key serialises racing copies of a delivery (only its winner goes on to the second). Claimed
+    /// together, two copies could each win one key, see the other's claim on the other, and both
+    /// give up, over and over.
     pub async fn begin_all(
         &self,
         keys: &[String],
         payload: &[u8],
         deadline: i64,
     ) -> Result<BegunAll, StateStoreError> {
-        let begun =
-            futures::future::join_all(keys.iter().map(|key| self.begin(key, payload, deadline)))
-                .await;
-        let mut claims = Vec::with_capacity(keys.len());
-        let mut refusal = None;
-        let mut failure = None;
-        for (key, begun) in keys.iter().zip(begun) {
-            match begun {
-                Ok(Begun::New(claim)) => claims.push(claim),
-                // The first refusal in key order decides, as a sequential claim would.
-                Ok(other) if refusal.is_none() => {
-                    refusal = Some(match other {
-                        Begun::Completed(response) => BegunAll::Completed(response),
-                        Begun::InProgress => BegunAll::InProgress(key.clone()),
-                        _ => BegunAll::PayloadMismatch(key.clone()),
-                    });
-                }
-                Ok(_) => {}
+        let mut claims = Vec::new();
+        for key in keys {
+            let begun = match self.begin(key, payload, deadline).await {
+                Ok(begun) => begun,
                 Err(error) => {
-                    failure.get_or_insert(error);
+                    self.release_all(claims).await;
+                    return Err(error);
                 }
-            }
-        }
-        if let Some(error) = failure {
+            };
+            let outcome = match begun {
+                Begun::New(claim) => {
+                    claims.push(claim);
+                    continue;
+                }
+                Begun::Completed(response) => BegunAll::Completed(response),
+                Begun::InProgress => BegunAll::InProgress(key.clone()),
+                Begun::PayloadMismatch => BegunAll::PayloadMismatch(key.clone()),
+            };
             self.release_all(claims).await;
-            return Err(error);
-        }
-        if let Some(refusal) = refusal {
-            self.release_all(claims).await;
-            return Ok(refusal);
+            return Ok(outcome);
         }
         Ok(BegunAll::New(claims))
     }

@@ -194,6 +194,45 @@ async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
     );
 }
 
+/// Copies of a delivery known under two keys, racing: exactly one claims both, every round. (Keys
+/// claimed together rather than in order let two copies each take one key and both give up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_simultaneous_copies_under_two_keys_on_dynamodb_exactly_one_runs() {
+    moto::require_endpoint();
+    let store = DynamoStateStore::new(
+        moto::dynamodb_client().await,
+        format!("idem-{}", uuid::Uuid::new_v4().simple()),
+    );
+    store.create_table().await.unwrap();
+    let idem = Arc::new(Idempotency::new(store, Duration::from_secs(3600)));
+    for round in 0..5 {
+        let keys = vec![format!("token/{round}"), format!("delivery/{round}")];
+        let copies: Vec<_> = (0..8)
+            .map(|_| {
+                let (idem, keys) = (idem.clone(), keys.clone());
+                tokio::spawn(
+                    async move { idem.begin_all(&keys, b"same", now() + 30).await.unwrap() },
+                )
+            })
+            .collect();
+        let mut winners = 0;
+        for copy in copies {
+            match copy.await.unwrap() {
+                BegunAll::New(claims) => {
+                    assert_eq!(claims.len(), 2);
+                    winners += 1;
+                }
+                BegunAll::InProgress(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one copy claims both keys"
+        );
+    }
+}
+
 #[tokio::test]
 async fn once_runs_the_work_records_it_and_answers_duplicates_with_the_record() {
     let (idem, _dir) = local();
