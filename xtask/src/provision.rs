@@ -756,14 +756,18 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 return Ok(Policy { id, stale: None });
             }
             if !self.dry_run {
-                let update = json!({"input": {"id": id, "jwtClaimExpiresIn": expires_in}});
+                let update = obj([("jwtClaimExpiresIn", expires_in.unwrap_or_default())]);
                 let updated = records
-                    .mutate(
-                        &format!("mutation PolicyUpdate($input: WebhookPolicyUpdateInput!) {{ webhookPolicyUpdate(input: $input) {{ errors {{ path message }} webhookPolicy {{ {FIELDS} }} }} }}"),
+                    .write(
+                        "WebhookPolicy",
+                        &Action::Update(id.clone()),
                         &update,
-                        "webhookPolicy",
+                        FIELDS,
+                        &[],
                     )
-                    .await?;
+                    .await?
+                    .record
+                    .unwrap_or_default();
                 let mut policy = stored_policy
                     .and_then(|p| p.as_object().cloned())
                     .unwrap_or_default();
@@ -789,14 +793,16 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 stale,
             });
         }
-        let created = records
-            .mutate(
-                &format!("mutation PolicyCreate($input: WebhookPolicyCreateInput!) {{ webhookPolicyCreate(input: $input) {{ errors {{ path message }} webhookPolicy {{ {FIELDS} publicKeyPem }} }} }}"),
-                &json!({"input": input}),
-                "webhookPolicy",
+        let written = records
+            .write(
+                "WebhookPolicy",
+                &Action::Create,
+                &input,
+                &format!("{FIELDS} publicKeyPem"),
+                &[],
             )
             .await?;
-        let id = records::id_of(&created).unwrap_or_default();
+        let (id, created) = (written.id, written.record.unwrap_or_default());
         let mut update = SecretDocument::new();
         update.insert("policy", Value::Object(created));
         if key_stored && let Some(Value::Object(mut previous)) = stored_policy {
@@ -864,33 +870,10 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
                 sync::record_action(Some(&found), &input)
             }
         };
-        let payload = format!("errors {{ path message }} webhook {{ {FIELDS} }}");
-        let id = match (&action, self.dry_run) {
-            (Action::Create, false) => {
-                let created = records
-                    .mutate(
-                        &format!("mutation WebhookCreate($input: WebhookCreateInput!) {{ webhookCreate(input: $input) {{ {payload} }} }}"),
-                        &json!({"input": input}),
-                        "webhook",
-                    )
-                    .await?;
-                records::id_of(&created).unwrap_or_default()
-            }
-            (Action::Update(id), false) => {
-                let mut update = input.clone();
-                update.insert("id".into(), id.clone().into());
-                records
-                    .mutate(
-                        &format!("mutation WebhookUpdate($input: WebhookUpdateInput!) {{ webhookUpdate(input: $input) {{ {payload} }} }}"),
-                        &json!({"input": update}),
-                        "webhook",
-                    )
-                    .await?;
-                id.clone()
-            }
-            (Action::Create, true) => records::NEW_ID.to_owned(),
-            (Action::Update(id) | Action::Unchanged(id) | Action::Delete(id), _) => id.clone(),
-        };
+        let id = records
+            .write("Webhook", &action, &input, FIELDS, &[])
+            .await?
+            .id;
         self.step(records, "webhook", &name, action, &id)?;
         if !self.dry_run {
             let keep = json!({"id": id, "name": name, "uri": uri});
@@ -1012,35 +995,21 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
         compared.insert("_scopes".into(), true.into());
         let action = records.decide(found.as_ref(), &compared);
         let name = config.offering.name().to_owned();
-        let payload = format!("errors {{ path message }} appOffering {{ {FIELDS} }}");
-        let offering = match (&action, self.dry_run) {
-            (Action::Create, true) => obj([("id", records::NEW_ID.into())]),
-            (Action::Create, false) => {
-                records
-                    .mutate(
-                        &format!("mutation OfferingCreate($input: AppOfferingCreateInput!) {{ appOfferingCreate(input: $input) {{ {payload} }} }}"),
-                        &json!({"input": input}),
-                        "appOffering",
-                    )
-                    .await?
+        if let Action::Update(_) = &action {
+            let ids: Vec<String> = existing_scopes.iter().filter_map(records::id_of).collect();
+            let (scopes, to_delete) = sync::match_scopes(&ids, &new_scopes);
+            input.insert("newScopes".into(), Value::Array(scopes));
+            if !to_delete.is_empty() {
+                input.insert("scopesToDelete".into(), json!(to_delete));
             }
-            (Action::Update(id), false) => {
-                let ids: Vec<String> = existing_scopes.iter().filter_map(records::id_of).collect();
-                let (scopes, to_delete) = sync::match_scopes(&ids, &new_scopes);
-                input.insert("id".into(), id.clone().into());
-                input.insert("newScopes".into(), Value::Array(scopes));
-                if !to_delete.is_empty() {
-                    input.insert("scopesToDelete".into(), json!(to_delete));
-                }
-                records
-                    .mutate(
-                        &format!("mutation OfferingUpdate($input: AppOfferingUpdateInput!) {{ appOfferingUpdate(input: $input) {{ {payload} }} }}"),
-                        &json!({"input": input}),
-                        "appOffering",
-                    )
-                    .await?
-            }
-            _ => existing.unwrap_or_default(),
+        }
+        let written = records
+            .write("AppOffering", &action, &input, FIELDS, &[])
+            .await?;
+        let offering = match (written.record, &action) {
+            (Some(offering), _) => offering,
+            (None, Action::Create) => obj([("id", written.id.into())]),
+            (None, _) => existing.unwrap_or_default(),
         };
         let id = records::id_of(&offering).unwrap_or_default();
         if !self.dry_run {
@@ -1064,39 +1033,26 @@ impl<S: SecretStore, D: StackDeployer> Provisioner<'_, S, D> {
             .and_then(Value::as_array)
             .map(|items| items.iter().filter_map(Value::as_object).cloned().collect())
             .unwrap_or_default();
-        const RULE: &str = "errors { path message } appOfferingAutomationRule { id name }";
         for step in sync::plan_automation_rules(&existing, &config.automation_rules) {
             let id = match (&step.action, self.dry_run) {
-                (Action::Create, false) => {
-                    let mut input = step.input.clone().unwrap_or_default();
-                    input.insert("appOfferingId".into(), offering_id.clone().into());
-                    let created = records
-                        .mutate(
-                            &format!("mutation RuleCreate($input: AppOfferingAutomationRuleCreateInput!) {{ appOfferingAutomationRuleCreate(input: $input) {{ {RULE} }} }}"),
-                            &json!({"input": input}),
-                            "appOfferingAutomationRule",
-                        )
-                        .await?;
-                    records::id_of(&created).unwrap_or_default()
-                }
-                (Action::Update(id), false) => {
-                    let mut input = step.input.clone().unwrap_or_default();
-                    input.remove("appOfferingId");
-                    input.insert("id".into(), id.clone().into());
-                    records
-                        .mutate(
-                            &format!("mutation RuleUpdate($input: AppOfferingAutomationRuleUpdateInput!) {{ appOfferingAutomationRuleUpdate(input: $input) {{ {RULE} }} }}"),
-                            &json!({"input": input}),
-                            "appOfferingAutomationRule",
-                        )
-                        .await?;
-                    String::new()
-                }
                 (Action::Delete(id), false) => {
                     records.delete("AppOfferingAutomationRule", id).await?;
                     String::new()
                 }
-                _ => String::new(),
+                (action, _) => {
+                    let mut input = step.input.clone().unwrap_or_default();
+                    input.insert("appOfferingId".into(), offering_id.clone().into());
+                    records
+                        .write(
+                            "AppOfferingAutomationRule",
+                            action,
+                            &input,
+                            "id name",
+                            &["appOfferingId"],
+                        )
+                        .await?
+                        .id
+                }
             };
             self.step(
                 records,

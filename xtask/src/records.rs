@@ -31,14 +31,8 @@ pub struct Kind {
     pub query: &'static str,
     /// Filter type of the query.
     pub filter: &'static str,
-    /// Create mutation (`productCreate`).
-    pub create: &'static str,
-    /// Update mutation (`productUpdate`).
-    pub update: &'static str,
-    /// Payload field of the mutations (`product`).
-    pub payload: &'static str,
-    /// Input type prefix (`Product` → `ProductCreateInput`).
-    pub input: &'static str,
+    /// The 4me type (`Product`): its mutations are named after it ([`Records::write`]).
+    pub type_name: &'static str,
     /// Fields read back to compare (GraphQL selection).
     pub selection: &'static str,
     /// Input fields the update mutation does not take.
@@ -50,10 +44,7 @@ pub const PRODUCT: Kind = Kind {
     label: "product",
     query: "products",
     filter: "ProductFilter",
-    create: "productCreate",
-    update: "productUpdate",
-    payload: "product",
-    input: "Product",
+    type_name: "Product",
     selection: "id name brand model source sourceID",
     update_drops: &[],
 };
@@ -63,10 +54,7 @@ pub const CONFIGURATION_ITEM: Kind = Kind {
     label: "configuration item",
     query: "configurationItems",
     filter: "ConfigurationItemFilter",
-    create: "configurationItemCreate",
-    update: "configurationItemUpdate",
-    payload: "configurationItem",
-    input: "ConfigurationItem",
+    type_name: "ConfigurationItem",
     selection: "id name label status remarks systemID source sourceID customFields { id value }",
     update_drops: &[],
 };
@@ -76,10 +64,7 @@ pub const UI_EXTENSION: Kind = Kind {
     label: "UI extension",
     query: "uiExtensions",
     filter: "UiExtensionFilter",
-    create: "uiExtensionCreate",
-    update: "uiExtensionUpdate",
-    payload: "uiExtension",
-    input: "UiExtension",
+    type_name: "UiExtension",
     selection: "id name title category source sourceID activeVersion { id html css javascript }",
     update_drops: &["category"],
 };
@@ -93,6 +78,34 @@ pub struct Synced {
     pub id: String,
     /// The record as 4me returned it (the mutation payload, or the record found).
     pub record: Map<String, Value>,
+}
+
+/// What [`Records::write`] did.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The record's id: the one 4me returned, the action's, or [`NEW_ID`] for a create in a dry
+    /// run.
+    pub id: String,
+    /// The record as the mutation returned it; `None` when nothing was written.
+    pub record: Option<Map<String, Value>>,
+}
+
+impl Written {
+    fn nothing(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            record: None,
+        }
+    }
+}
+
+/// The GraphQL field of a 4me type: its name in lower camel case (`AppOffering` → `appOffering`).
+fn field_of(type_name: &str) -> String {
+    let mut field = type_name.to_owned();
+    if let Some(first) = field.get_mut(..1) {
+        first.make_ascii_lowercase();
+    }
+    field
 }
 
 /// Hex SHA-256 of a JSON value with object keys sorted (stable whatever the map order).
@@ -212,7 +225,7 @@ impl Records {
     }
 
     /// Runs a mutation and returns its payload field `field` (an error when absent).
-    pub async fn mutate(
+    async fn mutate(
         &self,
         mutation: &str,
         variables: &Value,
@@ -228,13 +241,51 @@ impl Records {
         }
     }
 
+    /// Does what `action` says to a record of 4me type `type_name` (`Product`, `Webhook`,
+    /// `AppOffering`...) with its `<type>Create` or `<type>Update` mutation (4me names every
+    /// record's mutations, inputs and payload fields after its type), reading `selection` back.
+    /// An update sends `input` without `update_drops`, with the id. Nothing is written for
+    /// another action (a delete is [`Records::delete`]) or in a dry run.
+    pub async fn write(
+        &self,
+        type_name: &str,
+        action: &Action,
+        input: &Map<String, Value>,
+        selection: &str,
+        update_drops: &[&str],
+    ) -> Result<Written, ProvisionError> {
+        let field = field_of(type_name);
+        let (verb, input) = match (action, self.dry_run) {
+            (Action::Create, false) => ("Create", input.clone()),
+            (Action::Update(id), false) => {
+                let mut update = input.clone();
+                for drop in update_drops {
+                    update.remove(*drop);
+                }
+                update.insert("id".into(), id.clone().into());
+                ("Update", update)
+            }
+            (Action::Create, true) => return Ok(Written::nothing(NEW_ID)),
+            (Action::Update(id) | Action::Unchanged(id) | Action::Delete(id), _) => {
+                return Ok(Written::nothing(id));
+            }
+        };
+        let mutation = format!(
+            "mutation {type_name}{verb}($input: {type_name}{verb}Input!) {{ {field}{verb}(input: $input) {{ errors {{ path message }} {field} {{ {selection} }} }} }}"
+        );
+        let record = self
+            .mutate(&mutation, &json!({"input": input}), &field)
+            .await?;
+        Ok(Written {
+            id: id_of(&record).unwrap_or_default(),
+            record: Some(record),
+        })
+    }
+
     /// Deletes record `id` of 4me type `type_name` (`Webhook`, `WebhookPolicy`,
     /// `AppOfferingAutomationRule`) with its GraphQL delete mutation.
     pub async fn delete(&self, type_name: &str, id: &str) -> Result<(), ProvisionError> {
-        let mut field = type_name.to_owned();
-        if let Some(first) = field.get_mut(..1) {
-            first.make_ascii_lowercase();
-        }
+        let field = field_of(type_name);
         let mutation = format!(
             "mutation Delete($input: {type_name}DeleteMutationInput!) {{ {field}Delete(input: $input) {{ errors {{ path message }} success }} }}"
         );
@@ -282,40 +333,20 @@ impl Records {
         input.insert("source".into(), source.into());
         input.insert("sourceID".into(), template.source_id.clone().into());
         let action = self.decide(existing.as_ref(), &input);
-        let selection = format!(
-            "errors {{ path message }} {} {{ {} }}",
-            kind.payload, kind.selection
-        );
-        let (id, record) = match (&action, self.dry_run) {
-            (Action::Create, true) => (NEW_ID.to_owned(), Map::new()),
-            (Action::Create, false) => {
-                let mutation = format!(
-                    "mutation Create($input: {}CreateInput!) {{ {}(input: $input) {{ {selection} }} }}",
-                    kind.input, kind.create
-                );
-                let record = self
-                    .mutate(&mutation, &json!({"input": input}), kind.payload)
-                    .await?;
-                (id_of(&record).unwrap_or_default(), flatten(record))
-            }
-            (Action::Update(id), false) => {
-                let mut update = input.clone();
-                for field in kind.update_drops {
-                    update.remove(*field);
-                }
-                update.insert("id".into(), id.clone().into());
-                let mutation = format!(
-                    "mutation Update($input: {}UpdateInput!) {{ {}(input: $input) {{ {selection} }} }}",
-                    kind.input, kind.update
-                );
-                let record = self
-                    .mutate(&mutation, &json!({"input": update}), kind.payload)
-                    .await?;
-                (id.clone(), flatten(record))
-            }
-            (Action::Update(id) | Action::Unchanged(id) | Action::Delete(id), _) => {
-                (id.clone(), existing.unwrap_or_default())
-            }
+        let written = self
+            .write(
+                kind.type_name,
+                &action,
+                &input,
+                kind.selection,
+                kind.update_drops,
+            )
+            .await?;
+        let id = written.id;
+        let record = match (written.record, action == Action::Create) {
+            (Some(record), _) => flatten(record),
+            (None, true) => Map::new(),
+            (None, false) => existing.unwrap_or_default(),
         };
         if !self.dry_run {
             self.remember(&id, &input);
