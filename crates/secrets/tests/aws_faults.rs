@@ -15,31 +15,9 @@ use app_builder_core::config::EnabledOfferings;
 use app_builder_core::secrets::{AwsSecretStore, SecretStore};
 use app_builder_core::state::DynamoStateStore;
 use app_builder_test_support::{Fault, FaultProxy};
-use aws_config::SdkConfig;
 use serde_json::{Value, json};
 use support::aws::*;
 use support::*;
-
-/// The SDK configuration of the function under test: through `proxy`, with the SDK's standard
-/// retries (3 attempts) and short backoff and timeouts so that an outage is seen quickly.
-async fn through(proxy: &FaultProxy) -> SdkConfig {
-    use aws_config::retry::RetryConfig;
-    use aws_config::timeout::TimeoutConfig;
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(proxy.endpoint_url())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(20)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .load()
-        .await
-}
 
 /// A provider, table and bus on moto, and a secrets handler reaching them through a proxy.
 struct Setup {
@@ -60,7 +38,7 @@ impl Setup {
         let direct_bus = moto_bus().await;
         let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
         let proxy = FaultProxy::start(&endpoint).await.unwrap();
-        let config = through(&proxy).await;
+        let config = proxy.sdk_config().await;
         let handler = handler_with(
             AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(&config))
                 .with_max_attempts(3)

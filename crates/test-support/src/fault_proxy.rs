@@ -89,6 +89,28 @@ impl FaultProxy {
         format!("http://{}", self.address)
     }
 
+    /// The SDK configuration of a function under test reaching AWS through this proxy, with the
+    /// SDK's standard retries (3 attempts) but short backoff and timeouts, so that an outage is
+    /// seen quickly.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint_url())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .load()
+            .await
+    }
+
     /// From now on operation `target` fails with `fault`: `times` times, or always (`None`).
     pub fn fail(&self, target: &str, fault: Fault, times: Option<u32>) {
         self.lock().rules.push(Rule {

@@ -1,7 +1,9 @@
 //! The Typeform function with the AWS Secrets Manager store against moto (`AWS_ENDPOINT_URL`
 //! must point at a moto server; without it this test fails on purpose rather than skip):
 //! install → EventBridge event → webhook registered at the Typeform fake → signed response →
-//! note on the sandbox request; a replay and a forgery add nothing.
+//! note on the sandbox request; a replay and a forgery add nothing. And Secrets Manager failing
+//! while a response arrives (through a fault-injecting proxy in front of moto): answered 5xx so
+//! Typeform redelivers, no note; the redelivery posts exactly one.
 
 #![allow(clippy::unwrap_used)] // fixture helpers unwrap on test-generated data
 
@@ -10,16 +12,81 @@ mod common;
 use common::{Env, FORM_ID};
 use serde_json::{Value, json};
 
-use app_builder_test_support::moto_store;
+use app_builder_core::secrets::AwsSecretStore;
+use app_builder_test_support::{Fault, FaultProxy, moto_store};
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn a_response_arriving_while_secrets_manager_fails_is_redelivered_and_noted_once() {
+    moto_store().await; // fails, naming what to start, without moto
+    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap())
+        .await
+        .unwrap();
+    let store = AwsSecretStore::new(aws_sdk_secretsmanager::Client::new(
+        &proxy.sdk_config().await,
+    ))
+    .with_max_attempts(3)
+    .with_backoff(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(50),
+    );
+    let unique = unique();
+    let env = Env::with_provider(store, &format!("tf-fault-provider-{unique}")).await;
+    let account = format!("tf-fault-customer-{unique}");
+    let token = "tfp_fault_token";
+    let customer = env
+        .install(
+            &account,
+            Some(&format!("https://mysite.typeform.com/to/{FORM_ID}")),
+            Some(token),
+        )
+        .await;
+    env.typeform.add_form(FORM_ID, token);
+    assert_eq!(env.installation(&account).await.0, 200);
+    let response = json!({
+        "form_id": FORM_ID,
+        "definition": {"id": FORM_ID, "title": "Fault survey", "fields": [
+            {"id": "f1", "title": "Happy?", "type": "yes_no", "ref": "happy"}
+        ]},
+        "answers": [{"type": "boolean", "boolean": true, "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
+    });
+
+    proxy.fail("secretsmanager.GetSecretValue", Fault::Unavailable, None);
+    let delivery = env.typeform.send_response(FORM_ID, response).await.unwrap();
+    assert!(
+        delivery.status >= 500,
+        "{} {}",
+        delivery.status,
+        delivery.response
+    );
+    assert!(proxy.seen("secretsmanager.GetSecretValue") > 0);
+    assert_eq!(
+        env.sandbox.request_notes(&customer.request.id),
+        Vec::<String>::new()
+    );
+
+    proxy.heal();
+    for _ in 0..2 {
+        let redelivery = env.typeform.redeliver(&delivery).await.unwrap();
+        assert_eq!(redelivery.status, 200, "{}", redelivery.response);
+    }
+    assert_eq!(
+        env.sandbox.request_notes(&customer.request.id),
+        vec!["Received answer for \"Fault survey\":\n - \"Happy?\": Yes".to_owned()]
+    );
+}
 
 #[tokio::test]
 async fn typeform_install_and_survey_response_with_secrets_manager() {
     // Unique provider and customer accounts: moto is shared with other test processes and
     // keeps secrets between runs.
-    let unique = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let unique = unique();
     let env = Env::with_provider(moto_store().await, &format!("tf-provider-{unique}")).await;
     let account = format!("tf-customer-{unique}");
     let token = "tfp_moto_token";
