@@ -32,6 +32,10 @@ enum Bench {
         /// Cold starts per binary.
         #[arg(long, default_value_t = 20)]
         runs: u32,
+        /// Measure this build of the function instead of the workspace's (say, one of an older
+        /// commit, to compare the two on the same machine at the same time).
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
     },
 }
 
@@ -40,17 +44,24 @@ const COLD_START_BENCHES: [&str; 1] = ["secrets"];
 
 /// Runs the bench and returns the exit code.
 pub fn run(args: &BenchArgs) -> Result<ExitCode, TestError> {
-    let Bench::ColdStart { python, runs } = &args.what;
+    let Bench::ColdStart {
+        python,
+        runs,
+        binary,
+    } = &args.what;
     let root = workspace_root();
     let venv = venv::ensure(python, &root.join("xtask").join("requirements-test.txt"))?;
     let moto = MotoServer::start(&venv)?;
     let env = moto_environment(&moto);
-    let runs = OsString::from(runs.to_string());
+    let mut options = vec![OsString::from("--runs"), OsString::from(runs.to_string())];
+    if let Some(binary) = binary {
+        options.extend([OsString::from("--binary"), binary.clone().into_os_string()]);
+    }
     for package in COLD_START_BENCHES {
         let status = cargo_status(
             &root,
             &["bench", "-p", package, "--bench", "cold_start", "--"],
-            &[OsString::from("--runs"), runs.clone()],
+            &options,
             &env,
         )?;
         if !status.success() {

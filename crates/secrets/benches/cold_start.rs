@@ -1,8 +1,10 @@
-//! Cold starts of the `secrets` binary (release build) under the Lambda runtime API emulator
-//! (`app-builder-runtime-emulator`), over AWS on moto: each run is a new process, as a new
-//! Lambda execution environment, whose first invocation is an accepted ES512-signed
-//! `app_instance.secrets-update` delivery and whose second another one (warm). Run it through `cargo xtask bench cold-start`, which
-//! starts moto; by hand it needs `AWS_ENDPOINT_URL` and test credentials.
+//! Cold starts of the `secrets` binary (the release build, or another build given with
+//! `--binary PATH`, to compare two commits on the same machine at the same time) under the Lambda
+//! runtime API emulator (`app-builder-runtime-emulator`), over AWS on moto: each run is a new
+//! process, as a new Lambda execution environment, whose first invocation is an accepted
+//! ES512-signed `app_instance.secrets-update` delivery and whose second another one (warm). Run
+//! it through `cargo xtask bench cold-start`, which starts moto; by hand it needs
+//! `AWS_ENDPOINT_URL` and test credentials.
 //!
 //! Prints, over the runs, the median, the 90th percentile and the extremes of:
 //! init (spawn → first `next`), first response (spawn → result posted), handling (the two's
@@ -31,12 +33,17 @@ const BINARY: &str = env!("CARGO_BIN_EXE_secrets");
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mut runs = 20_usize;
+    let mut binary = BINARY.to_owned();
     while let Some(arg) = args.next() {
-        if arg == "--runs" {
-            runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N");
+        match arg.as_str() {
+            "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            // Another build of the function (an older commit, say), measured the same way.
+            "--binary" => binary = args.next().expect("--binary PATH"),
+            // Other arguments (`--bench` from cargo) are ignored.
+            _ => {}
         }
-        // Other arguments (`--bench` from cargo) are ignored.
     }
+    let binary = Path::new(&binary);
     let deployed = Deployed::create().await;
     let moto = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (moto)");
     let proxy = FaultProxy::start(&moto).await.unwrap();
@@ -53,7 +60,7 @@ async fn main() {
         let event = deployed.delivery_event(&customer, &format!("bench-{run}-{customer}"));
         let next = deployed.delivery_event(&format!("{customer}-2"), &format!("warm-{customer}"));
         let started = cold_start(
-            Path::new(BINARY),
+            binary,
             &environment,
             vec![event, next],
             Duration::from_secs(60),
@@ -83,7 +90,7 @@ async fn main() {
         requests.push(proxy.arrived(asked, answered));
         rss.push(started.peak_rss_kib.unwrap_or_default());
     }
-    let size = std::fs::metadata(BINARY)
+    let size = std::fs::metadata(binary)
         .map(|m| m.len())
         .unwrap_or_default();
     println!(
@@ -124,7 +131,11 @@ async fn main() {
         requests[0],
         requests[requests.len() - 1]
     );
-    println!("binary: {BINARY}, {:.1} MiB", size as f64 / 1024.0 / 1024.0);
+    println!(
+        "binary: {}, {:.1} MiB",
+        binary.display(),
+        size as f64 / 1024.0 / 1024.0
+    );
 
     // A 6 MB body (API Gateway accepts up to 10 MB): refused with 413 before it is parsed into
     // a request; the peak RSS shows what the refusal costs.
@@ -133,7 +144,7 @@ async fn main() {
         let mut event = deployed.delivery_event("huge", "huge");
         event["body"] = serde_json::json!("x".repeat(6 * 1024 * 1024));
         let started = cold_start(
-            Path::new(BINARY),
+            binary,
             &deployed.environment(),
             vec![event],
             Duration::from_secs(60),
