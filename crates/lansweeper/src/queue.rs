@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// The longest delay SQS gives a message (`DelaySeconds` ≤ 900).
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// The most messages one `SendMessageBatch` takes (SQS's limit).
+pub const MAX_BATCH: usize = 10;
+
 /// What a refresh-queue message asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncMessage {
@@ -80,6 +83,20 @@ pub trait RefreshQueue: Send + Sync {
                 .await
         }
     }
+
+    /// Queues a new sync of each of `accounts`; the accounts that could not be queued, each
+    /// with its error. One message at a time unless the queue sends batches.
+    fn enqueue_all(&self, accounts: &[String]) -> impl Future<Output = Vec<QueueError>> + Send {
+        async move {
+            let mut failed = Vec::new();
+            for account in accounts {
+                if let Err(error) = self.enqueue(account).await {
+                    failed.push(error);
+                }
+            }
+            failed
+        }
+    }
 }
 
 /// An in-process queue (tests, local runs): remembers the messages in order.
@@ -143,6 +160,10 @@ impl<Q: RefreshQueue> RefreshQueue for std::sync::Arc<Q> {
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
         (**self).send(message, delay)
     }
+
+    fn enqueue_all(&self, accounts: &[String]) -> impl Future<Output = Vec<QueueError>> + Send {
+        (**self).enqueue_all(accounts)
+    }
 }
 
 /// The refresh queue on Amazon SQS (`REFRESH_QUEUE_URL`).
@@ -190,6 +211,67 @@ impl RefreshQueue for SqsRefreshQueue {
                 account: message.account.clone(),
                 message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
             })
+    }
+
+    /// `SendMessageBatch` of up to [`MAX_BATCH`] accounts per request. SQS answers each entry
+    /// (`Successful` / `Failed`); an entry it does not name as sent, or a whole batch that
+    /// fails, is an error for each of its accounts.
+    async fn enqueue_all(&self, accounts: &[String]) -> Vec<QueueError> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        let mut failed = Vec::new();
+        for batch in accounts.chunks(MAX_BATCH) {
+            // Entry ids are the positions in the batch (SQS allows letters, digits, - and _).
+            let entries: Vec<SendMessageBatchRequestEntry> = batch
+                .iter()
+                .enumerate()
+                .filter_map(|(position, account)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(position.to_string())
+                        .message_body(SyncMessage::new_sync(account).body())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let answered = match sent {
+                Ok(output) => output,
+                Err(error) => {
+                    let message = aws_sdk_sqs::error::DisplayErrorContext(&error).to_string();
+                    failed.extend(batch.iter().map(|account| QueueError {
+                        account: account.clone(),
+                        message: message.clone(),
+                    }));
+                    continue;
+                }
+            };
+            for (position, account) in batch.iter().enumerate() {
+                let id = position.to_string();
+                if answered.successful().iter().any(|entry| entry.id() == id) {
+                    continue;
+                }
+                let message = answered
+                    .failed()
+                    .iter()
+                    .find(|entry| entry.id() == id)
+                    .map_or_else(
+                        || "not acknowledged by SendMessageBatch".to_owned(),
+                        |entry| {
+                            format!("{}: {}", entry.code(), entry.message().unwrap_or_default())
+                        },
+                    );
+                failed.push(QueueError {
+                    account: account.clone(),
+                    message,
+                });
+            }
+        }
+        failed
     }
 }
 

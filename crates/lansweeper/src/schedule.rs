@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::instance::fields;
+use crate::queue::MAX_BATCH;
 use crate::{LansweeperFunction, RefreshQueue};
 
 /// Public message when the provider context or the instance query fails.
@@ -69,12 +70,24 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
         let mut nodes = std::pin::pin!(
             client.paged::<_, Node>(INSTANCES_QUERY, &json!({"reference": self.offering()}))
         );
-        let (mut queued, mut failed) = (0usize, 0usize);
+        // Due accounts are queued a batch at a time as they are found, so a query that fails
+        // half-way leaves the syncs found before it queued.
+        let (mut due, mut queued, mut failed) = (Vec::new(), 0usize, 0usize);
+        let mut flush = async |due: &mut Vec<String>| {
+            let failures = self.queue.enqueue_all(due).await;
+            for error in &failures {
+                tracing::error!(account = %error.account, error = %error, "unable to queue sync");
+            }
+            queued += due.len() - failures.len();
+            failed += failures.len();
+            due.clear();
+        };
         while let Some(node) = nodes.next().await {
             let node = match node {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::error!(error = %e, queued, "app instance query failed");
+                    flush(&mut due).await;
+                    tracing::error!(error = %e, "app instance query failed");
                     return ApiError::upstream(SCHEDULE_CONFIG_ERROR, e).into_response();
                 }
             };
@@ -87,17 +100,15 @@ impl<S: SecretStore, Q: RefreshQueue, T: StateStore> LansweeperFunction<S, Q, T>
                 .into_iter()
                 .find(|f| f.id == fields::SYNC_START_AT)
                 .and_then(|f| f.value.as_str().map(str::to_owned));
-            if !is_due(last_start.as_deref(), end) {
-                continue;
-            }
-            match self.queue.enqueue(&account).await {
-                Ok(()) => queued += 1,
-                Err(e) => {
-                    failed += 1;
-                    tracing::error!(account = %account, error = %e, "unable to queue sync");
+            if is_due(last_start.as_deref(), end) {
+                due.push(account);
+                if due.len() == MAX_BATCH {
+                    flush(&mut due).await;
                 }
             }
         }
+        // A sync not queued now is due again at the next schedule (its last start stays old).
+        flush(&mut due).await;
         metrics::count(metrics::SYNCS_QUEUED, queued as u64);
         tracing::info!(queued, failed, "scheduled syncs queued");
         ApiResponse::ok(&format!("Triggered refresh of {queued} accounts"))

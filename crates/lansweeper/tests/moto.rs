@@ -84,6 +84,62 @@ async fn sqs_refresh_queue_sends_the_account_id_as_message_body() {
     assert_eq!(err.account, "wdc");
 }
 
+/// The schedule's fan-out: many accounts in `SendMessageBatch`es of ten, every one delivered;
+/// a queue that cannot be reached names every account it did not queue.
+#[tokio::test]
+async fn sqs_refresh_queue_sends_many_accounts_in_batches_of_ten() {
+    require_moto();
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = app_builder_test_support::FaultProxy::start(&moto)
+        .await
+        .unwrap();
+    let client = aws_sdk_sqs::Client::new(&proxy.sdk_config().await);
+    let name = format!("lansweeper-refresh-{}", uuid::Uuid::new_v4().simple());
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue = SqsRefreshQueue::new(client.clone(), url.clone());
+    let accounts: Vec<String> = (0..23).map(|n| format!("account-{n}")).collect();
+    assert!(queue.enqueue_all(&accounts).await.is_empty());
+    assert_eq!(proxy.seen("AmazonSQS.SendMessageBatch"), 3);
+    assert_eq!(proxy.seen("AmazonSQS.SendMessage"), 0);
+    let mut received = Vec::new();
+    loop {
+        let bodies = receive_bodies(&client, &url).await;
+        if bodies.is_empty() {
+            break;
+        }
+        received.extend(bodies);
+    }
+    received.sort();
+    let mut expected = accounts.clone();
+    expected.sort();
+    assert_eq!(received, expected);
+
+    proxy.fail(
+        "AmazonSQS.SendMessageBatch",
+        app_builder_test_support::Fault::Unavailable,
+        None,
+    );
+    let failed = queue.enqueue_all(&accounts[..12]).await;
+    assert_eq!(
+        failed
+            .iter()
+            .map(|e| e.account.as_str())
+            .collect::<Vec<_>>(),
+        accounts[..12]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn oauth_callback_stores_the_refresh_token_in_secrets_manager() {
     require_moto();
