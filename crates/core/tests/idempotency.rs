@@ -21,6 +21,17 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// The utility over a new table on DynamoDB (moto).
+async fn on_dynamodb() -> Idempotency<DynamoStateStore> {
+    moto::require_endpoint();
+    let store = DynamoStateStore::new(
+        moto::dynamodb_client().await,
+        format!("idem-{}", uuid::Uuid::new_v4().simple()),
+    );
+    store.create_table().await.unwrap();
+    Idempotency::new(store, Duration::from_secs(3600))
+}
+
 fn local() -> (Idempotency<LocalStateStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStateStore::new(dir.path());
@@ -162,13 +173,7 @@ async fn a_completed_record_expires_after_the_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
-    moto::require_endpoint();
-    let store = DynamoStateStore::new(
-        moto::dynamodb_client().await,
-        format!("idem-{}", uuid::Uuid::new_v4().simple()),
-    );
-    store.create_table().await.unwrap();
-    let idem = Arc::new(Idempotency::new(store, Duration::from_secs(3600)));
+    let idem = Arc::new(on_dynamodb().await);
     let attempts: Vec<_> = (0..12)
         .map(|_| {
             let idem = idem.clone();
@@ -198,13 +203,7 @@ async fn of_simultaneous_attempts_on_dynamodb_exactly_one_runs() {
 /// claimed together rather than in order let two copies each take one key and both give up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_simultaneous_copies_under_two_keys_on_dynamodb_exactly_one_runs() {
-    moto::require_endpoint();
-    let store = DynamoStateStore::new(
-        moto::dynamodb_client().await,
-        format!("idem-{}", uuid::Uuid::new_v4().simple()),
-    );
-    store.create_table().await.unwrap();
-    let idem = Arc::new(Idempotency::new(store, Duration::from_secs(3600)));
+    let idem = Arc::new(on_dynamodb().await);
     for round in 0..5 {
         let keys = vec![format!("token/{round}"), format!("delivery/{round}")];
         let copies: Vec<_> = (0..8)

@@ -29,6 +29,20 @@ async fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
+/// A new queue's URL.
+async fn new_queue(client: &aws_sdk_sqs::Client) -> String {
+    let name = format!("lansweeper-refresh-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
 async fn receive_bodies(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     let out = client
         .receive_message()
@@ -47,16 +61,7 @@ async fn receive_bodies(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> 
 async fn sqs_refresh_queue_sends_the_account_id_as_message_body() {
     require_moto();
     let client = sqs_client().await;
-    let name = format!("lansweeper-refresh-{}", uuid::Uuid::new_v4().simple());
-    let url = client
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = new_queue(&client).await;
     let queue = SqsRefreshQueue::new(client.clone(), url.clone());
     queue.enqueue("wdc").await.unwrap();
     assert_eq!(receive_bodies(&client, &url).await, ["wdc"]);
@@ -94,16 +99,7 @@ async fn sqs_refresh_queue_sends_many_accounts_in_batches_of_ten() {
         .await
         .unwrap();
     let client = aws_sdk_sqs::Client::new(&proxy.sdk_config().await);
-    let name = format!("lansweeper-refresh-{}", uuid::Uuid::new_v4().simple());
-    let url = client
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let url = new_queue(&client).await;
     let queue = SqsRefreshQueue::new(client.clone(), url.clone());
     let accounts: Vec<String> = (0..23).map(|n| format!("account-{n}")).collect();
     assert!(queue.enqueue_all(&accounts).await.is_empty());

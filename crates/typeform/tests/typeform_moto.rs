@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Env, FORM_ID};
+use common::{Customer, Env, FORM_ID};
 use serde_json::{Value, json};
 
 use app_builder_core::secrets::AwsSecretStore;
@@ -20,6 +20,35 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
+}
+
+/// `account` installed with a form at the Typeform fake; its installation event handled.
+async fn installed<S>(env: &Env<S>, account: &str, token: &str) -> Customer
+where
+    S: app_builder_core::secrets::SecretStore + Clone + 'static,
+{
+    let customer = env
+        .install(
+            account,
+            Some(&format!("https://mysite.typeform.com/to/{FORM_ID}")),
+            Some(token),
+        )
+        .await;
+    env.typeform.add_form(FORM_ID, token);
+    let (status, message) = env.installation(account).await;
+    assert_eq!((status, message.as_str()), (200, "OK"));
+    customer
+}
+
+/// A form response answering "Happy?" with yes, in the form titled `title`.
+fn happy_response(title: &str) -> Value {
+    json!({
+        "form_id": FORM_ID,
+        "definition": {"id": FORM_ID, "title": title, "fields": [
+            {"id": "f1", "title": "Happy?", "type": "yes_no", "ref": "happy"}
+        ]},
+        "answers": [{"type": "boolean", "boolean": true, "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
+    })
 }
 
 #[tokio::test]
@@ -39,23 +68,8 @@ async fn a_response_arriving_while_secrets_manager_fails_is_redelivered_and_note
     let unique = unique();
     let env = Env::with_provider(store, &format!("tf-fault-provider-{unique}")).await;
     let account = format!("tf-fault-customer-{unique}");
-    let token = "tfp_fault_token";
-    let customer = env
-        .install(
-            &account,
-            Some(&format!("https://mysite.typeform.com/to/{FORM_ID}")),
-            Some(token),
-        )
-        .await;
-    env.typeform.add_form(FORM_ID, token);
-    assert_eq!(env.installation(&account).await.0, 200);
-    let response = json!({
-        "form_id": FORM_ID,
-        "definition": {"id": FORM_ID, "title": "Fault survey", "fields": [
-            {"id": "f1", "title": "Happy?", "type": "yes_no", "ref": "happy"}
-        ]},
-        "answers": [{"type": "boolean", "boolean": true, "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
-    });
+    let customer = installed(&env, &account, "tfp_fault_token").await;
+    let response = happy_response("Fault survey");
 
     proxy.fail("secretsmanager.GetSecretValue", Fault::Unavailable, None);
     let delivery = env.typeform.send_response(FORM_ID, response).await.unwrap();
@@ -89,18 +103,7 @@ async fn typeform_install_and_survey_response_with_secrets_manager() {
     let unique = unique();
     let env = Env::with_provider(moto_store().await, &format!("tf-provider-{unique}")).await;
     let account = format!("tf-customer-{unique}");
-    let token = "tfp_moto_token";
-    let customer = env
-        .install(
-            &account,
-            Some(&format!("https://mysite.typeform.com/to/{FORM_ID}")),
-            Some(token),
-        )
-        .await;
-    env.typeform.add_form(FORM_ID, token);
-
-    let (status, message) = env.installation(&account).await;
-    assert_eq!((status, message.as_str()), (200, "OK"));
+    let customer = installed(&env, &account, "tfp_moto_token").await;
     let provider = format!("tf-provider-{unique}");
     let tag = typeform::api::webhook_tag(&provider, common::OFFERING, &account);
     let webhook = env.typeform.webhook(FORM_ID, &tag).unwrap();
@@ -109,13 +112,7 @@ async fn typeform_install_and_survey_response_with_secrets_manager() {
     assert_eq!(stored.get_str("typeform_secret"), webhook.secret.as_deref());
     assert_eq!(webhook.secret.as_deref().map(str::len), Some(128));
 
-    let response = json!({
-        "form_id": FORM_ID,
-        "definition": {"id": FORM_ID, "title": "Moto survey", "fields": [
-            {"id": "f1", "title": "Happy?", "type": "yes_no", "ref": "happy"}
-        ]},
-        "answers": [{"type": "boolean", "boolean": true, "field": {"id": "f1", "type": "yes_no", "ref": "happy"}}]
-    });
+    let response = happy_response("Moto survey");
     let delivery = env.typeform.send_response(FORM_ID, response).await.unwrap();
     assert_eq!(delivery.status, 200, "{}", delivery.response);
     let replay = env.typeform.redeliver(&delivery).await.unwrap();
