@@ -78,71 +78,22 @@ pub struct ScreenedPayload(pub Value);
 
 impl<'de> serde::Deserialize<'de> for ScreenedPayload {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PayloadVisitor).map(Self)
+        // Only a body is ever left unread; the payload itself always reads.
+        let read = deserializer.deserialize_any(Screen { at_body: false })?;
+        Ok(Self(read.unwrap_or(Value::Null)))
     }
 }
 
-/// Reads a payload as [`Value`] does, looking at a top-level `body` with [`BodyVisitor`].
-struct PayloadVisitor;
-
-impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "body" {
-                match map.next_value_seed(BodyVisitor)? {
-                    Ok(body) => object.insert(key, body),
-                    Err(length) => object.insert(UNREAD_BODY_MEMBER.into(), length.into()),
-                };
-            } else {
-                let value = map.next_value::<Value>()?;
-                object.insert(key, value);
-            }
-        }
-        Ok(Value::Object(object))
-    }
-
-    // Anything but an object is no event; it is read as it is, for the classifier to refuse.
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Value, E> {
-        Ok(Value::from(text))
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+/// Reads JSON as [`Value`] does, except a string longer than [`UNREAD_BODY_LEN`] where it stands
+/// for the request body (`at_body`): that one is `Err(length)`, left unread (the JSON reader hands
+/// an unescaped string over in place, so it is never copied). At the top level (not `at_body`),
+/// the `body` member is read with `at_body`.
+#[derive(Clone, Copy)]
+struct Screen {
+    at_body: bool,
 }
 
-/// A `body` member: its value, or `Err(length)` for a string longer than [`UNREAD_BODY_LEN`]
-/// (the JSON reader hands an unescaped string over in place, so it is never copied).
-struct BodyVisitor;
-
-impl<'de> serde::de::DeserializeSeed<'de> for BodyVisitor {
+impl<'de> serde::de::DeserializeSeed<'de> for Screen {
     type Value = Result<Value, usize>;
 
     fn deserialize<D: serde::Deserializer<'de>>(
@@ -153,27 +104,44 @@ impl<'de> serde::de::DeserializeSeed<'de> for BodyVisitor {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+impl<'de> serde::de::Visitor<'de> for Screen {
     type Value = Result<Value, usize>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a request body")
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.at_body {
+            let body = serde::de::value::MapAccessDeserializer::new(map);
+            return serde::Deserialize::deserialize(body).map(Ok);
+        }
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "body" {
+                match map.next_value_seed(Screen { at_body: true })? {
+                    Ok(body) => object.insert(key, body),
+                    Err(length) => object.insert(UNREAD_BODY_MEMBER.into(), length.into()),
+                };
+            } else {
+                let value = map.next_value::<Value>()?;
+                object.insert(key, value);
+            }
+        }
+        Ok(Ok(Value::Object(object)))
+    }
+
+    // Anything but an object is no event; it is read as it is, for the classifier to refuse.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Ok)
     }
 
     fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(if text.len() > UNREAD_BODY_LEN {
+        Ok(if self.at_body && text.len() > UNREAD_BODY_LEN {
             Err(text.len())
         } else {
             Ok(Value::from(text))
         })
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Ok)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Ok)
     }
 
     fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
