@@ -60,3 +60,29 @@ async fn local_named_leases_pass_on_to_their_owner() {
     let (store, _dir) = store();
     state_contract::named_leases_pass_on_to_their_owner(&store, "lansweeper/x/acme/sync").await;
 }
+
+#[tokio::test]
+async fn local_holds_are_exclusive_and_released_by_the_holders_write() {
+    let (store, _dir) = store();
+    state_contract::holds_are_exclusive_and_released_by_the_holders_write(
+        &store,
+        "secrets/applied/held",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn local_holds_of_missing_or_expired_records_leave_nothing() {
+    let (store, _dir) = store();
+    state_contract::holds_of_missing_or_expired_records_leave_nothing(
+        &store,
+        "secrets/applied/held",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn local_one_concurrent_hold_wins() {
+    let (store, _dir) = store();
+    state_contract::one_concurrent_hold_wins(Arc::new(store), "held").await;
+}

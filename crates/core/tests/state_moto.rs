@@ -60,3 +60,26 @@ async fn moto_named_leases_pass_on_to_their_owner() {
     state_contract::named_leases_pass_on_to_their_owner(&store().await, "lansweeper/x/acme/sync")
         .await;
 }
+
+#[tokio::test]
+async fn moto_holds_are_exclusive_and_released_by_the_holders_write() {
+    state_contract::holds_are_exclusive_and_released_by_the_holders_write(
+        &store().await,
+        "secrets/applied/held",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn moto_holds_of_missing_or_expired_records_leave_nothing() {
+    state_contract::holds_of_missing_or_expired_records_leave_nothing(
+        &store().await,
+        "secrets/applied/held",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn moto_one_concurrent_hold_wins() {
+    state_contract::one_concurrent_hold_wins(Arc::new(store().await), "held").await;
+}

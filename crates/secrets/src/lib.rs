@@ -71,7 +71,7 @@ use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
     SecretDocument, SecretName, SecretStore, customer_secret_name, merge,
 };
-use app_builder_core::state::{Expect, Lease, StateRecord, StateStore, Written};
+use app_builder_core::state::{Expect, HeldRecord, StateRecord, StateStore, Written};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
@@ -604,9 +604,10 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         }
     }
 
-    /// Applies an update while holding the customer secret's lease, so that updates of one
-    /// secret are applied one at a time in any number of containers (a concurrent one gets 503
-    /// and 4me retries it).
+    /// Applies an update while holding the record of the `iat`s applied to the customer secret,
+    /// so that updates of one secret are applied one at a time in any number of containers (a
+    /// concurrent one gets 503 and 4me retries it). Taking the hold reads the record, and
+    /// writing the new `iat`s releases it: two requests for the lease and the record.
     async fn apply_serially(
         &self,
         change: &Change<'_>,
@@ -614,46 +615,67 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         attempt: &Attempt<'_>,
     ) -> Result<(), ApiError> {
         let state = self.deliveries.store();
-        let lease_key = format!("secrets/lease/{}", change.secret.as_str());
-        let lease = Lease::acquire(state, &lease_key, attempt.deadline)
+        let applied_key = applied_key(change.secret.as_str());
+        let held = HeldRecord::take(state, &applied_key, attempt.deadline)
             .await
             .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
             .ok_or_else(|| ApiError::Unavailable {
                 message: IN_PROGRESS_MESSAGE.into(),
                 detail: format!("{} is being updated", change.secret),
             })?;
-        let applied = self.apply(change, update, attempt).await;
-        if let Err(error) = lease.release(state).await {
-            tracing::warn!(%error, "secret lease not released; it expires at the deadline");
+        let applied = match self.store_fresh(change, update, attempt, held.data()).await {
+            Ok(Some(applied)) => applied,
+            outcome => {
+                if let Err(error) = held.release(state).await {
+                    tracing::warn!(%error, "applied updates' record not released; its hold expires at the deadline");
+                }
+                return outcome.map(drop);
+            }
+        };
+        // Only the holder writes this record; a lost hold means this attempt outlived its
+        // deadline: let 4me retry.
+        let written = held
+            .write(state, &applied.record)
+            .await
+            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
+        if !written {
+            return Err(ApiError::Unavailable {
+                message: IN_PROGRESS_MESSAGE.into(),
+                detail: format!("{applied_key} changed during the update"),
+            });
         }
-        applied
+        let config = self.loader.config();
+        let event = InstallationChanged {
+            domain: config.domain.clone(),
+            offering: change.offering.to_owned(),
+            account: change.account.to_owned(),
+            step: LifecycleStep::SecretsUpdated,
+            keys: applied.keys,
+            change: attempt.change_id(),
+        };
+        self.announce(&event).await
     }
 
-    /// Stores the keys of `update` that are not older than the ones applied, records their
-    /// `iat`, and announces the change on the bus. Nothing older than what is stored is ever
-    /// written back, whatever the order in which deliveries arrive.
-    async fn apply(
+    /// Stores the keys of `update` that are not older than the ones `applied` records; `None`
+    /// when there are none, or they were stored already. Nothing older than what is stored is
+    /// ever written back, whatever the order in which deliveries arrive.
+    async fn store_fresh(
         &self,
         change: &Change<'_>,
         update: &SecretDocument,
         attempt: &Attempt<'_>,
-    ) -> Result<(), ApiError> {
-        let state = self.deliveries.store();
-        let applied_key = applied_key(change.secret.as_str());
-        let applied = state
-            .get(&applied_key)
-            .await
-            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
-        let (current, expect) = match &applied {
-            Some(record) => (record.data.clone(), Expect::Version(record.version)),
-            None => (Value::Object(serde_json::Map::new()), Expect::Absent),
-        };
-        let (fresh, stale) = split_by_age(update, &current, attempt.issued_at);
+        applied: Option<&Value>,
+    ) -> Result<Option<Applied>, ApiError> {
+        let mut record = applied
+            .filter(|record| record.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+        let (fresh, stale) = split_by_age(update, &record, attempt.issued_at);
         if !stale.is_empty() {
             tracing::info!(keys = ?stale, iat = ?attempt.issued_at, "older than the applied update, not applied");
         }
         if fresh.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let stored = self
             .loader
@@ -665,41 +687,16 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
         if stored.is_none() {
             tracing::info!(secret = %change.secret, "delivery already applied, nothing stored");
-            return Ok(());
+            return Ok(None);
         }
         let keys: Vec<String> = fresh.keys().map(str::to_owned).collect();
         tracing::info!(?keys, secret = %change.secret, "secrets stored");
-        if let Some(iat) = attempt.issued_at {
-            let mut record = current;
+        if let (Some(iat), Some(fields)) = (attempt.issued_at, record.as_object_mut()) {
             for key in &keys {
-                record[key.as_str()] = Value::from(iat);
-            }
-            match state
-                .put(&applied_key, &record, None, expect)
-                .await
-                .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
-            {
-                Written::Done(_) => {}
-                // Only the lease holder writes this record; a conflict means the lease was lost
-                // (this attempt outlived its deadline): let 4me retry.
-                Written::Conflict(_) => {
-                    return Err(ApiError::Unavailable {
-                        message: IN_PROGRESS_MESSAGE.into(),
-                        detail: format!("{applied_key} changed during the update"),
-                    });
-                }
+                fields.insert(key.clone(), Value::from(iat));
             }
         }
-        let config = self.loader.config();
-        let event = InstallationChanged {
-            domain: config.domain.clone(),
-            offering: change.offering.to_owned(),
-            account: change.account.to_owned(),
-            step: LifecycleStep::SecretsUpdated,
-            keys,
-            change: attempt.change_id(),
-        };
-        self.announce(&event).await
+        Ok(Some(Applied { keys, record }))
     }
 
     /// Publishes `event` on the engine's bus (a failure is a 500: 4me retries the delivery).
@@ -711,6 +708,12 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         metrics::count(metrics::INSTALLATION_EVENTS_PUBLISHED, 1);
         Ok(())
     }
+}
+
+/// Keys stored by an update, and the record of the `iat`s applied with them.
+struct Applied {
+    keys: Vec<String>,
+    record: Value,
 }
 
 /// The customer secret a change is about.

@@ -13,6 +13,11 @@
 //!   returned. A failed condition (`ConditionalCheckFailedException`) is a [`Written::Conflict`]
 //!   carrying the live record, read after the failure.
 //! - `delete`: `DeleteItem` conditioned on the live version.
+//! - `hold`: one `UpdateItem` setting `held_until` (N) and the version, conditioned on no live
+//!   hold and a live (or no) item, returning the item (`ALL_NEW`). A key held before its first
+//!   write has no `data` and reads as absent. When the condition fails on an expired item, the
+//!   item is deleted (conditioned on its expiry) and the hold tried again, so a hold never
+//!   revives expired data. `put` removes `held_until`: the holder's write releases the hold.
 //!
 //! IAM: `dynamodb:GetItem`, `UpdateItem` and `DeleteItem` on the table.
 
@@ -26,12 +31,16 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
-use super::{Expect, StateRecord, StateStore, StateStoreError, Written, check_key, is_live, now};
+use super::{
+    Expect, Hold, StateRecord, StateStore, StateStoreError, Written, check_key, is_live, now,
+};
 
 /// Partition key attribute.
 const PK: &str = "pk";
 /// The TTL attribute.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Until when the item is held ([`StateStore::hold`]).
+const HELD_ATTRIBUTE: &str = "held_until";
 /// The condition "the live record is at version `:expected`" (compare-and-swap, versioned delete).
 const LIVE_AT_VERSION: &str =
     "#version = :expected AND (attribute_not_exists(#expires) OR #expires > :now)";
@@ -107,6 +116,40 @@ impl DynamoStateStore {
         Ok(())
     }
 
+    /// The item under `key`, live or not, read consistently.
+    async fn item(&self, key: &str) -> Result<Option<Item>, StateStoreError> {
+        check_key(key)?;
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(key, "GetItem", &e))?;
+        answer.item().map(|item| Item::read(key, item)).transpose()
+    }
+
+    /// Deletes the item under `key` if it has expired (DynamoDB's TTL has not removed it yet).
+    async fn delete_expired(&self, key: &str) -> Result<(), StateStoreError> {
+        let answer = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(key.to_owned()))
+            .condition_expression("#expires <= :now")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", number(now()))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(classify(key, "DeleteItem", &e)),
+        }
+    }
+
     fn permanent(&self, operation: &'static str, message: String) -> StateStoreError {
         StateStoreError::Permanent {
             key: self.table.clone(),
@@ -151,58 +194,67 @@ fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// The record of an item (live or not).
-fn record(
-    key: &str,
-    item: &HashMap<String, AttributeValue>,
-) -> Result<StateRecord, StateStoreError> {
-    let corrupt = |message: &str| StateStoreError::Corrupt {
-        key: key.to_owned(),
-        message: message.to_owned(),
-    };
-    let data = match item.get("data") {
-        Some(AttributeValue::S(text)) => {
-            serde_json::from_str(text).map_err(|_| corrupt("data is not JSON"))?
+/// An item as stored (live or not).
+struct Item {
+    /// `None`: a key held before its first write.
+    data: Option<Value>,
+    version: u64,
+    expires_at: Option<i64>,
+}
+
+impl Item {
+    fn read(key: &str, item: &HashMap<String, AttributeValue>) -> Result<Self, StateStoreError> {
+        let corrupt = |message: &str| StateStoreError::Corrupt {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        let data = match item.get("data") {
+            Some(AttributeValue::S(text)) => {
+                Some(serde_json::from_str(text).map_err(|_| corrupt("data is not JSON"))?)
+            }
+            Some(_) => return Err(corrupt("data is not a string")),
+            None => None,
+        };
+        let version = match item.get("version") {
+            Some(AttributeValue::N(n)) => {
+                n.parse().map_err(|_| corrupt("version is not a number"))?
+            }
+            _ => return Err(corrupt("no version attribute")),
+        };
+        let expires_at = match item.get(TTL_ATTRIBUTE) {
+            Some(AttributeValue::N(n)) => Some(
+                n.parse()
+                    .map_err(|_| corrupt("expires_at is not a number"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            data,
+            version,
+            expires_at,
+        })
+    }
+
+    fn is_live(&self, now: i64) -> bool {
+        is_live(self.expires_at, now)
+    }
+
+    /// The record `get` returns: live and written.
+    fn record(self, now: i64) -> Option<StateRecord> {
+        if !self.is_live(now) {
+            return None;
         }
-        _ => return Err(corrupt("no data attribute")),
-    };
-    let version = match item.get("version") {
-        Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt("version is not a number"))?,
-        _ => return Err(corrupt("no version attribute")),
-    };
-    let expires_at = match item.get(TTL_ATTRIBUTE) {
-        Some(AttributeValue::N(n)) => Some(
-            n.parse()
-                .map_err(|_| corrupt("expires_at is not a number"))?,
-        ),
-        _ => None,
-    };
-    Ok(StateRecord {
-        data,
-        version,
-        expires_at,
-    })
+        Some(StateRecord {
+            data: self.data?,
+            version: self.version,
+            expires_at: self.expires_at,
+        })
+    }
 }
 
 impl StateStore for DynamoStateStore {
     async fn get(&self, key: &str) -> Result<Option<StateRecord>, StateStoreError> {
-        check_key(key)?;
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(key, "GetItem", &e))?;
-        match answer.item() {
-            None => Ok(None),
-            Some(item) => {
-                let record = record(key, item)?;
-                Ok(is_live(record.expires_at, now()).then_some(record))
-            }
-        }
+        Ok(self.item(key).await?.and_then(|item| item.record(now())))
     }
 
     async fn put(
@@ -223,6 +275,7 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_names("#data", "data")
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_names("#held", HELD_ATTRIBUTE)
             .expression_attribute_values(":data", AttributeValue::S(data.to_string()))
             .expression_attribute_values(":zero", number(0))
             .expression_attribute_values(":one", number(1))
@@ -233,8 +286,14 @@ impl StateStore for DynamoStateStore {
                 update.push_str(", #expires = :expires");
                 request = request.expression_attribute_values(":expires", number(at));
             }
-            None => update.push_str(" REMOVE #expires"),
+            None => update.push_str(" REMOVE #expires,"),
         }
+        // The holder's write releases its hold.
+        update.push_str(if expires_at.is_some() {
+            " REMOVE #held"
+        } else {
+            " #held"
+        });
         // DynamoDB refuses expression names and values the expressions do not use.
         let condition = match expect {
             Expect::Absent => {
@@ -288,5 +347,57 @@ impl StateStore for DynamoStateStore {
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(classify(key, "DeleteItem", &e)),
         }
+    }
+
+    async fn hold(&self, key: &str, until: i64) -> Result<Hold, StateStoreError> {
+        check_key(key)?;
+        // A second failed condition on an expired item means others keep writing the key.
+        for _ in 0..2 {
+            let answer = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, AttributeValue::S(key.to_owned()))
+                .update_expression(
+                    "SET #held = :until, #version = if_not_exists(#version, :zero) + :one",
+                )
+                .condition_expression(
+                    "(attribute_not_exists(#held) OR #held <= :now) \
+                     AND (attribute_not_exists(#expires) OR #expires > :now)",
+                )
+                .expression_attribute_names("#held", HELD_ATTRIBUTE)
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+                .expression_attribute_values(":until", number(until))
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":one", number(1))
+                .expression_attribute_values(":now", number(now()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match answer {
+                Ok(output) => {
+                    let item = output
+                        .attributes()
+                        .ok_or_else(|| StateStoreError::Corrupt {
+                            key: key.to_owned(),
+                            message: "UpdateItem returned no item".into(),
+                        })?;
+                    let item = Item::read(key, item)?;
+                    return Ok(Hold::Taken {
+                        version: item.version,
+                        data: item.data,
+                    });
+                }
+                Err(e) if is_condition_failure(&e) => match self.item(key).await? {
+                    Some(item) if !item.is_live(now()) => self.delete_expired(key).await?,
+                    // Gone meanwhile: try again.
+                    None => {}
+                    Some(_) => return Ok(Hold::Busy),
+                },
+                Err(e) => return Err(classify(key, "UpdateItem", &e)),
+            }
+        }
+        Ok(Hold::Busy)
     }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Expect, StateRecord, StateStore, StateStoreError, Written, check_key, is_live, now};
+use super::{
+    Expect, Hold, StateRecord, StateStore, StateStoreError, Written, check_key, is_live, now,
+};
 use crate::localfs::{create_dir, encode_file_stem, lock, sync_dir, write_atomic};
 
 /// File-based state store rooted at a directory (created on first write, mode `0700`).
@@ -21,10 +23,14 @@ pub struct LocalStateStore {
 /// The file format of one record.
 #[derive(Serialize, Deserialize)]
 struct Stored {
-    data: Value,
+    /// `None`: a key held before it was first written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
     version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    held_until: Option<i64>,
 }
 
 impl LocalStateStore {
@@ -78,14 +84,24 @@ fn read(path: &Path, key: &str) -> Result<Option<Stored>, StateStoreError> {
     }
 }
 
+/// The stored record if it is live (a held key without data included).
+fn live_stored(stored: Option<Stored>, now: i64) -> Option<Stored> {
+    stored.filter(|s| is_live(s.expires_at, now))
+}
+
+/// The live record, as `get` returns it.
 fn live(stored: Option<Stored>, now: i64) -> Option<StateRecord> {
-    stored
-        .filter(|s| is_live(s.expires_at, now))
-        .map(|s| StateRecord {
-            data: s.data,
+    live_stored(stored, now).and_then(|s| {
+        Some(StateRecord {
+            data: s.data?,
             version: s.version,
             expires_at: s.expires_at,
         })
+    })
+}
+
+fn encode(key: &str, stored: &Stored) -> Result<Vec<u8>, StateStoreError> {
+    serde_json::to_vec(stored).map_err(|e| io_err(key, "encode")(std::io::Error::other(e)))
 }
 
 impl StateStore for LocalStateStore {
@@ -115,21 +131,24 @@ impl StateStore for LocalStateStore {
             let stored = read(&path, key)?;
             // Versions keep counting across expiry, so a version names one write of the key.
             let last_version = stored.as_ref().map_or(0, |s| s.version);
-            let current = live(stored, now());
+            let current = live_stored(stored, now());
             let holds = match expect {
                 Expect::Absent => current.is_none(),
                 Expect::Version(v) => current.as_ref().is_some_and(|c| c.version == v),
             };
             if !holds {
-                return Ok(Written::Conflict(current));
+                return Ok(Written::Conflict(live(current, now())));
             }
             let version = last_version + 1;
-            let contents = serde_json::to_vec(&Stored {
-                data,
-                version,
-                expires_at,
-            })
-            .map_err(|e| io_err(key, "encode")(std::io::Error::other(e)))?;
+            let contents = encode(
+                key,
+                &Stored {
+                    data: Some(data),
+                    version,
+                    expires_at,
+                    held_until: None,
+                },
+            )?;
             write_atomic(&dir, &path, &contents).map_err(io_err(key, "write"))?;
             Ok(Written::Done(version))
         })
@@ -148,13 +167,50 @@ impl StateStore for LocalStateStore {
             }
             let _guard = lock(&lock_path).map_err(io_err(key, "lock"))?;
             let live_at_version =
-                live(read(&path, key)?, now()).is_some_and(|c| c.version == version);
+                live_stored(read(&path, key)?, now()).is_some_and(|c| c.version == version);
             if !live_at_version {
                 return Ok(false);
             }
             std::fs::remove_file(&path).map_err(io_err(key, "delete"))?;
             sync_dir(&dir).map_err(io_err(key, "delete"))?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn hold(&self, key: &str, until: i64) -> Result<Hold, StateStoreError> {
+        check_key(key)?;
+        let dir = self.dir.clone();
+        let (path, lock_path) = self.paths(key);
+        let owned = key.to_owned();
+        Self::blocking(key, "hold", move || {
+            let key = owned.as_str();
+            create_dir(&dir).map_err(io_err(key, "create directory"))?;
+            let _guard = lock(&lock_path).map_err(io_err(key, "lock"))?;
+            let stored = read(&path, key)?;
+            let last_version = stored.as_ref().map_or(0, |s| s.version);
+            let now = now();
+            let current = live_stored(stored, now);
+            if current
+                .as_ref()
+                .and_then(|c| c.held_until)
+                .is_some_and(|held| held > now)
+            {
+                return Ok(Hold::Busy);
+            }
+            let (data, expires_at) = current.map_or((None, None), |c| (c.data, c.expires_at));
+            let version = last_version + 1;
+            let held = Stored {
+                data,
+                version,
+                expires_at,
+                held_until: Some(until),
+            };
+            write_atomic(&dir, &path, &encode(key, &held)?).map_err(io_err(key, "write"))?;
+            Ok(Hold::Taken {
+                version,
+                data: held.data,
+            })
         })
         .await
     }

@@ -8,6 +8,11 @@
 //! counts as absent everywhere, whether or not the backend has removed it yet (DynamoDB's TTL
 //! deletes expired items lazily, up to days later).
 //!
+//! A record can also be *held* ([`StateStore::hold`], used through [`HeldRecord`]): its holder
+//! reads it and marks it as its own until a deadline in one request, and its next write releases
+//! it. That is a lease and a read in one round trip, and a write and a release in one more, for
+//! work that must not run twice at once on one durable record.
+//!
 //! Adapters: [`DynamoStateStore`] (one on-demand table per engine, partition key `pk`, TTL
 //! attribute `expires_at`) and [`LocalStateStore`] (one file per record, for the local engine and
 //! tests). Both pass the same contract tests (`crates/core/tests/state_contract`).
@@ -54,6 +59,20 @@ pub enum Written {
     Done(u64),
     /// The condition did not hold; the live record (if any) as it is now.
     Conflict(Option<StateRecord>),
+}
+
+/// The outcome of [`StateStore::hold`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// Held until the deadline asked for.
+    Taken {
+        /// The record's version while held (the hold is a write): the version to write at.
+        version: u64,
+        /// The record's data; `None` when there is no record (or it expired).
+        data: Option<Value>,
+    },
+    /// Another holder's hold is live.
+    Busy,
 }
 
 /// Errors of a [`StateStore`].
@@ -133,6 +152,18 @@ pub trait StateStore: Send + Sync {
         key: &str,
         version: u64,
     ) -> impl Future<Output = Result<bool, StateStoreError>> + Send;
+
+    /// Marks the record under `key` as held until `until` (seconds since the epoch) unless
+    /// another hold on it is live, and returns it as it is: one request. The hold counts as a
+    /// write (the version moves on), and the next `put` or `delete` at that version releases it;
+    /// a holder that crashes loses it at `until`. Holding a missing key keeps the key (without
+    /// data, so `get` still finds nothing) until it is written or deleted; an expired record is
+    /// missing. The record's expiry is left as it is.
+    fn hold(
+        &self,
+        key: &str,
+        until: i64,
+    ) -> impl Future<Output = Result<Hold, StateStoreError>> + Send;
 }
 
 impl<T: StateStore> StateStore for &T {
@@ -159,6 +190,78 @@ impl<T: StateStore> StateStore for &T {
         version: u64,
     ) -> impl Future<Output = Result<bool, StateStoreError>> + Send {
         (**self).delete(key, version)
+    }
+
+    fn hold(
+        &self,
+        key: &str,
+        until: i64,
+    ) -> impl Future<Output = Result<Hold, StateStoreError>> + Send {
+        (**self).hold(key, until)
+    }
+}
+
+/// A durable record held by this process ([`StateStore::hold`]): read and marked in one request,
+/// written and released in one more.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use = "write or release the held record"]
+pub struct HeldRecord {
+    key: String,
+    version: u64,
+    data: Option<Value>,
+}
+
+impl HeldRecord {
+    /// Holds the record `key` until `until` if nobody else holds it; `None` when another does.
+    pub async fn take<S: StateStore>(
+        store: &S,
+        key: &str,
+        until: i64,
+    ) -> Result<Option<Self>, StateStoreError> {
+        Ok(match store.hold(key, until).await? {
+            Hold::Taken { version, data } => Some(Self {
+                key: key.to_owned(),
+                version,
+                data,
+            }),
+            Hold::Busy => None,
+        })
+    }
+
+    /// The record's data when it was taken (`None`: there was none).
+    pub fn data(&self) -> Option<&Value> {
+        self.data.as_ref()
+    }
+
+    /// Writes `data` (never expiring) and releases the hold, in one request; `false` when the
+    /// hold was lost meanwhile (it expired and another took the record), and nothing is written.
+    pub async fn write<S: StateStore>(
+        self,
+        store: &S,
+        data: &Value,
+    ) -> Result<bool, StateStoreError> {
+        Ok(matches!(
+            store
+                .put(&self.key, data, None, Expect::Version(self.version))
+                .await?,
+            Written::Done(_)
+        ))
+    }
+
+    /// Releases the hold and leaves the record as it was (a hold lost meanwhile is left to its
+    /// new holder).
+    pub async fn release<S: StateStore>(self, store: &S) -> Result<(), StateStoreError> {
+        match &self.data {
+            Some(data) => {
+                store
+                    .put(&self.key, data, None, Expect::Version(self.version))
+                    .await?;
+            }
+            None => {
+                store.delete(&self.key, self.version).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -247,3 +247,116 @@ pub async fn named_leases_pass_on_to_their_owner<S: StateStore>(store: &S, key: 
             .is_some()
     );
 }
+
+/// A hold: the record read and marked in one request, exclusive while live, released by the
+/// holder's next write (which must be at the hold's version) or by its release.
+pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore>(
+    store: &S,
+    key: &str,
+) {
+    use app_builder_core::state::{HeldRecord, Hold};
+    let first = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .expect("a missing key can be held");
+    assert_eq!(first.data(), None);
+    assert_eq!(store.get(key).await.unwrap(), None, "held, not written");
+    assert_eq!(store.hold(key, now() + 600).await.unwrap(), Hold::Busy);
+    assert!(
+        matches!(
+            store
+                .put(key, &json!("other"), None, Expect::Absent)
+                .await
+                .unwrap(),
+            Written::Conflict(None)
+        ),
+        "a held key is not absent"
+    );
+    assert!(first.write(store, &json!({"a": 1})).await.unwrap());
+    let written = store.get(key).await.unwrap().unwrap();
+    assert_eq!((written.data, written.expires_at), (json!({"a": 1}), None));
+
+    // The hold counts as a write: a writer that read before it no longer matches.
+    let second = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .expect("the write released the hold");
+    assert_eq!(second.data(), Some(&json!({"a": 1})));
+    assert!(matches!(
+        store
+            .put(key, &json!("stale"), None, Expect::Version(written.version))
+            .await
+            .unwrap(),
+        Written::Conflict(Some(_))
+    ));
+    second.release(store).await.unwrap();
+    assert_eq!(store.get(key).await.unwrap().unwrap().data, json!({"a": 1}));
+
+    // A hold lost to its deadline: another takes the record, and the first writes nothing.
+    let lapsed = HeldRecord::take(store, key, now() - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!lapsed.write(store, &json!("late")).await.unwrap());
+    assert!(taken.write(store, &json!({"a": 2})).await.unwrap());
+    assert_eq!(store.get(key).await.unwrap().unwrap().data, json!({"a": 2}));
+}
+
+/// Holding a key that was never written and releasing it leaves nothing; an expired record is
+/// held as missing and not revived.
+pub async fn holds_of_missing_or_expired_records_leave_nothing<S: StateStore>(
+    store: &S,
+    key: &str,
+) {
+    use app_builder_core::state::HeldRecord;
+    let held = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    held.release(store).await.unwrap();
+    assert_eq!(store.get(key).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .put(key, &json!("old"), Some(now() - 1), Expect::Absent)
+            .await
+            .unwrap(),
+        Written::Done(_)
+    ));
+    let held = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.data(), None, "an expired record is missing");
+    held.release(store).await.unwrap();
+    assert_eq!(store.get(key).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .put(key, &json!("new"), None, Expect::Absent)
+            .await
+            .unwrap(),
+        Written::Done(_)
+    ));
+}
+
+/// Of many concurrent holds of one key, exactly one is taken.
+pub async fn one_concurrent_hold_wins<S: StateStore + 'static>(store: Arc<S>, key: &str) {
+    use app_builder_core::state::Hold;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move { store.hold(&key, now() + 60).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Hold::Taken { .. }) {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
