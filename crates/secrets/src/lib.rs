@@ -632,18 +632,6 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
                 return outcome.map(drop);
             }
         };
-        // Only the holder writes this record; a lost hold means this attempt outlived its
-        // deadline: let 4me retry.
-        let written = held
-            .write(state, &applied.record)
-            .await
-            .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
-        if !written {
-            return Err(ApiError::Unavailable {
-                message: IN_PROGRESS_MESSAGE.into(),
-                detail: format!("{applied_key} changed during the update"),
-            });
-        }
         let config = self.loader.config();
         let event = InstallationChanged {
             domain: config.domain.clone(),
@@ -653,7 +641,21 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
             keys: applied.keys,
             change: attempt.change_id(),
         };
-        self.announce(&event).await
+        // The record and the event go together (one round trip). Either failing fails the
+        // delivery and 4me retries it: the retry announces the same change again, which
+        // consumers handle once.
+        let (written, announced) =
+            tokio::join!(held.write(state, &applied.record), self.announce(&event));
+        let written = written.map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?;
+        if !written {
+            // Only the holder writes this record: the hold was lost, this attempt outlived its
+            // deadline.
+            return Err(ApiError::Unavailable {
+                message: IN_PROGRESS_MESSAGE.into(),
+                detail: format!("{applied_key} changed during the update"),
+            });
+        }
+        announced
     }
 
     /// Stores the keys of `update` that are not older than the ones `applied` records; `None`

@@ -219,12 +219,14 @@ async fn throttled_writes_are_retried_within_the_delivery() {
         .fail("secretsmanager.CreateSecret", Fault::Throttled, Some(2));
     setup
         .proxy
-        .fail("DynamoDB_20120810.PutItem", Fault::Throttled, Some(1));
+        .fail("DynamoDB_20120810.UpdateItem", Fault::Throttled, Some(1));
     assert_eq!(
         setup.send(&jwt, "d-1").await,
         (200, "Secrets stored".into())
     );
     assert_eq!(setup.proxy.seen("secretsmanager.CreateSecret"), 3);
+    // Two claims, the hold, the record written, two claims completed, and the throttled one.
+    assert_eq!(setup.proxy.seen("DynamoDB_20120810.UpdateItem"), 7);
     setup.applied_once(&customer).await;
 }
 
@@ -256,6 +258,56 @@ async fn a_failed_put_events_is_a_5xx_and_the_retry_announces_once() {
         json!({"typeform_token": "t1"})
     );
     assert_eq!(announced(&setup.published().await, &customer), 1);
+}
+
+/// The record of the applied `iat`s is written together with the announcement of the change.
+/// When the record fails after the secret was stored, the delivery is a 5xx; the retry applies
+/// it, and every announcement names the same change (consumers handle a change once).
+#[tokio::test]
+async fn the_applied_record_failing_beside_the_announcement_is_a_5xx_and_the_retry_names_the_same_change()
+ {
+    let setup = Setup::new().await;
+    let (customer, jwt) = setup.new_update();
+    setup.proxy.fail_matching(
+        "DynamoDB_20120810.UpdateItem",
+        &["secrets/applied/", "SET #data"],
+        Fault::Unavailable,
+        None,
+    );
+    let (status, message) = setup.send(&jwt, "d-1").await;
+    assert_eq!(
+        (status, message.as_str()),
+        (500, secrets::STORE_FAILED_MESSAGE)
+    );
+    assert!(
+        setup.proxy.seen("DynamoDB_20120810.UpdateItem") >= 6,
+        "the SDK retried the record's write"
+    );
+
+    setup.proxy.heal();
+    for _ in 0..2 {
+        assert_eq!(
+            setup.send(&jwt, "d-1").await,
+            (200, "Secrets stored".into())
+        );
+    }
+    assert_eq!(
+        setup.stored(&customer).await.unwrap()["secrets"],
+        json!({"typeform_token": "t1"})
+    );
+    let events = setup.published().await;
+    let changes: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["detail"]["account"] == customer)
+        .map(|event| &event["detail"]["change"])
+        .collect();
+    assert!(!changes.is_empty(), "the change was announced");
+    assert!(
+        changes
+            .iter()
+            .all(|change| *change == changes[0] && change.is_string()),
+        "{changes:?}"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub enum Fault {
 #[derive(Debug)]
 struct Rule {
     target: String,
+    /// Texts the request body must contain (all of them).
+    body: Vec<String>,
     fault: Fault,
     remaining: Option<u32>,
 }
@@ -113,8 +115,15 @@ impl FaultProxy {
 
     /// From now on operation `target` fails with `fault`: `times` times, or always (`None`).
     pub fn fail(&self, target: &str, fault: Fault, times: Option<u32>) {
+        self.fail_matching(target, &[], fault, times);
+    }
+
+    /// As [`fail`](Self::fail), for the requests of `target` whose body contains every one of
+    /// `body` (say, a key and an update expression: one write among several of one operation).
+    pub fn fail_matching(&self, target: &str, body: &[&str], fault: Fault, times: Option<u32>) {
         self.lock().rules.push(Rule {
             target: target.to_owned(),
+            body: body.iter().map(|text| (*text).to_owned()).collect(),
             fault,
             remaining: times,
         });
@@ -253,8 +262,11 @@ async fn answer(
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *shared.seen.entry(target.clone()).or_default() += 1;
+        let text = String::from_utf8_lossy(&body);
         let rule = shared.rules.iter_mut().find(|rule| {
-            rule.target == target && rule.remaining.is_none_or(|remaining| remaining > 0)
+            rule.target == target
+                && rule.remaining.is_none_or(|remaining| remaining > 0)
+                && rule.body.iter().all(|part| text.contains(part.as_str()))
         });
         rule.map(|rule| {
             if let Some(remaining) = rule.remaining.as_mut() {

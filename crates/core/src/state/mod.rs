@@ -235,17 +235,26 @@ impl HeldRecord {
 
     /// Writes `data` (never expiring) and releases the hold, in one request; `false` when the
     /// hold was lost meanwhile (it expired and another took the record), and nothing is written.
+    /// When the write fails, the hold is released (if the store lets it), so that a retry need
+    /// not wait for the deadline; a write that failed only in its answer has released it.
     pub async fn write<S: StateStore>(
         self,
         store: &S,
         data: &Value,
     ) -> Result<bool, StateStoreError> {
-        Ok(matches!(
-            store
-                .put(&self.key, data, None, Expect::Version(self.version))
-                .await?,
-            Written::Done(_)
-        ))
+        match store
+            .put(&self.key, data, None, Expect::Version(self.version))
+            .await
+        {
+            Ok(written) => Ok(matches!(written, Written::Done(_))),
+            Err(error) => {
+                let key = self.key.clone();
+                if let Err(release) = self.release(store).await {
+                    tracing::warn!(%key, error = %release, "hold not released; it ends at its deadline");
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Releases the hold and leaves the record as it was (a hold lost meanwhile is left to its
