@@ -52,6 +52,35 @@ impl LocalStateStore {
         )
     }
 
+    /// Decides, under the record's lock, what to write from the live stored record, the
+    /// version a write gets and the time; writes it (if anything) and returns the outcome.
+    async fn change<T: Send + 'static>(
+        &self,
+        key: &str,
+        operation: &'static str,
+        decide: impl FnOnce(Option<Stored>, u64, i64) -> (Option<Stored>, T) + Send + 'static,
+    ) -> Result<T, StateStoreError> {
+        check_key(key)?;
+        let dir = self.dir.clone();
+        let (path, lock_path) = self.paths(key);
+        let owned = key.to_owned();
+        Self::blocking(key, operation, move || {
+            let key = owned.as_str();
+            create_dir(&dir).map_err(io_err(key, "create directory"))?;
+            let _guard = lock(&lock_path).map_err(io_err(key, "lock"))?;
+            let stored = read(&path, key)?;
+            // Versions keep counting across expiry, so a version names one write of the key.
+            let version = stored.as_ref().map_or(0, |s| s.version) + 1;
+            let now = now();
+            let (write, outcome) = decide(live_stored(stored, now), version, now);
+            if let Some(write) = write {
+                write_atomic(&dir, &path, &encode(key, &write)?).map_err(io_err(key, operation))?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         key: &str,
         operation: &'static str,
@@ -119,38 +148,22 @@ impl StateStore for LocalStateStore {
         expires_at: Option<i64>,
         expect: Expect,
     ) -> Result<Written, StateStoreError> {
-        check_key(key)?;
-        let dir = self.dir.clone();
-        let (path, lock_path) = self.paths(key);
-        let owned = key.to_owned();
         let data = data.clone();
-        Self::blocking(key, "write", move || {
-            let key = owned.as_str();
-            create_dir(&dir).map_err(io_err(key, "create directory"))?;
-            let _guard = lock(&lock_path).map_err(io_err(key, "lock"))?;
-            let stored = read(&path, key)?;
-            // Versions keep counting across expiry, so a version names one write of the key.
-            let last_version = stored.as_ref().map_or(0, |s| s.version);
-            let current = live_stored(stored, now());
+        self.change(key, "write", move |current, version, now| {
             let holds = match expect {
                 Expect::Absent => current.is_none(),
                 Expect::Version(v) => current.as_ref().is_some_and(|c| c.version == v),
             };
             if !holds {
-                return Ok(Written::Conflict(live(current, now())));
+                return (None, Written::Conflict(live(current, now)));
             }
-            let version = last_version + 1;
-            let contents = encode(
-                key,
-                &Stored {
-                    data: Some(data),
-                    version,
-                    expires_at,
-                    held_until: None,
-                },
-            )?;
-            write_atomic(&dir, &path, &contents).map_err(io_err(key, "write"))?;
-            Ok(Written::Done(version))
+            let written = Stored {
+                data: Some(data),
+                version,
+                expires_at,
+                held_until: None,
+            };
+            (Some(written), Written::Done(version))
         })
         .await
     }
@@ -179,38 +192,22 @@ impl StateStore for LocalStateStore {
     }
 
     async fn hold(&self, key: &str, until: i64) -> Result<Hold, StateStoreError> {
-        check_key(key)?;
-        let dir = self.dir.clone();
-        let (path, lock_path) = self.paths(key);
-        let owned = key.to_owned();
-        Self::blocking(key, "hold", move || {
-            let key = owned.as_str();
-            create_dir(&dir).map_err(io_err(key, "create directory"))?;
-            let _guard = lock(&lock_path).map_err(io_err(key, "lock"))?;
-            let stored = read(&path, key)?;
-            let last_version = stored.as_ref().map_or(0, |s| s.version);
-            let now = now();
-            let current = live_stored(stored, now);
+        self.change(key, "hold", move |current, version, now| {
             if current
                 .as_ref()
                 .and_then(|c| c.held_until)
                 .is_some_and(|held| held > now)
             {
-                return Ok(Hold::Busy);
+                return (None, Hold::Busy);
             }
             let (data, expires_at) = current.map_or((None, None), |c| (c.data, c.expires_at));
-            let version = last_version + 1;
             let held = Stored {
-                data,
+                data: data.clone(),
                 version,
                 expires_at,
                 held_until: Some(until),
             };
-            write_atomic(&dir, &path, &encode(key, &held)?).map_err(io_err(key, "write"))?;
-            Ok(Hold::Taken {
-                version,
-                data: held.data,
-            })
+            (Some(held), Hold::Taken { version, data })
         })
         .await
     }
