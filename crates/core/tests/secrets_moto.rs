@@ -8,6 +8,7 @@ mod secrets_contract;
 
 use std::sync::Arc;
 
+use app_builder_core::secrets::aws::WRITE_LABEL;
 use app_builder_core::secrets::{
     AwsSecretStore, SecretName, SecretStore, SecretStoreError, customer_secret_name,
     parse_customer_secret_id,
@@ -69,7 +70,9 @@ async fn moto_ten_concurrent_creates() {
     secrets_contract::ten_concurrent_creates(store, &unique("creates")).await;
 }
 
-/// The compare-and-swap relies on this: moving AWSCURRENT with a stale RemoveFromVersionId fails.
+/// The compare-and-swap relies on this: two writers read v0 and store v1 and v2 under the one
+/// write label (which moves to v2, leaving v1 without a label); v1 is still promoted, and moving
+/// AWSCURRENT with the stale RemoveFromVersionId then fails.
 #[tokio::test]
 async fn moto_rejects_stale_remove_from_version_id() {
     let client = client().await;
@@ -89,7 +92,7 @@ async fn moto_rejects_stale_remove_from_version_id() {
             .secret_id(name.as_str())
             .client_request_token(token.clone())
             .secret_string(value)
-            .version_stages(format!("PENDING-{token}"))
+            .version_stages(WRITE_LABEL)
             .send()
     };
     let v1 = put("{\"v\":1}")
@@ -104,6 +107,28 @@ async fn moto_rejects_stale_remove_from_version_id() {
         .version_id()
         .unwrap()
         .to_owned();
+
+    let stages =
+        |described: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput,
+         version: &str| {
+            described
+                .version_ids_to_stages()
+                .and_then(|stages| stages.get(version))
+                .cloned()
+                .unwrap_or_default()
+        };
+    let described = client
+        .describe_secret()
+        .secret_id(name.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stages(&described, &v2),
+        [WRITE_LABEL],
+        "the label moved to v2"
+    );
+    assert!(stages(&described, &v1).is_empty());
 
     // Writer 1 read v0 and wins.
     client
@@ -138,9 +163,10 @@ async fn moto_rejects_stale_remove_from_version_id() {
     assert_eq!(current.version_id(), Some(v1.as_str()));
 }
 
-/// After updates, only AWSCURRENT/AWSPREVIOUS labels remain (pending labels are cleaned up).
+/// After updates, the labels are AWSCURRENT, AWSPREVIOUS and the write label on the current
+/// version: no write leaves a label of its own behind.
 #[tokio::test]
-async fn moto_upsert_leaves_no_pending_labels() {
+async fn moto_upserts_leave_one_write_label_on_the_current_version() {
     let store = store().await;
     let name = unique("labels");
     for i in 0..3 {
@@ -156,15 +182,25 @@ async fn moto_upsert_leaves_no_pending_labels() {
         .send()
         .await
         .unwrap();
-    let mut labels: Vec<&str> = described
+    let mut labels: Vec<Vec<String>> = described
         .version_ids_to_stages()
         .unwrap()
         .values()
-        .flatten()
-        .map(String::as_str)
+        .filter(|labels| !labels.is_empty())
+        .map(|labels| {
+            let mut labels = labels.clone();
+            labels.sort_unstable();
+            labels
+        })
         .collect();
     labels.sort_unstable();
-    assert_eq!(labels, ["AWSCURRENT", "AWSPREVIOUS"]);
+    assert_eq!(
+        labels,
+        [
+            vec!["AWSCURRENT".to_owned(), WRITE_LABEL.to_owned()],
+            vec!["AWSPREVIOUS".to_owned()]
+        ]
+    );
     assert_eq!(
         store.get(&name).await.unwrap().map(Value::from),
         Some(json!({"k0": 0, "k1": 1, "k2": 2}))

@@ -11,17 +11,24 @@
 //!    stale version — gives the current document and its version id `R`;
 //! 2. the caller's closure computes the new document from it (for `upsert`: the update is
 //!    `merge`d into it); when the closure returns `None` the cycle ends without any write;
-//! 3. `PutSecretValue(ClientRequestToken=<new uuid N>, VersionStages=["PENDING-<N>"])` stores the
-//!    merged document as a new version that is **not** current yet;
+//! 3. `PutSecretValue(ClientRequestToken=<new uuid N>, VersionStages=[WRITE_LABEL])` stores the
+//!    merged document as a new version that is **not** current yet (without `VersionStages`
+//!    Secrets Manager would make it current at once). A staging label is attached to one
+//!    version at a time, so the label moves from the version of the previous write to this one:
+//!    no clean-up call, and no label is ever left behind;
 //! 4. `UpdateSecretVersionStage(VersionStage=AWSCURRENT, MoveToVersionId=N,
 //!    RemoveFromVersionId=R)` promotes it. Secrets Manager rejects the call when `AWSCURRENT` is
 //!    no longer attached to `R` — i.e. another writer committed in between — which makes this
 //!    step the compare-and-swap. On such a rejection, `DescribeSecret` confirms that `AWSCURRENT`
 //!    moved (otherwise the error is reported as permanent) and the whole cycle is retried after a
 //!    jittered exponential backoff, at most `max_attempts` times (default 10), after which
-//!    [`SecretStoreError::ConflictExhausted`] is returned;
-//! 5. the `PENDING-<N>` label is removed again (best effort; Secrets Manager limits the number of
-//!    labels per secret, and an unlabelled version is deprecated and garbage-collected).
+//!    [`SecretStoreError::ConflictExhausted`] is returned.
+//!
+//! Writers racing on one secret move the label between their versions: a version that lost it
+//! has no label until its writer promotes it, which Secrets Manager allows: a version without
+//! labels is deprecated, and PutSecretValue's API reference says outdated versions are removed
+//! only when there are more than 100, never one created less than 24 hours ago. A lost
+//! promotion leaves an unlabelled version that Secrets Manager removes in time.
 //!
 //! When the secret does not exist, the closure is called with `None` and `CreateSecret` stores its
 //! result (nulls dropped); if a
@@ -32,10 +39,8 @@
 //! when the failed call actually succeeded: re-applying the same update to a document that
 //! already contains it yields the same document.
 //!
-//! Secrets Manager limits the staging labels of one secret (20); while many writers race, their
-//! pending labels may hit that limit, so a `LimitExceededException` from `PutSecretValue` is
-//! treated like a lost race. A pending label can only leak if the process dies between steps 3
-//! and 5; such a version never becomes current.
+//! Secrets Manager limits the staging labels of one secret (20); labels other tools attach count
+//! too, so a `LimitExceededException` from `PutSecretValue` is treated like a lost race.
 //!
 //! IAM: `update`/`upsert` need `secretsmanager:GetSecretValue`, `PutSecretValue`,
 //! `UpdateSecretVersionStage`, `DescribeSecret` and `CreateSecret`; `get` needs `GetSecretValue`;
@@ -47,7 +52,7 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use rand::Rng;
 
@@ -57,6 +62,8 @@ use super::{
 
 /// Staging label of the current version.
 const AWSCURRENT: &str = "AWSCURRENT";
+/// Staging label of the version a writer stores before promoting it (see the module docs).
+pub const WRITE_LABEL: &str = "AppBuilderWrite";
 /// Default number of read-merge-write cycles before giving up.
 const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Default first backoff cap.
@@ -220,25 +227,6 @@ impl AwsSecretStore {
         }))
     }
 
-    /// Removes a temporary staging label (best effort).
-    async fn remove_label(&self, name: &SecretName, label: &str, version: &str) {
-        if let Err(err) = self
-            .client
-            .update_secret_version_stage()
-            .secret_id(name.as_str())
-            .version_stage(label)
-            .remove_from_version_id(version)
-            .send()
-            .await
-        {
-            tracing::debug!(
-                secret = %name,
-                error = %DisplayErrorContext(&err),
-                "could not remove a pending staging label"
-            );
-        }
-    }
-
     async fn create(
         &self,
         name: &SecretName,
@@ -266,19 +254,18 @@ impl AwsSecretStore {
         merged: SecretDocument,
     ) -> Result<Cycle, SecretStoreError> {
         let token = uuid::Uuid::new_v4().to_string();
-        let pending = format!("PENDING-{token}");
         let put = match self
             .client
             .put_secret_value()
             .secret_id(name.as_str())
             .client_request_token(&token)
             .secret_string(merged.to_json_string())
-            .version_stages(&pending)
+            .version_stages(WRITE_LABEL)
             .send()
             .await
         {
             Ok(put) => put,
-            // Too many staging labels: other writers' pending labels; they go away shortly.
+            // Too many staging labels (other tools' labels count too): as a lost race.
             Err(err) if err.code() == Some("LimitExceededException") => return Ok(Cycle::Conflict),
             Err(err) => return Err(classify(name, "PutSecretValue", err)),
         };
@@ -293,7 +280,6 @@ impl AwsSecretStore {
             .remove_from_version_id(read_version)
             .send()
             .await;
-        self.remove_label(name, &pending, &new_version).await;
         match promoted {
             Ok(_) => Ok(Cycle::Done(Some(merged))),
             Err(err)
