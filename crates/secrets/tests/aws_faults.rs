@@ -141,6 +141,14 @@ impl Setup {
         )
     }
 
+    /// Sends the delivery and asserts that it was stored.
+    async fn stores(&self, jwt: &str, delivery: &str) {
+        assert_eq!(
+            self.send(jwt, delivery).await,
+            (200, "Secrets stored".into())
+        );
+    }
+
     async fn stored(&self, customer: &str) -> Option<Value> {
         self.store
             .get(&customer_name("typeform", customer))
@@ -194,19 +202,13 @@ async fn secrets_manager_failing_mid_delivery_writes_nothing_and_the_retry_appli
     assert_eq!(announced(&setup.published().await, &customer), 0);
 
     setup.proxy.heal();
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
+    setup.stores(&jwt, "d-1").await;
     assert_eq!(
         setup.stored(&customer).await.unwrap()["secrets"],
         json!({"typeform_token": "t1"})
     );
     // 4me retries again (its answer was lost): no second write, no second announcement.
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
+    setup.stores(&jwt, "d-1").await;
     setup.applied_once(&customer).await;
 }
 
@@ -220,10 +222,7 @@ async fn throttled_writes_are_retried_within_the_delivery() {
     setup
         .proxy
         .fail("DynamoDB_20120810.UpdateItem", Fault::Throttled, Some(1));
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
+    setup.stores(&jwt, "d-1").await;
     assert_eq!(setup.proxy.seen("secretsmanager.CreateSecret"), 3);
     // Two claims, the hold, the record written, two claims completed, and the throttled one.
     assert_eq!(setup.proxy.seen("DynamoDB_20120810.UpdateItem"), 7);
@@ -245,14 +244,8 @@ async fn a_failed_put_events_is_a_5xx_and_the_retry_announces_once() {
     assert_eq!(announced(&setup.published().await, &customer), 0);
 
     setup.proxy.heal();
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
+    setup.stores(&jwt, "d-1").await;
+    setup.stores(&jwt, "d-1").await;
     assert_eq!(
         setup.stored(&customer).await.unwrap()["secrets"],
         json!({"typeform_token": "t1"})
@@ -286,10 +279,7 @@ async fn the_applied_record_failing_beside_the_announcement_is_a_5xx_and_the_ret
 
     setup.proxy.heal();
     for _ in 0..2 {
-        assert_eq!(
-            setup.send(&jwt, "d-1").await,
-            (200, "Secrets stored".into())
-        );
+        setup.stores(&jwt, "d-1").await;
     }
     assert_eq!(
         setup.stored(&customer).await.unwrap()["secrets"],
@@ -329,14 +319,8 @@ async fn with_the_endpoint_stopped_a_delivery_is_a_5xx_and_after_the_restart_it_
     assert_eq!(setup.stored(&customer).await, None);
 
     setup.proxy.restart().await.unwrap();
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
-    assert_eq!(
-        setup.send(&jwt, "d-1").await,
-        (200, "Secrets stored".into())
-    );
+    setup.stores(&jwt, "d-1").await;
+    setup.stores(&jwt, "d-1").await;
     setup.applied_once(&customer).await;
 }
 
