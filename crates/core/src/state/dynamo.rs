@@ -281,19 +281,14 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":one", number(1))
             .expression_attribute_values(":now", number(now()))
             .return_values(ReturnValue::UpdatedNew);
+        // The holder's write releases its hold (`REMOVE #held`).
         match expires_at {
             Some(at) => {
-                update.push_str(", #expires = :expires");
+                update.push_str(", #expires = :expires REMOVE #held");
                 request = request.expression_attribute_values(":expires", number(at));
             }
-            None => update.push_str(" REMOVE #expires,"),
+            None => update.push_str(" REMOVE #expires, #held"),
         }
-        // The holder's write releases its hold.
-        update.push_str(if expires_at.is_some() {
-            " REMOVE #held"
-        } else {
-            " #held"
-        });
         // DynamoDB refuses expression names and values the expressions do not use.
         let condition = match expect {
             Expect::Absent => {
@@ -387,6 +382,7 @@ impl StateStore for DynamoStateStore {
                     return Ok(Hold::Taken {
                         version: item.version,
                         data: item.data,
+                        expires_at: item.expires_at,
                     });
                 }
                 Err(e) if is_condition_failure(&e) => match self.item(key).await? {

@@ -207,7 +207,12 @@ impl StateStore for LocalStateStore {
                 expires_at,
                 held_until: Some(until),
             };
-            (Some(held), Hold::Taken { version, data })
+            let taken = Hold::Taken {
+                version,
+                data,
+                expires_at,
+            };
+            (Some(held), taken)
         })
         .await
     }

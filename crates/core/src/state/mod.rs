@@ -70,6 +70,8 @@ pub enum Hold {
         version: u64,
         /// The record's data; `None` when there is no record (or it expired).
         data: Option<Value>,
+        /// The record's expiry, which the hold leaves as it is.
+        expires_at: Option<i64>,
     },
     /// Another holder's hold is live.
     Busy,
@@ -209,6 +211,7 @@ pub struct HeldRecord {
     key: String,
     version: u64,
     data: Option<Value>,
+    expires_at: Option<i64>,
 }
 
 impl HeldRecord {
@@ -219,10 +222,15 @@ impl HeldRecord {
         until: i64,
     ) -> Result<Option<Self>, StateStoreError> {
         Ok(match store.hold(key, until).await? {
-            Hold::Taken { version, data } => Some(Self {
+            Hold::Taken {
+                version,
+                data,
+                expires_at,
+            } => Some(Self {
                 key: key.to_owned(),
                 version,
                 data,
+                expires_at,
             }),
             Hold::Busy => None,
         })
@@ -263,7 +271,12 @@ impl HeldRecord {
         match &self.data {
             Some(data) => {
                 store
-                    .put(&self.key, data, None, Expect::Version(self.version))
+                    .put(
+                        &self.key,
+                        data,
+                        self.expires_at,
+                        Expect::Version(self.version),
+                    )
                     .await?;
             }
             None => {

@@ -303,7 +303,33 @@ pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore
         .unwrap();
     assert!(!lapsed.write(store, &json!("late")).await.unwrap());
     assert!(taken.write(store, &json!({"a": 2})).await.unwrap());
-    assert_eq!(store.get(key).await.unwrap().unwrap().data, json!({"a": 2}));
+    let written = store.get(key).await.unwrap().unwrap();
+    assert_eq!(written.data, json!({"a": 2}));
+
+    // A release leaves the record as it was, its expiry included.
+    let until = now() + 3600;
+    assert!(matches!(
+        store
+            .put(
+                key,
+                &json!({"a": 3}),
+                Some(until),
+                Expect::Version(written.version)
+            )
+            .await
+            .unwrap(),
+        Written::Done(_)
+    ));
+    let held = HeldRecord::take(store, key, now() + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    held.release(store).await.unwrap();
+    let released = store.get(key).await.unwrap().unwrap();
+    assert_eq!(
+        (released.data, released.expires_at),
+        (json!({"a": 3}), Some(until))
+    );
 }
 
 /// Holding a key that was never written and releasing it leaves nothing; an expired record is
