@@ -4,7 +4,9 @@
 //! - no section sign: the behaviour once cited as sections of an outside specification is
 //!   written down in `docs/original.md`, and references point at its headings;
 //! - every `docs/<page>.md#<anchor>` reference names a page of `docs/` and a heading on it;
-//! - no comment or document names a tracker issue by its number, nor the outside reference files.
+//! - no comment or document names a tracker issue by its number, nor the outside reference files;
+//! - the functions build their HTTP clients through `app_builder_core::tls`, so that they trust
+//!   the compiled-in root certificates and read no certificate file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,6 +88,26 @@ fn names_an_issue(line: &str) -> bool {
     false
 }
 
+/// The source of what runs in a Lambda function.
+const FUNCTION_SOURCES: [&str; 5] = [
+    "crates/core/src",
+    "crates/secrets/src",
+    "crates/typeform/src",
+    "crates/lansweeper/src",
+    "crates/note-dispatcher/src",
+];
+
+/// A line that builds a `reqwest` client of its own.
+fn builds_an_http_client(line: &str) -> bool {
+    [
+        "reqwest::Client::builder",
+        "reqwest::Client::new",
+        "reqwest::ClientBuilder::new",
+    ]
+    .iter()
+    .any(|call| line.contains(call))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +186,52 @@ mod tests {
     }
 
     #[test]
+    fn the_functions_build_http_clients_on_the_compiled_in_roots() {
+        let root = root();
+        // The one builder, and the 4me client of the tools, which run on a provider's machine.
+        let allowed = [
+            Path::new("crates/core/src/tls.rs"),
+            Path::new("crates/core/src/fourme/client.rs"),
+        ];
+        let mut scanned = 0;
+        let mut offending = Vec::new();
+        for path in tracked_text_files(&root) {
+            let in_function = FUNCTION_SOURCES.iter().any(|dir| path.starts_with(dir));
+            if !in_function || path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            scanned += 1;
+            if allowed.contains(&path.as_path()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+            // Test modules close a file and may build any client.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                if builds_an_http_client(line) {
+                    offending.push(format!("{}:{}: {line}", path.display(), number + 1));
+                }
+            }
+        }
+        assert!(
+            scanned > 50,
+            "only {scanned} files scanned: is the scan broken?"
+        );
+        assert!(
+            offending.is_empty(),
+            "build with app_builder_core::tls::http_client_builder(): {offending:#?}"
+        );
+    }
+
+    #[test]
     fn the_checks_find_what_they_look_for() {
+        assert!(builds_an_http_client(
+            "let http = reqwest::Client::builder()"
+        ));
+        assert!(builds_an_http_client("reqwest::Client::new()"));
+        assert!(!builds_an_http_client(
+            "app_builder_core::tls::http_client_builder()"
+        ));
         let word = "issue";
         assert!(names_an_issue(&format!("with the fixes of {word} 3")));
         assert!(names_an_issue(&format!("see {}s #12", word.to_uppercase())));

@@ -5,21 +5,15 @@
 //! DynamoDB, EventBridge) shares one connection pool.
 //!
 //! The HTTPS client is the SDK's own (rustls on aws-lc) with two changes, both for the cold
-//! start (BENCHMARKS.md, "Cold start"):
+//! start (BENCHMARKS.md, "Cold starts"):
 //!
-//! - **Compiled-in roots.** It trusts Mozilla's root certificates as compiled into the binary
-//!   (`webpki-root-certs`), not the system's. The system's are read from disk, the bundle and
-//!   every file of the certificate directory, about 4 ms here; the compiled-in set takes no I/O
-//!   and does not depend on where an image keeps its bundle. AWS's endpoints and 4me's chain to
-//!   roots in that set; a newer set comes with a newer `webpki-root-certs`. Tools that run on a
-//!   provider's machine (`xtask`) build their own configuration and keep the system's roots,
-//!   which may hold a corporate proxy's.
-//! - **Built on first use.** The SDK builds a throwaway connector as each client is created, so
-//!   that the system's roots are read at start-up rather than by the first request. Each build
-//!   parses every root from PEM again: four times in a function's init (the three clients and
-//!   the STS client of the credentials chain), most of its instructions. With nothing to read
-//!   from disk there is nothing to front-load, and [`DeferredConnector`] skips that step: the
-//!   connector is built once, by the first request, as it is without it.
+//! - it trusts the roots compiled into the binary ([`crate::tls`]), not the system's;
+//! - its connector is built on first use. The SDK builds a throwaway connector as each client is
+//!   created, so that the system's roots are read at start-up rather than by the first request.
+//!   Each build parses every root from PEM again: four times in a function's init (the three
+//!   clients and the STS client of the credentials chain), most of its instructions. With
+//!   nothing to read from disk there is nothing to front-load, and [`DeferredConnector`] skips
+//!   that step: the connector is built once, by the first request, as it is without it.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::Builder;
@@ -30,8 +24,6 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use tokio::sync::OnceCell;
 
 static CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
@@ -53,7 +45,7 @@ pub async fn sdk_config() -> &'static SdkConfig {
 fn https_client() -> SharedHttpClient {
     let trust_store = TrustStore::empty()
         .with_native_roots(false)
-        .with_pem_certificate(compiled_in_roots_pem());
+        .with_pem_certificate(crate::tls::roots_pem());
     // `build` cannot fail: it moves the trust store into the context.
     let tls = TlsContext::builder()
         .with_trust_store(trust_store)
@@ -64,19 +56,6 @@ fn https_client() -> SharedHttpClient {
         .tls_context(tls)
         .build_https();
     SharedHttpClient::new(DeferredConnector(client))
-}
-
-/// The compiled-in roots as PEM, the form the SDK's trust store takes. Each certificate's base64
-/// is one line: the SDK's reader (`rustls-pki-types`) goes line by line, and the usual
-/// 64-character lines cost it several times the instructions, in the first request.
-fn compiled_in_roots_pem() -> String {
-    let mut pem = String::with_capacity(320 * 1024);
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        STANDARD.encode_string(cert, &mut pem);
-        pem.push_str("\n-----END CERTIFICATE-----\n");
-    }
-    pem
 }
 
 /// An HTTP client whose connector is built by the first request only: it leaves out the SDK's
@@ -103,21 +82,8 @@ impl HttpClient for DeferredConnector {
 mod tests {
     use super::*;
     use aws_sdk_dynamodb::config::{Credentials, Region};
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
-
-    /// Read back with the parser the SDK's trust store uses, the PEM holds every root.
-    #[test]
-    fn the_trust_store_is_given_every_compiled_in_root() {
-        let pem = compiled_in_roots_pem();
-        let parsed: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("the PEM parses");
-        assert!(parsed.len() > 100, "{} roots", parsed.len());
-        assert_eq!(parsed, webpki_root_certs::TLS_SERVER_ROOT_CERTS);
-    }
 
     /// The connector parses every root as the client is built, and the SDK panics on one it
     /// cannot parse: this would be a panic in every function's init.

@@ -312,7 +312,7 @@ impl<S: SecretStore> ContextLoader<S> {
         if let Some(http) = self.http.get() {
             return Ok(http.clone());
         }
-        let built = reqwest::Client::builder()
+        let built = crate::tls::http_client_builder()
             .timeout(self.settings.timeout)
             .build()
             .map_err(|e| ContextError::Client {

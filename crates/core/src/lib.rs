@@ -15,6 +15,8 @@
 //! - [`context`]: provider and customer contexts assembled from the store;
 //! - [`configuration`]: 4me's configuration URI (checking the link 4me sends the installing
 //!   user to, and the server-rendered pages of an integration's configuration flow);
+//! - [`aws`]: the one AWS SDK configuration of a process;
+//! - [`tls`]: the root certificates the functions trust, compiled in, and their HTTP clients;
 //! - [`bus`]: the engine's event bus (`Installation changed` events) and its EventBridge publisher;
 //! - [`events`]: API Gateway, EventBridge, SQS and schedule event helpers;
 //! - [`telemetry`]: the JSON logging set-up of every function's `main`;
@@ -40,4 +42,5 @@ pub mod response;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;

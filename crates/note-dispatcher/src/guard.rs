@@ -165,7 +165,7 @@ impl CheckedUrl {
     /// An HTTP client for this URL only: connects to the checked addresses, follows no
     /// redirects, uses no proxy, gives up after `timeout`.
     pub fn client(&self, timeout: Duration) -> reqwest::Result<reqwest::Client> {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = app_builder_core::tls::http_client_builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();

@@ -79,7 +79,9 @@ impl FunTranslationsClient {
     /// A client for the API at `base` (e.g. [`DEFAULT_API_URL`] or a fake) with a per-request
     /// `timeout`.
     pub fn new(base: Url, timeout: Duration) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        let http = app_builder_core::tls::http_client_builder()
+            .timeout(timeout)
+            .build()?;
         Ok(Self { http, base })
     }
 

@@ -169,7 +169,7 @@ impl FunctionConfig {
 
 /// The client of `webhook.verify` callbacks: `timeout` per request, at most 3 redirects.
 fn verify_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    reqwest::Client::builder()
+    app_builder_core::tls::http_client_builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()

@@ -98,7 +98,7 @@ pub struct TypeformApi {
 impl TypeformApi {
     /// A client for the API at `base` (e.g. [`DEFAULT_TYPEFORM_API_URL`]).
     pub fn new(base: Url) -> Result<Self, TypeformError> {
-        let http = reqwest::Client::builder()
+        let http = app_builder_core::tls::http_client_builder()
             .timeout(TYPEFORM_TIMEOUT)
             .build()
             .map_err(|e| TypeformError::Client(e.to_string()))?;

@@ -232,7 +232,9 @@ fn avatar_mime(file_name: &str) -> Option<&'static str> {
 
 impl FourMeClient {
     /// Creates a client for `account` using the OAuth application `credentials`, with its own
-    /// HTTP connection pool (rustls, [`ClientSettings::timeout`] per request).
+    /// HTTP connection pool (rustls, [`ClientSettings::timeout`] per request) trusting the
+    /// system's root certificates: this is the tools' client, on a provider's machine. The
+    /// functions' clients come from their contexts, on the compiled-in roots ([`crate::tls`]).
     pub fn new(
         endpoints: Endpoints,
         account: impl Into<String>,

@@ -337,7 +337,7 @@ struct TokenResponse {
 impl LansweeperApi {
     /// A client with `settings`.
     pub fn new(settings: ApiSettings) -> Result<LansweeperApi, LansweeperError> {
-        let http = reqwest::Client::builder()
+        let http = app_builder_core::tls::http_client_builder()
             .timeout(settings.request_timeout)
             .build()
             .map_err(|e| LansweeperError::Transport(e.to_string()))?;
