@@ -85,10 +85,11 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
-    /// The connector parses every root as the client is built, and the SDK panics on one it
-    /// cannot parse: this would be a panic in every function's init.
+    /// The first request builds the connector, which parses every root; the SDK panics on one
+    /// it cannot parse, which would be a panic in every function's first request. Here the
+    /// request gets as far as its TLS client hello.
     #[tokio::test]
-    async fn the_https_client_opens_a_tls_handshake_with_the_compiled_in_roots() {
+    async fn the_https_client_builds_its_connector_on_the_first_request() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let server = tokio::spawn(async move {
