@@ -378,3 +378,14 @@ async fn local_update_on_a_current_thread_runtime_with_a_borrowing_closure() {
         Some(json!({"label": "borrowed"}))
     );
 }
+
+#[tokio::test]
+async fn local_a_stale_read_ahead_loses_no_write() {
+    let (_dir, store) = store();
+    secrets_contract::a_stale_read_ahead_loses_no_write(
+        &store,
+        &customer("ahead-existing"),
+        &customer("ahead-missing"),
+    )
+    .await;
+}

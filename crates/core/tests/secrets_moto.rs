@@ -316,3 +316,45 @@ async fn moto_ten_concurrent_counter_increments() {
     let store = Arc::new(store().await.with_max_attempts(30));
     secrets_contract::concurrent_counter_increments(store, &unique("counter"), 10).await;
 }
+
+#[tokio::test]
+async fn moto_a_stale_read_ahead_loses_no_write() {
+    secrets_contract::a_stale_read_ahead_loses_no_write(
+        &store().await,
+        &unique("ahead-existing"),
+        &unique("ahead-missing"),
+    )
+    .await;
+}
+
+/// An update from a read taken ahead does not read again: the read overlaps the caller's other
+/// work, and the update is one request shorter.
+#[tokio::test]
+async fn moto_an_update_from_a_read_ahead_reads_once() {
+    moto::require_endpoint();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = app_builder_test_support::FaultProxy::start(&endpoint)
+        .await
+        .unwrap();
+    let store = AwsSecretStore::new(Client::new(&proxy.sdk_config().await));
+    let name = unique("ahead-reads");
+    store.upsert(&name, doc(json!({"a": 1}))).await.unwrap();
+    let reads = proxy.seen("secretsmanager.GetSecretValue");
+
+    let ahead = store.read_ahead(&name).await;
+    assert_eq!(proxy.seen("secretsmanager.GetSecretValue"), reads + 1);
+    let stored = store
+        .update_from(&name, ahead, |current| {
+            let mut next = current.cloned().unwrap_or_default();
+            next.as_map_mut().insert("b".to_owned(), json!(2));
+            Some(next)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(doc(json!({"a": 1, "b": 2}))));
+    assert_eq!(
+        proxy.seen("secretsmanager.GetSecretValue"),
+        reads + 1,
+        "the update read again"
+    );
+}

@@ -69,7 +69,7 @@ use app_builder_core::metrics;
 use app_builder_core::policy::{StandardClaims, WebhookEnvelope};
 use app_builder_core::response::{ApiError, ApiResponse};
 use app_builder_core::secrets::{
-    SecretDocument, SecretName, SecretStore, customer_secret_name, merge,
+    ReadAhead, SecretDocument, SecretName, SecretStore, customer_secret_name, merge,
 };
 use app_builder_core::state::{Expect, HeldRecord, StateRecord, StateStore, Written};
 use app_builder_core::webhook::{self, Delivery, WEBHOOK_VERIFY_EVENT};
@@ -607,7 +607,9 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
     /// Applies an update while holding the record of the `iat`s applied to the customer secret,
     /// so that updates of one secret are applied one at a time in any number of containers (a
     /// concurrent one gets 503 and 4me retries it). Taking the hold reads the record, and
-    /// writing the new `iat`s releases it: two requests for the lease and the record.
+    /// writing the new `iat`s releases it: two requests for the lease and the record. The
+    /// customer secret is read while the hold is taken (one round trip for both); the
+    /// compare-and-swap keeps a read that went stale meanwhile from losing a write.
     async fn apply_serially(
         &self,
         change: &Change<'_>,
@@ -616,14 +618,20 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
     ) -> Result<(), ApiError> {
         let state = self.deliveries.store();
         let applied_key = applied_key(change.secret.as_str());
-        let held = HeldRecord::take(state, &applied_key, attempt.deadline)
-            .await
+        let (held, ahead) = tokio::join!(
+            HeldRecord::take(state, &applied_key, attempt.deadline),
+            self.loader.store().read_ahead(change.secret)
+        );
+        let held = held
             .map_err(|error| ApiError::upstream(STORE_FAILED_MESSAGE, error))?
             .ok_or_else(|| ApiError::Unavailable {
                 message: IN_PROGRESS_MESSAGE.into(),
                 detail: format!("{} is being updated", change.secret),
             })?;
-        let applied = match self.store_fresh(change, update, attempt, held.data()).await {
+        let applied = match self
+            .store_fresh(change, update, attempt, held.data(), ahead)
+            .await
+        {
             Ok(Some(applied)) => applied,
             outcome => {
                 if let Err(error) = held.release(state).await {
@@ -667,6 +675,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         update: &SecretDocument,
         attempt: &Attempt<'_>,
         applied: Option<&Value>,
+        ahead: ReadAhead,
     ) -> Result<Option<Applied>, ApiError> {
         let mut record = applied
             .filter(|record| record.is_object())
@@ -682,7 +691,7 @@ impl<S: SecretStore, T: StateStore, P: EventPublisher> SecretsHandler<S, T, P> {
         let stored = self
             .loader
             .store()
-            .update(change.secret, |current| {
+            .update_from(change.secret, ahead, |current| {
                 apply_delivery(current, &fresh, attempt.delivery)
             })
             .await

@@ -57,7 +57,8 @@ use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use rand::Rng;
 
 use super::{
-    DocumentError, SecretDocument, SecretName, SecretStore, SecretStoreError, without_nulls,
+    DocumentError, ReadAhead, SecretDocument, SecretName, SecretStore, SecretStoreError,
+    without_nulls,
 };
 
 /// Staging label of the current version.
@@ -301,11 +302,20 @@ impl AwsSecretStore {
         }
     }
 
-    async fn cycle<F>(&self, name: &SecretName, f: &mut F) -> Result<Cycle, SecretStoreError>
+    async fn cycle<F>(
+        &self,
+        name: &SecretName,
+        read: Option<Current>,
+        f: &mut F,
+    ) -> Result<Cycle, SecretStoreError>
     where
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
-        match self.read_current(name).await? {
+        let current = match read {
+            Some(current) => current,
+            None => self.read_current(name).await?,
+        };
+        match current {
             Current::Missing => match f(None) {
                 None => Ok(Cycle::Done(None)),
                 Some(next) => self.create(name, without_nulls(next)).await,
@@ -369,7 +379,7 @@ where
 }
 
 /// What a secret holds now.
-enum Current {
+pub(crate) enum Current {
     /// No such secret.
     Missing,
     /// Deleted with a recovery window: reads as missing, can be restored.
@@ -415,15 +425,39 @@ impl SecretStore for AwsSecretStore {
     async fn update<F>(
         &self,
         name: &SecretName,
+        f: F,
+    ) -> Result<Option<SecretDocument>, SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        self.update_from(name, ReadAhead::default(), f).await
+    }
+
+    async fn read_ahead(&self, name: &SecretName) -> ReadAhead {
+        match self.read_current(name).await {
+            Ok(current) => ReadAhead(Some(current)),
+            Err(error) => {
+                tracing::debug!(secret = %name, %error, "read ahead failed; the update reads again");
+                ReadAhead::default()
+            }
+        }
+    }
+
+    async fn update_from<F>(
+        &self,
+        name: &SecretName,
+        ahead: ReadAhead,
         mut f: F,
     ) -> Result<Option<SecretDocument>, SecretStoreError>
     where
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
+        // Only the first cycle starts from the read ahead; a retry reads again.
+        let mut read = ahead.0;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let wait = match self.cycle(name, &mut f).await {
+            let wait = match self.cycle(name, read.take(), &mut f).await {
                 Ok(Cycle::Done(stored)) => return Ok(stored),
                 Ok(Cycle::RetryNow) if attempt < self.max_attempts => Duration::ZERO,
                 Ok(Cycle::Conflict | Cycle::RetryNow) if attempt < self.max_attempts => {

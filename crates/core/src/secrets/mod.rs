@@ -29,6 +29,7 @@
 //! secrets function applied, written in the same `update` as the secrets, see the `secrets`
 //! crate). Readers only read the named keys of docs/original.md#customer-secret and ignore it; writers must not remove it.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -119,6 +120,20 @@ impl SecretStoreError {
     }
 }
 
+/// A read of a secret taken ahead of its update ([`SecretStore::read_ahead`]); empty when the
+/// store took none.
+#[derive(Default)]
+pub struct ReadAhead(pub(crate) Option<aws::Current>);
+
+impl fmt::Debug for ReadAhead {
+    // Never the document: it holds secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadAhead")
+            .field("read", &self.0.is_some())
+            .finish()
+    }
+}
+
 /// Storage of secret documents (the port handlers depend on).
 pub trait SecretStore: Send + Sync {
     /// Reads a secret; `Ok(None)` if it does not exist.
@@ -141,6 +156,30 @@ pub trait SecretStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
     where
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send;
+
+    /// Reads `name` ahead of an [`SecretStore::update_from`], so that the read can overlap other
+    /// work (a lock being taken): the update then starts from it instead of reading again. A
+    /// read that is stale by then costs the update a retry, never a write; a read that fails is
+    /// an empty one, and the update reads for itself. The local store gains nothing from it
+    /// and returns an empty read.
+    fn read_ahead(&self, name: &SecretName) -> impl Future<Output = ReadAhead> + Send {
+        let _ = name;
+        std::future::ready(ReadAhead::default())
+    }
+
+    /// [`SecretStore::update`], starting from `ahead` when it holds a read of `name`.
+    fn update_from<F>(
+        &self,
+        name: &SecretName,
+        ahead: ReadAhead,
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        drop(ahead);
+        self.update(name, f)
+    }
 
     /// Applies `update` with [`merge`] to the stored document (or to nothing, creating the
     /// secret) atomically with respect to concurrent writers, and returns the merged document.
@@ -207,6 +246,22 @@ impl<S: SecretStore> SecretStore for Arc<S> {
         (**self).update(name, f)
     }
 
+    fn read_ahead(&self, name: &SecretName) -> impl Future<Output = ReadAhead> + Send {
+        (**self).read_ahead(name)
+    }
+
+    fn update_from<F>(
+        &self,
+        name: &SecretName,
+        ahead: ReadAhead,
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        (**self).update_from(name, ahead, f)
+    }
+
     fn delete(
         &self,
         name: &SecretName,
@@ -240,6 +295,22 @@ impl<S: SecretStore> SecretStore for &S {
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
         (**self).update(name, f)
+    }
+
+    fn read_ahead(&self, name: &SecretName) -> impl Future<Output = ReadAhead> + Send {
+        (**self).read_ahead(name)
+    }
+
+    fn update_from<F>(
+        &self,
+        name: &SecretName,
+        ahead: ReadAhead,
+        f: F,
+    ) -> impl Future<Output = Result<Option<SecretDocument>, SecretStoreError>> + Send
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
+        (**self).update_from(name, ahead, f)
     }
 
     fn delete(

@@ -221,3 +221,40 @@ pub async fn concurrent_counter_increments<S: SecretStore + 'static>(
     assert_eq!(stored.get("count"), Some(&json!(writers)));
     assert_eq!(stored.len(), writers + 1);
 }
+
+/// An update from a read taken ahead loses no write made after that read: of an existing
+/// secret, and of one missing when read and created meanwhile.
+pub async fn a_stale_read_ahead_loses_no_write<S: SecretStore>(
+    store: &S,
+    existing: &SecretName,
+    missing: &SecretName,
+) {
+    let add = |key: &'static str| {
+        move |current: Option<&SecretDocument>| {
+            let mut next = current.cloned().unwrap_or_default();
+            next.as_map_mut().insert(key.to_owned(), json!(key));
+            Some(next)
+        }
+    };
+    store
+        .upsert(existing, doc(json!({"a": "a"})))
+        .await
+        .unwrap();
+    let ahead = store.read_ahead(existing).await;
+    store
+        .upsert(existing, doc(json!({"b": "b"})))
+        .await
+        .unwrap();
+    let stored = store.update_from(existing, ahead, add("c")).await.unwrap();
+    let expected = doc(json!({"a": "a", "b": "b", "c": "c"}));
+    assert_eq!(stored.as_ref(), Some(&expected));
+    assert_eq!(store.get(existing).await.unwrap(), Some(expected));
+
+    let ahead = store.read_ahead(missing).await;
+    store.upsert(missing, doc(json!({"b": "b"}))).await.unwrap();
+    store.update_from(missing, ahead, add("c")).await.unwrap();
+    assert_eq!(
+        store.get(missing).await.unwrap(),
+        Some(doc(json!({"b": "b", "c": "c"})))
+    );
+}
