@@ -435,7 +435,7 @@ impl SecretStore for AwsSecretStore {
 
     async fn read_ahead(&self, name: &SecretName) -> ReadAhead {
         match self.read_current(name).await {
-            Ok(current) => ReadAhead(Some(current)),
+            Ok(current) => ReadAhead(Some((name.clone(), current))),
             Err(error) => {
                 tracing::debug!(secret = %name, %error, "read ahead failed; the update reads again");
                 ReadAhead::default()
@@ -452,8 +452,11 @@ impl SecretStore for AwsSecretStore {
     where
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
-        // Only the first cycle starts from the read ahead; a retry reads again.
-        let mut read = ahead.0;
+        // Only the first cycle starts from the read ahead (of this secret); a retry reads again.
+        let mut read = ahead
+            .0
+            .filter(|(read_name, _)| read_name == name)
+            .map(|(_, current)| current);
         let mut attempt = 0;
         loop {
             attempt += 1;

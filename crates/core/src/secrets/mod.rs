@@ -121,9 +121,9 @@ impl SecretStoreError {
 }
 
 /// A read of a secret taken ahead of its update ([`SecretStore::read_ahead`]); empty when the
-/// store took none.
+/// store took none. An update of another secret ignores it.
 #[derive(Default)]
-pub struct ReadAhead(pub(crate) Option<aws::Current>);
+pub struct ReadAhead(pub(crate) Option<(SecretName, aws::Current)>);
 
 impl fmt::Debug for ReadAhead {
     // Never the document: it holds secrets.

@@ -223,7 +223,8 @@ pub async fn concurrent_counter_increments<S: SecretStore + 'static>(
 }
 
 /// An update from a read taken ahead loses no write made after that read: of an existing
-/// secret, and of one missing when read and created meanwhile.
+/// secret, and of one missing when read and created meanwhile; a read of another secret is
+/// ignored.
 pub async fn a_stale_read_ahead_loses_no_write<S: SecretStore>(
     store: &S,
     existing: &SecretName,
@@ -256,5 +257,13 @@ pub async fn a_stale_read_ahead_loses_no_write<S: SecretStore>(
     assert_eq!(
         store.get(missing).await.unwrap(),
         Some(doc(json!({"b": "b", "c": "c"})))
+    );
+
+    // A read of another secret is not a read of this one.
+    let ahead = store.read_ahead(existing).await;
+    store.update_from(missing, ahead, add("d")).await.unwrap();
+    assert_eq!(
+        store.get(missing).await.unwrap(),
+        Some(doc(json!({"b": "b", "c": "c", "d": "d"})))
     );
 }
