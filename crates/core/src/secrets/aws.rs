@@ -8,7 +8,10 @@
 //! Secrets Manager's staging labels:
 //!
 //! 1. `GetSecretValue(VersionStage=AWSCURRENT)` — always explicit, moto may otherwise return a
-//!    stale version — gives the current document and its version id `R`;
+//!    stale version — gives the current document and its version id `R`. A caller that took
+//!    this read ahead (`read_ahead`, sent while it takes a lock) passes it to `update_from`,
+//!    and the first cycle starts from it: a stale one fails step 4 like any lost race, and a
+//!    closure declining on it is asked again on a fresh read;
 //! 2. the caller's closure computes the new document from it (for `upsert`: the update is
 //!    `merge`d into it); when the closure returns `None` the cycle ends without any write;
 //! 3. `PutSecretValue(ClientRequestToken=<new uuid N>, VersionStages=[WRITE_LABEL])` stores the
@@ -302,6 +305,9 @@ impl AwsSecretStore {
         }
     }
 
+    /// One compare-and-swap cycle, from `read` when the caller read ahead. A write from a read
+    /// gone stale fails its promotion and the cycle is retried; a decline is decided again on
+    /// a fresh read, since only a current document can tell that nothing is to be written.
     async fn cycle<F>(
         &self,
         name: &SecretName,
@@ -311,10 +317,25 @@ impl AwsSecretStore {
     where
         F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
     {
-        let current = match read {
-            Some(current) => current,
-            None => self.read_current(name).await?,
-        };
+        if let Some(current) = read {
+            match self.cycle_from(name, current, f).await? {
+                Cycle::Done(None) => {}
+                cycle => return Ok(cycle),
+            }
+        }
+        let current = self.read_current(name).await?;
+        self.cycle_from(name, current, f).await
+    }
+
+    async fn cycle_from<F>(
+        &self,
+        name: &SecretName,
+        current: Current,
+        f: &mut F,
+    ) -> Result<Cycle, SecretStoreError>
+    where
+        F: FnMut(Option<&SecretDocument>) -> Option<SecretDocument> + Send,
+    {
         match current {
             Current::Missing => match f(None) {
                 None => Ok(Cycle::Done(None)),

@@ -159,9 +159,10 @@ pub trait SecretStore: Send + Sync {
 
     /// Reads `name` ahead of an [`SecretStore::update_from`], so that the read can overlap other
     /// work (a lock being taken): the update then starts from it instead of reading again. A
-    /// read that is stale by then costs the update a retry, never a write; a read that fails is
-    /// an empty one, and the update reads for itself. The local store gains nothing from it
-    /// and returns an empty read.
+    /// read that is stale by then costs the update a retry, never a write, and `f` declining
+    /// on it is asked again on a fresh read: `update_from` keeps `update`'s contract. A read
+    /// that fails is an empty one, and the update reads for itself. The local store gains
+    /// nothing from it and returns an empty read.
     fn read_ahead(&self, name: &SecretName) -> impl Future<Output = ReadAhead> + Send {
         let _ = name;
         std::future::ready(ReadAhead::default())

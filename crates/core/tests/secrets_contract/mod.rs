@@ -224,7 +224,7 @@ pub async fn concurrent_counter_increments<S: SecretStore + 'static>(
 
 /// An update from a read taken ahead loses no write made after that read: of an existing
 /// secret, and of one missing when read and created meanwhile; a read of another secret is
-/// ignored.
+/// ignored; a closure declining on a stale read is asked again.
 pub async fn a_stale_read_ahead_loses_no_write<S: SecretStore>(
     store: &S,
     existing: &SecretName,
@@ -266,4 +266,19 @@ pub async fn a_stale_read_ahead_loses_no_write<S: SecretStore>(
         store.get(missing).await.unwrap(),
         Some(doc(json!({"b": "b", "c": "c", "d": "d"})))
     );
+
+    // A closure declining on the stale read is asked again on the current document.
+    let ahead = store.read_ahead(existing).await;
+    store
+        .upsert(existing, doc(json!({"go": "go"})))
+        .await
+        .unwrap();
+    let stored = store
+        .update_from(existing, ahead, |current: Option<&SecretDocument>| {
+            current.filter(|document| document.get("go").is_some())?;
+            add("e")(current)
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_some_and(|document| document.get("e").is_some()));
 }
