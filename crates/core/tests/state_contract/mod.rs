@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use app_builder_core::state::{Expect, StateStore, Written};
+use app_builder_core::state::{Expect, HeldRecord, StateStore, Written};
 use serde_json::json;
 
 fn now() -> i64 {
@@ -11,6 +11,14 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A hold of `key` until `until` that must be granted (`why` says why it must).
+async fn hold<S: StateStore>(store: &S, key: &str, until: i64, why: &str) -> HeldRecord {
+    HeldRecord::take(store, key, until)
+        .await
+        .unwrap()
+        .expect(why)
 }
 
 /// A first write needs the key absent; a second `Absent` write conflicts and returns the record.
@@ -254,11 +262,8 @@ pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore
     store: &S,
     key: &str,
 ) {
-    use app_builder_core::state::{HeldRecord, Hold};
-    let first = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .expect("a missing key can be held");
+    use app_builder_core::state::Hold;
+    let first = hold(store, key, now() + 600, "a missing key can be held").await;
     assert_eq!(first.data(), None);
     assert_eq!(store.get(key).await.unwrap(), None, "held, not written");
     assert_eq!(store.hold(key, now() + 600).await.unwrap(), Hold::Busy);
@@ -277,10 +282,7 @@ pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore
     assert_eq!((written.data, written.expires_at), (json!({"a": 1}), None));
 
     // The hold counts as a write: a writer that read before it no longer matches.
-    let second = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .expect("the write released the hold");
+    let second = hold(store, key, now() + 600, "the write released the hold").await;
     assert_eq!(second.data(), Some(&json!({"a": 1})));
     assert!(matches!(
         store
@@ -293,14 +295,14 @@ pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore
     assert_eq!(store.get(key).await.unwrap().unwrap().data, json!({"a": 1}));
 
     // A hold lost to its deadline: another takes the record, and the first writes nothing.
-    let lapsed = HeldRecord::take(store, key, now() - 1)
-        .await
-        .unwrap()
-        .unwrap();
-    let taken = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .unwrap();
+    let lapsed = hold(store, key, now() - 1, "the key can be held").await;
+    let taken = hold(
+        store,
+        key,
+        now() + 600,
+        "a lapsed hold lets the key be held",
+    )
+    .await;
     assert!(!lapsed.write(store, &json!("late")).await.unwrap());
     assert!(taken.write(store, &json!({"a": 2})).await.unwrap());
     let written = store.get(key).await.unwrap().unwrap();
@@ -320,10 +322,7 @@ pub async fn holds_are_exclusive_and_released_by_the_holders_write<S: StateStore
             .unwrap(),
         Written::Done(_)
     ));
-    let held = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .unwrap();
+    let held = hold(store, key, now() + 600, "the key can be held").await;
     held.release(store).await.unwrap();
     let released = store.get(key).await.unwrap().unwrap();
     assert_eq!(
@@ -338,11 +337,7 @@ pub async fn holds_of_missing_or_expired_records_leave_nothing<S: StateStore>(
     store: &S,
     key: &str,
 ) {
-    use app_builder_core::state::HeldRecord;
-    let held = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .unwrap();
+    let held = hold(store, key, now() + 600, "the key can be held").await;
     held.release(store).await.unwrap();
     assert_eq!(store.get(key).await.unwrap(), None);
     assert!(matches!(
@@ -352,10 +347,7 @@ pub async fn holds_of_missing_or_expired_records_leave_nothing<S: StateStore>(
             .unwrap(),
         Written::Done(_)
     ));
-    let held = HeldRecord::take(store, key, now() + 600)
-        .await
-        .unwrap()
-        .unwrap();
+    let held = hold(store, key, now() + 600, "the key can be held").await;
     assert_eq!(held.data(), None, "an expired record is missing");
     held.release(store).await.unwrap();
     assert_eq!(store.get(key).await.unwrap(), None);
