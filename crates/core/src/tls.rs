@@ -3,9 +3,8 @@
 //! function builds ([`http_client_builder`]).
 //!
 //! The system's roots are read from disk, the bundle and every file of the certificate
-//! directory, each time a client is built: about 4 ms here, in a function's init or in the
-//! first request of each client (`rustls-platform-verifier` loads them as a `reqwest` client is
-//! built). The compiled-in set takes no I/O and does not depend on where an image keeps its
+//! directory: about 4 ms here, once per process in the AWS SDK's init and again each time a
+//! `reqwest` client is built (`rustls-platform-verifier` loads them then). The compiled-in set takes no I/O and does not depend on where an image keeps its
 //! bundle. AWS's endpoints, 4me's, Typeform's and Lansweeper's chain to roots in that set; a
 //! newer set comes with a newer `webpki-root-certs`. Tools that run on a provider's machine
 //! (`xtask`) keep the system's roots, which may hold a corporate proxy's.
@@ -26,12 +25,20 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
 /// into one string with each certificate's base64 on one line (the SDK's reader takes any line
 /// length): a third of the instructions of formatting 64-character lines, in every init.
 pub(crate) fn roots_pem() -> String {
-    let mut pem = String::with_capacity(320 * 1024);
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----\n";
+    const END: &str = "\n-----END CERTIFICATE-----\n";
+    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+    let length = roots
+        .iter()
+        .map(|cert| BEGIN.len() + cert.len().div_ceil(3) * 4 + END.len())
+        .sum();
+    let mut pem = String::with_capacity(length);
+    for cert in roots {
+        pem.push_str(BEGIN);
         STANDARD.encode_string(cert, &mut pem);
-        pem.push_str("\n-----END CERTIFICATE-----\n");
+        pem.push_str(END);
     }
+    debug_assert_eq!(pem.len(), length);
     pem
 }
 
