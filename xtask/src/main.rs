@@ -27,6 +27,7 @@ mod customer;
 mod demo;
 mod deployer;
 mod fuzz;
+mod hot_text;
 mod input;
 mod lambdas;
 mod moto;

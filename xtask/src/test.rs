@@ -44,9 +44,25 @@ pub enum TestError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A file the run needs could not be read, written or copied.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
     /// Installing cargo-nextest failed.
     #[error("`cargo install cargo-nextest --locked` failed ({0})")]
     InstallNextest(ExitStatus),
+}
+
+/// An [`TestError::Io`] about `path`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TestError + '_ {
+    move |source| TestError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The workspace root (the parent of the xtask crate).
