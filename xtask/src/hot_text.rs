@@ -12,7 +12,8 @@
 //! callgrind lists them. Assembly (aws-lc's) has one `.text` section per object file: the link
 //! map of the profiled build names the file, and the pattern names the file's section.
 //!
-//! Symbols are v0-mangled (`.cargo/config.toml`), which spells generic arguments out instead of
+//! Symbols are v0-mangled (`.cargo/config.toml`; a `RUSTFLAGS` in the environment replaces that
+//! setting, and the script then gathers little), which spells generic arguments out instead of
 //! hashing them. What still changes with the profile, the target and the dependencies' versions
 //! becomes `*`: a crate's hash (`Cs<hash>_`), the back-references whose offsets follow from it
 //! (`B<n>_`), the crate that instantiated a generic function (the name's last part: which
@@ -169,7 +170,7 @@ fn functions_run(profile: &str, binary: &Path) -> Vec<String> {
 /// The section pattern of the function `symbol`, with what differs between builds as `*`;
 /// `None` for a name that is not a symbol (callgrind names code without one by its address).
 fn pattern(symbol: &str) -> Option<String> {
-    let symbol_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$';
+    let symbol_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
     if symbol.is_empty() || symbol.starts_with("0x") || !symbol.chars().all(symbol_char) {
         return None;
     }
@@ -371,6 +372,7 @@ fn=(4) free
         assert_eq!(pattern("EC_POINT_mul").as_deref(), Some("EC_POINT_mul"));
         assert_eq!(pattern("0x00000000002a4e60"), None);
         assert_eq!(pattern("foo'2"), None);
+        assert_eq!(pattern("_ZN3foo$LT$T$GT$3bar17h0123456789abcdefE"), None);
         assert_eq!(pattern(""), None);
     }
 
